@@ -1,0 +1,64 @@
+//! The command line: `run` (the default), `check-config` and `print-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keeps AWS Site-to-Site VPN tunnels busy with ICMP, judges each tunnel's health, and
+/// answers SiteScope (/health) and Prometheus (/metrics).
+///
+/// With no arguments it runs the embedded default: a pretend VPN whose two tunnels ping
+/// 127.0.0.1 and 127.0.0.2, with HTTP on 127.0.0.1:9478. See `print-config` for it.
+#[derive(Debug, Parser)]
+#[command(name = "tunnelkeeper", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `run` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `run`, accepted without the word `run` too.
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Log format: human-readable text or one JSON object per line. RUST_LOG sets the level
+    /// (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Validate a config file: exit 0 with a one-line summary, or 2 with every problem.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+    /// Print the embedded default config, a commented TOML file to start from.
+    PrintConfig,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Config file (TOML). Without it and without TUNNELKEEPER_CONFIG, the embedded
+    /// default runs.
+    #[arg(short, long, env = "TUNNELKEEPER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen address for HTTP, overriding `http.listen` (e.g. 127.0.0.1:0 for any port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,751 @@
+//! The TOML configuration: typed raw structs, validation with key paths and positions, and
+//! the embedded default that runs with no file at all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::model::{
+    ConnectionName, OutsideIp, TargetId, TargetName, TunnelId, TunnelName, VpnConnectionId,
+};
+
+/// The commented config that runs when no file is given (also what `print-config` prints).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+/// The largest ICMP payload that crosses a VPN tunnel unfragmented: MTU 1446 less the IPv4
+/// (20) and ICMP (8) headers. A VGW does no path-MTU discovery, so bigger probes only measure
+/// fragmentation.
+pub const MAX_PAYLOAD_BYTES: u32 = 1446 - 20 - 8;
+/// The shortest probe interval accepted; faster probing buys nothing on a VPN.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest probe interval accepted; slower leaves an idle AWS tunnel to drop.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The most consecutive results `down_after`/`up_after` may ask for.
+pub const MAX_STREAK: u32 = 1000;
+
+/// A validated configuration: every reference resolved, every bound checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where the HTTP endpoint listens.
+    pub listen: SocketAddr,
+    /// Which kind of ICMP socket to open.
+    pub socket: SocketKind,
+    /// The VPN connections, in config order.
+    pub connections: Vec<ConnectionSpec>,
+    /// Every probe target, pinned and shared; `targets[i].id == TargetId(i)`.
+    pub targets: Vec<TargetSpec>,
+    /// Things that are allowed but probably not what the operator meant.
+    pub warnings: Vec<String>,
+}
+
+/// One Site-to-Site VPN connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionSpec {
+    /// The AWS connection id, absent for connections that are only pinged (labs, defaults).
+    pub id: Option<VpnConnectionId>,
+    /// The operator's name for it.
+    pub name: ConnectionName,
+    /// Its tunnels (two on AWS).
+    pub tunnels: Vec<TunnelSpec>,
+}
+
+/// One IPsec tunnel of a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunnelSpec {
+    /// The operator's name for it, unique across the config.
+    pub name: TunnelName,
+    /// The AWS outside IP, which joins EC2 telemetry to this tunnel.
+    pub outside_ip: Option<OutsideIp>,
+    /// Targets routed through this tunnel only.
+    pub targets: Vec<TargetId>,
+}
+
+/// Whether a target rides one tunnel or whichever tunnel the VGW uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetScope {
+    /// Reached only through this tunnel (the datacenter advertises it on that tunnel alone).
+    Pinned(TunnelId),
+    /// Reached through whichever tunnel carries traffic.
+    Shared,
+}
+
+/// One address to ping, with the probe settings that apply to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetSpec {
+    /// Its index in [`Config::targets`].
+    pub id: TargetId,
+    /// Its name (the address when none is given).
+    pub name: TargetName,
+    /// Its IPv4 address (a VGW carries no IPv6).
+    pub address: Ipv4Addr,
+    /// Pinned to a tunnel, or shared.
+    pub scope: TargetScope,
+    /// The probe settings after defaults and overrides.
+    pub probe: ProbeSettings,
+}
+
+/// How one target is probed and judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeSettings {
+    /// Time between two echo requests.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long a request waits for its reply.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// ICMP payload size in bytes.
+    pub payload_bytes: u32,
+    /// Consecutive lost probes before the target counts as down.
+    pub down_after: u32,
+    /// Consecutive replies before a down target counts as up again.
+    pub up_after: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            payload_bytes: 56,
+            down_after: 3,
+            up_after: 2,
+        }
+    }
+}
+
+/// Which ICMP socket the pingers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketKind {
+    /// Unprivileged DGRAM if `ping_group_range` allows it, else RAW.
+    #[default]
+    Auto,
+    /// Unprivileged DGRAM only.
+    Dgram,
+    /// RAW only (needs `CAP_NET_RAW`).
+    Raw,
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {origin}: {source}")]
+    Read {
+        /// The file path.
+        origin: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML or does not fit the schema (toml's message has the position).
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file path or `<embedded default>`.
+        origin: String,
+        /// The parser's message, with line, column and the offending line.
+        message: String,
+    },
+    /// The TOML parsed but breaks one or more rules.
+    #[error("{origin}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file path or `<embedded default>`.
+        origin: String,
+        /// Every rule broken, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+/// One broken rule, with the key path and, where known, the position in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Line and column (1-based) of the offending value.
+    pub position: Option<(usize, usize)>,
+    /// The key path, such as `vpn[1].tunnel[0].targets`.
+    pub key: String,
+    /// What is wrong, with the value and the rule.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, col)) = self.position {
+            write!(f, "line {line}, column {col}: ")?;
+        }
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// Returns the embedded default config.
+    pub fn embedded_default() -> Config {
+        Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
+            .expect("the embedded default config is valid (a unit test checks it)")
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let mut v = Validator {
+            text,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = v.validate(raw);
+        if v.problems.is_empty() {
+            Ok(Config {
+                warnings: v.warnings,
+                ..config
+            })
+        } else {
+            v.problems.sort_by_key(|p| p.position);
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems: v.problems,
+            })
+        }
+    }
+
+    /// Returns a one-line summary, as `check-config` prints it.
+    pub fn summary(&self) -> String {
+        let tunnels: usize = self.connections.iter().map(|c| c.tunnels.len()).sum();
+        let shared = self
+            .targets
+            .iter()
+            .filter(|t| t.scope == TargetScope::Shared)
+            .count();
+        format!(
+            "{} connection(s), {} tunnel(s), {} pinned and {} shared target(s), HTTP on {}",
+            self.connections.len(),
+            tunnels,
+            self.targets.len() - shared,
+            shared,
+            self.listen
+        )
+    }
+
+    /// Returns the tunnel spec for an id.
+    pub fn tunnel(&self, id: TunnelId) -> &TunnelSpec {
+        &self.connections[id.connection].tunnels[id.tunnel]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw structs: exactly what the TOML may hold.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    vpn: Vec<RawVpn>,
+    #[serde(default)]
+    target: Vec<Spanned<RawTarget>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    interval: Option<Spanned<HumanDuration>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    payload_bytes: Option<Spanned<u32>>,
+    socket: Option<SocketKind>,
+    down_after: Option<Spanned<u32>>,
+    up_after: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVpn {
+    id: Option<Spanned<String>>,
+    name: Spanned<String>,
+    #[serde(default)]
+    tunnel: Vec<RawTunnel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    name: Spanned<String>,
+    outside_ip: Option<Spanned<V4>>,
+    #[serde(default)]
+    targets: Vec<Spanned<RawPinned>>,
+}
+
+/// A target table: `[[target]]` entries, and pinned targets written as inline tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Option<Spanned<String>>,
+    address: Spanned<V4>,
+    interval: Option<Spanned<HumanDuration>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    payload_bytes: Option<Spanned<u32>>,
+    down_after: Option<Spanned<u32>>,
+    up_after: Option<Spanned<u32>>,
+}
+
+/// A pinned target: a bare address string or an inline table with overrides.
+struct RawPinned(RawTarget);
+
+impl<'de> Deserialize<'de> for RawPinned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PinnedVisitor;
+        impl<'de> Visitor<'de> for PinnedVisitor {
+            type Value = RawPinned;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an IPv4 address string or a table with `address`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPinned, E> {
+                let address = parse_v4(s).map_err(E::custom)?;
+                Ok(RawPinned(RawTarget {
+                    name: None,
+                    address: Spanned::new(0..0, address),
+                    interval: None,
+                    timeout: None,
+                    payload_bytes: None,
+                    down_after: None,
+                    up_after: None,
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPinned, A::Error> {
+                RawTarget::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawPinned)
+            }
+        }
+        d.deserialize_any(PinnedVisitor)
+    }
+}
+
+/// An IPv4 address whose parse error says what was expected.
+#[derive(Clone, Copy)]
+struct V4(Ipv4Addr);
+
+fn parse_v4(s: &str) -> Result<V4, String> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => Ok(V4(a)),
+        Ok(IpAddr::V6(_)) => Err(format!(
+            "{s} is an IPv6 address; a virtual private gateway carries IPv4 only"
+        )),
+        Err(_) => Err(format!("{s} is not an IPv4 address")),
+    }
+}
+
+impl<'de> Deserialize<'de> for V4 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_v4(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A duration written the humantime way: `"1s"`, `"500ms"`, `"1m 30s"`.
+#[derive(Clone, Copy)]
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "{s:?} is not a duration ({e}); write e.g. \"1s\", \"500ms\", \"2m\""
+                ))
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation.
+
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+/// Probe fields as written, before defaults apply.
+struct ProbeFields<'r> {
+    interval: Option<&'r Spanned<HumanDuration>>,
+    timeout: Option<&'r Spanned<HumanDuration>>,
+    payload_bytes: Option<&'r Spanned<u32>>,
+    down_after: Option<&'r Spanned<u32>>,
+    up_after: Option<&'r Spanned<u32>>,
+}
+
+impl<'a> Validator<'a> {
+    fn position(&self, span: std::ops::Range<usize>) -> Option<(usize, usize)> {
+        if span.is_empty() && span.start == 0 {
+            return None;
+        }
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Some((line, col))
+    }
+
+    fn problem(&mut self, span: Option<std::ops::Range<usize>>, key: &str, message: String) {
+        let position = span.and_then(|s| self.position(s));
+        self.problems.push(Problem {
+            position,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn name(&mut self, key: &str, name: &Spanned<String>) -> String {
+        let value = name.get_ref();
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.problem(
+                Some(name.span()),
+                key,
+                format!(
+                    "{value:?} is not a valid name: use 1 to 64 letters, digits, '-', '_' or '.'"
+                ),
+            );
+        }
+        value.clone()
+    }
+
+    fn validate(&mut self, raw: RawConfig) -> Config {
+        let defaults = self.probe_settings(
+            "probe",
+            ProbeSettings::default(),
+            ProbeFields {
+                interval: raw.probe.interval.as_ref(),
+                timeout: raw.probe.timeout.as_ref(),
+                payload_bytes: raw.probe.payload_bytes.as_ref(),
+                down_after: raw.probe.down_after.as_ref(),
+                up_after: raw.probe.up_after.as_ref(),
+            },
+        );
+
+        let mut targets: Vec<TargetSpec> = Vec::new();
+        let mut connections = Vec::new();
+        // Each map remembers the key path that first used a value, for duplicate messages.
+        let mut connection_names: HashMap<String, String> = HashMap::new();
+        let mut connection_ids: HashMap<String, String> = HashMap::new();
+        let mut tunnel_names: HashMap<String, String> = HashMap::new();
+        let mut outside_ips: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut addresses: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut target_names: HashMap<String, String> = HashMap::new();
+
+        for (ci, vpn) in raw.vpn.iter().enumerate() {
+            let vkey = format!("vpn[{ci}]");
+            let name = self.name(&format!("{vkey}.name"), &vpn.name);
+            self.unique(
+                &mut connection_names,
+                name.clone(),
+                &vpn.name.span(),
+                &format!("{vkey}.name"),
+                "connection name",
+            );
+            let id = vpn.id.as_ref().map(|id| {
+                let key = format!("{vkey}.id");
+                if !is_vpn_connection_id(id.get_ref()) {
+                    self.problem(
+                        Some(id.span()),
+                        &key,
+                        format!("{:?} is not a VPN connection id: expected \"vpn-\" and 8 or 17 hex digits", id.get_ref()),
+                    );
+                }
+                self.unique(&mut connection_ids, id.get_ref().clone(), &id.span(), &key, "connection id");
+                VpnConnectionId::new(id.get_ref().clone())
+            });
+            match vpn.tunnel.len() {
+                0 => self.problem(
+                    Some(vpn.name.span()),
+                    &format!("{vkey}.tunnel"),
+                    "a connection needs its tunnels: add one or two [[vpn.tunnel]] tables".into(),
+                ),
+                1 => self.warnings.push(format!(
+                    "{vkey} ({name}) lists one tunnel; an AWS Site-to-Site VPN connection has two, and the other goes unwatched"
+                )),
+                2 => {}
+                n => self.problem(
+                    Some(vpn.name.span()),
+                    &format!("{vkey}.tunnel"),
+                    format!("{n} tunnels listed; an AWS Site-to-Site VPN connection has exactly two"),
+                ),
+            }
+            let mut tunnels = Vec::new();
+            for (ti, tunnel) in vpn.tunnel.iter().enumerate() {
+                let tkey = format!("{vkey}.tunnel[{ti}]");
+                let tname = self.name(&format!("{tkey}.name"), &tunnel.name);
+                self.unique(
+                    &mut tunnel_names,
+                    tname.clone(),
+                    &tunnel.name.span(),
+                    &format!("{tkey}.name"),
+                    "tunnel name",
+                );
+                let outside_ip = tunnel.outside_ip.as_ref().map(|ip| {
+                    let V4(addr) = *ip.get_ref();
+                    self.unique(
+                        &mut outside_ips,
+                        addr,
+                        &ip.span(),
+                        &format!("{tkey}.outside_ip"),
+                        "outside IP",
+                    );
+                    OutsideIp(addr)
+                });
+                if tunnel.targets.is_empty() {
+                    self.warnings.push(format!(
+                        "{tkey} ({tname}) has no pinned targets: its data plane stays unknown"
+                    ));
+                }
+                let tunnel_id = TunnelId {
+                    connection: ci,
+                    tunnel: ti,
+                };
+                let mut ids = Vec::new();
+                for (xi, pinned) in tunnel.targets.iter().enumerate() {
+                    let key = format!("{tkey}.targets[{xi}]");
+                    let spec = self.target(
+                        &key,
+                        &pinned.get_ref().0,
+                        pinned.span(),
+                        TargetScope::Pinned(tunnel_id),
+                        &defaults,
+                        targets.len(),
+                        (&mut addresses, &mut target_names),
+                    );
+                    ids.push(spec.id);
+                    targets.push(spec);
+                }
+                tunnels.push(TunnelSpec {
+                    name: TunnelName::new(tname),
+                    outside_ip,
+                    targets: ids,
+                });
+            }
+            connections.push(ConnectionSpec {
+                id,
+                name: ConnectionName::new(name),
+                tunnels,
+            });
+        }
+        for (i, shared) in raw.target.iter().enumerate() {
+            let key = format!("target[{i}]");
+            let spec = self.target(
+                &key,
+                shared.get_ref(),
+                shared.span(),
+                TargetScope::Shared,
+                &defaults,
+                targets.len(),
+                (&mut addresses, &mut target_names),
+            );
+            targets.push(spec);
+        }
+        if targets.is_empty() && self.problems.is_empty() {
+            self.problem(
+                None,
+                "vpn",
+                "nothing to watch: add a [[vpn]] with [[vpn.tunnel]] targets, or a [[target]]"
+                    .into(),
+            );
+        }
+
+        Config {
+            listen: raw
+                .http
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9478))),
+            socket: raw.probe.socket.unwrap_or_default(),
+            connections,
+            targets,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn target(
+        &mut self,
+        key: &str,
+        raw: &RawTarget,
+        entry_span: std::ops::Range<usize>,
+        scope: TargetScope,
+        defaults: &ProbeSettings,
+        index: usize,
+        (addresses, names): (&mut HashMap<Ipv4Addr, String>, &mut HashMap<String, String>),
+    ) -> TargetSpec {
+        // A bare address string has no span of its own: use the list entry's.
+        let address_span = if raw.address.span().is_empty() {
+            entry_span.clone()
+        } else {
+            raw.address.span()
+        };
+        let V4(address) = *raw.address.get_ref();
+        self.unique(addresses, address, &address_span, key, "target address");
+        let name = match &raw.name {
+            Some(n) => self.name(&format!("{key}.name"), n),
+            None => address.to_string(),
+        };
+        let name_span = raw.name.as_ref().map_or(address_span, |n| n.span());
+        self.unique(names, name.clone(), &name_span, key, "target name");
+        let probe = self.probe_settings(
+            key,
+            *defaults,
+            ProbeFields {
+                interval: raw.interval.as_ref(),
+                timeout: raw.timeout.as_ref(),
+                payload_bytes: raw.payload_bytes.as_ref(),
+                down_after: raw.down_after.as_ref(),
+                up_after: raw.up_after.as_ref(),
+            },
+        );
+        TargetSpec {
+            id: TargetId(index),
+            name: TargetName::new(name),
+            address,
+            scope,
+            probe,
+        }
+    }
+
+    fn probe_settings(
+        &mut self,
+        key: &str,
+        base: ProbeSettings,
+        f: ProbeFields<'_>,
+    ) -> ProbeSettings {
+        let mut s = base;
+        if let Some(v) = f.interval {
+            s.interval = v.get_ref().0;
+            if s.interval < MIN_INTERVAL || s.interval > MAX_INTERVAL {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.interval"),
+                    format!(
+                        "{} is out of range: the interval must be between {} and {}",
+                        humantime::format_duration(s.interval),
+                        humantime::format_duration(MIN_INTERVAL),
+                        humantime::format_duration(MAX_INTERVAL)
+                    ),
+                );
+            }
+        }
+        if let Some(v) = f.timeout {
+            s.timeout = v.get_ref().0;
+            if s.timeout.is_zero() {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.timeout"),
+                    "0s: the timeout must be longer than zero".into(),
+                );
+            }
+        }
+        if (f.timeout.is_some() || f.interval.is_some()) && s.timeout > s.interval {
+            let span = f.timeout.or(f.interval).map(|v| v.span());
+            self.problem(
+                span,
+                &format!("{key}.timeout"),
+                format!(
+                    "{} is longer than the interval {}: a probe must end before the next one starts",
+                    humantime::format_duration(s.timeout),
+                    humantime::format_duration(s.interval)
+                ),
+            );
+        }
+        if let Some(v) = f.payload_bytes {
+            s.payload_bytes = *v.get_ref();
+            if s.payload_bytes > MAX_PAYLOAD_BYTES {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.payload_bytes"),
+                    format!(
+                        "{} exceeds {MAX_PAYLOAD_BYTES}, the most that fits the tunnel MTU of 1446 bytes without fragmenting",
+                        s.payload_bytes
+                    ),
+                );
+            }
+        }
+        for (field, value, slot) in [
+            ("down_after", f.down_after, &mut s.down_after),
+            ("up_after", f.up_after, &mut s.up_after),
+        ] {
+            if let Some(v) = value {
+                *slot = *v.get_ref();
+                if *slot == 0 || *slot > MAX_STREAK {
+                    self.problems.push(Problem {
+                        position: self.position(v.span()),
+                        key: format!("{key}.{field}"),
+                        message: format!(
+                            "{} is out of range: it must be between 1 and {MAX_STREAK}",
+                            *slot
+                        ),
+                    });
+                }
+            }
+        }
+        s
+    }
+
+    fn unique<K: std::hash::Hash + Eq + fmt::Display + Clone>(
+        &mut self,
+        seen: &mut HashMap<K, String>,
+        value: K,
+        span: &std::ops::Range<usize>,
+        key: &str,
+        what: &str,
+    ) {
+        if let Some(first) = seen.get(&value) {
+            let message = format!("{what} {value} is already used by {first}");
+            self.problem(Some(span.clone()), key, message);
+        } else {
+            seen.insert(value, key.to_string());
+        }
+    }
+}
+
+fn is_vpn_connection_id(id: &str) -> bool {
+    id.strip_prefix("vpn-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+/// Serializes durations the way they are written in the config.
+mod humantime_serde {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}

@@ -1,0 +1,125 @@
+//! Wiring and lifecycle: opens the socket and the HTTP listener, starts the monitor, the
+//! pingers and the HTTP server, and stops them all through one cancellation token on
+//! SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::icmp::IcmpSockets;
+use crate::metrics::Metrics;
+use crate::model::Clock;
+use crate::monitor::Monitor;
+use crate::pinger::{splay, PingerTask};
+
+/// How long tasks get to finish after the shutdown signal.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, listen_override: Option<SocketAddr>) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(wait_for_signal(cancel.clone()));
+    let result = run_until(config, listen_override, cancel).await;
+    signals.abort();
+    result
+}
+
+/// Runs the daemon until `cancel` fires.
+pub async fn run_until(
+    config: Config,
+    listen_override: Option<SocketAddr>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    for warning in &config.warnings {
+        warn!(%warning, "config warning");
+    }
+    let listen = listen_override.unwrap_or(config.listen);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the bound HTTP address")?;
+
+    let sockets = IcmpSockets::open(config.socket, config.targets.len())?;
+    let socket_type = sockets.socket_type().label();
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new(&config, socket_type, sockets.receive_buffer()));
+    let clock = Clock::start();
+    let (monitor, snapshots) = Monitor::new(config.clone(), metrics.clone(), clock, socket_type);
+
+    let tasks = TaskTracker::new();
+    // Room for a few rounds of results from every target before pingers wait on the monitor.
+    let (tx, rx) = mpsc::channel((config.targets.len() * 4).clamp(64, 65_536));
+    tasks.spawn(monitor.run(rx, cancel.clone()));
+
+    let count = config.targets.len();
+    let ident_base = std::process::id() as u16;
+    for (index, target) in config.targets.iter().enumerate() {
+        let prober = sockets.prober(
+            target.address,
+            target.probe.payload_bytes,
+            ident_base.wrapping_add(index as u16),
+        );
+        let task = PingerTask {
+            target: target.id,
+            settings: target.probe,
+            splay: splay(index, count, target.probe.interval),
+            observations: tx.clone(),
+            cancel: cancel.clone(),
+        };
+        tasks.spawn(task.run(prober));
+    }
+    drop(tx);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = http::router(AppState {
+        snapshots,
+        metrics,
+        ready: ready.clone(),
+    });
+    tasks.spawn(http::serve(listener, app, cancel.clone()));
+    ready.store(true, Ordering::Release);
+    info!(
+        listen = %bound,
+        targets = count,
+        connections = config.connections.len(),
+        socket = socket_type,
+        "tunnelkeeper running; /health, /status, /metrics on http://{bound}"
+    );
+
+    cancel.cancelled().await;
+    info!("shutting down");
+    tasks.close();
+    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+        warn!(drain = ?DRAIN, "some tasks did not stop in time");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "signal received");
+    cancel.cancel();
+}

@@ -1,0 +1,31 @@
+//! tunnelkeeper: keeps AWS Site-to-Site VPN tunnels alive with ICMP and tells whether each
+//! one works.
+//!
+//! Data flows one way: pingers send observations to the monitor, which owns the health
+//! model and publishes snapshots that the HTTP endpoint reads.
+//!
+//! - [`cli`]: the command line.
+//! - [`config`]: the TOML config, its validation and the embedded default.
+//! - [`model`]: newtypes for names and addresses, and [`model::Timestamp`].
+//! - [`health`]: the pure health model: targets, tunnel planes, connections, the VPN.
+//! - [`stats`]: per-target counters and recent loss and RTT.
+//! - [`pinger`]: the per-target probe loop and the [`pinger::Prober`] seam.
+//! - [`icmp`]: ICMP sockets through surge-ping (DGRAM or RAW) behind that seam.
+//! - [`monitor`]: the task that owns the model and publishes snapshots.
+//! - [`snapshot`]: what readers see: the `/health` page and the `/status` JSON.
+//! - [`metrics`]: the Prometheus series.
+//! - [`http`]: the routes and a hardened HTTP/1 server.
+//! - [`daemon`]: wiring, startup and the single shutdown path.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod http;
+pub mod icmp;
+pub mod metrics;
+pub mod model;
+pub mod monitor;
+pub mod pinger;
+pub mod snapshot;
+pub mod stats;

@@ -1,0 +1,97 @@
+//! The `tunnelkeeper` binary: parses the command line, loads the config, runs the daemon
+//! and maps errors to exit codes (2 for a bad config, 1 for anything else).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use tunnelkeeper::cli::{Cli, Command, LogFormat, RunArgs};
+use tunnelkeeper::config::{Config, ConfigError, EMBEDDED_DEFAULT};
+
+/// Exit code for a config that does not validate.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::PrintConfig) => {
+            print!("{EMBEDDED_DEFAULT}");
+            ExitCode::SUCCESS
+        }
+        Some(Command::CheckConfig { file }) => match Config::load(&file) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!("{}: OK: {}", file.display(), config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Some(Command::Run(args)) => run(args, cli.log_format),
+        None => run(cli.run, cli.log_format),
+    }
+}
+
+fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => {
+                info!(config = %path.display(), "tunnelkeeper {} starting", env!("CARGO_PKG_VERSION"));
+                config
+            }
+            Err(e) => return config_error(&e),
+        },
+        None => {
+            info!(
+                "tunnelkeeper {} starting on the embedded default config (pings 127.0.0.1 and \
+                 127.0.0.2, no AWS); give a real one with `tunnelkeeper run --config FILE` or \
+                 TUNNELKEEPER_CONFIG, and see `tunnelkeeper print-config`",
+                env!("CARGO_PKG_VERSION")
+            );
+            Config::embedded_default()
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tunnelkeeper::daemon::run(config, args.listen)) {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    error!("invalid config: {e}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

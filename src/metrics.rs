@@ -1,0 +1,446 @@
+//! Prometheus metrics: every series is created at start (at zero) from the config, and the
+//! monitor task updates them as results and verdicts come in.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::config::{Config, TargetScope};
+use crate::health::{ConnectionState, ProbeOutcome, Verdict, VpnState};
+use crate::model::{TargetId, TunnelId};
+
+/// RTT histogram buckets in seconds: from loopback (tens of µs) to a slow tunnel.
+const RTT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const VERDICT_STATES: &[&str] = &["up", "down", "unknown"];
+const CONNECTION_STATES: &[&str] = &["healthy", "degraded", "down", "unknown"];
+const VPN_STATES: &[&str] = &["starting", "ok", "degraded", "critical"];
+const LOSS_REASONS: &[&str] = &["timeout", "icmp_error", "send_failed"];
+
+/// The series of one target, looked up once.
+struct TargetSeries {
+    sent: IntCounter,
+    replies: IntCounter,
+    lost: [IntCounter; 3],
+    rtt: Histogram,
+    last_rtt: Gauge,
+    consecutive_lost: IntGauge,
+    up: IntGauge,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    targets: Vec<TargetSeries>,
+    tunnel_state: IntGaugeVec,
+    tunnel_plane_state: IntGaugeVec,
+    tunnel_up: IntGaugeVec,
+    connection_state: IntGaugeVec,
+    vpn_state: IntGaugeVec,
+    tunnel_labels: Vec<Vec<(String, String)>>,
+    connection_labels: Vec<String>,
+    stray_replies: IntCounter,
+    socket_reopens: IntCounter,
+    schedule_slips: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique and valid");
+    metric
+}
+
+impl Metrics {
+    /// Creates every series for `config`, at zero.
+    pub fn new(config: &Config, socket_type: &str, receive_buffer: usize) -> Self {
+        let registry = Registry::new();
+        let target_labels = &["vpn", "tunnel", "target", "address"];
+        let sent = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tunnelkeeper_probe_sent_total",
+                    "Echo requests whose outcome is known.",
+                ),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let replies = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tunnelkeeper_probe_replies_total",
+                    "Echo replies received within the timeout.",
+                ),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let lost = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tunnelkeeper_probe_lost_total",
+                    "Echo requests without a reply, by reason.",
+                ),
+                &["vpn", "tunnel", "target", "address", "reason"],
+            )
+            .unwrap(),
+        );
+        let rtt = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "tunnelkeeper_probe_rtt_seconds",
+                    "Round-trip time of echo replies.",
+                )
+                .buckets(RTT_BUCKETS.to_vec()),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let last_rtt = register(
+            &registry,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_probe_last_rtt_seconds",
+                    "Round-trip time of the last echo reply.",
+                ),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let consecutive_lost = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_probe_consecutive_lost",
+                    "Echo requests lost in a row.",
+                ),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let target_up = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_target_up",
+                    "1 when the target counts as up, else 0.",
+                ),
+                target_labels,
+            )
+            .unwrap(),
+        );
+        let tunnel_state = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tunnel_state",
+                    "1 for the tunnel's current state (both planes combined).",
+                ),
+                &["vpn", "tunnel", "state"],
+            )
+            .unwrap(),
+        );
+        let tunnel_plane_state = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tunnel_plane_state",
+                    "1 for the current state of each plane: data (pings) and control (AWS).",
+                ),
+                &["vpn", "tunnel", "plane", "state"],
+            )
+            .unwrap(),
+        );
+        let tunnel_up = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tunnel_up",
+                    "1 when the tunnel counts as up, else 0.",
+                ),
+                &["vpn", "tunnel"],
+            )
+            .unwrap(),
+        );
+        let connection_state = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_connection_state",
+                    "1 for the VPN connection's current state.",
+                ),
+                &["vpn", "state"],
+            )
+            .unwrap(),
+        );
+        let vpn_state = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_vpn_state",
+                    "1 for the whole VPN's current state, as /health reports it.",
+                ),
+                &["state"],
+            )
+            .unwrap(),
+        );
+        let stray_replies = register(&registry, IntCounter::new(
+            "tunnelkeeper_probe_stray_replies_total",
+            "Replies that matched no request waiting for them (late replies to timed-out requests).",
+        ).unwrap());
+        let socket_reopens = register(
+            &registry,
+            IntCounter::new(
+                "tunnelkeeper_icmp_socket_reopens_total",
+                "Fresh ICMP sockets taken by pingers after consecutive timeouts.",
+            )
+            .unwrap(),
+        );
+        let schedule_slips = register(
+            &registry,
+            IntCounter::new(
+                "tunnelkeeper_probe_schedule_slips_total",
+                "Echo requests skipped because a pinger fell behind its schedule.",
+            )
+            .unwrap(),
+        );
+        let socket_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_icmp_socket_info",
+                    "The ICMP socket type in use (dgram or raw).",
+                ),
+                &["type"],
+            )
+            .unwrap(),
+        );
+        socket_info.with_label_values(&[socket_type]).set(1);
+        let buffer = register(
+            &registry,
+            IntGauge::new(
+                "tunnelkeeper_icmp_receive_buffer_bytes",
+                "Receive buffer of the ICMP socket as granted by the kernel.",
+            )
+            .unwrap(),
+        );
+        buffer.set(receive_buffer as i64);
+        let build = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_build_info",
+                    "Always 1; the labels tell the version.",
+                ),
+                &["version"],
+            )
+            .unwrap(),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let targets_configured = register(
+            &registry,
+            IntGauge::new(
+                "tunnelkeeper_targets_configured",
+                "Probe targets in the running config.",
+            )
+            .unwrap(),
+        );
+        targets_configured.set(config.targets.len() as i64);
+        let warnings = register(
+            &registry,
+            IntGauge::new(
+                "tunnelkeeper_config_warnings",
+                "Warnings the running config raised (see the log and /status).",
+            )
+            .unwrap(),
+        );
+        warnings.set(config.warnings.len() as i64);
+
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| {
+                let (vpn, tunnel) = match t.scope {
+                    TargetScope::Pinned(id) => (
+                        config.connections[id.connection].name.to_string(),
+                        config.tunnel(id).name.to_string(),
+                    ),
+                    TargetScope::Shared => (String::new(), String::new()),
+                };
+                let address = t.address.to_string();
+                let labels = [
+                    vpn.as_str(),
+                    tunnel.as_str(),
+                    t.name.as_str(),
+                    address.as_str(),
+                ];
+                let lost_for = |reason: &str| {
+                    lost.with_label_values(&[labels[0], labels[1], labels[2], labels[3], reason])
+                };
+                TargetSeries {
+                    sent: sent.with_label_values(&labels),
+                    replies: replies.with_label_values(&labels),
+                    lost: [
+                        lost_for(LOSS_REASONS[0]),
+                        lost_for(LOSS_REASONS[1]),
+                        lost_for(LOSS_REASONS[2]),
+                    ],
+                    rtt: rtt.with_label_values(&labels),
+                    last_rtt: last_rtt.with_label_values(&labels),
+                    consecutive_lost: consecutive_lost.with_label_values(&labels),
+                    up: target_up.with_label_values(&labels),
+                }
+            })
+            .collect();
+
+        let tunnel_labels: Vec<Vec<(String, String)>> = config
+            .connections
+            .iter()
+            .map(|c| {
+                c.tunnels
+                    .iter()
+                    .map(|t| (c.name.to_string(), t.name.to_string()))
+                    .collect()
+            })
+            .collect();
+        let connection_labels: Vec<String> = config
+            .connections
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+
+        let metrics = Self {
+            registry,
+            targets,
+            tunnel_state,
+            tunnel_plane_state,
+            tunnel_up,
+            connection_state,
+            vpn_state,
+            tunnel_labels,
+            connection_labels,
+            stray_replies,
+            socket_reopens,
+            schedule_slips,
+        };
+        for (ci, c) in config.connections.iter().enumerate() {
+            for ti in 0..c.tunnels.len() {
+                let unknown = Verdict::Unknown {
+                    reason: String::new(),
+                };
+                metrics.set_tunnel(
+                    TunnelId {
+                        connection: ci,
+                        tunnel: ti,
+                    },
+                    &unknown,
+                    &unknown,
+                    &unknown,
+                );
+            }
+            metrics.set_connection(
+                ci,
+                &ConnectionState::Unknown {
+                    reason: String::new(),
+                },
+            );
+        }
+        metrics.set_vpn(&VpnState::Starting);
+        metrics
+    }
+
+    /// Counts one probe outcome of a target.
+    pub fn record_probe(&self, target: TargetId, outcome: &ProbeOutcome, consecutive_lost: u32) {
+        let Some(s) = self.targets.get(target.0) else {
+            return;
+        };
+        s.sent.inc();
+        match outcome {
+            ProbeOutcome::Reply { rtt } => {
+                s.replies.inc();
+                s.rtt.observe(rtt.as_secs_f64());
+                s.last_rtt.set(rtt.as_secs_f64());
+            }
+            ProbeOutcome::Timeout { .. } => s.lost[0].inc(),
+            ProbeOutcome::IcmpError { .. } => s.lost[1].inc(),
+            ProbeOutcome::SendFailed { .. } => s.lost[2].inc(),
+        }
+        s.consecutive_lost.set(i64::from(consecutive_lost));
+    }
+
+    /// Sets a target's up gauge.
+    pub fn set_target(&self, target: TargetId, verdict: &Verdict) {
+        if let Some(s) = self.targets.get(target.0) {
+            s.up.set(i64::from(verdict.is_up()));
+        }
+    }
+
+    /// Sets a tunnel's state gauges.
+    pub fn set_tunnel(&self, id: TunnelId, verdict: &Verdict, data: &Verdict, control: &Verdict) {
+        let (vpn, tunnel) = &self.tunnel_labels[id.connection][id.tunnel];
+        for state in VERDICT_STATES {
+            self.tunnel_state
+                .with_label_values(&[vpn.as_str(), tunnel.as_str(), state])
+                .set(i64::from(verdict.label() == *state));
+            for (plane, v) in [("data", data), ("control", control)] {
+                self.tunnel_plane_state
+                    .with_label_values(&[vpn.as_str(), tunnel.as_str(), plane, state])
+                    .set(i64::from(v.label() == *state));
+            }
+        }
+        self.tunnel_up
+            .with_label_values(&[vpn.as_str(), tunnel.as_str()])
+            .set(i64::from(verdict.is_up()));
+    }
+
+    /// Sets a connection's state gauges.
+    pub fn set_connection(&self, index: usize, state: &ConnectionState) {
+        let vpn = &self.connection_labels[index];
+        for s in CONNECTION_STATES {
+            self.connection_state
+                .with_label_values(&[vpn.as_str(), s])
+                .set(i64::from(state.label() == *s));
+        }
+    }
+
+    /// Sets the VPN state gauges.
+    pub fn set_vpn(&self, state: &VpnState) {
+        let current = state.token().to_ascii_lowercase();
+        for s in VPN_STATES {
+            self.vpn_state
+                .with_label_values(&[s])
+                .set(i64::from(current == *s));
+        }
+    }
+
+    /// Counts a reply that matched no waiting request.
+    pub fn stray_reply(&self) {
+        self.stray_replies.inc();
+    }
+
+    /// Counts a socket re-open.
+    pub fn socket_reopened(&self) {
+        self.socket_reopens.inc();
+    }
+
+    /// Counts skipped sends.
+    pub fn schedule_slipped(&self, missed: u64) {
+        self.schedule_slips.inc_by(missed);
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}

@@ -1,0 +1,163 @@
+//! Newtypes shared across modules: names, addresses and the daemon's notion of time.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a name that the config layer has already validated.
+            pub fn new(name: impl Into<String>) -> Self {
+                Self(name.into())
+            }
+
+            /// Returns the name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// The AWS id of a Site-to-Site VPN connection, such as `vpn-0123456789abcdef0`.
+    VpnConnectionId
+);
+name_type!(
+    /// The operator's name for a VPN connection, such as `dc-primary`.
+    ConnectionName
+);
+name_type!(
+    /// The operator's name for one tunnel of a connection, such as `dc-primary-a`.
+    TunnelName
+);
+name_type!(
+    /// The operator's name for a probe target (its address when none is given).
+    TargetName
+);
+
+/// The AWS-side outside IP address of a tunnel, the key that joins EC2 telemetry to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OutsideIp(pub Ipv4Addr);
+
+impl fmt::Display for OutsideIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Index of a target in the validated config, stable for the daemon's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TargetId(pub usize);
+
+/// Index of a tunnel: the connection's position and the tunnel's position within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct TunnelId {
+    /// Position of the connection in the config.
+    pub connection: usize,
+    /// Position of the tunnel within its connection.
+    pub tunnel: usize,
+}
+
+/// A point in time as milliseconds since the Unix epoch.
+///
+/// The pure core never reads a clock: every input carries one of these. The daemon derives
+/// them from a monotonic clock anchored to the wall clock at start, so durations between
+/// timestamps never jump with NTP adjustments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// Builds a timestamp from milliseconds since the Unix epoch.
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+
+    /// Builds a timestamp from whole seconds since the Unix epoch (handy in tests).
+    pub const fn from_secs(s: u64) -> Self {
+        Self(s * 1000)
+    }
+
+    /// Returns milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Returns the time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Returns this timestamp moved forward by `d`.
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(d.as_millis() as u64))
+    }
+
+    /// Returns the corresponding wall-clock time.
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(self.to_system_time())
+        )
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(self.to_system_time()))
+    }
+}
+
+/// Converts the runtime's monotonic instants into [`Timestamp`]s.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: tokio::time::Instant,
+    start_wall_ms: u64,
+}
+
+impl Clock {
+    /// Anchors the monotonic clock to the wall clock now.
+    pub fn start() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            start: tokio::time::Instant::now(),
+            start_wall_ms: wall.as_millis() as u64,
+        }
+    }
+
+    /// Returns the timestamp of a monotonic instant.
+    pub fn at(&self, instant: tokio::time::Instant) -> Timestamp {
+        let elapsed = instant.saturating_duration_since(self.start);
+        Timestamp(self.start_wall_ms + elapsed.as_millis() as u64)
+    }
+
+    /// Returns the timestamp of the present moment.
+    pub fn now(&self) -> Timestamp {
+        self.at(tokio::time::Instant::now())
+    }
+}

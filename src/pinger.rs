@@ -1,0 +1,402 @@
+//! The pinger task: one per target, sending echo requests on a splayed schedule and
+//! reporting each outcome to the monitor. The ICMP socket sits behind the [`Prober`] seam
+//! so that tests can drive the loop with a fake.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace, warn};
+
+use crate::config::ProbeSettings;
+use crate::health::{IcmpErrorKind, ProbeOutcome};
+use crate::model::TargetId;
+
+/// What the socket layer reports for one echo request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// An echo reply carrying sequence number `seq`.
+    Reply {
+        /// The sequence number in the reply.
+        seq: u16,
+        /// Round-trip time.
+        rtt: Duration,
+    },
+    /// An ICMP error quoting the request with sequence number `seq`.
+    IcmpError {
+        /// The sequence number quoted in the error.
+        seq: u16,
+        /// The router that sent it.
+        from: IpAddr,
+        /// What kind of error.
+        kind: IcmpErrorKind,
+    },
+    /// Nothing came back in time.
+    Timeout,
+    /// The request could not be sent.
+    SendFailed(String),
+}
+
+/// Sends echo requests to one target; the seam between the pinger loop and the socket.
+pub trait Prober: Send + 'static {
+    /// Sends echo request `seq` and waits at most `timeout` for what comes back.
+    fn probe(&mut self, seq: u16, timeout: Duration) -> impl Future<Output = Echo> + Send;
+
+    /// Moves this target to a fresh socket (a new ICMP identifier), so that a flow wedged
+    /// in a stateful firewall or NAT on the way is left behind.
+    fn reopen(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What pingers tell the monitor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// One probe finished.
+    Probe {
+        /// Which target.
+        target: TargetId,
+        /// Its sequence number.
+        seq: u16,
+        /// When the outcome was known.
+        at: Instant,
+        /// What happened.
+        outcome: ProbeOutcome,
+    },
+    /// A reply arrived for another request than the one waited for (a late reply to an
+    /// earlier, timed-out request); it is not counted as a reply.
+    StrayReply {
+        /// Which target.
+        target: TargetId,
+    },
+    /// The pinger moved to a fresh socket after consecutive timeouts.
+    SocketReopened {
+        /// Which target.
+        target: TargetId,
+        /// Whether the new socket could be opened.
+        ok: bool,
+    },
+    /// Ticks were skipped because the task fell behind its schedule.
+    ScheduleSlip {
+        /// Which target.
+        target: TargetId,
+        /// How many sends were skipped.
+        missed: u64,
+    },
+}
+
+/// Timeouts in a row before the first socket re-open; each further re-open in the same
+/// streak waits twice as long, up to [`REOPEN_MAX`], so a long outage does not churn sockets.
+pub const REOPEN_AFTER: u32 = 5;
+/// The longest streak of timeouts between two re-opens.
+pub const REOPEN_MAX: u32 = 320;
+
+/// Everything a pinger task needs besides its prober.
+pub struct PingerTask {
+    /// The target it probes.
+    pub target: TargetId,
+    /// How it probes.
+    pub settings: ProbeSettings,
+    /// Delay before the first probe, so that targets spread over the interval.
+    pub splay: Duration,
+    /// Where outcomes go.
+    pub observations: mpsc::Sender<Observation>,
+    /// Stops the task.
+    pub cancel: CancellationToken,
+}
+
+/// Returns the start offset of target `index` of `count`, spreading them over `interval`.
+pub fn splay(index: usize, count: usize, interval: Duration) -> Duration {
+    if count == 0 {
+        return Duration::ZERO;
+    }
+    let nanos = interval.as_nanos() * index as u128 / count as u128;
+    Duration::from_nanos(nanos as u64)
+}
+
+impl PingerTask {
+    /// Runs until cancelled or until the monitor is gone.
+    pub async fn run<P: Prober>(self, mut prober: P) {
+        let PingerTask {
+            target,
+            settings,
+            splay,
+            observations,
+            cancel,
+        } = self;
+        let mut seq: u16 = 0;
+        let mut next = Instant::now() + splay;
+        let mut timeouts_in_a_row: u32 = 0;
+        let mut reopen_at = REOPEN_AFTER;
+
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let echo = tokio::select! {
+                _ = cancel.cancelled() => return,
+                echo = prober.probe(seq, settings.timeout) => echo,
+            };
+            let mut messages = Vec::with_capacity(2);
+            let outcome = match echo {
+                Echo::Reply { seq: got, rtt } if got == seq => ProbeOutcome::Reply { rtt },
+                Echo::IcmpError {
+                    seq: got,
+                    from,
+                    kind,
+                } if got == seq => ProbeOutcome::IcmpError { from, kind },
+                Echo::Reply { seq: got, .. } | Echo::IcmpError { seq: got, .. } => {
+                    debug!(
+                        target_id = target.0,
+                        expected = seq,
+                        got,
+                        "stray reply ignored"
+                    );
+                    messages.push(Observation::StrayReply { target });
+                    ProbeOutcome::Timeout {
+                        after: settings.timeout,
+                    }
+                }
+                Echo::Timeout => ProbeOutcome::Timeout {
+                    after: settings.timeout,
+                },
+                Echo::SendFailed(error) => ProbeOutcome::SendFailed { error },
+            };
+            trace!(target_id = target.0, seq, %outcome, "probe done");
+
+            if matches!(outcome, ProbeOutcome::Timeout { .. }) {
+                timeouts_in_a_row += 1;
+            } else {
+                timeouts_in_a_row = 0;
+                reopen_at = REOPEN_AFTER;
+            }
+            messages.push(Observation::Probe {
+                target,
+                seq,
+                at: Instant::now(),
+                outcome,
+            });
+            if timeouts_in_a_row >= reopen_at {
+                let result = prober.reopen().await;
+                if let Err(error) = &result {
+                    warn!(target_id = target.0, %error, "could not open a fresh ICMP socket");
+                }
+                messages.push(Observation::SocketReopened {
+                    target,
+                    ok: result.is_ok(),
+                });
+                timeouts_in_a_row = 0;
+                reopen_at = (reopen_at * 2).min(REOPEN_MAX);
+            }
+
+            seq = seq.wrapping_add(1);
+            next += settings.interval;
+            let now = Instant::now();
+            if next <= now {
+                let behind = now - next;
+                let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64 + 1;
+                next += settings.interval * missed as u32;
+                messages.push(Observation::ScheduleSlip { target, missed });
+            }
+            for message in messages {
+                if observations.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A scripted prober: each call pops the next answer; records calls.
+    #[derive(Clone, Default)]
+    struct FakeProber {
+        script: Arc<Mutex<VecDeque<Echo>>>,
+        probes: Arc<Mutex<Vec<u16>>>,
+        reopens: Arc<Mutex<u32>>,
+    }
+
+    impl FakeProber {
+        fn new(script: Vec<Echo>) -> Self {
+            Self {
+                script: Arc::new(Mutex::new(script.into())),
+                ..Self::default()
+            }
+        }
+    }
+
+    impl Prober for FakeProber {
+        async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
+            self.probes.lock().unwrap().push(seq);
+            let next = self.script.lock().unwrap().pop_front();
+            match next {
+                Some(Echo::Timeout) | None => {
+                    tokio::time::sleep(timeout).await;
+                    Echo::Timeout
+                }
+                Some(echo) => echo,
+            }
+        }
+        async fn reopen(&mut self) -> Result<(), String> {
+            *self.reopens.lock().unwrap() += 1;
+            Ok(())
+        }
+    }
+
+    fn settings() -> ProbeSettings {
+        ProbeSettings {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(800),
+            ..ProbeSettings::default()
+        }
+    }
+
+    fn reply(seq: u16) -> Echo {
+        Echo::Reply {
+            seq,
+            rtt: Duration::from_millis(3),
+        }
+    }
+
+    /// Runs the pinger against `prober` for `probes` outcomes and returns every observation.
+    async fn run(prober: FakeProber, probes: usize) -> Vec<Observation> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let task = PingerTask {
+            target: TargetId(0),
+            settings: settings(),
+            splay: Duration::ZERO,
+            observations: tx,
+            cancel: cancel.clone(),
+        };
+        let handle = tokio::spawn(task.run(prober));
+        let mut seen = Vec::new();
+        let mut outcomes = 0;
+        while outcomes < probes {
+            let obs = rx.recv().await.expect("pinger alive");
+            if matches!(obs, Observation::Probe { .. }) {
+                outcomes += 1;
+            }
+            seen.push(obs);
+        }
+        cancel.cancel();
+        handle.await.unwrap();
+        seen
+    }
+
+    fn outcomes(seen: &[Observation]) -> Vec<(u16, &'static str)> {
+        seen.iter()
+            .filter_map(|o| match o {
+                Observation::Probe { seq, outcome, .. } => Some((*seq, outcome.kind_label())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_reply_is_reported_as_a_timeout() {
+        let prober = FakeProber::new(vec![reply(0), Echo::Timeout, reply(2)]);
+        let seen = run(prober, 3).await;
+        assert_eq!(
+            outcomes(&seen),
+            vec![(0, "reply"), (1, "timeout"), (2, "reply")]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_reply_is_not_counted_for_a_later_sequence() {
+        // Request 1 times out; its reply then turns up while request 2 waits.
+        let prober = FakeProber::new(vec![reply(0), Echo::Timeout, reply(1), reply(3)]);
+        let seen = run(prober, 4).await;
+        assert_eq!(
+            outcomes(&seen),
+            vec![(0, "reply"), (1, "timeout"), (2, "timeout"), (3, "reply")]
+        );
+        assert!(seen.contains(&Observation::StrayReply {
+            target: TargetId(0)
+        }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn icmp_errors_are_told_apart_from_timeouts() {
+        let from: IpAddr = "10.1.1.2".parse().unwrap();
+        let kind = IcmpErrorKind::Unreachable { code: 1 };
+        let prober = FakeProber::new(vec![Echo::IcmpError { seq: 0, from, kind }]);
+        let seen = run(prober, 1).await;
+        assert_eq!(outcomes(&seen), vec![(0, "unreachable")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn socket_reopens_after_consecutive_timeouts_then_backs_off() {
+        let prober = FakeProber::new(vec![]);
+        let reopens = prober.reopens.clone();
+        let seen = run(prober.clone(), REOPEN_AFTER as usize + 1).await;
+        assert_eq!(
+            *reopens.lock().unwrap(),
+            1,
+            "one re-open after {REOPEN_AFTER} timeouts"
+        );
+        assert!(seen.contains(&Observation::SocketReopened {
+            target: TargetId(0),
+            ok: true
+        }));
+
+        // The next re-open in the same outage waits twice as long.
+        let prober = FakeProber::new(vec![]);
+        let reopens = prober.reopens.clone();
+        run(prober, (REOPEN_AFTER * 3 - 1) as usize).await;
+        assert_eq!(*reopens.lock().unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_resets_the_timeout_streak() {
+        let mut script = vec![Echo::Timeout; REOPEN_AFTER as usize - 1];
+        script.push(reply(REOPEN_AFTER as u16 - 1));
+        script.extend(vec![Echo::Timeout; REOPEN_AFTER as usize - 1]);
+        script.push(reply(2 * REOPEN_AFTER as u16 - 1));
+        let prober = FakeProber::new(script);
+        let reopens = prober.reopens.clone();
+        run(prober, 2 * REOPEN_AFTER as usize).await;
+        assert_eq!(*reopens.lock().unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_follow_the_interval_with_increasing_sequence_numbers() {
+        let prober = FakeProber::new(vec![reply(0), reply(1), reply(2)]);
+        let calls = prober.probes.clone();
+        let start = Instant::now();
+        let seen = run(prober, 3).await;
+        assert_eq!(*calls.lock().unwrap(), vec![0, 1, 2]);
+        let times: Vec<Duration> = seen
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Probe { at, .. } => Some(*at - start),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            times,
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn splay_spreads_targets_over_the_interval() {
+        let i = Duration::from_secs(1);
+        assert_eq!(splay(0, 4, i), Duration::ZERO);
+        assert_eq!(splay(1, 4, i), Duration::from_millis(250));
+        assert_eq!(splay(3, 4, i), Duration::from_millis(750));
+    }
+}

@@ -1,0 +1,269 @@
+//! The immutable picture of the daemon's state that readers get: `/health` text (rendered
+//! once per snapshot, so the SiteScope check only copies bytes) and the `/status` JSON.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::config::{Config, TargetScope};
+use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
+use crate::model::{
+    ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
+    VpnConnectionId,
+};
+use crate::stats::{StatsSummary, TargetStats};
+
+/// Everything `/health` and `/status` show, as of `generated_at`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// The VPN verdict.
+    pub vpn: VpnState,
+    /// When this snapshot was taken.
+    pub generated_at: Timestamp,
+    /// When the daemon started.
+    pub started_at: Timestamp,
+    /// The ICMP socket type in use.
+    pub icmp_socket: &'static str,
+    /// Every connection with its tunnels and their pinned targets.
+    pub connections: Vec<ConnectionSnapshot>,
+    /// Shared targets.
+    pub shared_targets: Vec<TargetSnapshot>,
+    /// Config warnings.
+    pub warnings: Vec<String>,
+    /// The rendered `/health` page.
+    #[serde(skip)]
+    pub health: HealthPage,
+}
+
+/// The `/health` answer: status code and plain-text body.
+#[derive(Clone, Debug, Default)]
+pub struct HealthPage {
+    /// 200 for OK and DEGRADED, 503 for CRITICAL and STARTING.
+    pub status: u16,
+    /// First line `TUNNELKEEPER <TOKEN>`, then one line per connection, tunnel and shared target.
+    pub body: String,
+}
+
+/// A connection in `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionSnapshot {
+    /// Its name.
+    pub name: ConnectionName,
+    /// Its AWS id, if configured.
+    pub id: Option<VpnConnectionId>,
+    /// Its verdict.
+    #[serde(flatten)]
+    pub state: ConnectionState,
+    /// Its tunnels.
+    pub tunnels: Vec<TunnelSnapshot>,
+}
+
+/// A tunnel in `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TunnelSnapshot {
+    /// Its name.
+    pub name: TunnelName,
+    /// Its AWS outside IP, if configured.
+    pub outside_ip: Option<OutsideIp>,
+    /// The combined verdict.
+    #[serde(flatten)]
+    pub state: Verdict,
+    /// What the pings say.
+    pub data_plane: Verdict,
+    /// What AWS says.
+    pub control_plane: Verdict,
+    /// Its pinned targets.
+    pub targets: Vec<TargetSnapshot>,
+}
+
+/// A target in `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetSnapshot {
+    /// Its name.
+    pub name: TargetName,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// Its verdict.
+    #[serde(flatten)]
+    pub state: Verdict,
+    /// Lost probes in a row.
+    pub consecutive_lost: u32,
+    /// Counters, loss and RTT.
+    #[serde(flatten)]
+    pub stats: StatsSummary,
+}
+
+/// What the snapshot needs besides the model.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    /// When the daemon started.
+    pub started_at: Timestamp,
+    /// The ICMP socket type in use.
+    pub icmp_socket: &'static str,
+}
+
+impl Snapshot {
+    /// Takes a snapshot of the model and the stats at `now`.
+    pub fn build(
+        config: &Config,
+        model: &HealthModel,
+        stats: &[TargetStats],
+        meta: Meta,
+        now: Timestamp,
+    ) -> Self {
+        let target = |id: TargetId| {
+            let spec = &config.targets[id.0];
+            let health = model.target(id);
+            TargetSnapshot {
+                name: spec.name.clone(),
+                address: spec.address,
+                state: health.verdict.clone(),
+                consecutive_lost: health.consecutive_lost,
+                stats: stats[id.0].summary(),
+            }
+        };
+        let connections = config
+            .connections
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| ConnectionSnapshot {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                state: model.connection(ci).clone(),
+                tunnels: c
+                    .tunnels
+                    .iter()
+                    .enumerate()
+                    .map(|(ti, t)| {
+                        let h = model.tunnel(TunnelId {
+                            connection: ci,
+                            tunnel: ti,
+                        });
+                        TunnelSnapshot {
+                            name: t.name.clone(),
+                            outside_ip: t.outside_ip,
+                            state: h.verdict.clone(),
+                            data_plane: h.data_plane.clone(),
+                            control_plane: h.control_plane.clone(),
+                            targets: t.targets.iter().map(|&id| target(id)).collect(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let shared_targets = config
+            .targets
+            .iter()
+            .filter(|t| t.scope == TargetScope::Shared)
+            .map(|t| target(t.id))
+            .collect();
+        let mut snapshot = Snapshot {
+            vpn: model.vpn().clone(),
+            generated_at: now,
+            started_at: meta.started_at,
+            icmp_socket: meta.icmp_socket,
+            connections,
+            shared_targets,
+            warnings: config.warnings.clone(),
+            health: HealthPage::default(),
+        };
+        snapshot.health = render_health(&snapshot);
+        snapshot
+    }
+}
+
+/// Renders the SiteScope page: a stable token on the first line (with the reason when not
+/// OK), then a line per connection, tunnel and shared target.
+fn render_health(s: &Snapshot) -> HealthPage {
+    let mut body = String::with_capacity(256);
+    let status = match &s.vpn {
+        VpnState::Starting => {
+            body.push_str("TUNNELKEEPER STARTING: waiting for the first probe results\n");
+            503
+        }
+        VpnState::Ok { since } => {
+            let _ = writeln!(body, "TUNNELKEEPER OK since {since}");
+            200
+        }
+        VpnState::Degraded { since, reason } => {
+            let _ = writeln!(
+                body,
+                "TUNNELKEEPER DEGRADED since {since}: {}",
+                one_line(reason)
+            );
+            200
+        }
+        VpnState::Critical { since, reason } => {
+            let _ = writeln!(
+                body,
+                "TUNNELKEEPER CRITICAL since {since}: {}",
+                one_line(reason)
+            );
+            503
+        }
+    };
+    for c in &s.connections {
+        let id =
+            c.id.as_ref()
+                .map(|id| format!(" ({id})"))
+                .unwrap_or_default();
+        let _ = match &c.state {
+            ConnectionState::Unknown { reason } => {
+                writeln!(body, "connection {}{id}: unknown: {reason}", c.name)
+            }
+            ConnectionState::Healthy { since } => {
+                writeln!(body, "connection {}{id}: healthy since {since}", c.name)
+            }
+            ConnectionState::Degraded { since, reason } => {
+                writeln!(
+                    body,
+                    "connection {}{id}: degraded since {since}: {}",
+                    c.name,
+                    one_line(reason)
+                )
+            }
+            ConnectionState::Down { since, reason } => {
+                writeln!(
+                    body,
+                    "connection {}{id}: down since {since}: {}",
+                    c.name,
+                    one_line(reason)
+                )
+            }
+        };
+        for t in &c.tunnels {
+            let _ = writeln!(
+                body,
+                "  tunnel {}: {} (data plane {}, control plane {})",
+                t.name,
+                verdict_text(&t.state),
+                t.data_plane.label(),
+                t.control_plane.label()
+            );
+        }
+    }
+    for t in &s.shared_targets {
+        let _ = writeln!(
+            body,
+            "shared target {} ({}): {}",
+            t.name,
+            t.address,
+            verdict_text(&t.state)
+        );
+    }
+    HealthPage { status, body }
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Unknown { reason } => format!("unknown: {reason}"),
+        Verdict::Up { since } => format!("up since {since}"),
+        Verdict::Down { since, reason } => format!("down since {since}: {}", one_line(reason)),
+    }
+}
+
+/// Keeps a reason on one line, so that every state stays one line of the page.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,160 @@
+//! Per-target counters and a window of recent results, for `/status` (loss and RTT
+//! percentiles). Pure bookkeeping: the monitor task owns one per target.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::health::ProbeOutcome;
+
+/// How many recent probes the loss and RTT percentiles look at.
+pub const WINDOW: usize = 100;
+
+/// Marks a lost probe in the window (RTTs are stored in microseconds).
+const LOST: u32 = u32::MAX;
+
+/// Counters and recent results of one target.
+#[derive(Clone, Debug, Default)]
+pub struct TargetStats {
+    sent: u64,
+    replies: u64,
+    timeouts: u64,
+    icmp_errors: u64,
+    send_failures: u64,
+    last_rtt: Option<Duration>,
+    recent: VecDeque<u32>,
+}
+
+/// What `/status` shows of a target's numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatsSummary {
+    /// Echo requests whose outcome is known.
+    pub sent: u64,
+    /// Echo replies received in time.
+    pub received: u64,
+    /// Requests without a reply in time.
+    pub timeouts: u64,
+    /// Requests answered by an ICMP error.
+    pub icmp_errors: u64,
+    /// Requests that could not be sent.
+    pub send_failures: u64,
+    /// How many of the recent window were lost, in percent.
+    pub recent_loss_percent: f64,
+    /// How many probes the recent window holds.
+    pub recent_probes: usize,
+    /// The last round-trip time in seconds.
+    pub rtt_last_seconds: Option<f64>,
+    /// Median round-trip time over the recent window, in seconds.
+    pub rtt_p50_seconds: Option<f64>,
+    /// 99th percentile round-trip time over the recent window, in seconds.
+    pub rtt_p99_seconds: Option<f64>,
+}
+
+impl TargetStats {
+    /// Records one probe outcome.
+    pub fn record(&mut self, outcome: &ProbeOutcome) {
+        self.sent += 1;
+        let sample = match outcome {
+            ProbeOutcome::Reply { rtt } => {
+                self.replies += 1;
+                self.last_rtt = Some(*rtt);
+                u32::try_from(rtt.as_micros()).unwrap_or(LOST - 1)
+            }
+            ProbeOutcome::Timeout { .. } => {
+                self.timeouts += 1;
+                LOST
+            }
+            ProbeOutcome::IcmpError { .. } => {
+                self.icmp_errors += 1;
+                LOST
+            }
+            ProbeOutcome::SendFailed { .. } => {
+                self.send_failures += 1;
+                LOST
+            }
+        };
+        if self.recent.len() == WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
+    }
+
+    /// Summarizes the counters and the recent window.
+    pub fn summary(&self) -> StatsSummary {
+        let mut rtts: Vec<u32> = self.recent.iter().copied().filter(|&s| s != LOST).collect();
+        let lost = self.recent.len() - rtts.len();
+        let recent_loss_percent = if self.recent.is_empty() {
+            0.0
+        } else {
+            100.0 * lost as f64 / self.recent.len() as f64
+        };
+        StatsSummary {
+            sent: self.sent,
+            received: self.replies,
+            timeouts: self.timeouts,
+            icmp_errors: self.icmp_errors,
+            send_failures: self.send_failures,
+            recent_loss_percent,
+            recent_probes: self.recent.len(),
+            rtt_last_seconds: self.last_rtt.map(|d| d.as_secs_f64()),
+            rtt_p50_seconds: percentile(&mut rtts, 50),
+            rtt_p99_seconds: percentile(&mut rtts, 99),
+        }
+    }
+}
+
+/// Returns the nearest-rank percentile of microsecond samples, in seconds.
+fn percentile(samples: &mut [u32], pct: usize) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let rank = (pct * samples.len()).div_ceil(100).max(1) - 1;
+    let (_, value, _) = samples.select_nth_unstable(rank);
+    Some(f64::from(*value) / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(us: u64) -> ProbeOutcome {
+        ProbeOutcome::Reply {
+            rtt: Duration::from_micros(us),
+        }
+    }
+
+    #[test]
+    fn loss_and_percentiles_cover_the_recent_window_only() {
+        let mut stats = TargetStats::default();
+        for _ in 0..WINDOW {
+            stats.record(&ProbeOutcome::Timeout {
+                after: Duration::from_secs(1),
+            });
+        }
+        assert_eq!(stats.summary().recent_loss_percent, 100.0);
+        for i in 1..=WINDOW as u64 {
+            stats.record(&reply(i * 10));
+        }
+        let s = stats.summary();
+        assert_eq!(s.sent, 2 * WINDOW as u64);
+        assert_eq!(s.received, WINDOW as u64);
+        assert_eq!(s.timeouts, WINDOW as u64);
+        assert_eq!(s.recent_loss_percent, 0.0);
+        assert_eq!(s.rtt_p50_seconds, Some(500e-6));
+        assert_eq!(s.rtt_p99_seconds, Some(990e-6));
+        assert_eq!(s.rtt_last_seconds, Some(1000e-6));
+    }
+
+    #[test]
+    fn no_replies_means_no_rtt() {
+        let mut stats = TargetStats::default();
+        stats.record(&ProbeOutcome::SendFailed {
+            error: "no route".into(),
+        });
+        let s = stats.summary();
+        assert_eq!(s.send_failures, 1);
+        assert_eq!(s.rtt_p50_seconds, None);
+        assert_eq!(s.recent_loss_percent, 100.0);
+    }
+}
