@@ -610,13 +610,16 @@ impl<'a> Validator<'a> {
             raw.address.span()
         };
         let V4(address) = *raw.address.get_ref();
-        self.unique(addresses, address, &address_span, key, "target address");
+        let address_is_new = self.unique(addresses, address, &address_span, key, "target address");
         let name = match &raw.name {
             Some(n) => self.name(&format!("{key}.name"), n),
             None => address.to_string(),
         };
         let name_span = raw.name.as_ref().map_or(address_span, |n| n.span());
-        self.unique(names, name.clone(), &name_span, key, "target name");
+        // A name taken from a duplicate address is the same mistake: report it once.
+        if raw.name.is_some() || address_is_new {
+            self.unique(names, name.clone(), &name_span, key, "target name");
+        }
         let probe = self.probe_settings(
             key,
             *defaults,
@@ -722,12 +725,14 @@ impl<'a> Validator<'a> {
         span: &std::ops::Range<usize>,
         key: &str,
         what: &str,
-    ) {
+    ) -> bool {
         if let Some(first) = seen.get(&value) {
             let message = format!("{what} {value} is already used by {first}");
             self.problem(Some(span.clone()), key, message);
+            false
         } else {
             seen.insert(value, key.to_string());
+            true
         }
     }
 }

@@ -219,3 +219,173 @@ async fn serve_connection(
     connection.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::{Method, Request as HttpRequest};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::health::{HealthModel, ProbeOutcome};
+    use crate::model::{TargetId, Timestamp};
+    use crate::snapshot::Meta;
+    use crate::stats::TargetStats;
+
+    const CONFIG: &str = r#"
+        [[vpn]]
+        id = "vpn-0123456789abcdef0"
+        name = "dc"
+          [[vpn.tunnel]]
+          name = "dc-a"
+          targets = ["172.16.1.10"]
+          [[vpn.tunnel]]
+          name = "dc-b"
+          targets = ["172.16.2.10"]
+    "#;
+
+    /// Builds the app with the model after `script`: (target, replied) pairs, one per second.
+    fn app(script: &[(usize, bool)], ready: bool) -> Router {
+        let config = Config::parse(CONFIG, "test").unwrap();
+        let mut model = HealthModel::new(&config);
+        let mut stats = vec![TargetStats::default(); config.targets.len()];
+        for (i, &(target, replied)) in script.iter().enumerate() {
+            let outcome = if replied {
+                ProbeOutcome::Reply { rtt: Duration::from_millis(4) }
+            } else {
+                ProbeOutcome::Timeout { after: Duration::from_secs(1) }
+            };
+            stats[target].record(&outcome);
+            model.handle_probe(TargetId(target), &outcome, Timestamp::from_secs(1_700_000_000 + i as u64));
+        }
+        let meta = Meta { started_at: Timestamp::from_secs(1_700_000_000), icmp_socket: "raw" };
+        let snapshot = Snapshot::build(&config, &model, &stats, meta, Timestamp::from_secs(1_700_000_100));
+        let (_tx, snapshots) = watch::channel(Arc::new(snapshot));
+        router(AppState {
+            snapshots,
+            metrics: Arc::new(Metrics::new(&config, "raw", 0)),
+            ready: Arc::new(AtomicBool::new(ready)),
+        })
+    }
+
+    async fn call(app: Router, method: Method, uri: &str, body: Body, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut request = HttpRequest::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = app.oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, String) {
+        call(app, Method::GET, uri, Body::empty(), &[]).await
+    }
+
+    const UP_A: (usize, bool) = (0, true);
+    const UP_B: (usize, bool) = (1, true);
+    const LOST_A: (usize, bool) = (0, false);
+    const LOST_B: (usize, bool) = (1, false);
+
+    #[tokio::test]
+    async fn health_says_starting_with_503_before_the_first_verdict() {
+        let (status, body) = get(app(&[], true), "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("TUNNELKEEPER STARTING"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn health_says_ok_with_200_when_every_tunnel_is_up() {
+        let (status, body) = get(app(&[UP_A, UP_B], true), "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        let mut lines = body.lines();
+        assert_eq!(lines.next().unwrap(), "TUNNELKEEPER OK since 2023-11-14T22:13:20Z");
+        assert_eq!(lines.next().unwrap(), "connection dc (vpn-0123456789abcdef0): healthy since 2023-11-14T22:13:20Z");
+        assert!(lines.next().unwrap().starts_with("  tunnel dc-a: up since"));
+    }
+
+    #[tokio::test]
+    async fn health_says_degraded_with_200_and_the_reason_when_one_tunnel_is_down() {
+        let (status, body) = get(app(&[UP_A, UP_B, LOST_A, LOST_A, LOST_A], true), "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        let first = body.lines().next().unwrap();
+        assert!(first.starts_with("TUNNELKEEPER DEGRADED since "), "{first}");
+        assert!(first.contains("dc-a down: pinned targets unreachable"), "{first}");
+        assert!(body.contains("  tunnel dc-a: down since"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn health_says_critical_with_503_when_both_tunnels_are_down() {
+        let script = [UP_A, UP_B, LOST_A, LOST_B, LOST_A, LOST_B, LOST_A, LOST_B];
+        let (status, body) = get(app(&script, true), "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("TUNNELKEEPER CRITICAL since "), "{body}");
+        assert!(body.lines().next().unwrap().contains("every connection down"), "{body}");
+        assert!(body.contains("connection dc (vpn-0123456789abcdef0): down since"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn status_is_json_with_per_target_numbers() {
+        let (status, body) = get(app(&[UP_A, UP_B, LOST_A], true), "/status").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["vpn"]["state"], "ok");
+        let tunnel = &json["connections"][0]["tunnels"][0];
+        assert_eq!(tunnel["name"], "dc-a");
+        assert_eq!(tunnel["state"], "up");
+        assert_eq!(tunnel["control_plane"]["state"], "unknown");
+        let target = &tunnel["targets"][0];
+        assert_eq!(target["address"], "172.16.1.10");
+        assert_eq!(target["sent"], 2);
+        assert_eq!(target["received"], 1);
+        assert_eq!(target["recent_loss_percent"], 50.0);
+        assert_eq!(target["rtt_p50_seconds"], 0.004);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text_with_every_series() {
+        let (status, body) = get(app(&[], true), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for series in [
+            "tunnelkeeper_probe_sent_total{address=\"172.16.1.10\",target=\"172.16.1.10\",tunnel=\"dc-a\",vpn=\"dc\"} 0",
+            "tunnelkeeper_probe_rtt_seconds_bucket{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\",le=\"0.001\"} 0",
+            "tunnelkeeper_tunnel_state{state=\"unknown\",tunnel=\"dc-a\",vpn=\"dc\"} 1",
+            "tunnelkeeper_connection_state{state=\"unknown\",vpn=\"dc\"} 1",
+            "tunnelkeeper_vpn_state{state=\"starting\"} 1",
+            "tunnelkeeper_vpn_state{state=\"critical\"} 0",
+        ] {
+            assert!(body.contains(series), "{series} missing");
+        }
+    }
+
+    #[tokio::test]
+    async fn liveness_and_readiness() {
+        assert_eq!(get(app(&[], false), "/-/healthy").await.0, StatusCode::OK);
+        assert_eq!(get(app(&[], false), "/-/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get(app(&[], true), "/-/ready").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_404_and_other_methods_405() {
+        let (status, body) = get(app(&[], true), "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("/health"));
+        let (status, _) = call(app(&[], true), Method::POST, "/health", Body::empty(), &[]).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let (status, _) = call(app(&[], true), Method::DELETE, "/metrics", Body::empty(), &[]).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn oversized_or_unsized_bodies_are_refused() {
+        let big = vec![b'x'; MAX_BODY_BYTES as usize + 1];
+        let (status, _) = call(app(&[], true), Method::GET, "/health", Body::from(big.clone()), &[("content-length", &big.len().to_string())]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, _) = call(app(&[], true), Method::GET, "/health", Body::from("x"), &[("transfer-encoding", "chunked")]).await;
+        assert_eq!(status, StatusCode::LENGTH_REQUIRED);
+    }
+}
