@@ -40,6 +40,8 @@ pub struct Config {
     pub connections: Vec<ConnectionSpec>,
     /// Every probe target, pinned and shared; `targets[i].id == TargetId(i)`.
     pub targets: Vec<TargetSpec>,
+    /// AWS settings; absent means nothing AWS starts.
+    pub aws: Option<AwsConfig>,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -117,6 +119,31 @@ impl Default for ProbeSettings {
             down_after: 3,
             up_after: 2,
         }
+    }
+}
+
+/// What the daemon asks of AWS: EC2 tunnel status and CloudWatch figures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// The region; `None` leaves it to the SDK's chain (AWS_REGION, profile, IMDS).
+    pub region: Option<String>,
+    /// Time between two `DescribeVpnConnections` calls (jittered, never shorter).
+    pub poll_interval: Duration,
+    /// One endpoint for every AWS service the daemon calls (tests, private endpoints).
+    pub endpoint_url: Option<String>,
+    /// Where figures and the heartbeat go in CloudWatch; `None` publishes nothing.
+    pub cloudwatch_namespace: Option<String>,
+    /// Time between two `PutMetricData` calls.
+    pub cloudwatch_interval: Duration,
+}
+
+/// The shortest EC2 poll interval: the account's EC2 API bucket is shared with everyone.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+impl AwsConfig {
+    /// Returns how long a last good EC2 answer stays usable: three poll intervals.
+    pub fn stale_after(&self) -> Duration {
+        self.poll_interval * 3
     }
 }
 
@@ -263,6 +290,17 @@ struct RawConfig {
     vpn: Vec<RawVpn>,
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
+    aws: Option<Spanned<RawAws>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<HumanDuration>>,
+    endpoint_url: Option<Spanned<String>>,
+    cloudwatch_namespace: Option<Spanned<String>>,
+    cloudwatch_interval: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -580,7 +618,10 @@ impl<'a> Validator<'a> {
             );
         }
 
+        let aws = raw.aws.as_ref().map(|a| self.aws(a, &connections));
+
         Config {
+            aws,
             listen: raw
                 .http
                 .listen
@@ -589,6 +630,113 @@ impl<'a> Validator<'a> {
             connections,
             targets,
             warnings: Vec::new(),
+        }
+    }
+
+    fn aws(&mut self, raw: &Spanned<RawAws>, connections: &[ConnectionSpec]) -> AwsConfig {
+        let a = raw.get_ref();
+        let region = a.region.as_ref().map(|r| {
+            let value = r.get_ref();
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                self.problem(
+                    Some(r.span()),
+                    "aws.region",
+                    format!("{value:?} is not an AWS region name such as \"us-east-1\""),
+                );
+            }
+            value.clone()
+        });
+        let poll_interval = a.poll_interval.as_ref().map_or(Duration::from_secs(60), |p| {
+            let d = p.get_ref().0;
+            if d < MIN_POLL_INTERVAL || d > MAX_INTERVAL {
+                self.problem(
+                    Some(p.span()),
+                    "aws.poll_interval",
+                    format!(
+                        "{} is out of range: it must be between {} and {} (EC2 API calls share one rate limit per account and Region)",
+                        humantime::format_duration(d),
+                        humantime::format_duration(MIN_POLL_INTERVAL),
+                        humantime::format_duration(MAX_INTERVAL)
+                    ),
+                );
+            }
+            d
+        });
+        let endpoint_url = a.endpoint_url.as_ref().map(|u| {
+            let value = u.get_ref();
+            let rest = value
+                .strip_prefix("http://")
+                .or_else(|| value.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                self.problem(
+                    Some(u.span()),
+                    "aws.endpoint_url",
+                    format!("{value:?} is not an http:// or https:// URL"),
+                );
+            }
+            value.clone()
+        });
+        let cloudwatch_namespace = a.cloudwatch_namespace.as_ref().map(|n| {
+            let value = n.get_ref();
+            if value.is_empty() || value.len() > 255 || value.starts_with("AWS/") {
+                self.problem(
+                    Some(n.span()),
+                    "aws.cloudwatch_namespace",
+                    format!("{value:?} is not usable: 1 to 255 characters, and \"AWS/\" is reserved for AWS"),
+                );
+            }
+            value.clone()
+        });
+        let cloudwatch_interval =
+            a.cloudwatch_interval
+                .as_ref()
+                .map_or(Duration::from_secs(60), |p| {
+                    let d = p.get_ref().0;
+                    if d < Duration::from_secs(1) || d > MAX_INTERVAL {
+                        self.problem(
+                            Some(p.span()),
+                            "aws.cloudwatch_interval",
+                            format!(
+                                "{} is out of range: it must be between 1s and 1h",
+                                humantime::format_duration(d)
+                            ),
+                        );
+                    }
+                    d
+                });
+        let polled: Vec<&ConnectionSpec> = connections.iter().filter(|c| c.id.is_some()).collect();
+        if polled.is_empty() {
+            self.warnings.push(
+                "[aws] is set but no [[vpn]] has an `id`: there is nothing to ask EC2 about".into(),
+            );
+        }
+        for (ci, c) in connections.iter().enumerate() {
+            if c.id.is_none() {
+                if !polled.is_empty() {
+                    self.warnings.push(format!("vpn[{ci}] ({}) has no `id`: its tunnels are only pinged, never looked up in EC2", c.name));
+                }
+                continue;
+            }
+            for (ti, t) in c.tunnels.iter().enumerate() {
+                if t.outside_ip.is_none() {
+                    self.problem(
+                        None,
+                        &format!("vpn[{ci}].tunnel[{ti}].outside_ip"),
+                        format!("missing: tunnel {} belongs to a connection with an `id`, and EC2 telemetry is joined to tunnels by outside IP", t.name),
+                    );
+                }
+            }
+        }
+        AwsConfig {
+            region,
+            poll_interval,
+            endpoint_url,
+            cloudwatch_namespace,
+            cloudwatch_interval,
         }
     }
 

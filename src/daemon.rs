@@ -1,5 +1,5 @@
 //! Wiring and lifecycle: opens the socket and the HTTP listener, starts the monitor, the
-//! pingers and the HTTP server, and stops them all through one cancellation token on
+//! pingers, the AWS tasks (only with `[aws]`) and the HTTP server, and stops them all through one cancellation token on
 //! SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::cloudwatch::CloudWatchPublisher;
 use crate::config::Config;
+use crate::ec2::Ec2Poller;
 use crate::http::{self, AppState};
 use crate::icmp::IcmpSockets;
 use crate::metrics::Metrics;
@@ -79,6 +81,32 @@ pub async fn run_until(
             cancel: cancel.clone(),
         };
         tasks.spawn(task.run(prober));
+    }
+
+    if let Some(aws) = &config.aws {
+        let sdk = crate::aws::load(aws).await?;
+        info!(region = ?sdk.region(), endpoint = ?aws.endpoint_url, "AWS configured");
+        if config.connections.iter().any(|c| c.id.is_some()) {
+            let poller = Ec2Poller {
+                client: aws_sdk_ec2::Client::new(&sdk),
+                config: config.clone(),
+                interval: aws.poll_interval,
+                observations: tx.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(poller.run());
+        }
+        if let Some(namespace) = &aws.cloudwatch_namespace {
+            let publisher = CloudWatchPublisher {
+                client: aws_sdk_cloudwatch::Client::new(&sdk),
+                namespace: namespace.clone(),
+                interval: aws.cloudwatch_interval,
+                snapshots: snapshots.clone(),
+                metrics: metrics.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(publisher.run());
+        }
     }
     drop(tx);
 

@@ -717,9 +717,11 @@ impl TargetHealth {
 /// Combines a tunnel's data plane (pings) and control plane (AWS) into its verdict.
 pub fn combine_planes(data: &Verdict, control: &Verdict, since: Timestamp) -> Verdict {
     match (control, data) {
+        // The control plane words its own reasons ("AWS reports DOWN: ...", "BGP up with
+        // zero accepted routes").
         (Verdict::Down { reason, .. }, _) => Verdict::Down {
             since,
-            reason: format!("AWS reports DOWN: {reason}"),
+            reason: reason.clone(),
         },
         (Verdict::Up { .. }, Verdict::Down { reason, .. }) => Verdict::Down {
             since,
@@ -760,18 +762,25 @@ mod tests {
     const A: TargetId = TargetId(0);
     const B: TargetId = TargetId(1);
     const DB: TargetId = TargetId(2);
-    const TUNNEL_A: TunnelId = TunnelId { connection: 0, tunnel: 0 };
+    const TUNNEL_A: TunnelId = TunnelId {
+        connection: 0,
+        tunnel: 0,
+    };
 
     fn model() -> HealthModel {
         HealthModel::new(&Config::parse(CONFIG, "test").unwrap())
     }
 
     fn ok() -> ProbeOutcome {
-        ProbeOutcome::Reply { rtt: Duration::from_millis(5) }
+        ProbeOutcome::Reply {
+            rtt: Duration::from_millis(5),
+        }
     }
 
     fn lost() -> ProbeOutcome {
-        ProbeOutcome::Timeout { after: Duration::from_secs(1) }
+        ProbeOutcome::Timeout {
+            after: Duration::from_secs(1),
+        }
     }
 
     fn t(s: u64) -> Timestamp {
@@ -779,7 +788,12 @@ mod tests {
     }
 
     /// Feeds `outcome` to `target` at each second in `seconds`.
-    fn feed(m: &mut HealthModel, target: TargetId, outcome: ProbeOutcome, seconds: std::ops::Range<u64>) {
+    fn feed(
+        m: &mut HealthModel,
+        target: TargetId,
+        outcome: ProbeOutcome,
+        seconds: std::ops::Range<u64>,
+    ) {
         for s in seconds {
             m.handle_probe(target, &outcome, t(s));
         }
@@ -798,7 +812,10 @@ mod tests {
         let m = model();
         assert_eq!(m.vpn(), &VpnState::Starting);
         assert!(matches!(m.connection(0), ConnectionState::Unknown { .. }));
-        assert!(matches!(m.tunnel(TUNNEL_A).verdict, Verdict::Unknown { .. }));
+        assert!(matches!(
+            m.tunnel(TUNNEL_A).verdict,
+            Verdict::Unknown { .. }
+        ));
         assert!(matches!(m.target(A).verdict, Verdict::Unknown { .. }));
     }
 
@@ -854,14 +871,18 @@ mod tests {
         }
         // More losses keep the since and refresh the count.
         feed(&mut m, A, lost(), 13..15);
-        assert!(matches!(&m.target(A).verdict, Verdict::Down { since, reason } if *since == t(10) && reason.contains("5 probe(s)")));
+        assert!(
+            matches!(&m.target(A).verdict, Verdict::Down { since, reason } if *since == t(10) && reason.contains("5 probe(s)"))
+        );
     }
 
     #[test]
     fn one_tunnel_down_makes_the_vpn_degraded() {
         let mut m = healthy();
         feed(&mut m, A, lost(), 10..13);
-        assert!(matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { reason, .. } if reason.starts_with("pinned targets unreachable")));
+        assert!(
+            matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { reason, .. } if reason.starts_with("pinned targets unreachable"))
+        );
         assert!(matches!(m.connection(0), ConnectionState::Degraded { .. }));
         match m.vpn() {
             VpnState::Degraded { since, reason } => {
@@ -877,8 +898,12 @@ mod tests {
         let mut m = healthy();
         feed(&mut m, A, lost(), 10..13);
         feed(&mut m, B, lost(), 11..14);
-        assert!(matches!(m.connection(0), ConnectionState::Down { reason, .. } if reason.starts_with("both tunnels down")));
-        assert!(matches!(m.vpn(), VpnState::Critical { since, reason } if *since == t(11) && reason.starts_with("every connection down")));
+        assert!(
+            matches!(m.connection(0), ConnectionState::Down { reason, .. } if reason.starts_with("both tunnels down"))
+        );
+        assert!(
+            matches!(m.vpn(), VpnState::Critical { since, reason } if *since == t(11) && reason.starts_with("every connection down"))
+        );
         assert_eq!(m.vpn().token(), "CRITICAL");
 
         // One reply is not enough to come back (up_after = 2)...
@@ -895,7 +920,9 @@ mod tests {
     fn every_shared_target_down_is_critical_even_with_tunnels_up() {
         let mut m = healthy();
         feed(&mut m, DB, lost(), 10..13);
-        assert!(matches!(m.vpn(), VpnState::Critical { reason, .. } if reason.starts_with("every shared target unreachable")));
+        assert!(
+            matches!(m.vpn(), VpnState::Critical { reason, .. } if reason.starts_with("every shared target unreachable"))
+        );
         feed(&mut m, DB, ok(), 20..22);
         assert_eq!(m.vpn().token(), "OK");
     }
@@ -918,13 +945,18 @@ mod tests {
             kind: IcmpErrorKind::Unreachable { code: 1 },
         };
         feed(&mut m, A, err, 10..13);
-        assert!(matches!(&m.target(A).verdict, Verdict::Down { reason, .. } if reason.contains("host unreachable (code 1) (ICMP from 10.1.1.2)")));
+        assert!(
+            matches!(&m.target(A).verdict, Verdict::Down { reason, .. } if reason.contains("host unreachable (code 1) (ICMP from 10.1.1.2)"))
+        );
     }
 
     #[test]
     fn control_and_data_plane_combinations() {
         let up = Verdict::Up { since: t(0) };
-        let down = |r: &str| Verdict::Down { since: t(0), reason: r.into() };
+        let down = |r: &str| Verdict::Down {
+            since: t(0),
+            reason: r.into(),
+        };
         let unknown = Verdict::unknown("n/a");
         let cases = [
             // (control, data, expected label, reason prefix)
@@ -932,17 +964,51 @@ mod tests {
             (&up, &unknown, "up", ""),
             (&unknown, &up, "up", ""),
             (&unknown, &unknown, "unknown", ""),
-            (&down("phase 1 down"), &up, "down", "AWS reports DOWN: phase 1 down"),
-            (&down("phase 1 down"), &unknown, "down", "AWS reports DOWN"),
-            (&down("x"), &down("pinned targets unreachable"), "down", "AWS reports DOWN"),
-            (&up, &down("pinned targets unreachable"), "down", "data plane dead"),
-            (&unknown, &down("pinned targets unreachable"), "down", "pinned targets unreachable"),
+            (
+                &down("AWS reports DOWN: phase 1 down"),
+                &up,
+                "down",
+                "AWS reports DOWN: phase 1 down",
+            ),
+            (
+                &down("AWS reports DOWN: x"),
+                &unknown,
+                "down",
+                "AWS reports DOWN",
+            ),
+            (
+                &down("AWS reports DOWN: x"),
+                &down("pinned targets unreachable"),
+                "down",
+                "AWS reports DOWN",
+            ),
+            (
+                &down("BGP up with zero accepted routes"),
+                &up,
+                "down",
+                "BGP up with zero accepted routes",
+            ),
+            (
+                &up,
+                &down("pinned targets unreachable"),
+                "down",
+                "data plane dead",
+            ),
+            (
+                &unknown,
+                &down("pinned targets unreachable"),
+                "down",
+                "pinned targets unreachable",
+            ),
         ];
         for (control, data, label, prefix) in cases {
             let v = combine_planes(data, control, t(1));
             assert_eq!(v.label(), label, "control {control:?} data {data:?}");
             if let Verdict::Down { reason, .. } = &v {
-                assert!(reason.starts_with(prefix), "{reason} should start with {prefix}");
+                assert!(
+                    reason.starts_with(prefix),
+                    "{reason} should start with {prefix}"
+                );
             }
         }
     }
@@ -952,11 +1018,16 @@ mod tests {
         let mut m = healthy();
         let changed = m.handle_control_plane(
             TUNNEL_A,
-            Verdict::Down { since: t(30), reason: "IPSEC IS DOWN".into() },
+            Verdict::Down {
+                since: t(30),
+                reason: "AWS reports DOWN: IPSEC IS DOWN".into(),
+            },
             t(31),
         );
         assert!(changed);
-        assert!(matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { reason, .. } if reason == "AWS reports DOWN: IPSEC IS DOWN"));
+        assert!(
+            matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { reason, .. } if reason == "AWS reports DOWN: IPSEC IS DOWN")
+        );
         assert_eq!(m.vpn().token(), "DEGRADED");
     }
 
@@ -978,7 +1049,9 @@ mod tests {
         assert_eq!(config.warnings.len(), 1);
         let mut m = HealthModel::new(&config);
         m.handle_probe(A, &ok(), t(0));
-        assert!(matches!(&m.tunnel(TunnelId { connection: 0, tunnel: 1 }).verdict, Verdict::Unknown { reason } if reason == "no pinned targets"));
+        assert!(
+            matches!(&m.tunnel(TunnelId { connection: 0, tunnel: 1 }).verdict, Verdict::Unknown { reason } if reason == "no pinned targets")
+        );
         assert_eq!(m.vpn().token(), "OK");
     }
 }

@@ -254,15 +254,33 @@ mod tests {
         let mut stats = vec![TargetStats::default(); config.targets.len()];
         for (i, &(target, replied)) in script.iter().enumerate() {
             let outcome = if replied {
-                ProbeOutcome::Reply { rtt: Duration::from_millis(4) }
+                ProbeOutcome::Reply {
+                    rtt: Duration::from_millis(4),
+                }
             } else {
-                ProbeOutcome::Timeout { after: Duration::from_secs(1) }
+                ProbeOutcome::Timeout {
+                    after: Duration::from_secs(1),
+                }
             };
             stats[target].record(&outcome);
-            model.handle_probe(TargetId(target), &outcome, Timestamp::from_secs(1_700_000_000 + i as u64));
+            model.handle_probe(
+                TargetId(target),
+                &outcome,
+                Timestamp::from_secs(1_700_000_000 + i as u64),
+            );
         }
-        let meta = Meta { started_at: Timestamp::from_secs(1_700_000_000), icmp_socket: "raw" };
-        let snapshot = Snapshot::build(&config, &model, &stats, meta, Timestamp::from_secs(1_700_000_100));
+        let meta = Meta {
+            started_at: Timestamp::from_secs(1_700_000_000),
+            icmp_socket: "raw",
+        };
+        let snapshot = Snapshot::build(
+            &config,
+            &model,
+            None,
+            &stats,
+            meta,
+            Timestamp::from_secs(1_700_000_100),
+        );
         let (_tx, snapshots) = watch::channel(Arc::new(snapshot));
         router(AppState {
             snapshots,
@@ -271,7 +289,13 @@ mod tests {
         })
     }
 
-    async fn call(app: Router, method: Method, uri: &str, body: Body, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    async fn call(
+        app: Router,
+        method: Method,
+        uri: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
         let mut request = HttpRequest::builder().method(method).uri(uri);
         for (k, v) in headers {
             request = request.header(*k, *v);
@@ -303,8 +327,14 @@ mod tests {
         let (status, body) = get(app(&[UP_A, UP_B], true), "/health").await;
         assert_eq!(status, StatusCode::OK);
         let mut lines = body.lines();
-        assert_eq!(lines.next().unwrap(), "TUNNELKEEPER OK since 2023-11-14T22:13:20Z");
-        assert_eq!(lines.next().unwrap(), "connection dc (vpn-0123456789abcdef0): healthy since 2023-11-14T22:13:20Z");
+        assert_eq!(
+            lines.next().unwrap(),
+            "TUNNELKEEPER OK since 2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            lines.next().unwrap(),
+            "connection dc (vpn-0123456789abcdef0): healthy since 2023-11-14T22:13:20Z"
+        );
         assert!(lines.next().unwrap().starts_with("  tunnel dc-a: up since"));
     }
 
@@ -314,7 +344,10 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let first = body.lines().next().unwrap();
         assert!(first.starts_with("TUNNELKEEPER DEGRADED since "), "{first}");
-        assert!(first.contains("dc-a down: pinned targets unreachable"), "{first}");
+        assert!(
+            first.contains("dc-a down: pinned targets unreachable"),
+            "{first}"
+        );
         assert!(body.contains("  tunnel dc-a: down since"), "{body}");
     }
 
@@ -324,8 +357,17 @@ mod tests {
         let (status, body) = get(app(&script, true), "/health").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.starts_with("TUNNELKEEPER CRITICAL since "), "{body}");
-        assert!(body.lines().next().unwrap().contains("every connection down"), "{body}");
-        assert!(body.contains("connection dc (vpn-0123456789abcdef0): down since"), "{body}");
+        assert!(
+            body.lines()
+                .next()
+                .unwrap()
+                .contains("every connection down"),
+            "{body}"
+        );
+        assert!(
+            body.contains("connection dc (vpn-0123456789abcdef0): down since"),
+            "{body}"
+        );
     }
 
     #[tokio::test]
@@ -365,7 +407,10 @@ mod tests {
     #[tokio::test]
     async fn liveness_and_readiness() {
         assert_eq!(get(app(&[], false), "/-/healthy").await.0, StatusCode::OK);
-        assert_eq!(get(app(&[], false), "/-/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get(app(&[], false), "/-/ready").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(get(app(&[], true), "/-/ready").await.0, StatusCode::OK);
     }
 
@@ -376,16 +421,37 @@ mod tests {
         assert!(body.contains("/health"));
         let (status, _) = call(app(&[], true), Method::POST, "/health", Body::empty(), &[]).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        let (status, _) = call(app(&[], true), Method::DELETE, "/metrics", Body::empty(), &[]).await;
+        let (status, _) = call(
+            app(&[], true),
+            Method::DELETE,
+            "/metrics",
+            Body::empty(),
+            &[],
+        )
+        .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[tokio::test]
     async fn oversized_or_unsized_bodies_are_refused() {
         let big = vec![b'x'; MAX_BODY_BYTES as usize + 1];
-        let (status, _) = call(app(&[], true), Method::GET, "/health", Body::from(big.clone()), &[("content-length", &big.len().to_string())]).await;
+        let (status, _) = call(
+            app(&[], true),
+            Method::GET,
+            "/health",
+            Body::from(big.clone()),
+            &[("content-length", &big.len().to_string())],
+        )
+        .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        let (status, _) = call(app(&[], true), Method::GET, "/health", Body::from("x"), &[("transfer-encoding", "chunked")]).await;
+        let (status, _) = call(
+            app(&[], true),
+            Method::GET,
+            "/health",
+            Body::from("x"),
+            &[("transfer-encoding", "chunked")],
+        )
+        .await;
         assert_eq!(status, StatusCode::LENGTH_REQUIRED);
     }
 }

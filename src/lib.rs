@@ -1,10 +1,15 @@
 //! tunnelkeeper: keeps AWS Site-to-Site VPN tunnels alive with ICMP and tells whether each
 //! one works.
 //!
-//! Data flows one way: pingers send observations to the monitor, which owns the health
-//! model and publishes snapshots that the HTTP endpoint reads.
+//! Data flows one way: pingers and the EC2 poller send observations to the monitor, which
+//! owns the health model and publishes snapshots that HTTP and CloudWatch read.
 //!
 //! - [`cli`]: the command line.
+//! - [`aws`]: AWS SDK setup and error kinds.
+//! - [`control`]: the pure control-plane tracker: EC2 readings into tunnel verdicts.
+//! - [`ec2`]: the EC2 poller (`DescribeVpnConnections`).
+//! - [`cloudwatch`]: the CloudWatch publisher (figures and a heartbeat).
+//! - [`jitter`]: a small random source for backoff jitter.
 //! - [`config`]: the TOML config, its validation and the embedded default.
 //! - [`model`]: newtypes for names and addresses, and [`model::Timestamp`].
 //! - [`health`]: the pure health model: targets, tunnel planes, connections, the VPN.
@@ -17,12 +22,17 @@
 //! - [`http`]: the routes and a hardened HTTP/1 server.
 //! - [`daemon`]: wiring, startup and the single shutdown path.
 
+pub mod aws;
 pub mod cli;
+pub mod cloudwatch;
 pub mod config;
+pub mod control;
 pub mod daemon;
+pub mod ec2;
 pub mod health;
 pub mod http;
 pub mod icmp;
+pub mod jitter;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

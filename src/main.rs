@@ -87,13 +87,27 @@ fn config_error(e: &ConfigError) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{filter_fn, FilterExt};
+    use tracing_subscriber::prelude::*;
+
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The SDK and HTTP stacks may print request and response details at DEBUG and TRACE;
+    // EC2 answers carry the tunnels' pre-shared keys, so those levels stay off for them
+    // whatever RUST_LOG says.
+    let no_wire_logs = filter_fn(|meta| {
+        let wire = ["aws_", "hyper", "h2", "rustls", "tower"]
+            .iter()
+            .any(|p| meta.target().starts_with(p));
+        !wire || *meta.level() <= tracing::Level::INFO
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(env.and(no_wire_logs)))
+        .init();
 }

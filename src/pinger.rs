@@ -14,6 +14,7 @@ use tracing::{debug, trace, warn};
 use crate::config::ProbeSettings;
 use crate::health::{IcmpErrorKind, ProbeOutcome};
 use crate::model::TargetId;
+use crate::monitor::Observation;
 
 /// What the socket layer reports for one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,42 +49,6 @@ pub trait Prober: Send + 'static {
     /// Moves this target to a fresh socket (a new ICMP identifier), so that a flow wedged
     /// in a stateful firewall or NAT on the way is left behind.
     fn reopen(&mut self) -> impl Future<Output = Result<(), String>> + Send;
-}
-
-/// What pingers tell the monitor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Observation {
-    /// One probe finished.
-    Probe {
-        /// Which target.
-        target: TargetId,
-        /// Its sequence number.
-        seq: u16,
-        /// When the outcome was known.
-        at: Instant,
-        /// What happened.
-        outcome: ProbeOutcome,
-    },
-    /// A reply arrived for another request than the one waited for (a late reply to an
-    /// earlier, timed-out request); it is not counted as a reply.
-    StrayReply {
-        /// Which target.
-        target: TargetId,
-    },
-    /// The pinger moved to a fresh socket after consecutive timeouts.
-    SocketReopened {
-        /// Which target.
-        target: TargetId,
-        /// Whether the new socket could be opened.
-        ok: bool,
-    },
-    /// Ticks were skipped because the task fell behind its schedule.
-    ScheduleSlip {
-        /// Which target.
-        target: TargetId,
-        /// How many sends were skipped.
-        missed: u64,
-    },
 }
 
 /// Timeouts in a row before the first socket re-open; each further re-open in the same

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::config::{Config, TargetScope};
+use crate::control::{ControlPlane, ControlPlaneStatus, TunnelReading};
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::model::{
     ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
@@ -29,7 +30,10 @@ pub struct Snapshot {
     pub connections: Vec<ConnectionSnapshot>,
     /// Shared targets.
     pub shared_targets: Vec<TargetSnapshot>,
-    /// Config warnings.
+    /// What EC2 said, when `[aws]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneStatus>,
+    /// Config warnings, and tunnel options that leave a dropped tunnel down.
     pub warnings: Vec<String>,
     /// The rendered `/health` page.
     #[serde(skip)]
@@ -73,6 +77,9 @@ pub struct TunnelSnapshot {
     pub data_plane: Verdict,
     /// What AWS says.
     pub control_plane: Verdict,
+    /// The EC2 telemetry and options behind it, from the last good answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<TunnelReading>,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
 }
@@ -108,10 +115,12 @@ impl Snapshot {
     pub fn build(
         config: &Config,
         model: &HealthModel,
+        control: Option<&ControlPlane>,
         stats: &[TargetStats],
         meta: Meta,
         now: Timestamp,
     ) -> Self {
+        let mut warnings = config.warnings.clone();
         let target = |id: TargetId| {
             let spec = &config.targets[id.0];
             let health = model.target(id);
@@ -136,11 +145,26 @@ impl Snapshot {
                     .iter()
                     .enumerate()
                     .map(|(ti, t)| {
-                        let h = model.tunnel(TunnelId {
+                        let id = TunnelId {
                             connection: ci,
                             tunnel: ti,
-                        });
+                        };
+                        let h = model.tunnel(id);
+                        let aws = control.and_then(|cp| cp.tunnel_reading(id)).cloned();
+                        let waits = aws
+                            .as_ref()
+                            .and_then(|r| r.options.as_ref())
+                            .is_some_and(|o| o.waits_for_datacenter());
+                        if waits {
+                            warnings.push(format!(
+                                "tunnel {}: StartupAction=add with DpdTimeoutAction=clear, so after a drop AWS \
+                                 leaves it down until the datacenter sends traffic; consider \
+                                 StartupAction=start or DpdTimeoutAction=restart",
+                                t.name
+                            ));
+                        }
                         TunnelSnapshot {
+                            aws,
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
                             state: h.verdict.clone(),
@@ -165,7 +189,8 @@ impl Snapshot {
             icmp_socket: meta.icmp_socket,
             connections,
             shared_targets,
-            warnings: config.warnings.clone(),
+            control_plane: control.map(|cp| cp.status(now)),
+            warnings,
             health: HealthPage::default(),
         };
         snapshot.health = render_health(&snapshot);
@@ -241,6 +266,18 @@ fn render_health(s: &Snapshot) -> HealthPage {
                 t.data_plane.label(),
                 t.control_plane.label()
             );
+        }
+    }
+    if let Some(cp) = &s.control_plane {
+        if cp.stale {
+            let _ = writeln!(
+                body,
+                "control plane: stale (no EC2 answer for {:.0}s)",
+                cp.answer_age_seconds.unwrap_or(0.0)
+            );
+        }
+        for problem in &cp.problems {
+            let _ = writeln!(body, "control plane problem: {}", one_line(problem));
         }
     }
     for t in &s.shared_targets {

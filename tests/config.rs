@@ -34,16 +34,25 @@ name = "dc-primary"
 
 #[test]
 fn the_example_config_parses_with_every_key() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
+        .unwrap();
     let config = Config::parse(&text, "config/example.toml").unwrap();
     assert_eq!(config.connections.len(), 2);
     assert_eq!(config.listen.to_string(), "0.0.0.0:9478");
     assert_eq!(config.socket, SocketKind::Auto);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-    let overridden = config.targets.iter().find(|t| t.name.as_str() == "cgw-a-mgmt").unwrap();
+    let overridden = config
+        .targets
+        .iter()
+        .find(|t| t.name.as_str() == "cgw-a-mgmt")
+        .unwrap();
     assert_eq!(overridden.probe.interval, Duration::from_secs(5));
     assert_eq!(overridden.probe.timeout, Duration::from_secs(1));
-    let shared = config.targets.iter().filter(|t| t.scope == TargetScope::Shared).count();
+    let shared = config
+        .targets
+        .iter()
+        .filter(|t| t.scope == TargetScope::Shared)
+        .count();
     assert_eq!(shared, 2);
 }
 
@@ -53,7 +62,10 @@ fn the_embedded_default_is_valid_and_pings_loopback_only() {
     assert_eq!(config.listen.to_string(), "127.0.0.1:9478");
     assert_eq!(config.connections.len(), 1);
     assert_eq!(config.connections[0].name.as_str(), "local");
-    assert!(config.connections[0].id.is_none(), "the default must not name an AWS connection");
+    assert!(
+        config.connections[0].id.is_none(),
+        "the default must not name an AWS connection"
+    );
     assert!(config.targets.iter().all(|t| t.address.is_loopback()));
     assert!(config.warnings.is_empty());
 }
@@ -62,20 +74,44 @@ fn the_embedded_default_is_valid_and_pings_loopback_only() {
 fn defaults_apply_where_keys_are_absent() {
     let config = Config::parse(TWO_TUNNELS, "t").unwrap();
     let p = config.targets[0].probe;
-    assert_eq!((p.interval, p.timeout, p.payload_bytes, p.down_after, p.up_after), (Duration::from_secs(1), Duration::from_secs(1), 56, 3, 2));
-    assert_eq!(config.summary(), "1 connection(s), 2 tunnel(s), 2 pinned and 0 shared target(s), HTTP on 0.0.0.0:9478");
+    assert_eq!(
+        (
+            p.interval,
+            p.timeout,
+            p.payload_bytes,
+            p.down_after,
+            p.up_after
+        ),
+        (Duration::from_secs(1), Duration::from_secs(1), 56, 3, 2)
+    );
+    assert_eq!(
+        config.summary(),
+        "1 connection(s), 2 tunnel(s), 2 pinned and 0 shared target(s), HTTP on 0.0.0.0:9478"
+    );
 }
 
 #[test]
 fn an_empty_config_is_an_error() {
     assert_contains(&error_of(""), &["nothing to watch"]);
-    assert_contains(&error_of("[probe]\ninterval = \"1s\"\n"), &["nothing to watch"]);
+    assert_contains(
+        &error_of("[probe]\ninterval = \"1s\"\n"),
+        &["nothing to watch"],
+    );
 }
 
 #[test]
 fn unknown_keys_are_errors_with_their_line() {
     let e = error_of(&format!("{TWO_TUNNELS}\n[probe]\nintreval = \"1s\"\n"));
-    assert_contains(&e, &["test.toml", "line 15", "unknown field `intreval`", "expected one of", "interval"]);
+    assert_contains(
+        &e,
+        &[
+            "test.toml",
+            "line 15",
+            "unknown field `intreval`",
+            "expected one of",
+            "interval",
+        ],
+    );
 }
 
 #[test]
@@ -90,72 +126,156 @@ fn a_bad_ip_address_is_named_with_its_line() {
     let e = error_of(&text);
     assert_contains(&e, &["line 12", "300.1.1.1 is not an IPv4 address"]);
     let text = TWO_TUNNELS.replace("\"52.2.144.13\"", "\"52.2.144\"");
-    assert_contains(&error_of(&text), &["line 7", "52.2.144 is not an IPv4 address"]);
+    assert_contains(
+        &error_of(&text),
+        &["line 7", "52.2.144 is not an IPv4 address"],
+    );
 }
 
 #[test]
 fn ipv6_targets_are_refused_because_a_vgw_carries_ipv4_only() {
     let text = TWO_TUNNELS.replace("172.16.2.10", "fd00::10");
-    assert_contains(&error_of(&text), &["fd00::10 is an IPv6 address", "IPv4 only"]);
+    assert_contains(
+        &error_of(&text),
+        &["fd00::10 is an IPv6 address", "IPv4 only"],
+    );
 }
 
 #[test]
 fn a_duplicate_tunnel_name_is_an_error() {
     let text = TWO_TUNNELS.replace("name = \"dc-primary-b\"", "name = \"dc-primary-a\"");
-    assert_contains(&error_of(&text), &["line 10", "vpn[0].tunnel[1].name", "tunnel name dc-primary-a is already used by vpn[0].tunnel[0].name"]);
+    assert_contains(
+        &error_of(&text),
+        &[
+            "line 10",
+            "vpn[0].tunnel[1].name",
+            "tunnel name dc-primary-a is already used by vpn[0].tunnel[0].name",
+        ],
+    );
 }
 
 #[test]
 fn a_duplicate_outside_ip_is_an_error() {
     let text = TWO_TUNNELS.replace("52.2.144.14", "52.2.144.13");
-    assert_contains(&error_of(&text), &["line 11", "vpn[0].tunnel[1].outside_ip", "outside IP 52.2.144.13 is already used"]);
+    assert_contains(
+        &error_of(&text),
+        &[
+            "line 11",
+            "vpn[0].tunnel[1].outside_ip",
+            "outside IP 52.2.144.13 is already used",
+        ],
+    );
 }
 
 #[test]
 fn a_target_listed_twice_is_an_error() {
     let text = format!("{TWO_TUNNELS}\n[[target]]\naddress = \"172.16.1.10\"\n");
-    assert_contains(&error_of(&text), &["line 15", "target[0]", "target address 172.16.1.10 is already used by vpn[0].tunnel[0].targets[0]"]);
+    assert_contains(
+        &error_of(&text),
+        &[
+            "line 15",
+            "target[0]",
+            "target address 172.16.1.10 is already used by vpn[0].tunnel[0].targets[0]",
+        ],
+    );
     let text = TWO_TUNNELS.replace("[\"172.16.2.10\"]", "[\"172.16.2.10\", \"172.16.2.10\"]");
-    assert_contains(&error_of(&text), &["line 12", "vpn[0].tunnel[1].targets[1]", "already used by vpn[0].tunnel[1].targets[0]"]);
+    assert_contains(
+        &error_of(&text),
+        &[
+            "line 12",
+            "vpn[0].tunnel[1].targets[1]",
+            "already used by vpn[0].tunnel[1].targets[0]",
+        ],
+    );
 }
 
 #[test]
 fn a_timeout_longer_than_the_interval_is_an_error() {
-    let e = error_of(&format!("[probe]\ninterval = \"1s\"\ntimeout = \"2s\"\n{TWO_TUNNELS}"));
-    assert_contains(&e, &["line 3", "probe.timeout", "2s is longer than the interval 1s"]);
+    let e = error_of(&format!(
+        "[probe]\ninterval = \"1s\"\ntimeout = \"2s\"\n{TWO_TUNNELS}"
+    ));
+    assert_contains(
+        &e,
+        &[
+            "line 3",
+            "probe.timeout",
+            "2s is longer than the interval 1s",
+        ],
+    );
     // An override on one target is checked against that target's interval.
-    let text = TWO_TUNNELS.replace("[\"172.16.2.10\"]", "[{ address = \"172.16.2.10\", interval = \"500ms\" }]");
-    assert_contains(&error_of(&text), &["vpn[0].tunnel[1].targets[0].timeout", "1s is longer than the interval 500ms"]);
+    let text = TWO_TUNNELS.replace(
+        "[\"172.16.2.10\"]",
+        "[{ address = \"172.16.2.10\", interval = \"500ms\" }]",
+    );
+    assert_contains(
+        &error_of(&text),
+        &[
+            "vpn[0].tunnel[1].targets[0].timeout",
+            "1s is longer than the interval 500ms",
+        ],
+    );
 }
 
 #[test]
 fn zero_down_after_is_an_error() {
     let e = error_of(&format!("[probe]\ndown_after = 0\n{TWO_TUNNELS}"));
-    assert_contains(&e, &["line 2, column 14", "probe.down_after", "0 is out of range: it must be between 1 and 1000"]);
+    assert_contains(
+        &e,
+        &[
+            "line 2, column 14",
+            "probe.down_after",
+            "0 is out of range: it must be between 1 and 1000",
+        ],
+    );
 }
 
 #[test]
 fn an_interval_under_100ms_is_an_error() {
-    let e = error_of(&format!("[probe]\ninterval = \"50ms\"\ntimeout = \"10ms\"\n{TWO_TUNNELS}"));
-    assert_contains(&e, &["line 2", "probe.interval", "50ms is out of range", "between 100ms and 1h"]);
+    let e = error_of(&format!(
+        "[probe]\ninterval = \"50ms\"\ntimeout = \"10ms\"\n{TWO_TUNNELS}"
+    ));
+    assert_contains(
+        &e,
+        &[
+            "line 2",
+            "probe.interval",
+            "50ms is out of range",
+            "between 100ms and 1h",
+        ],
+    );
 }
 
 #[test]
 fn a_bad_duration_is_explained() {
-    let e = error_of(&format!("[probe]\ninterval = \"one second\"\n{TWO_TUNNELS}"));
-    assert_contains(&e, &["line 2", "\"one second\" is not a duration", "\"500ms\""]);
+    let e = error_of(&format!(
+        "[probe]\ninterval = \"one second\"\n{TWO_TUNNELS}"
+    ));
+    assert_contains(
+        &e,
+        &["line 2", "\"one second\" is not a duration", "\"500ms\""],
+    );
 }
 
 #[test]
 fn a_payload_over_the_tunnel_mtu_is_an_error() {
     let e = error_of(&format!("[probe]\npayload_bytes = 1500\n{TWO_TUNNELS}"));
-    assert_contains(&e, &["probe.payload_bytes", "1500 exceeds 1418", "MTU of 1446"]);
+    assert_contains(
+        &e,
+        &["probe.payload_bytes", "1500 exceeds 1418", "MTU of 1446"],
+    );
 }
 
 #[test]
 fn a_bad_connection_id_is_an_error() {
     let text = TWO_TUNNELS.replace("vpn-0123456789abcdef0", "vpn-xyz");
-    assert_contains(&error_of(&text), &["line 3", "vpn[0].id", "\"vpn-xyz\" is not a VPN connection id"]);
+    assert_contains(
+        &error_of(&text),
+        &[
+            "line 3",
+            "vpn[0].id",
+            "\"vpn-xyz\" is not a VPN connection id",
+        ],
+    );
 }
 
 #[test]
@@ -164,7 +284,10 @@ fn more_than_two_tunnels_is_an_error_and_one_is_a_warning() {
     assert_contains(&error_of(&text), &["vpn[0].tunnel", "3 tunnels listed"]);
     let one = "[[vpn]]\nname = \"x\"\n[[vpn.tunnel]]\nname = \"x-a\"\ntargets = [\"10.0.0.1\"]\n";
     let config = Config::parse(one, "t").unwrap();
-    assert_contains(&config.warnings.join("\n"), &["vpn[0] (x) lists one tunnel"]);
+    assert_contains(
+        &config.warnings.join("\n"),
+        &["vpn[0] (x) lists one tunnel"],
+    );
 }
 
 #[test]

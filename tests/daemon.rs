@@ -13,12 +13,19 @@ use common::{http_request, run_cli, write_temp, Daemon};
 fn embedded_default_turns_ok_counts_replies_and_stops_on_sigterm() {
     let mut daemon = Daemon::start(&[], &[]);
     let log = daemon.log();
-    assert!(log.contains("embedded default"), "first log line must say so:\n{log}");
+    assert!(
+        log.contains("embedded default"),
+        "first log line must say so:\n{log}"
+    );
 
-    let (status, body) = daemon.wait_for("/health", Duration::from_secs(5), |_, b| b.starts_with("TUNNELKEEPER OK"));
+    let (status, body) = daemon.wait_for("/health", Duration::from_secs(5), |_, b| {
+        b.starts_with("TUNNELKEEPER OK")
+    });
     assert_eq!(status, 200);
     assert!(body.contains("tunnel local-a: up"), "{body}");
-    daemon.wait_for("/health", Duration::from_secs(5), |_, b| b.contains("tunnel local-b: up"));
+    daemon.wait_for("/health", Duration::from_secs(5), |_, b| {
+        b.contains("tunnel local-b: up")
+    });
 
     let (status, metrics) = daemon.wait_for("/metrics", Duration::from_secs(5), |_, b| {
         replies(b, "127.0.0.1") >= 2 && replies(b, "127.0.0.2") >= 2
@@ -35,7 +42,11 @@ fn embedded_default_turns_ok_counts_replies_and_stops_on_sigterm() {
 
     let started = Instant::now();
     let exit = daemon.stop("TERM", Duration::from_secs(3));
-    assert!(exit.success(), "exit status {exit:?}; log:\n{}", daemon.log());
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; log:\n{}",
+        daemon.log()
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(daemon.log().contains("signal received"));
 }
@@ -43,7 +54,10 @@ fn embedded_default_turns_ok_counts_replies_and_stops_on_sigterm() {
 fn replies(metrics: &str, address: &str) -> u64 {
     metrics
         .lines()
-        .find(|l| l.starts_with("tunnelkeeper_probe_replies_total{") && l.contains(&format!("address=\"{address}\"")))
+        .find(|l| {
+            l.starts_with("tunnelkeeper_probe_replies_total{")
+                && l.contains(&format!("address=\"{address}\""))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -63,10 +77,14 @@ fn a_config_file_is_taken_from_the_flag_or_the_environment() {
     );
     let path = path.to_str().unwrap();
     let daemon = Daemon::start(&["run", "--config", path], &[]);
-    daemon.wait_for("/health", Duration::from_secs(5), |s, b| s == 200 && b.contains("connection lab: healthy"));
+    daemon.wait_for("/health", Duration::from_secs(5), |s, b| {
+        s == 200 && b.contains("connection lab: healthy")
+    });
     drop(daemon);
     let daemon = Daemon::start(&[], &[("TUNNELKEEPER_CONFIG", path)]);
-    daemon.wait_for("/health", Duration::from_secs(5), |s, b| s == 200 && b.contains("tunnel lab-b: up"));
+    daemon.wait_for("/health", Duration::from_secs(5), |s, b| {
+        s == 200 && b.contains("tunnel lab-b: up")
+    });
 }
 
 #[test]
@@ -74,7 +92,8 @@ fn json_logs_are_one_object_per_line() {
     let daemon = Daemon::start(&["--log-format", "json"], &[]);
     daemon.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
     for line in daemon.log().lines() {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(value["level"].is_string());
     }
 }
@@ -83,36 +102,55 @@ fn json_logs_are_one_object_per_line() {
 fn huge_headers_are_refused_and_slow_clients_are_dropped() {
     let daemon = Daemon::start(&[], &[]);
     let huge = "x".repeat(64 * 1024);
-    let (status, _) = http_request(daemon.addr, &format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n"));
+    let (status, _) = http_request(
+        daemon.addr,
+        &format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n"),
+    );
     assert_eq!(status, 431);
 
     // A client that sends half a request line and stalls is cut off by the header timeout.
     let mut slow = TcpStream::connect(daemon.addr).unwrap();
     slow.write_all(b"GET /hea").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     let _ = slow.read_to_end(&mut buf);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(10), "slow client held the connection for {waited:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "slow client held the connection for {waited:?}"
+    );
     // Meanwhile the server answered everybody else.
     assert_eq!(daemon.get("/-/healthy").0, 200);
 }
 
 #[test]
 fn check_config_accepts_good_files_with_a_summary() {
-    let (code, out, _) = run_cli(&["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")]);
+    let (code, out, _) = run_cli(&[
+        "check-config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
+    ]);
     assert_eq!(code, 0);
-    assert!(out.contains("OK: 2 connection(s), 4 tunnel(s), 5 pinned and 2 shared target(s)"), "{out}");
+    assert!(
+        out.contains("OK: 2 connection(s), 4 tunnel(s), 5 pinned and 2 shared target(s)"),
+        "{out}"
+    );
     assert_eq!(out.lines().count(), 1);
 }
 
 #[test]
 fn check_config_refuses_bad_files_with_exit_2_and_the_reason() {
-    let path = write_temp("bad.toml", "[probe]\ndown_after = 0\n[[target]]\naddress = \"10.0.0.1\"\n");
+    let path = write_temp(
+        "bad.toml",
+        "[probe]\ndown_after = 0\n[[target]]\naddress = \"10.0.0.1\"\n",
+    );
     let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("line 2, column 14: probe.down_after: 0 is out of range"), "{err}");
+    assert!(
+        err.contains("line 2, column 14: probe.down_after: 0 is out of range"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,7 +175,15 @@ fn run_with_a_bad_config_exits_2_naming_the_problem() {
 fn help_reads_well() {
     let (code, out, _) = run_cli(&["--help"]);
     assert_eq!(code, 0);
-    for word in ["run", "check-config", "print-config", "--config", "--listen", "--log-format", "TUNNELKEEPER_CONFIG"] {
+    for word in [
+        "run",
+        "check-config",
+        "print-config",
+        "--config",
+        "--listen",
+        "--log-format",
+        "TUNNELKEEPER_CONFIG",
+    ] {
         assert!(out.contains(word), "{word} missing from --help:\n{out}");
     }
 }

@@ -58,7 +58,10 @@ impl Daemon {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("tunnelkeeper did not start listening; log:\n{}", log.lock().unwrap());
+                panic!(
+                    "tunnelkeeper did not start listening; log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
         Daemon { child, addr, log }
@@ -66,11 +69,19 @@ impl Daemon {
 
     /// Makes a GET request and returns status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_request(self.addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+        http_request(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+        )
     }
 
     /// Polls `path` until `check` holds on (status, body), or panics after `limit`.
-    pub fn wait_for(&self, path: &str, limit: Duration, check: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    pub fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        check: impl Fn(u16, &str) -> bool,
+    ) -> (u16, String) {
         let start = Instant::now();
         loop {
             let (status, body) = self.get(path);
@@ -92,7 +103,10 @@ impl Daemon {
     /// Sends a signal and waits up to `limit` for the exit.
     pub fn stop(&mut self, signal: &str, limit: Duration) -> ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -100,7 +114,10 @@ impl Daemon {
             }
             if start.elapsed() > limit {
                 let _ = self.child.kill();
-                panic!("tunnelkeeper did not exit within {limit:?} of SIG{signal}; log:\n{}", self.log());
+                panic!(
+                    "tunnelkeeper did not exit within {limit:?} of SIG{signal}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -121,14 +138,18 @@ fn listen_address(line: &str) -> Option<SocketAddr> {
     }
     let rest = &line[line.find("listen")? + "listen".len()..];
     let rest = rest.trim_start_matches(['=', '"', ':', ' ']);
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
 /// Sends a raw request and returns status and body.
 pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -141,28 +162,44 @@ pub fn parse_response(raw: &[u8]) -> (u16, String) {
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return (0, text);
     };
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (status, body)
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
         out.push_str(&rest[..n]);
-        body = &rest[n..].trim_start_matches("\r\n");
+        body = rest[n..].trim_start_matches("\r\n");
     }
     out
 }
 
 /// Writes `text` to a file in a fresh temporary directory and returns its path.
 pub fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tunnelkeeper-test-{}-{}", std::process::id(), unique()));
+    let dir = std::env::temp_dir().join(format!(
+        "tunnelkeeper-test-{}-{}",
+        std::process::id(),
+        unique()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -177,7 +214,11 @@ fn unique() -> u64 {
 
 /// Runs the binary to completion with `args`; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).env_remove("TUNNELKEEPER_CONFIG").output().unwrap();
+    let out = Command::new(binary())
+        .args(args)
+        .env_remove("TUNNELKEEPER_CONFIG")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -199,11 +240,126 @@ pub fn require_tool(tool: &str, package: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        let message = format!("{tool} is not installed (apt-get install {package}); this test cannot run without it");
+        let message = format!(
+            "{tool} is not installed (apt-get install {package}); this test cannot run without it"
+        );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{message}");
         }
         eprintln!("\n*** SKIPPED: {message} ***\n");
     }
     found
+}
+
+/// Makes a request with a JSON body and returns status and body.
+pub fn http_call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Path of the AWS double built from tests/support/aws_double.rs (an example target, which
+/// `cargo test` builds next to the test binaries).
+pub fn aws_double_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("examples").join("aws-double");
+    assert!(
+        path.exists(),
+        "{} missing: run the tests with `cargo test`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// The local AWS double (EC2, SNS, CloudWatch), killed on drop.
+pub struct AwsDouble {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl AwsDouble {
+    /// Starts the double on a free loopback port.
+    pub fn start() -> AwsDouble {
+        Self::start_with(Command::new(aws_double_binary()))
+    }
+
+    /// Starts the double from a prepared command (e.g. wrapped in `ip netns exec`).
+    pub fn start_with(mut command: Command) -> AwsDouble {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start aws-double");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("aws-double said {line:?}"));
+        AwsDouble { child, addr }
+    }
+
+    /// Its endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sets what EC2 reports (a JSON list of connections).
+    pub fn set_connections(&self, connections: &serde_json::Value) {
+        let (status, body) = http_call(
+            self.addr,
+            "PUT",
+            "/_double/ec2/connections",
+            &connections.to_string(),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// Makes the next `count` requests to `service` fail with `mode` (None: until changed).
+    pub fn fail(&self, service: &str, mode: &str, count: Option<u32>) {
+        let plan = serde_json::json!({ "mode": mode, "count": count });
+        let (status, body) = http_call(
+            self.addr,
+            "PUT",
+            &format!("/_double/fail/{service}"),
+            &plan.to_string(),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// Returns every request received for `service`.
+    pub fn requests(&self, service: &str) -> Vec<serde_json::Value> {
+        let (_, body) = http_call(self.addr, "GET", "/_double/requests", "");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        all.into_iter()
+            .filter(|r| r["service"] == service)
+            .collect()
+    }
+}
+
+impl Drop for AwsDouble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for a daemon that talks to the double: static credentials, no IMDS.
+pub fn aws_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ]
 }

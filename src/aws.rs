@@ -1,0 +1,163 @@
+//! AWS SDK setup from the `[aws]` table: the SDK's default chain (environment, profile,
+//! IMDSv2 instance role), the optional region and endpoint, and the daemon's own retry
+//! and timeout policy (the SDK's retries are off: the poller and publishers back off
+//! themselves, so a throttled account is not hit three times per call).
+
+use std::time::Duration;
+
+use anyhow::bail;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use serde::Serialize;
+
+use crate::config::AwsConfig;
+
+/// How long one AWS call may take, at most.
+pub fn call_timeout(aws: &AwsConfig) -> Duration {
+    aws.poll_interval.min(Duration::from_secs(10))
+}
+
+/// Loads the shared SDK config. Never called without an `[aws]` table, so the default
+/// config never reaches for instance metadata.
+pub async fn load(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(call_timeout(aws))
+                .operation_timeout(call_timeout(aws))
+                .build(),
+        );
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &aws.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        bail!("no AWS region: set aws.region in the config, or AWS_REGION in the environment");
+    }
+    Ok(sdk)
+}
+
+/// Why an AWS call failed, in bounded kinds for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwsErrorKind {
+    /// `RequestLimitExceeded`.
+    Throttled,
+    /// HTTP 5xx.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// Credentials missing, expired or not allowed.
+    Auth,
+    /// An answer the SDK could not read.
+    Unparsable,
+    /// A configured connection id does not exist.
+    NotFound,
+    /// Could not connect.
+    Network,
+    /// Anything else.
+    Other,
+}
+
+impl AwsErrorKind {
+    /// Every kind, for creating metric series at zero.
+    pub const ALL: [AwsErrorKind; 8] = [
+        AwsErrorKind::Throttled,
+        AwsErrorKind::ServerError,
+        AwsErrorKind::Timeout,
+        AwsErrorKind::Auth,
+        AwsErrorKind::Unparsable,
+        AwsErrorKind::NotFound,
+        AwsErrorKind::Network,
+        AwsErrorKind::Other,
+    ];
+
+    /// Returns the metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::ServerError => "server_error",
+            AwsErrorKind::Timeout => "timeout",
+            AwsErrorKind::Auth => "auth",
+            AwsErrorKind::Unparsable => "unparsable",
+            AwsErrorKind::NotFound => "not_found",
+            AwsErrorKind::Network => "network",
+            AwsErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Sorts an SDK failure into a bounded kind, with a message fit for logs.
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, HttpResponse>,
+) -> (AwsErrorKind, String) {
+    match err {
+        SdkError::TimeoutError(_) => (AwsErrorKind::Timeout, "no answer within the timeout".into()),
+        SdkError::DispatchFailure(f) => {
+            if f.is_timeout() {
+                (AwsErrorKind::Timeout, "no answer within the timeout".into())
+            } else if f.is_io() {
+                (
+                    AwsErrorKind::Network,
+                    format!("cannot reach the endpoint: {}", source_text(err)),
+                )
+            } else {
+                let text = source_text(err);
+                let kind = if text.contains("credential") {
+                    AwsErrorKind::Auth
+                } else {
+                    AwsErrorKind::Other
+                };
+                (kind, text)
+            }
+        }
+        SdkError::ResponseError(_) => (
+            AwsErrorKind::Unparsable,
+            format!("unreadable answer: {}", source_text(err)),
+        ),
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("");
+            let message = e.err().message().unwrap_or("");
+            let status = e.raw().status().as_u16();
+            let kind = match code {
+                "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
+                    AwsErrorKind::Throttled
+                }
+                "AuthFailure"
+                | "UnauthorizedOperation"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "RequestExpired"
+                | "OptInRequired" => AwsErrorKind::Auth,
+                "InvalidVpnConnectionID.NotFound" => AwsErrorKind::NotFound,
+                _ if status >= 500 => AwsErrorKind::ServerError,
+                "" => AwsErrorKind::Unparsable,
+                _ => AwsErrorKind::Other,
+            };
+            (kind, format!("HTTP {status} {code}: {message}"))
+        }
+        SdkError::ConstructionFailure(_) => (AwsErrorKind::Other, source_text(err)),
+        _ => (AwsErrorKind::Other, source_text(err)),
+    }
+}
+
+fn source_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,428 @@
+//! A local double of the AWS APIs tunnelkeeper calls, for tests: EC2 `DescribeVpnConnections`
+//! and SNS `Publish` (query protocol: form-encoded POST, XML answers) and CloudWatch
+//! `PutMetricData` (Smithy RPC v2 CBOR, as aws-sdk-cloudwatch 1.100+ speaks it).
+//!
+//! Run: `aws-double [--listen 127.0.0.1:0]`; it prints `listening on ADDR` on stdout.
+//! Tests steer it over HTTP on the same port:
+//! - `PUT /_double/ec2/connections` with a JSON list of [`Connection`]s: what EC2 reports;
+//! - `PUT /_double/fail/{ec2|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
+//!   garbage, for `count` requests (or until changed);
+//! - `GET /_double/requests` : every request received, as JSON, in order;
+//! - `DELETE /_double/requests`: forget them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// One VPN connection as EC2 reports it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Connection {
+    id: String,
+    #[serde(default = "available")]
+    state: String,
+    #[serde(default)]
+    static_routes_only: bool,
+    /// Planted by tests: holds pre-shared keys in real answers.
+    #[serde(default)]
+    customer_gateway_configuration: String,
+    #[serde(default)]
+    tunnels: Vec<Tunnel>,
+    /// List telemetry in reverse order of `tunnels` (AWS promises no order).
+    #[serde(default)]
+    telemetry_reversed: bool,
+}
+
+fn available() -> String {
+    "available".into()
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Tunnel {
+    outside_ip: String,
+    #[serde(default = "up")]
+    status: String,
+    #[serde(default)]
+    status_message: String,
+    /// Written verbatim, so a test can plant a malformed timestamp.
+    #[serde(default = "epoch")]
+    last_status_change: String,
+    #[serde(default)]
+    accepted_route_count: Option<i64>,
+    #[serde(default)]
+    startup_action: Option<String>,
+    #[serde(default)]
+    dpd_timeout_action: Option<String>,
+    #[serde(default)]
+    dpd_timeout_seconds: Option<i64>,
+    #[serde(default)]
+    ike_versions: Vec<String>,
+    #[serde(default)]
+    pre_shared_key: Option<String>,
+    /// Leave this tunnel out of the telemetry list.
+    #[serde(default)]
+    no_telemetry: bool,
+}
+
+fn up() -> String {
+    "UP".into()
+}
+
+fn epoch() -> String {
+    "2026-01-01T00:00:00.000Z".into()
+}
+
+/// How the next requests to one service fail.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+struct FailPlan {
+    /// `none`, `throttle`, `server_error`, `hang` or `garbage`.
+    mode: String,
+    /// How many requests fail; absent: all until the plan changes.
+    count: Option<u32>,
+}
+
+#[derive(Default)]
+struct Double {
+    connections: Vec<Connection>,
+    fail: BTreeMap<String, FailPlan>,
+    requests: Vec<Value>,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<Double>>;
+
+impl Double {
+    /// Takes one failure off the plan for `service`, if any.
+    fn take_failure(&mut self, service: &str) -> Option<String> {
+        let plan = self.fail.get_mut(service)?;
+        if plan.mode.is_empty() || plan.mode == "none" {
+            return None;
+        }
+        match &mut plan.count {
+            Some(0) => None,
+            Some(n) => {
+                *n -= 1;
+                Some(plan.mode.clone())
+            }
+            None => Some(plan.mode.clone()),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => {
+                listen = args
+                    .next()
+                    .expect("--listen ADDR")
+                    .parse()
+                    .expect("an address")
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let state: Shared = Arc::default();
+    let app = Router::new()
+        .route("/", post(query_api))
+        .route(
+            "/service/GraniteServiceVersion20100801/operation/{op}",
+            post(cloudwatch),
+        )
+        .route("/_double/ec2/connections", put(set_connections))
+        .route("/_double/fail/{service}", put(set_failure))
+        .route("/_double/requests", get(requests).delete(clear_requests))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+    println!("listening on {}", listener.local_addr().unwrap());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
+async fn set_connections(
+    State(state): State<Shared>,
+    Json(connections): Json<Vec<Connection>>,
+) -> StatusCode {
+    state.lock().unwrap().connections = connections;
+    StatusCode::NO_CONTENT
+}
+
+async fn set_failure(
+    State(state): State<Shared>,
+    Path(service): Path<String>,
+    Json(plan): Json<FailPlan>,
+) -> StatusCode {
+    state.lock().unwrap().fail.insert(service, plan);
+    StatusCode::NO_CONTENT
+}
+
+async fn requests(State(state): State<Shared>) -> Json<Vec<Value>> {
+    Json(state.lock().unwrap().requests.clone())
+}
+
+async fn clear_requests(State(state): State<Shared>) -> StatusCode {
+    state.lock().unwrap().requests.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// EC2 and SNS share the query protocol; the `Action` tells them apart.
+async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
+    let params: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let service = match action.as_str() {
+        "Publish" => "sns",
+        _ => "ec2",
+    };
+    let failure = {
+        let mut s = state.lock().unwrap();
+        s.next_id += 1;
+        s.requests.push(
+            json!({ "service": service, "action": action, "params": params, "at_ms": now_ms() }),
+        );
+        s.take_failure(service)
+    };
+    if let Some(mode) = failure {
+        return fail(service, &mode).await;
+    }
+    match action.as_str() {
+        "DescribeVpnConnections" => describe_vpn_connections(&state, &params),
+        "Publish" => {
+            let id = state.lock().unwrap().next_id;
+            xml(
+                StatusCode::OK,
+                format!(
+                    "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><PublishResult>\
+                     <MessageId>00000000-0000-0000-0000-{id:012}</MessageId></PublishResult>\
+                     <ResponseMetadata><RequestId>req-{id}</RequestId></ResponseMetadata></PublishResponse>"
+                ),
+            )
+        }
+        other => xml(
+            StatusCode::BAD_REQUEST,
+            format!("<Response><Errors><Error><Code>InvalidAction</Code><Message>{other} is not served by the double</Message></Error></Errors><RequestID>x</RequestID></Response>"),
+        ),
+    }
+}
+
+async fn fail(service: &str, mode: &str) -> Response {
+    match (service, mode) {
+        ("ec2", "throttle") => xml(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>".into(),
+        ),
+        ("sns", "throttle") => xml(
+            StatusCode::BAD_REQUEST,
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>".into(),
+        ),
+        ("cloudwatch", "throttle") => cbor_error(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded"),
+        ("cloudwatch", "server_error") => cbor_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServiceFault", "internal error"),
+        (_, "server_error") => xml(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred</Message></Error></Errors><RequestID>x</RequestID></Response>".into(),
+        ),
+        (_, "hang") => {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        (_, "garbage") => (StatusCode::OK, [("content-type", "text/xml")], "<<<this is not xml at all").into_response(),
+        (_, other) => (StatusCode::BAD_REQUEST, format!("unknown failure mode {other}")).into_response(),
+    }
+}
+
+fn xml(status: StatusCode, body: String) -> Response {
+    (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
+}
+
+fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -> Response {
+    let wanted: Vec<&String> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("VpnConnectionId."))
+        .map(|(_, v)| v)
+        .collect();
+    let connections = state.lock().unwrap().connections.clone();
+    for id in &wanted {
+        if !connections.iter().any(|c| &&c.id == id) {
+            return xml(
+                StatusCode::BAD_REQUEST,
+                format!("<Response><Errors><Error><Code>InvalidVpnConnectionID.NotFound</Code><Message>The vpnConnection ID '{id}' does not exist</Message></Error></Errors><RequestID>x</RequestID></Response>"),
+            );
+        }
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeVpnConnectionsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>7a62c49f-347e-4fc4-9331-6e8eEXAMPLE</requestId><vpnConnectionSet>");
+    for c in connections
+        .iter()
+        .filter(|c| wanted.is_empty() || wanted.contains(&&c.id))
+    {
+        out.push_str(&format!(
+            "<item><vpnConnectionId>{}</vpnConnectionId><state>{}</state><customerGatewayConfiguration>{}</customerGatewayConfiguration><type>ipsec.1</type><customerGatewayId>cgw-b4dc3961</customerGatewayId><vpnGatewayId>vgw-8db04f81</vpnGatewayId><category>VPN</category>",
+            c.id,
+            c.state,
+            escape(&c.customer_gateway_configuration)
+        ));
+        out.push_str(&format!(
+            "<options><staticRoutesOnly>{}</staticRoutesOnly><tunnelOptionSet>",
+            c.static_routes_only
+        ));
+        for t in &c.tunnels {
+            out.push_str(&format!(
+                "<item><outsideIpAddress>{}</outsideIpAddress>",
+                t.outside_ip
+            ));
+            if let Some(v) = &t.pre_shared_key {
+                out.push_str(&format!("<preSharedKey>{}</preSharedKey>", escape(v)));
+            }
+            if let Some(v) = t.dpd_timeout_seconds {
+                out.push_str(&format!("<dpdTimeoutSeconds>{v}</dpdTimeoutSeconds>"));
+            }
+            if let Some(v) = &t.dpd_timeout_action {
+                out.push_str(&format!("<dpdTimeoutAction>{v}</dpdTimeoutAction>"));
+            }
+            if !t.ike_versions.is_empty() {
+                out.push_str("<ikeVersionSet>");
+                for v in &t.ike_versions {
+                    out.push_str(&format!("<item><value>{v}</value></item>"));
+                }
+                out.push_str("</ikeVersionSet>");
+            }
+            if let Some(v) = &t.startup_action {
+                out.push_str(&format!("<startupAction>{v}</startupAction>"));
+            }
+            out.push_str("</item>");
+        }
+        out.push_str("</tunnelOptionSet></options><vgwTelemetry>");
+        let mut telemetry: Vec<&Tunnel> = c.tunnels.iter().filter(|t| !t.no_telemetry).collect();
+        if c.telemetry_reversed {
+            telemetry.reverse();
+        }
+        for t in telemetry {
+            out.push_str(&format!(
+                "<item><outsideIpAddress>{}</outsideIpAddress><status>{}</status><lastStatusChange>{}</lastStatusChange><statusMessage>{}</statusMessage>",
+                t.outside_ip,
+                t.status,
+                t.last_status_change,
+                escape(&t.status_message)
+            ));
+            if let Some(n) = t.accepted_route_count {
+                out.push_str(&format!("<acceptedRouteCount>{n}</acceptedRouteCount>"));
+            }
+            out.push_str("</item>");
+        }
+        out.push_str("</vgwTelemetry></item>");
+    }
+    out.push_str("</vpnConnectionSet></DescribeVpnConnectionsResponse>");
+    xml(StatusCode::OK, out)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+async fn cloudwatch(
+    State(state): State<Shared>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let decoded: Value = match ciborium::de::from_reader::<ciborium::Value, _>(&body[..]) {
+        Ok(v) => cbor_to_json(v),
+        Err(e) => json!({ "undecodable": e.to_string() }),
+    };
+    let protocol = headers
+        .get("smithy-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let failure = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(json!({ "service": "cloudwatch", "action": op, "protocol": protocol, "body": decoded, "at_ms": now_ms() }));
+        s.take_failure("cloudwatch")
+    };
+    if let Some(mode) = failure {
+        return fail("cloudwatch", &mode).await;
+    }
+    // The empty CBOR map: PutMetricData has no output members.
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ],
+        vec![0xA0u8],
+    )
+        .into_response()
+}
+
+fn cbor_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let value = ciborium::Value::Map(vec![
+        (
+            ciborium::Value::Text("__type".into()),
+            ciborium::Value::Text(format!("com.amazonaws.cloudwatch#{code}")),
+        ),
+        (
+            ciborium::Value::Text("message".into()),
+            ciborium::Value::Text(message.into()),
+        ),
+    ]);
+    let mut body = Vec::new();
+    ciborium::ser::into_writer(&value, &mut body).unwrap();
+    (
+        status,
+        [
+            ("content-type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn cbor_to_json(v: ciborium::Value) -> Value {
+    use ciborium::Value as C;
+    match v {
+        C::Integer(i) => json!(i128::from(i) as f64),
+        C::Float(f) => json!(f),
+        C::Text(s) => json!(s),
+        C::Bool(b) => json!(b),
+        C::Null => Value::Null,
+        C::Bytes(b) => json!(b),
+        C::Tag(_, inner) => cbor_to_json(*inner),
+        C::Array(items) => Value::Array(items.into_iter().map(cbor_to_json).collect()),
+        C::Map(entries) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        match k {
+                            C::Text(s) => s,
+                            other => format!("{other:?}"),
+                        },
+                        cbor_to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        other => json!(format!("{other:?}")),
+    }
+}
