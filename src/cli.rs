@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Listen address for HTTP, overriding `http.listen` (e.g. 127.0.0.1:0 for any port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Directory for the alert state and undelivered notifications, overriding `state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How logs are written.

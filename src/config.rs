@@ -4,15 +4,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::alerts::{AlertClass, AlertRules, Severity, Silence};
 use crate::model::{
-    ConnectionName, OutsideIp, TargetId, TargetName, TunnelId, TunnelName, VpnConnectionId,
+    ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
+    VpnConnectionId,
 };
 
 /// The commented config that runs when no file is given (also what `print-config` prints).
@@ -42,6 +44,10 @@ pub struct Config {
     pub targets: Vec<TargetSpec>,
     /// AWS settings; absent means nothing AWS starts.
     pub aws: Option<AwsConfig>,
+    /// Where the alert state and the outbox live.
+    pub state_dir: PathBuf,
+    /// Alert rules, silences and sinks.
+    pub alerts: AlertsConfig,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -118,6 +124,84 @@ impl Default for ProbeSettings {
             payload_bytes: 56,
             down_after: 3,
             up_after: 2,
+        }
+    }
+}
+
+/// The alert engine's settings and where notifications go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// `for`, `keep_firing_for`, `repeat_interval`, `send_resolved`.
+    pub rules: AlertRules,
+    /// State changes within `flap_window` that make a tunnel flapping.
+    pub flap_changes: u32,
+    /// The window for `flap_changes`.
+    pub flap_window: Duration,
+    /// How long the EC2 API may fail before `ControlPlaneUnavailable`.
+    pub control_plane_unavailable_after: Duration,
+    /// Where the runbook lives; pages name `<runbook_url>#<alert>`.
+    pub runbook_url: String,
+    /// Maintenance windows.
+    pub silences: Vec<Silence>,
+    /// Where notifications go.
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            rules: AlertRules::default(),
+            flap_changes: 4,
+            flap_window: Duration::from_secs(120),
+            control_plane_unavailable_after: Duration::from_secs(600),
+            runbook_url: DEFAULT_RUNBOOK.into(),
+            silences: Vec::new(),
+            sinks: vec![SinkConfig {
+                kind: SinkKind::Log,
+                min_severity: Severity::Warning,
+            }],
+        }
+    }
+}
+
+/// The runbook shipped with tunnelkeeper.
+pub const DEFAULT_RUNBOOK: &str = "docs/runbook.md";
+/// Where the state lives unless `state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tunnelkeeper";
+
+/// One notification sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Where to.
+    pub kind: SinkKind,
+    /// The least severity it gets.
+    pub min_severity: Severity,
+}
+
+/// The kinds of sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    /// The daemon's log (WARN for firing, INFO for resolved).
+    Log,
+    /// An SNS standard topic (the NOC's pager).
+    Sns {
+        /// The topic.
+        topic_arn: String,
+    },
+    /// A Prometheus Alertmanager (`/api/v2/alerts`).
+    Alertmanager {
+        /// Its base URL.
+        url: String,
+    },
+}
+
+impl SinkKind {
+    /// Returns `log`, `sns` or `alertmanager`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SinkKind::Log => "log",
+            SinkKind::Sns { .. } => "sns",
+            SinkKind::Alertmanager { .. } => "alertmanager",
         }
     }
 }
@@ -222,8 +306,11 @@ impl Config {
 
     /// Returns the embedded default config.
     pub fn embedded_default() -> Config {
-        Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
-            .expect("the embedded default config is valid (a unit test checks it)")
+        let mut config = Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
+            .expect("the embedded default config is valid (a unit test checks it)");
+        // A per-user directory: the default must run without root and without setup.
+        config.state_dir = std::env::temp_dir().join(format!("tunnelkeeper-{}", current_uid()));
+        config
     }
 
     /// Parses and validates config text; `origin` names it in errors.
@@ -291,6 +378,46 @@ struct RawConfig {
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
     aws: Option<Spanned<RawAws>>,
+    state_dir: Option<Spanned<String>>,
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(rename = "for")]
+    for_: Option<Spanned<HumanDuration>>,
+    keep_firing_for: Option<Spanned<HumanDuration>>,
+    repeat_interval: Option<Spanned<HumanDuration>>,
+    send_resolved: Option<bool>,
+    flap_changes: Option<Spanned<u32>>,
+    flap_window: Option<Spanned<HumanDuration>>,
+    control_plane_unavailable_after: Option<Spanned<HumanDuration>>,
+    runbook_url: Option<String>,
+    #[serde(default)]
+    silence: Vec<Spanned<RawSilence>>,
+    sink: Option<Vec<Spanned<RawSink>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSilence {
+    alert: Option<Spanned<String>>,
+    vpn: Option<Spanned<String>>,
+    tunnel: Option<Spanned<String>>,
+    starts: Option<Spanned<String>>,
+    ends: Spanned<String>,
+    #[serde(default)]
+    comment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: Spanned<String>,
+    topic_arn: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    min_severity: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -619,9 +746,27 @@ impl<'a> Validator<'a> {
         }
 
         let aws = raw.aws.as_ref().map(|a| self.aws(a, &connections));
+        let alerts = match &raw.alerts {
+            Some(a) => self.alerts(a, &connections, aws.is_some()),
+            None => AlertsConfig::default(),
+        };
+        let state_dir = match &raw.state_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                self.problem(
+                    Some(d.span()),
+                    "state_dir",
+                    "an empty path: give a directory such as \"/var/lib/tunnelkeeper\"".into(),
+                );
+                PathBuf::from(DEFAULT_STATE_DIR)
+            }
+            Some(d) => PathBuf::from(d.get_ref()),
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        };
 
         Config {
             aws,
+            alerts,
+            state_dir,
             listen: raw
                 .http
                 .listen
@@ -631,6 +776,293 @@ impl<'a> Validator<'a> {
             targets,
             warnings: Vec::new(),
         }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<HumanDuration>>,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        let d = v.get_ref().0;
+        if d < min || d > max {
+            self.problem(
+                Some(v.span()),
+                key,
+                format!(
+                    "{} is out of range: it must be between {} and {}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ),
+            );
+        }
+        d
+    }
+
+    fn alerts(
+        &mut self,
+        raw: &RawAlerts,
+        connections: &[ConnectionSpec],
+        has_aws: bool,
+    ) -> AlertsConfig {
+        let defaults = AlertsConfig::default();
+        let day = Duration::from_secs(86_400);
+        let rules = AlertRules {
+            for_: self.duration(
+                "alerts.for",
+                raw.for_.as_ref(),
+                defaults.rules.for_,
+                Duration::ZERO,
+                day,
+            ),
+            keep_firing_for: self.duration(
+                "alerts.keep_firing_for",
+                raw.keep_firing_for.as_ref(),
+                defaults.rules.keep_firing_for,
+                Duration::ZERO,
+                day,
+            ),
+            repeat_interval: self.duration(
+                "alerts.repeat_interval",
+                raw.repeat_interval.as_ref(),
+                defaults.rules.repeat_interval,
+                Duration::from_secs(60),
+                day * 7,
+            ),
+            send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
+        };
+        let flap_changes = raw
+            .flap_changes
+            .as_ref()
+            .map_or(defaults.flap_changes, |v| {
+                let n = *v.get_ref();
+                if !(2..=1000).contains(&n) {
+                    self.problem(
+                        Some(v.span()),
+                        "alerts.flap_changes",
+                        format!("{n} is out of range: it must be between 2 and 1000"),
+                    );
+                }
+                n
+            });
+        let flap_window = self.duration(
+            "alerts.flap_window",
+            raw.flap_window.as_ref(),
+            defaults.flap_window,
+            Duration::from_secs(1),
+            day,
+        );
+        let control_plane_unavailable_after = self.duration(
+            "alerts.control_plane_unavailable_after",
+            raw.control_plane_unavailable_after.as_ref(),
+            defaults.control_plane_unavailable_after,
+            Duration::from_secs(1),
+            day,
+        );
+        let mut silences = Vec::new();
+        for (i, s) in raw.silence.iter().enumerate() {
+            let key = format!("alerts.silence[{i}]");
+            let raw_s = s.get_ref();
+            let class = raw_s.alert.as_ref().and_then(|a| {
+                let c = AlertClass::parse(a.get_ref());
+                if c.is_none() {
+                    let names: Vec<&str> = AlertClass::ALL.iter().map(|c| c.name()).collect();
+                    self.problem(
+                        Some(a.span()),
+                        &format!("{key}.alert"),
+                        format!(
+                            "{:?} is not an alert; use one of {}",
+                            a.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                }
+                c
+            });
+            if let Some(v) = &raw_s.vpn {
+                if !connections.iter().any(|c| c.name.as_str() == v.get_ref()) {
+                    self.problem(
+                        Some(v.span()),
+                        &format!("{key}.vpn"),
+                        format!("{:?} is not the name of a [[vpn]]", v.get_ref()),
+                    );
+                }
+            }
+            if let Some(t) = &raw_s.tunnel {
+                if !connections
+                    .iter()
+                    .flat_map(|c| &c.tunnels)
+                    .any(|x| x.name.as_str() == t.get_ref())
+                {
+                    self.problem(
+                        Some(t.span()),
+                        &format!("{key}.tunnel"),
+                        format!("{:?} is not the name of a [[vpn.tunnel]]", t.get_ref()),
+                    );
+                }
+            }
+            let mut time =
+                |field: &str, v: &Spanned<String>| match humantime::parse_rfc3339_weak(v.get_ref())
+                {
+                    Ok(t) => Some(Timestamp::from_millis(
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as u64)
+                            .unwrap_or(0),
+                    )),
+                    Err(_) => {
+                        self.problem(
+                            Some(v.span()),
+                            &format!("{key}.{field}"),
+                            format!(
+                                "{:?} is not a time: write it as \"2026-12-01T06:00:00Z\"",
+                                v.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                };
+            let starts = raw_s.starts.as_ref().and_then(|v| time("starts", v));
+            let ends = time("ends", &raw_s.ends);
+            if let (Some(st), Some(en)) = (starts, ends) {
+                if en <= st {
+                    self.problem(
+                        Some(raw_s.ends.span()),
+                        &format!("{key}.ends"),
+                        format!("{en} is not after starts {st}"),
+                    );
+                }
+            }
+            silences.push(Silence {
+                class,
+                vpn: raw_s.vpn.as_ref().map(|v| v.get_ref().clone()),
+                tunnel: raw_s.tunnel.as_ref().map(|v| v.get_ref().clone()),
+                starts,
+                ends: ends.unwrap_or(Timestamp::from_millis(0)),
+                comment: raw_s.comment.clone(),
+            });
+        }
+        let sinks = match &raw.sink {
+            None => defaults.sinks,
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| self.sink(i, s, has_aws))
+                .collect(),
+        };
+        AlertsConfig {
+            rules,
+            flap_changes,
+            flap_window,
+            control_plane_unavailable_after,
+            runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
+            silences,
+            sinks,
+        }
+    }
+
+    fn sink(&mut self, i: usize, raw: &Spanned<RawSink>, has_aws: bool) -> Option<SinkConfig> {
+        let key = format!("alerts.sink[{i}]");
+        let s = raw.get_ref();
+        let min_severity = match s.min_severity.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "warning")) => Severity::Warning,
+            Some((_, "critical")) => Severity::Critical,
+            Some((v, other)) => {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.min_severity"),
+                    format!("{other:?} is not a severity: use \"warning\" or \"critical\""),
+                );
+                Severity::Warning
+            }
+        };
+        let unexpected = |this: &mut Self, field: &str, v: &Option<Spanned<String>>, kind: &str| {
+            if let Some(v) = v {
+                this.problem(
+                    Some(v.span()),
+                    &format!("{key}.{field}"),
+                    format!("not used by a {kind} sink"),
+                );
+            }
+        };
+        let kind = match s.kind.get_ref().as_str() {
+            "log" => {
+                unexpected(self, "topic_arn", &s.topic_arn, "log");
+                unexpected(self, "url", &s.url, "log");
+                SinkKind::Log
+            }
+            "sns" => {
+                unexpected(self, "url", &s.url, "sns");
+                let Some(arn) = &s.topic_arn else {
+                    self.problem(
+                        Some(s.kind.span()),
+                        &format!("{key}.topic_arn"),
+                        "missing: an sns sink needs the topic's ARN".into(),
+                    );
+                    return None;
+                };
+                let parts: Vec<&str> = arn.get_ref().split(':').collect();
+                if parts.len() != 6
+                    || parts[0] != "arn"
+                    || parts[2] != "sns"
+                    || parts[5].is_empty()
+                    || parts[5].ends_with(".fifo")
+                {
+                    self.problem(
+                        Some(arn.span()),
+                        &format!("{key}.topic_arn"),
+                        format!("{:?} is not the ARN of a standard SNS topic (arn:aws:sns:REGION:ACCOUNT:NAME; FIFO topics cannot page)", arn.get_ref()),
+                    );
+                }
+                if !has_aws {
+                    self.problem(
+                        Some(s.kind.span()),
+                        &format!("{key}.kind"),
+                        "an sns sink needs an [aws] table (region and credentials come from it)"
+                            .into(),
+                    );
+                }
+                SinkKind::Sns {
+                    topic_arn: arn.get_ref().clone(),
+                }
+            }
+            "alertmanager" => {
+                unexpected(self, "topic_arn", &s.topic_arn, "alertmanager");
+                let Some(url) = &s.url else {
+                    self.problem(
+                        Some(s.kind.span()),
+                        &format!("{key}.url"),
+                        "missing: an alertmanager sink needs its base URL".into(),
+                    );
+                    return None;
+                };
+                let rest = url.get_ref().strip_prefix("http://");
+                if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                    self.problem(
+                        Some(url.span()),
+                        &format!("{key}.url"),
+                        format!("{:?} is not an http:// URL", url.get_ref()),
+                    );
+                }
+                SinkKind::Alertmanager {
+                    url: url.get_ref().trim_end_matches('/').to_string(),
+                }
+            }
+            other => {
+                self.problem(
+                    Some(s.kind.span()),
+                    &format!("{key}.kind"),
+                    format!(
+                        "{other:?} is not a sink kind: use \"sns\", \"log\" or \"alertmanager\""
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(SinkConfig { kind, min_severity })
     }
 
     fn aws(&mut self, raw: &Spanned<RawAws>, connections: &[ConnectionSpec]) -> AwsConfig {
@@ -883,6 +1315,17 @@ impl<'a> Validator<'a> {
             true
         }
     }
+}
+
+fn current_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn is_vpn_connection_id(id: &str) -> bool {

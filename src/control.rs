@@ -135,6 +135,7 @@ pub struct ControlPlane {
     stale: bool,
     errors: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
+    failing_since: Option<Timestamp>,
     problems: Vec<String>,
 }
 
@@ -166,6 +167,7 @@ impl ControlPlane {
             stale: false,
             errors: AwsErrorKind::ALL.iter().map(|k| (k.label(), 0)).collect(),
             last_error: None,
+            failing_since: None,
             problems: Vec::new(),
         }
     }
@@ -179,6 +181,7 @@ impl ControlPlane {
         self.last_success = Some(now);
         self.stale = false;
         self.last_error = None;
+        self.failing_since = None;
         self.problems = reading.iter().flat_map(connection_problems).collect();
         let verdicts = reading
             .iter()
@@ -199,8 +202,9 @@ impl ControlPlane {
     }
 
     /// Counts a failed call. Verdicts stay as they were until the answer goes stale.
-    pub fn handle_error(&mut self, kind: AwsErrorKind, message: String) {
+    pub fn handle_error(&mut self, kind: AwsErrorKind, message: String, now: Timestamp) {
         *self.errors.entry(kind.label()).or_default() += 1;
+        self.failing_since.get_or_insert(now);
         self.last_error = Some(format!("{}: {message}", kind.label()));
     }
 
@@ -256,6 +260,15 @@ impl ControlPlane {
             last_error: self.last_error.clone(),
             problems: self.problems.clone(),
         }
+    }
+
+    /// Returns how long calls have failed without a success in between, with the last error.
+    pub fn failing_for(&self, now: Timestamp) -> Option<(Duration, String)> {
+        let since = self.failing_since?;
+        Some((
+            now.since(since),
+            self.last_error.clone().unwrap_or_default(),
+        ))
     }
 
     /// Returns whether the last answer is stale.
@@ -538,7 +551,11 @@ mod tests {
         );
         let verdicts = cp.handle_reading(vec![c], Timestamp::from_secs(0));
         assert_eq!(verdicts.len(), 1);
-        cp.handle_error(AwsErrorKind::Throttled, "RequestLimitExceeded".into());
+        cp.handle_error(
+            AwsErrorKind::Throttled,
+            "RequestLimitExceeded".into(),
+            Timestamp::from_secs(5),
+        );
         assert_eq!(cp.handle_timeout(Timestamp::from_secs(30)), None);
         let stale = cp
             .handle_timeout(Timestamp::from_secs(31))
@@ -558,5 +575,9 @@ mod tests {
         let status = cp.status(Timestamp::from_secs(40));
         assert!(status.stale);
         assert_eq!(status.errors["throttled"], 1);
+        assert_eq!(
+            cp.failing_for(Timestamp::from_secs(40)).unwrap().0,
+            Duration::from_secs(35)
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Wiring and lifecycle: opens the socket and the HTTP listener, starts the monitor, the
-//! pingers, the AWS tasks (only with `[aws]`) and the HTTP server, and stops them all through one cancellation token on
-//! SIGTERM or SIGINT.
+//! Wiring and lifecycle: opens the state directory, the HTTP listener and the ICMP socket,
+//! starts the monitor, the pingers, the AWS tasks (only with `[aws]`), the notification
+//! sinks and the HTTP server, and stops them all through one cancellation token on SIGTERM
+//! or SIGINT, saving the alert state last.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,20 +10,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use crate::alerting::{Alerting, SinkHandle};
 use crate::cloudwatch::CloudWatchPublisher;
-use crate::config::Config;
+use crate::config::{Config, SinkKind};
 use crate::ec2::Ec2Poller;
 use crate::http::{self, AppState};
 use crate::icmp::IcmpSockets;
 use crate::metrics::Metrics;
 use crate::model::Clock;
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, Observation};
 use crate::pinger::{splay, PingerTask};
+use crate::sinks::{run_sink, AlertmanagerSink, LogSink, PageContext, SnsSink};
+use crate::state::{Loaded, StateStore};
 
 /// How long tasks get to finish after the shutdown signal.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -45,6 +49,30 @@ pub async fn run_until(
     for warning in &config.warnings {
         warn!(%warning, "config warning");
     }
+    let clock = Clock::start();
+    let store = StateStore::open(&config.state_dir)?;
+    let saved = match store.load(clock.now()) {
+        Loaded::Fresh => None,
+        Loaded::State(state) => {
+            info!(
+                path = %store.path().display(),
+                alerts = state.alerts.len(),
+                undelivered = state.outbox.len(),
+                "alert state restored"
+            );
+            Some(state)
+        }
+        Loaded::Corrupt { error, moved_to } => {
+            error!(
+                path = %store.path().display(),
+                moved_to = %moved_to.display(),
+                %error,
+                "THE ALERT STATE FILE IS CORRUPT: moved aside, starting with no alerts and an empty outbox"
+            );
+            None
+        }
+    };
+
     let listen = listen_override.unwrap_or(config.listen);
     let listener = TcpListener::bind(listen)
         .await
@@ -55,15 +83,79 @@ pub async fn run_until(
 
     let sockets = IcmpSockets::open(config.socket, config.targets.len())?;
     let socket_type = sockets.socket_type().label();
+    let sdk = match &config.aws {
+        Some(aws) => {
+            let sdk = crate::aws::load(aws).await?;
+            info!(region = ?sdk.region(), endpoint = ?aws.endpoint_url, "AWS configured");
+            Some(sdk)
+        }
+        None => None,
+    };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(&config, socket_type, sockets.receive_buffer()));
-    let clock = Clock::start();
-    let (monitor, snapshots) = Monitor::new(config.clone(), metrics.clone(), clock, socket_type);
 
     let tasks = TaskTracker::new();
     // Room for a few rounds of results from every target before pingers wait on the monitor.
-    let (tx, rx) = mpsc::channel((config.targets.len() * 4).clamp(64, 65_536));
-    tasks.spawn(monitor.run(rx, cancel.clone()));
+    let (tx, rx) = mpsc::channel::<Observation>((config.targets.len() * 4).clamp(64, 65_536));
+
+    let ctx = PageContext::from_machine(&config.alerts.runbook_url);
+    let mut sinks = Vec::new();
+    let mut alertmanagers = Vec::new();
+    for (index, sink) in config.alerts.sinks.iter().enumerate() {
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::outbox::CAPACITY + 16);
+        match &sink.kind {
+            SinkKind::Log => {
+                tasks.spawn(run_sink(
+                    index,
+                    LogSink { ctx: ctx.clone() },
+                    deliveries_rx,
+                    tx.clone(),
+                    cancel.clone(),
+                ));
+                sinks.push(SinkHandle::Outbox(deliveries_tx));
+            }
+            SinkKind::Sns { topic_arn } => {
+                let sdk = sdk.as_ref().context("an sns sink needs [aws]")?;
+                let sns = SnsSink {
+                    client: aws_sdk_sns::Client::new(sdk),
+                    topic_arn: topic_arn.clone(),
+                    ctx: ctx.clone(),
+                };
+                tasks.spawn(run_sink(
+                    index,
+                    sns,
+                    deliveries_rx,
+                    tx.clone(),
+                    cancel.clone(),
+                ));
+                sinks.push(SinkHandle::Outbox(deliveries_tx));
+            }
+            SinkKind::Alertmanager { url } => {
+                let (am_tx, am_rx) = watch::channel(Vec::new());
+                alertmanagers.push(AlertmanagerSink {
+                    url: url.clone(),
+                    ctx: ctx.clone(),
+                    alerts: am_rx,
+                    metrics: metrics.clone(),
+                    label: format!("alertmanager[{index}]"),
+                    cancel: cancel.clone(),
+                });
+                sinks.push(SinkHandle::Alertmanager(am_tx));
+            }
+        }
+    }
+    for am in alertmanagers {
+        tasks.spawn(am.run());
+    }
+    let alerting = Alerting::new(config.clone(), saved, store, sinks, metrics.clone());
+    let (monitor, snapshots) = Monitor::new(
+        config.clone(),
+        metrics.clone(),
+        alerting,
+        clock,
+        socket_type,
+    );
+    let monitor_done = tasks.spawn(monitor.run(rx, cancel.clone()));
 
     let count = config.targets.len();
     let ident_base = std::process::id() as u16;
@@ -83,12 +175,10 @@ pub async fn run_until(
         tasks.spawn(task.run(prober));
     }
 
-    if let Some(aws) = &config.aws {
-        let sdk = crate::aws::load(aws).await?;
-        info!(region = ?sdk.region(), endpoint = ?aws.endpoint_url, "AWS configured");
+    if let (Some(aws), Some(sdk)) = (&config.aws, &sdk) {
         if config.connections.iter().any(|c| c.id.is_some()) {
             let poller = Ec2Poller {
-                client: aws_sdk_ec2::Client::new(&sdk),
+                client: aws_sdk_ec2::Client::new(sdk),
                 config: config.clone(),
                 interval: aws.poll_interval,
                 observations: tx.clone(),
@@ -98,7 +188,7 @@ pub async fn run_until(
         }
         if let Some(namespace) = &aws.cloudwatch_namespace {
             let publisher = CloudWatchPublisher {
-                client: aws_sdk_cloudwatch::Client::new(&sdk),
+                client: aws_sdk_cloudwatch::Client::new(sdk),
                 namespace: namespace.clone(),
                 interval: aws.cloudwatch_interval,
                 snapshots: snapshots.clone(),
@@ -123,6 +213,7 @@ pub async fn run_until(
         targets = count,
         connections = config.connections.len(),
         socket = socket_type,
+        state_dir = %config.state_dir.display(),
         "tunnelkeeper running; /health, /status, /metrics on http://{bound}"
     );
 
@@ -131,6 +222,10 @@ pub async fn run_until(
     tasks.close();
     if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
         warn!(drain = ?DRAIN, "some tasks did not stop in time");
+    }
+    // The monitor saves the alert state as it exits; make sure it got there.
+    if !monitor_done.is_finished() {
+        error!("the monitor did not stop in time; the alert state may miss the last changes");
     }
     Ok(())
 }

@@ -5,7 +5,10 @@
 //! owns the health model and publishes snapshots that HTTP and CloudWatch read.
 //!
 //! - [`cli`]: the command line.
+//! - [`alerts`]: the pure alert engine (for, keep_firing_for, repeat, inhibition, silences).
+//! - [`alerting`]: alerting glue owned by the monitor: conditions, routing, outbox, state.
 //! - [`aws`]: AWS SDK setup and error kinds.
+//! - [`conditions`]: alert conditions derived from the health model; flap counting.
 //! - [`control`]: the pure control-plane tracker: EC2 readings into tunnel verdicts.
 //! - [`ec2`]: the EC2 poller (`DescribeVpnConnections`).
 //! - [`cloudwatch`]: the CloudWatch publisher (figures and a heartbeat).
@@ -19,12 +22,18 @@
 //! - [`monitor`]: the task that owns the model and publishes snapshots.
 //! - [`snapshot`]: what readers see: the `/health` page and the `/status` JSON.
 //! - [`metrics`]: the Prometheus series.
+//! - [`outbox`]: undelivered notifications with retry times.
+//! - [`sinks`]: what pages say, and the log, SNS and Alertmanager workers.
+//! - [`state`]: the state file (alerts and outbox), written atomically.
 //! - [`http`]: the routes and a hardened HTTP/1 server.
 //! - [`daemon`]: wiring, startup and the single shutdown path.
 
+pub mod alerting;
+pub mod alerts;
 pub mod aws;
 pub mod cli;
 pub mod cloudwatch;
+pub mod conditions;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -36,6 +45,9 @@ pub mod jitter;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod outbox;
 pub mod pinger;
+pub mod sinks;
 pub mod snapshot;
+pub mod state;
 pub mod stats;

@@ -59,6 +59,10 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             Config::embedded_default()
         }
     };
+    let mut config = config;
+    if let Some(dir) = &args.state_dir {
+        config.state_dir = dir.clone();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::alerts::{AlertClass, AlertView};
 use crate::aws::AwsErrorKind;
 use crate::config::{Config, TargetScope};
 use crate::control::TunnelReading;
@@ -47,6 +48,11 @@ pub struct Metrics {
     socket_reopens: IntCounter,
     schedule_slips: IntCounter,
     aws: Option<AwsSeries>,
+    alerts_firing: IntGaugeVec,
+    notifications: IntCounterVec,
+    outbox_length: IntGauge,
+    outbox_dropped: IntCounter,
+    state_save_failures: IntCounter,
 }
 
 /// Series that exist only with `[aws]`.
@@ -385,7 +391,70 @@ impl Metrics {
             a.ec2_answer_age.set(-1.0);
         }
 
+        let alerts_firing = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_alerts_firing",
+                    "Alerts firing now, by class (inhibited and silenced ones included).",
+                ),
+                &["alert", "severity"],
+            )
+            .unwrap(),
+        );
+        for class in AlertClass::ALL {
+            alerts_firing
+                .with_label_values(&[class.name(), class.severity().label()])
+                .set(0);
+        }
+        let notifications = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "tunnelkeeper_notifications_total",
+                    "Notification deliveries by sink and outcome (delivered or failed).",
+                ),
+                &["sink", "outcome"],
+            )
+            .unwrap(),
+        );
+        for (i, sink) in config.alerts.sinks.iter().enumerate() {
+            for outcome in ["delivered", "failed"] {
+                notifications
+                    .with_label_values(&[format!("{}[{i}]", sink.kind.label()).as_str(), outcome]);
+            }
+        }
+        let outbox_length = register(
+            &registry,
+            IntGauge::new(
+                "tunnelkeeper_outbox_length",
+                "Notifications waiting for delivery.",
+            )
+            .unwrap(),
+        );
+        let outbox_dropped = register(
+            &registry,
+            IntCounter::new(
+                "tunnelkeeper_outbox_dropped_total",
+                "Notifications dropped because the outbox was full.",
+            )
+            .unwrap(),
+        );
+        let state_save_failures = register(
+            &registry,
+            IntCounter::new(
+                "tunnelkeeper_state_save_failures_total",
+                "Failed writes of the alert state file.",
+            )
+            .unwrap(),
+        );
+
         let metrics = Self {
+            alerts_firing,
+            notifications,
+            outbox_length,
+            outbox_dropped,
+            state_save_failures,
             aws,
             registry,
             targets,
@@ -559,6 +628,38 @@ impl Metrics {
         if let Some(a) = &self.aws {
             a.cloudwatch_requests.with_label_values(&[outcome]).inc();
         }
+    }
+
+    /// Sets the firing-alert gauges from the engine's views.
+    pub fn set_alerts(&self, views: &[AlertView]) {
+        for class in AlertClass::ALL {
+            let n = views
+                .iter()
+                .filter(|v| v.alert == class && v.state != "pending")
+                .count();
+            self.alerts_firing
+                .with_label_values(&[class.name(), class.severity().label()])
+                .set(n as i64);
+        }
+    }
+
+    /// Counts one delivery outcome of a sink.
+    pub fn notification(&self, sink: &str, outcome: &str) {
+        self.notifications.with_label_values(&[sink, outcome]).inc();
+    }
+
+    /// Sets the outbox figures.
+    pub fn set_outbox(&self, length: usize, dropped_total: u64) {
+        self.outbox_length.set(length as i64);
+        let seen = self.outbox_dropped.get();
+        if dropped_total > seen {
+            self.outbox_dropped.inc_by(dropped_total - seen);
+        }
+    }
+
+    /// Counts a failed state write.
+    pub fn state_save_failed(&self) {
+        self.state_save_failures.inc();
     }
 
     /// Renders every metric in the Prometheus text format.

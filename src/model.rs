@@ -131,6 +131,18 @@ impl Serialize for Timestamp {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)?;
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map_err(serde::de::Error::custom)?
+            .as_millis();
+        Ok(Timestamp(ms as u64))
+    }
+}
+
 /// Converts the runtime's monotonic instants into [`Timestamp`]s.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {

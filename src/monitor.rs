@@ -10,12 +10,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::alerting::Alerting;
 use crate::config::{Config, TargetScope};
 use crate::control::ControlPlane;
 use crate::ec2::PollResult;
 use crate::health::{HealthModel, ProbeOutcome, Verdict, VpnState};
 use crate::metrics::Metrics;
 use crate::model::{Clock, TargetId, TunnelId};
+use crate::sinks::DeliveryReport;
 use crate::snapshot::{Meta, Snapshot};
 use crate::stats::TargetStats;
 
@@ -53,6 +55,8 @@ pub enum Observation {
         /// What came of it.
         result: PollResult,
     },
+    /// A sink finished a delivery.
+    Delivery(DeliveryReport),
     /// Ticks were skipped because the task fell behind its schedule.
     ScheduleSlip {
         /// Which target.
@@ -72,6 +76,7 @@ pub struct Monitor {
     config: Arc<Config>,
     model: HealthModel,
     control: Option<ControlPlane>,
+    alerting: Alerting,
     stats: Vec<TargetStats>,
     metrics: Arc<Metrics>,
     clock: Clock,
@@ -85,6 +90,7 @@ impl Monitor {
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        alerting: Alerting,
         clock: Clock,
         icmp_socket: &'static str,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
@@ -98,13 +104,16 @@ impl Monitor {
             started_at: clock.now(),
             icmp_socket,
         };
-        let first = Snapshot::build(&config, &model, control.as_ref(), &stats, meta, clock.now());
+        let mut first =
+            Snapshot::build(&config, &model, control.as_ref(), &stats, meta, clock.now());
+        first.alerts = alerting.views(clock.now());
         let (snapshots, rx) = watch::channel(Arc::new(first));
         (
             Self {
                 config,
                 model,
                 control,
+                alerting,
                 stats,
                 metrics,
                 clock,
@@ -138,6 +147,8 @@ impl Monitor {
                         }
                     }
                     if changed {
+                        // Pages go out the moment a verdict changes, not at the next tick.
+                        self.evaluate_alerts();
                         self.publish();
                         dirty = false;
                     } else {
@@ -145,13 +156,18 @@ impl Monitor {
                     }
                 }
                 _ = tick.tick() => {
-                    if self.handle_timeout(self.clock.now()) || dirty {
+                    let now = self.clock.now();
+                    let changed = self.handle_timeout(now);
+                    // Timers (for, repeat, silences, retries) and time-based conditions.
+                    self.evaluate_alerts();
+                    if changed || dirty {
                         self.publish();
                         dirty = false;
                     }
                 }
             }
         }
+        self.alerting.flush(self.clock.now());
     }
 
     /// Applies one observation; returns true when a verdict changed.
@@ -164,6 +180,11 @@ impl Monitor {
                 ..
             } => self.apply_probe(target, &outcome, at),
             Observation::Ec2 { at, result } => self.apply_ec2(result, at),
+            Observation::Delivery(report) => {
+                self.alerting.delivery_report(report, self.clock.now());
+                self.alerting.dispatch(self.clock.now());
+                true
+            }
             Observation::StrayReply { .. } => {
                 self.metrics.stray_reply();
                 false
@@ -230,7 +251,7 @@ impl Monitor {
             }
             PollResult::Failed { kind, message } => {
                 self.metrics.ec2_request(kind.label());
-                control.handle_error(kind, message);
+                control.handle_error(kind, message, now);
                 false
             }
         }
@@ -326,15 +347,23 @@ impl Monitor {
             .set_connection(id.connection, self.model.connection(id.connection));
     }
 
+    fn evaluate_alerts(&mut self) {
+        self.alerting
+            .evaluate(&self.model, self.control.as_ref(), self.clock.now());
+    }
+
     fn publish(&self) {
-        let snapshot = Snapshot::build(
+        let now = self.clock.now();
+        let mut snapshot = Snapshot::build(
             &self.config,
             &self.model,
             self.control.as_ref(),
             &self.stats,
             self.meta,
-            self.clock.now(),
+            now,
         );
+        snapshot.alerts = self.alerting.views(now);
+        snapshot.outbox_length = self.alerting.outbox_len();
         self.snapshots.send_replace(Arc::new(snapshot));
     }
 }

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use crate::alerts::AlertView;
 use crate::config::{Config, TargetScope};
 use crate::control::{ControlPlane, ControlPlaneStatus, TunnelReading};
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
@@ -33,6 +34,10 @@ pub struct Snapshot {
     /// What EC2 said, when `[aws]` is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<ControlPlaneStatus>,
+    /// Active, pending, inhibited and silenced alerts.
+    pub alerts: Vec<AlertView>,
+    /// Notifications waiting for delivery.
+    pub outbox_length: usize,
     /// Config warnings, and tunnel options that leave a dropped tunnel down.
     pub warnings: Vec<String>,
     /// The rendered `/health` page.
@@ -190,6 +195,8 @@ impl Snapshot {
             connections,
             shared_targets,
             control_plane: control.map(|cp| cp.status(now)),
+            alerts: Vec::new(),
+            outbox_length: 0,
             warnings,
             health: HealthPage::default(),
         };

@@ -309,3 +309,76 @@ fn a_missing_file_names_the_path() {
     let e = Config::load(std::path::Path::new("/nonexistent/tk.toml")).unwrap_err();
     assert_contains(&e.to_string(), &["cannot read config /nonexistent/tk.toml"]);
 }
+
+#[test]
+fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/iam-policy.json"
+    ))
+    .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut actions: Vec<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["Action"]
+                .as_str()
+                .expect("one action per statement")
+                .to_string()
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "cloudwatch:PutMetricData",
+            "ec2:DescribeVpnConnections",
+            "sns:Publish"
+        ]
+    );
+    let put = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "cloudwatch:PutMetricData")
+        .unwrap();
+    assert_eq!(
+        put["Condition"]["StringEquals"]["cloudwatch:namespace"], "Tunnelkeeper",
+        "PutMetricData is limited to the namespace"
+    );
+    let sources = ["src/ec2.rs", "src/cloudwatch.rs"].map(|f| {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f).unwrap()
+    });
+    assert!(sources[0].contains(".describe_vpn_connections()"));
+    assert!(sources[1].contains(".put_metric_data()"));
+}
+
+#[test]
+fn aws_settings_are_validated() {
+    let base = "[[vpn]]\nid = \"vpn-0123456789abcdef0\"\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\noutside_ip = \"52.2.144.13\"\ntargets = [\"10.0.0.1\"]\n[[vpn.tunnel]]\nname = \"b\"\ntargets = [\"10.0.0.2\"]\n";
+    let e = error_of(&format!("[aws]\npoll_interval = \"2s\"\nendpoint_url = \"localhost:4566\"\ncloudwatch_namespace = \"AWS/VPN\"\n{base}"));
+    assert_contains(&e, &[
+        "line 2, column 17: aws.poll_interval: 2s is out of range: it must be between 5s and 1h",
+        "aws.endpoint_url: \"localhost:4566\" is not an http:// or https:// URL",
+        "aws.cloudwatch_namespace: \"AWS/VPN\" is not usable",
+        "vpn[0].tunnel[1].outside_ip: missing: tunnel b belongs to a connection with an `id`",
+    ]);
+    let config = Config::parse(
+        &format!(
+            "[aws]\nregion = \"eu-west-1\"\n{}",
+            base.replace(
+                "name = \"b\"\n",
+                "name = \"b\"\noutside_ip = \"52.2.144.14\"\n"
+            )
+        ),
+        "t",
+    )
+    .unwrap();
+    let aws = config.aws.unwrap();
+    assert_eq!(aws.poll_interval, Duration::from_secs(60));
+    assert_eq!(aws.stale_after(), Duration::from_secs(180));
+    assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(aws.cloudwatch_namespace, None);
+}

@@ -30,6 +30,14 @@ impl Daemon {
         command
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--state-dir") {
+                vec![]
+            } else {
+                vec![
+                    "--state-dir".to_string(),
+                    temp_dir("state").display().to_string(),
+                ]
+            })
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("TUNNELKEEPER_CONFIG")
             .env("RUST_LOG", "info")
@@ -193,15 +201,20 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Writes `text` to a file in a fresh temporary directory and returns its path.
-pub fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
+/// Returns a fresh, empty temporary directory.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
-        "tunnelkeeper-test-{}-{}",
+        "tunnelkeeper-test-{what}-{}-{}",
         std::process::id(),
         unique()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    dir
+}
+
+/// Writes `text` to a file in a fresh temporary directory and returns its path.
+pub fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
+    let path = temp_dir("file").join(name);
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -1,0 +1,208 @@
+//! The outbox: notifications waiting for delivery to each sink, with attempts and the time
+//! of the next try. Pure bookkeeping; the monitor saves it with the alert state so that a
+//! page survives a crash, and the sink workers report back what became of each delivery.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::Notification;
+use crate::model::Timestamp;
+
+/// The most deliveries kept; past it the oldest is dropped, loudly (a page cannot wait
+/// forever for a sink that has been failing for days, and memory is not unlimited).
+pub const CAPACITY: usize = 1000;
+/// The first retry waits this long; each next one twice as long, up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two tries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// One notification for one sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Unique across restarts.
+    pub id: u64,
+    /// Index of the sink in the config.
+    pub sink: usize,
+    /// What to deliver.
+    pub notification: Notification,
+    /// Tries so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_attempt: Timestamp,
+    /// True while a worker has it (never saved as true: a restart retries it).
+    #[serde(skip)]
+    pub in_flight: bool,
+}
+
+/// The queue of undelivered notifications.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    next_id: u64,
+    deliveries: VecDeque<Delivery>,
+    #[serde(skip)]
+    dropped: u64,
+}
+
+impl Outbox {
+    /// Queues `notification` for `sink`; returns true if an old delivery had to be dropped.
+    pub fn push(&mut self, sink: usize, notification: Notification, now: Timestamp) -> bool {
+        self.next_id += 1;
+        self.deliveries.push_back(Delivery {
+            id: self.next_id,
+            sink,
+            notification,
+            attempts: 0,
+            next_attempt: now,
+            in_flight: false,
+        });
+        if self.deliveries.len() > CAPACITY {
+            self.deliveries.pop_front();
+            self.dropped += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Marks the deliveries due at `now` as in flight and returns them.
+    pub fn take_due(&mut self, now: Timestamp) -> Vec<Delivery> {
+        self.deliveries
+            .iter_mut()
+            .filter(|d| !d.in_flight && d.next_attempt <= now)
+            .map(|d| {
+                d.in_flight = true;
+                d.attempts += 1;
+                d.clone()
+            })
+            .collect()
+    }
+
+    /// Removes a delivered notification.
+    pub fn delivered(&mut self, id: u64) {
+        self.deliveries.retain(|d| d.id != id);
+    }
+
+    /// Schedules a failed delivery again, with exponential backoff and `jitter` (a fraction
+    /// of the backoff, in [0, 1)); returns when it will be tried.
+    pub fn failed(&mut self, id: u64, now: Timestamp, jitter: f64) -> Option<Timestamp> {
+        let d = self.deliveries.iter_mut().find(|d| d.id == id)?;
+        d.in_flight = false;
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << d.attempts.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF);
+        let backoff = backoff
+            .mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 2.0)
+            .min(MAX_BACKOFF);
+        d.next_attempt = now.plus(backoff);
+        Some(d.next_attempt)
+    }
+
+    /// Returns when the next delivery not in flight is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.deliveries
+            .iter()
+            .filter(|d| !d.in_flight)
+            .map(|d| d.next_attempt)
+            .min()
+    }
+
+    /// Returns how many deliveries wait.
+    pub fn len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    /// Returns true when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+
+    /// Returns how many deliveries were dropped because the outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Forgets deliveries to sinks that no longer exist (after a config change).
+    pub fn retain_sinks(&mut self, sinks: usize) {
+        self.deliveries.retain(|d| d.sink < sinks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{AlertClass, AlertKey, Details, NotificationStatus, Severity};
+
+    fn note() -> Notification {
+        Notification {
+            key: AlertKey::global(AlertClass::VpnUnreachable),
+            severity: Severity::Critical,
+            status: NotificationStatus::Firing,
+            repeat: false,
+            details: Details {
+                summary: "s".into(),
+                reason: "r".into(),
+                vpn_id: None,
+            },
+            starts_at: Timestamp::from_secs(0),
+            ends_at: None,
+            created_at: Timestamp::from_secs(0),
+        }
+    }
+
+    #[test]
+    fn failed_deliveries_back_off_and_are_retried_until_delivered() {
+        let mut o = Outbox::default();
+        o.push(0, note(), Timestamp::from_secs(10));
+        let d = o.take_due(Timestamp::from_secs(10));
+        assert_eq!(d.len(), 1);
+        assert!(
+            o.take_due(Timestamp::from_secs(10)).is_empty(),
+            "in flight is not handed out twice"
+        );
+        assert_eq!(
+            o.failed(d[0].id, Timestamp::from_secs(10), 0.0),
+            Some(Timestamp::from_secs(11))
+        );
+        assert!(o.take_due(Timestamp::from_millis(10_999)).is_empty());
+        let d = o.take_due(Timestamp::from_secs(11));
+        assert_eq!(d[0].attempts, 2);
+        assert_eq!(
+            o.failed(d[0].id, Timestamp::from_secs(11), 0.0),
+            Some(Timestamp::from_secs(13))
+        );
+        let mut now = Timestamp::from_secs(13);
+        for _ in 0..20 {
+            let d = o.take_due(now);
+            assert_eq!(d.len(), 1, "retried, never dropped");
+            o.failed(d[0].id, now, 0.99);
+            let next = o.next_due().unwrap();
+            assert!(next.since(now) <= MAX_BACKOFF, "never longer than the cap");
+            now = next;
+        }
+        let d = o.take_due(now);
+        o.delivered(d[0].id);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_counts_what_it_drops() {
+        let mut o = Outbox::default();
+        for _ in 0..CAPACITY {
+            assert!(!o.push(0, note(), Timestamp::from_secs(0)));
+        }
+        assert!(o.push(0, note(), Timestamp::from_secs(0)));
+        assert_eq!(o.len(), CAPACITY);
+        assert_eq!(o.dropped(), 1);
+    }
+
+    #[test]
+    fn in_flight_deliveries_are_retried_after_a_restart() {
+        let mut o = Outbox::default();
+        o.push(0, note(), Timestamp::from_secs(0));
+        o.take_due(Timestamp::from_secs(0));
+        let saved = serde_json::to_string(&o).unwrap();
+        let mut restored: Outbox = serde_json::from_str(&saved).unwrap();
+        assert_eq!(restored.take_due(Timestamp::from_secs(0)).len(), 1);
+    }
+}

@@ -1,0 +1,211 @@
+//! The state file: the alert engine's alerts and the outbox, saved atomically (temporary
+//! file, fsync, rename, fsync of the directory) in `state_dir`, so that after a restart,
+//! even a `kill -9` mid-outage, a page already sent is not sent again and a page not yet
+//! delivered still is. A corrupt file is moved aside, loudly, and the daemon starts clean.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::Alert;
+use crate::model::Timestamp;
+use crate::outbox::Outbox;
+
+/// The file's format version.
+pub const VERSION: u32 = 1;
+/// The file name inside `state_dir`.
+pub const FILE_NAME: &str = "state.json";
+
+/// What is saved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedState {
+    /// Format version.
+    pub version: u32,
+    /// When it was written.
+    pub saved_at: Option<Timestamp>,
+    /// Pending and firing alerts.
+    pub alerts: Vec<Alert>,
+    /// Undelivered notifications.
+    pub outbox: Outbox,
+}
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("state_dir {dir}: {what}: {source} (set state_dir to a directory this user can write)")]
+pub struct StateDirError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// What failed.
+    pub what: &'static str,
+    /// What the OS said.
+    pub source: std::io::Error,
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub enum Loaded {
+    /// No state file: a first start.
+    Fresh,
+    /// The saved state.
+    State(SavedState),
+    /// The file was unreadable; it was moved to `moved_to`.
+    Corrupt {
+        /// Why it could not be used.
+        error: String,
+        /// Where it went.
+        moved_to: PathBuf,
+    },
+}
+
+/// The state file in its directory.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// Creates the directory if needed and checks that it is writable.
+    pub fn open(dir: &Path) -> Result<StateStore, StateDirError> {
+        let err = |what, source| StateDirError {
+            dir: dir.to_path_buf(),
+            what,
+            source,
+        };
+        fs::create_dir_all(dir).map_err(|e| err("cannot be created", e))?;
+        let probe = dir.join(format!(".write-test-{}", std::process::id()));
+        File::create(&probe)
+            .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()))
+            .map_err(|e| err("is not writable", e))?;
+        let _ = fs::remove_file(&probe);
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Returns the state file's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    /// Loads the saved state; moves an unreadable file aside.
+    pub fn load(&self, now: Timestamp) -> Loaded {
+        let path = self.path();
+        let text = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Fresh,
+            Err(e) => return self.move_aside(format!("cannot read it: {e}"), now),
+        };
+        match serde_json::from_slice::<SavedState>(&text) {
+            Ok(state) if state.version == VERSION => Loaded::State(state),
+            Ok(state) => self.move_aside(
+                format!("format version {} is not {VERSION}", state.version),
+                now,
+            ),
+            Err(e) => self.move_aside(format!("not a valid state file: {e}"), now),
+        }
+    }
+
+    fn move_aside(&self, error: String, now: Timestamp) -> Loaded {
+        let moved_to = self
+            .dir
+            .join(format!("{FILE_NAME}.corrupt-{}", now.as_millis()));
+        if let Err(e) = fs::rename(self.path(), &moved_to) {
+            return Loaded::Corrupt {
+                error: format!("{error}; moving it aside failed too: {e}"),
+                moved_to: self.path(),
+            };
+        }
+        Loaded::Corrupt { error, moved_to }
+    }
+
+    /// Writes the state atomically: a reader (or a restart) sees the old file or the new
+    /// one, never a mix.
+    pub fn save(&self, state: &SavedState) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, self.path())?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{AlertClass, AlertKey, AlertState, Details};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tk-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn state_round_trips_through_the_file() {
+        let store = StateStore::open(&temp_dir("roundtrip")).unwrap();
+        assert!(matches!(store.load(Timestamp::from_secs(1)), Loaded::Fresh));
+        let state = SavedState {
+            version: VERSION,
+            saved_at: Some(Timestamp::from_millis(1_700_000_000_123)),
+            alerts: vec![Alert {
+                key: AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-a"),
+                state: AlertState::Firing {
+                    fired_at: Timestamp::from_millis(1_700_000_000_456),
+                    last_notified: Some(Timestamp::from_secs(1_700_000_001)),
+                    cleared_at: None,
+                },
+                details: Details {
+                    summary: "s".into(),
+                    reason: "r".into(),
+                    vpn_id: Some("vpn-1".into()),
+                },
+            }],
+            outbox: Outbox::default(),
+        };
+        store.save(&state).unwrap();
+        match store.load(Timestamp::from_secs(2)) {
+            Loaded::State(loaded) => assert_eq!(loaded, state),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside() {
+        let dir = temp_dir("corrupt");
+        let store = StateStore::open(&dir).unwrap();
+        fs::write(store.path(), b"{ not json").unwrap();
+        match store.load(Timestamp::from_secs(7)) {
+            Loaded::Corrupt { error, moved_to } => {
+                assert!(error.contains("not a valid state file"), "{error}");
+                assert_eq!(moved_to, dir.join("state.json.corrupt-7000"));
+                assert!(moved_to.exists());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(store.load(Timestamp::from_secs(8)), Loaded::Fresh));
+    }
+
+    #[test]
+    fn an_unusable_directory_is_a_clear_error() {
+        let blocker = temp_dir("blocker");
+        fs::write(&blocker, b"a file, not a directory").unwrap();
+        let err = StateStore::open(&blocker.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("state_dir {}", blocker.join("sub").display())),
+            "{err}"
+        );
+        assert!(err.contains("cannot be created"), "{err}");
+    }
+}
