@@ -42,6 +42,10 @@ pub struct Alerting {
     metrics: Arc<Metrics>,
     jitter: Jitter,
     saved: Option<SavedState>,
+    /// Alerts restored from disk, held until every input has reported once (or the
+    /// deadline passes): right after a restart the model knows too little to clear them.
+    restored: Vec<crate::alerts::AlertKey>,
+    hold_restored_until: Option<Timestamp>,
 }
 
 impl Alerting {
@@ -52,6 +56,7 @@ impl Alerting {
         store: StateStore,
         sinks: Vec<SinkHandle>,
         metrics: Arc<Metrics>,
+        started: Timestamp,
     ) -> Self {
         let a = &config.alerts;
         let mut engine = AlertEngine::new(a.rules.clone(), a.silences.clone());
@@ -77,6 +82,15 @@ impl Alerting {
             outbox.retain_sinks(a.sinks.len());
         }
         let flaps = FlapTracker::new(&config, a.flap_changes, a.flap_window);
+        let restored: Vec<_> = engine.alerts().map(|a| a.key.clone()).collect();
+        let hold = config
+            .aws
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(30), |aws| {
+                (aws.poll_interval * 2 + crate::aws::call_timeout(aws))
+                    .max(std::time::Duration::from_secs(30))
+            });
+        let hold_restored_until = (!restored.is_empty()).then(|| started.plus(hold));
         let alerting = Self {
             config,
             engine,
@@ -88,23 +102,39 @@ impl Alerting {
             metrics,
             jitter: Jitter::seeded(),
             saved,
+            restored,
+            hold_restored_until,
         };
         alerting.refresh_metrics(Timestamp::from_millis(0));
         alerting
     }
 
     /// Re-evaluates every alert as of `now`, then delivers what is due.
+    ///
+    /// `settled` says every input (each target, the EC2 poller) has reported at least once.
     pub fn evaluate(
         &mut self,
         model: &HealthModel,
         control: Option<&ControlPlane>,
         now: Timestamp,
+        settled: bool,
     ) {
         self.flaps.update(model, now);
         let unavailable = control
             .and_then(|c| c.failing_for(now))
             .filter(|(d, _)| *d > self.config.alerts.control_plane_unavailable_after);
-        let conditions = conditions(&self.config, model, &self.flaps, unavailable);
+        let mut conditions = conditions(&self.config, model, &self.flaps, unavailable);
+        if let Some(until) = self.hold_restored_until {
+            if settled || now >= until {
+                self.hold_restored_until = None;
+            } else {
+                for key in &self.restored {
+                    conditions
+                        .entry(key.clone())
+                        .or_insert(crate::alerts::Condition::Unknown);
+                }
+            }
+        }
         self.engine.evaluate(&conditions, now);
         let mut dropped = false;
         while let Some(n) = self.engine.poll_notification() {

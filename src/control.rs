@@ -271,6 +271,11 @@ impl ControlPlane {
         ))
     }
 
+    /// Returns true once a call has succeeded or failed.
+    pub fn has_reported(&self) -> bool {
+        self.last_success.is_some() || self.failing_since.is_some()
+    }
+
     /// Returns whether the last answer is stale.
     pub fn is_stale(&self) -> bool {
         self.stale

@@ -147,7 +147,14 @@ pub async fn run_until(
     for am in alertmanagers {
         tasks.spawn(am.run());
     }
-    let alerting = Alerting::new(config.clone(), saved, store, sinks, metrics.clone());
+    let alerting = Alerting::new(
+        config.clone(),
+        saved,
+        store,
+        sinks,
+        metrics.clone(),
+        clock.now(),
+    );
     let (monitor, snapshots) = Monitor::new(
         config.clone(),
         metrics.clone(),

@@ -348,8 +348,18 @@ impl Monitor {
     }
 
     fn evaluate_alerts(&mut self) {
-        self.alerting
-            .evaluate(&self.model, self.control.as_ref(), self.clock.now());
+        let targets_known = self
+            .config
+            .targets
+            .iter()
+            .all(|t| !matches!(self.model.target(t.id).verdict, Verdict::Unknown { .. }));
+        let control_known = self.control.as_ref().is_none_or(|c| c.has_reported());
+        self.alerting.evaluate(
+            &self.model,
+            self.control.as_ref(),
+            self.clock.now(),
+            targets_known && control_known,
+        );
     }
 
     fn publish(&self) {

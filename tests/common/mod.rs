@@ -154,7 +154,11 @@ fn listen_address(line: &str) -> Option<SocketAddr> {
 
 /// Sends a raw request and returns status and body.
 pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(stream) => stream,
+        // Status 0: nothing answered (not up yet, or gone).
+        Err(e) => return (0, format!("connect {addr}: {e}")),
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();

@@ -196,10 +196,9 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
     let failure = {
         let mut s = state.lock().unwrap();
         s.next_id += 1;
-        s.requests.push(
-            json!({ "service": service, "action": action, "params": params, "at_ms": now_ms() }),
-        );
-        s.take_failure(service)
+        let failure = s.take_failure(service);
+        s.requests.push(json!({ "service": service, "action": action, "params": params, "at_ms": now_ms(), "failed": failure }));
+        failure
     };
     if let Some(mode) = failure {
         return fail(service, &mode).await;
@@ -356,8 +355,9 @@ async fn cloudwatch(
         .to_string();
     let failure = {
         let mut s = state.lock().unwrap();
-        s.requests.push(json!({ "service": "cloudwatch", "action": op, "protocol": protocol, "body": decoded, "at_ms": now_ms() }));
-        s.take_failure("cloudwatch")
+        let failure = s.take_failure("cloudwatch");
+        s.requests.push(json!({ "service": "cloudwatch", "action": op, "protocol": protocol, "body": decoded, "at_ms": now_ms(), "failed": failure }));
+        failure
     };
     if let Some(mode) = failure {
         return fail("cloudwatch", &mode).await;

@@ -1,0 +1,144 @@
+//! Two tunnelkeepers watching the same VPN send their alerts to a real Prometheus
+//! Alertmanager (Debian's package, started on loopback by the test): it holds one alert,
+//! not two, and the alert ends when the tunnel comes back.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{aws_env, http_call, require_tool, temp_dir, write_temp, AwsDouble, Daemon};
+use serde_json::{json, Value};
+
+const ID: &str = "vpn-0123456789abcdef0";
+
+struct Alertmanager {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_alertmanager() -> Alertmanager {
+    let dir = temp_dir("alertmanager");
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        // No cluster: nothing listens or gossips beyond loopback.
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus-alertmanager");
+    let am = Alertmanager { child, addr };
+    let start = Instant::now();
+    while http_call(am.addr, "GET", "/-/ready", "").0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Alertmanager did not get ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    am
+}
+
+fn active_alerts(am: &Alertmanager) -> Vec<Value> {
+    let (status, body) = http_call(am.addr, "GET", "/api/v2/alerts?active=true", "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Vec<Value>>(&body)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a["status"]["state"] == "active")
+        .collect()
+}
+
+fn set_b(double: &AwsDouble, status: &str) {
+    let tunnel = |ip: &str, status: &str| json!({ "outside_ip": ip, "status": status, "status_message": "IPSEC IS DOWN", "accepted_route_count": 2 });
+    double.set_connections(&json!([{ "id": ID, "tunnels": [tunnel("52.2.144.13", "UP"), tunnel("52.2.144.14", status)] }]));
+}
+
+#[test]
+fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
+    if !require_tool("prometheus-alertmanager", "prometheus-alertmanager") {
+        return;
+    }
+    let am = start_alertmanager();
+    let double = AwsDouble::start();
+    set_b(&double, "DOWN");
+    let config = write_temp(
+        "am.toml",
+        &format!(
+            r#"
+[aws]
+poll_interval = "5s"
+endpoint_url = "{}"
+[[vpn]]
+id = "{ID}"
+name = "dc"
+  [[vpn.tunnel]]
+  name = "dc-a"
+  outside_ip = "52.2.144.13"
+  targets = ["127.0.3.1"]
+  [[vpn.tunnel]]
+  name = "dc-b"
+  outside_ip = "52.2.144.14"
+  targets = ["127.0.3.2"]
+[[alerts.sink]]
+kind = "alertmanager"
+url = "http://{}"
+"#,
+            double.url(),
+            am.addr
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let _one = Daemon::start(&["run", "--config", config], &aws_env());
+    let _two = Daemon::start(&["run", "--config", config], &aws_env());
+
+    let start = Instant::now();
+    let alerts = loop {
+        let alerts = active_alerts(&am);
+        if !alerts.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            break alerts;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(alerts.len(), 1, "one alert from two instances: {alerts:#?}");
+    let labels = &alerts[0]["labels"];
+    assert_eq!(labels["alertname"], "TunnelDown");
+    assert_eq!(labels["tunnel"], "dc-b");
+    assert_eq!(labels["vpn_id"], ID);
+    assert_eq!(labels["severity"], "warning");
+    assert!(alerts[0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("AWS reports DOWN"));
+
+    set_b(&double, "UP");
+    let start = Instant::now();
+    while !active_alerts(&am).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the alert did not end: {:#?}",
+            active_alerts(&am)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
