@@ -109,6 +109,39 @@ impl Alerting {
         alerting
     }
 
+    /// Builds the alerting of a reloaded config from the previous generation's: alerts and
+    /// undelivered notifications carry over (to the same sinks, where they still exist),
+    /// and so does the flap history of tunnels that are still configured.
+    pub fn resume(
+        previous: Alerting,
+        config: Arc<Config>,
+        store: StateStore,
+        sinks: Vec<SinkHandle>,
+        metrics: Arc<Metrics>,
+        now: Timestamp,
+    ) -> Self {
+        let old_config = previous.config.clone();
+        let mut outbox = previous.outbox;
+        outbox.reset_in_flight();
+        outbox.remap_sinks(|old| {
+            let old_sink = old_config.alerts.sinks.get(old)?;
+            config.alerts.sinks.iter().position(|s| s == old_sink)
+        });
+        let saved = SavedState {
+            version: VERSION,
+            saved_at: None,
+            alerts: previous.engine.alerts().cloned().collect(),
+            outbox,
+        };
+        let mut next = Alerting::new(config.clone(), Some(saved), store, sinks, metrics, now);
+        // The model carried over too: nothing to hold back.
+        next.hold_restored_until = None;
+        next.flaps.adopt(&previous.flaps, &old_config, &config);
+        next.am_resolved = previous.am_resolved;
+        next.save(now);
+        next
+    }
+
     /// Re-evaluates every alert as of `now`, then delivers what is due.
     ///
     /// `settled` says every input (each target, the EC2 poller) has reported at least once.

@@ -211,6 +211,9 @@ pub struct AlertRules {
     pub for_: Duration,
     /// How long a firing alert keeps firing after its condition clears.
     pub keep_firing_for: Duration,
+    /// How long a newly firing alert waits before its first notification, so that a bigger
+    /// outage detected a moment later can still inhibit it.
+    pub group_wait: Duration,
     /// How often a still-firing alert is notified again.
     pub repeat_interval: Duration,
     /// Whether clearing sends a resolved notification.
@@ -222,6 +225,7 @@ impl Default for AlertRules {
         Self {
             for_: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
+            group_wait: Duration::ZERO,
             repeat_interval: Duration::from_secs(4 * 3600),
             send_resolved: true,
         }
@@ -277,6 +281,11 @@ pub enum AlertState {
         last_notified: Option<Timestamp>,
         /// When its condition cleared, while `keep_firing_for` holds it.
         cleared_at: Option<Timestamp>,
+        /// Since when it has been neither inhibited nor silenced; its first page waits
+        /// `group_wait` from then (so tunnels coming back one by one after a bigger outage
+        /// do not page on the way).
+        #[serde(default)]
+        visible_since: Option<Timestamp>,
     },
 }
 
@@ -371,6 +380,7 @@ impl AlertEngine {
                             fired_at: now,
                             last_notified: None,
                             cleared_at: None,
+                            visible_since: None,
                         };
                     }
                 }
@@ -390,6 +400,7 @@ impl AlertEngine {
                     cleared_at,
                     last_notified,
                     fired_at,
+                    ..
                 } => {
                     let cleared = *cleared_at.get_or_insert(now);
                     if now.since(cleared) < self.rules.keep_firing_for {
@@ -416,6 +427,25 @@ impl AlertEngine {
                 });
             }
         }
+        // Track how long each firing alert has been visible (neither inhibited nor silenced).
+        let muted: Vec<(AlertKey, bool)> = self
+            .alerts
+            .keys()
+            .map(|k| (k.clone(), self.muted_by(k, now).is_some()))
+            .collect();
+        for (key, is_muted) in muted {
+            if let Some(Alert {
+                state: AlertState::Firing { visible_since, .. },
+                ..
+            }) = self.alerts.get_mut(&key)
+            {
+                if is_muted {
+                    *visible_since = None;
+                } else {
+                    visible_since.get_or_insert(now);
+                }
+            }
+        }
         // Notify firing alerts that are due and neither inhibited nor silenced.
         let due: Vec<AlertKey> = self
             .alerts
@@ -423,8 +453,9 @@ impl AlertEngine {
             .filter(|a| match a.state {
                 AlertState::Firing {
                     last_notified: None,
+                    visible_since,
                     ..
-                } => true,
+                } => visible_since.is_some_and(|v| now.since(v) >= self.rules.group_wait),
                 AlertState::Firing {
                     last_notified: Some(t),
                     ..
@@ -495,6 +526,13 @@ impl AlertEngine {
                 if firing(&connection_down) {
                     return self.alerts.get_key_value(&connection_down).map(|(k, _)| k);
                 }
+                if let (AlertClass::TunnelDown, Some(tunnel)) = (key.class, &key.tunnel) {
+                    // The same tunnel's more specific alert already said it.
+                    let dead = AlertKey::tunnel(AlertClass::DataPlaneDead, vpn, tunnel);
+                    if firing(&dead) {
+                        return self.alerts.get_key_value(&dead).map(|(k, _)| k);
+                    }
+                }
                 if let Some(tunnel) = &key.tunnel {
                     // A flapping tunnel would otherwise page on every flap.
                     let flapping = AlertKey::tunnel(AlertClass::TunnelFlapping, vpn, tunnel);
@@ -527,8 +565,11 @@ impl AlertEngine {
             } => Some(t.plus(self.rules.repeat_interval)),
             AlertState::Firing {
                 last_notified: None,
+                visible_since,
                 ..
-            } => None,
+            } => visible_since
+                .map(|v| v.plus(self.rules.group_wait))
+                .filter(|t| *t > now),
         });
         let silences = self
             .silences
@@ -913,6 +954,61 @@ mod tests {
         assert_eq!(
             drain(&mut second),
             vec![(Resolved, "TunnelDown/dc/dc-a".into(), false)]
+        );
+    }
+
+    #[test]
+    fn group_wait_lets_a_bigger_outage_detected_a_moment_later_inhibit_the_smaller() {
+        let rules = AlertRules {
+            group_wait: Duration::from_secs(1),
+            ..AlertRules::default()
+        };
+        let mut e = engine(rules);
+        let a = tunnel_down("dc-a");
+        e.evaluate(&active(&[a.clone()]), t(0));
+        assert_eq!(drain(&mut e), vec![]);
+        assert_eq!(e.poll_timeout(t(0)), Some(t(1)));
+        let vpn = AlertKey::global(AlertClass::VpnUnreachable);
+        e.evaluate(
+            &active(&[a.clone(), vpn.clone()]),
+            t(0).plus(Duration::from_millis(400)),
+        );
+        e.evaluate(&active(&[a.clone(), vpn.clone()]), t(2));
+        assert_eq!(
+            drain(&mut e),
+            vec![(Firing, "VpnUnreachable".into(), false)]
+        );
+        // Alone, a tunnel alert waits just group_wait.
+        let mut e = engine(AlertRules {
+            group_wait: Duration::from_secs(1),
+            ..AlertRules::default()
+        });
+        e.evaluate(&active(&[a.clone()]), t(0));
+        e.evaluate(&active(&[a.clone()]), t(1));
+        assert_eq!(drain(&mut e).len(), 1);
+    }
+
+    #[test]
+    fn group_wait_keeps_tunnels_coming_back_after_a_bigger_outage_quiet() {
+        let rules = AlertRules {
+            group_wait: Duration::from_secs(1),
+            ..AlertRules::default()
+        };
+        let mut e = engine(rules);
+        let vpn = AlertKey::global(AlertClass::VpnUnreachable);
+        let (a, b) = (tunnel_down("dc-a"), tunnel_down("dc-b"));
+        e.evaluate(&active(&[vpn.clone(), a.clone(), b.clone()]), t(0));
+        e.evaluate(&active(&[vpn.clone(), a.clone(), b.clone()]), t(5));
+        assert_eq!(
+            drain(&mut e),
+            vec![(Firing, "VpnUnreachable".into(), false)]
+        );
+        // Tunnel A comes back first: the outage is over, B is down for half a second more.
+        e.evaluate(&active(&[b.clone()]), t(10));
+        e.evaluate(&Conditions::new(), t(10).plus(Duration::from_millis(500)));
+        assert_eq!(
+            drain(&mut e),
+            vec![(Resolved, "VpnUnreachable".into(), false)]
         );
     }
 

@@ -39,6 +39,21 @@ pub enum Command {
     },
     /// Print the embedded default config, a commented TOML file to start from.
     PrintConfig,
+    /// Show a running daemon's connections, tunnels, targets and alerts as a table.
+    Status {
+        /// The daemon's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
+        addr: SocketAddr,
+        /// Print the raw /status JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when a daemon answers /-/healthy (the container health probe), 1 otherwise.
+    Healthcheck {
+        /// The daemon's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
+        addr: SocketAddr,
+    },
 }
 
 /// Options of `run`.

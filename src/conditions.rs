@@ -64,6 +64,27 @@ impl FlapTracker {
         }
     }
 
+    /// Takes over the change history of the tunnels `old` tracked that `config` still has.
+    pub fn adopt(&mut self, old: &FlapTracker, old_config: &Config, config: &Config) {
+        let name = |c: &Config, id: TunnelId| {
+            (
+                c.connections[id.connection].name.to_string(),
+                c.tunnel(id).name.to_string(),
+            )
+        };
+        for (id, last, changes) in &mut self.tunnels {
+            let wanted = name(config, *id);
+            if let Some((_, old_last, old_changes)) = old
+                .tunnels
+                .iter()
+                .find(|(oid, _, _)| name(old_config, *oid) == wanted)
+            {
+                *last = *old_last;
+                *changes = old_changes.clone();
+            }
+        }
+    }
+
     /// Returns how many changes a tunnel made within the window, if that is flapping.
     pub fn flapping(&self, id: TunnelId) -> Option<usize> {
         self.tunnels
@@ -121,6 +142,14 @@ pub fn conditions(
             match &tunnel.verdict {
                 Verdict::Down { reason, .. } => {
                     let dead = tunnel.control_plane.is_up() && tunnel.data_plane.is_down();
+                    if !dead
+                        && matches!(tunnel.control_plane, Verdict::Unknown { .. })
+                        && tunnel.data_plane.is_down()
+                    {
+                        // AWS's view went stale: whether it still says UP is unknown, so a
+                        // DataPlaneDead alert holds (and inhibits the TunnelDown below).
+                        out.insert(dead_key.clone(), Condition::Unknown);
+                    }
                     let key = if dead { dead_key } else { down_key };
                     let summary = if dead {
                         "AWS reports UP but pinned targets are unreachable".to_string()

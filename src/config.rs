@@ -388,6 +388,7 @@ struct RawAlerts {
     #[serde(rename = "for")]
     for_: Option<Spanned<HumanDuration>>,
     keep_firing_for: Option<Spanned<HumanDuration>>,
+    group_wait: Option<Spanned<HumanDuration>>,
     repeat_interval: Option<Spanned<HumanDuration>>,
     send_resolved: Option<bool>,
     flap_changes: Option<Spanned<u32>>,
@@ -825,6 +826,13 @@ impl<'a> Validator<'a> {
                 defaults.rules.keep_firing_for,
                 Duration::ZERO,
                 day,
+            ),
+            group_wait: self.duration(
+                "alerts.group_wait",
+                raw.group_wait.as_ref(),
+                defaults.rules.group_wait,
+                Duration::ZERO,
+                Duration::from_secs(300),
             ),
             repeat_interval: self.duration(
                 "alerts.repeat_interval",
@@ -1315,6 +1323,27 @@ impl<'a> Validator<'a> {
             true
         }
     }
+}
+
+/// Pairs each target of `new` with the same target in `old`: same address, same tunnel
+/// (by connection and tunnel name) or both shared. Returns (new index, old index).
+pub fn target_mapping(old: &Config, new: &Config) -> Vec<(usize, usize)> {
+    let key = |config: &Config, i: usize| {
+        let t = &config.targets[i];
+        let place = match t.scope {
+            TargetScope::Pinned(id) => Some((
+                config.connections[id.connection].name.to_string(),
+                config.tunnel(id).name.to_string(),
+            )),
+            TargetScope::Shared => None,
+        };
+        (t.address, place)
+    };
+    let old_keys: std::collections::HashMap<_, usize> =
+        (0..old.targets.len()).map(|i| (key(old, i), i)).collect();
+    (0..new.targets.len())
+        .filter_map(|i| old_keys.get(&key(new, i)).map(|&o| (i, o)))
+        .collect()
 }
 
 fn current_uid() -> String {

@@ -1,57 +1,258 @@
-//! Wiring and lifecycle: opens the state directory, the HTTP listener and the ICMP socket,
-//! starts the monitor, the pingers, the AWS tasks (only with `[aws]`), the notification
-//! sinks and the HTTP server, and stops them all through one cancellation token on SIGTERM
-//! or SIGINT, saving the alert state last.
+//! Wiring and lifecycle. The daemon runs in *generations*: one per loaded config, each
+//! with its monitor, pingers, AWS tasks and notification sinks under its own cancellation
+//! token. A reload (SIGHUP or `POST /-/reload`) validates the new config first, then ends
+//! the running generation and starts the next one with what the old monitor knew (verdicts,
+//! stats, alerts, undelivered pages). The HTTP server, the state file, systemd
+//! notifications and the watchdog live across generations. SIGTERM or SIGINT stops
+//! everything through one root token; the alert state is saved last.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_config::SdkConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::alerting::{Alerting, SinkHandle};
 use crate::cloudwatch::CloudWatchPublisher;
-use crate::config::{Config, SinkKind};
+use crate::config::{Config, ConfigError, SinkKind};
 use crate::ec2::Ec2Poller;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, ReloadRequest};
 use crate::icmp::IcmpSockets;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReloadStatus};
 use crate::model::Clock;
-use crate::monitor::{Monitor, Observation};
+use crate::monitor::{Carry, Hooks, Monitor, MonitorSetup, Observation};
 use crate::pinger::{splay, PingerTask};
 use crate::sinks::{run_sink, AlertmanagerSink, LogSink, PageContext, SnsSink};
-use crate::state::{Loaded, StateStore};
+use crate::snapshot::{Meta, Snapshot};
+use crate::state::{Loaded, SavedState, StateStore};
+use crate::systemd::{run_watchdog, watchdog_interval, Heartbeat, Notifier, Watched};
 
-/// How long tasks get to finish after the shutdown signal.
+/// How long tasks get to finish after the shutdown signal or a reload.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
+/// Where the config comes from, so that a reload reads it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The built-in default.
+    Embedded,
+}
+
+/// Command-line settings that override the config, on start and on every reload.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where the config comes from.
+    pub source: ConfigSource,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Loads and validates the config, with the overrides applied.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.source {
+            ConfigSource::File(path) => Config::load(path)?,
+            ConfigSource::Embedded => Config::embedded_default(),
+        };
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        Ok(config)
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config, listen_override: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let signals = tokio::spawn(wait_for_signal(cancel.clone()));
-    let result = run_until(config, listen_override, cancel).await;
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let signals = tokio::spawn(handle_signals(cancel.clone(), reload_tx.clone()));
+    let result = run_until(config, options, cancel, reload_tx, reload_rx).await;
     signals.abort();
     result
 }
 
-/// Runs the daemon until `cancel` fires.
+/// What lives across generations.
+struct Shared {
+    clock: Clock,
+    store: StateStore,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    notifier: Arc<Notifier>,
+    pingers: Heartbeat,
+    alert_loop: Heartbeat,
+    poller: Heartbeat,
+    started_at: crate::model::Timestamp,
+}
+
+/// Resources a generation needs that can fail to come up: got before the running
+/// generation is stopped, so that a reload that cannot start leaves the old one running.
+struct Prepared {
+    config: Arc<Config>,
+    sockets: Arc<IcmpSockets>,
+    sdk: Option<SdkConfig>,
+}
+
+/// One running generation.
+struct Generation {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    monitor: JoinHandle<(Carry, Alerting)>,
+    metrics: Arc<Metrics>,
+    first_round: watch::Receiver<bool>,
+}
+
+/// Runs the daemon until `cancel` fires, taking reload requests from `reloads`.
 pub async fn run_until(
     config: Config,
-    listen_override: Option<SocketAddr>,
+    options: RunOptions,
     cancel: CancellationToken,
+    reload_tx: mpsc::Sender<ReloadRequest>,
+    mut reloads: mpsc::Receiver<ReloadRequest>,
 ) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!(%warning, "config warning");
     }
     let clock = Clock::start();
     let store = StateStore::open(&config.state_dir)?;
-    let saved = match store.load(clock.now()) {
+    let saved = load_state(&store, &clock);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the bound HTTP address")?;
+    let mut prepared = prepare(Arc::new(config), None).await?;
+
+    let placeholder = Snapshot::build(
+        &prepared.config,
+        &crate::health::HealthModel::new(&prepared.config),
+        None,
+        &vec![Default::default(); prepared.config.targets.len()],
+        Meta {
+            started_at: clock.now(),
+            icmp_socket: prepared.sockets.socket_type().label(),
+        },
+        clock.now(),
+    );
+    let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder));
+    let shared = Shared {
+        clock,
+        store,
+        snapshots,
+        notifier: Arc::new(Notifier::from_env()),
+        pingers: Heartbeat::new(),
+        alert_loop: Heartbeat::new(),
+        poller: Heartbeat::new(),
+        started_at: clock.now(),
+    };
+    let lasting = TaskTracker::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = http::router(AppState {
+        snapshots: snapshots_rx,
+        ready: ready.clone(),
+        reload: Some(reload_tx),
+    });
+    lasting.spawn(http::serve(listener, app, cancel.clone()));
+    if let Some(interval) = watchdog_interval() {
+        lasting.spawn(run_watchdog(
+            shared.notifier.clone(),
+            interval,
+            watched(&shared, &prepared.config),
+            cancel.clone(),
+        ));
+        info!(?interval, "systemd watchdog on");
+    }
+
+    let mut reload_status = ReloadStatus {
+        successful: true,
+        last_success: shared.clock.now(),
+    };
+    let mut generation = start_generation(
+        &prepared,
+        Previous::Disk(saved),
+        &shared,
+        reload_status,
+        &cancel,
+    );
+    wait_first_round(&mut generation, &prepared.config).await;
+    ready.store(true, Ordering::Release);
+    shared.notifier.notify("READY=1");
+    info!(
+        listen = %bound,
+        targets = prepared.config.targets.len(),
+        connections = prepared.config.connections.len(),
+        socket = prepared.sockets.socket_type().label(),
+        state_dir = %prepared.config.state_dir.display(),
+        "tunnelkeeper running; /health, /status, /metrics on http://{bound}"
+    );
+
+    loop {
+        let request = tokio::select! {
+            _ = cancel.cancelled() => break,
+            request = reloads.recv() => match request { Some(r) => r, None => break },
+        };
+        shared.notifier.notify("RELOADING=1");
+        let outcome = reload(&options, &prepared, bound).await;
+        let answer = match outcome {
+            Ok(next) => {
+                generation.cancel.cancel();
+                let (carry, alerting) = stop_generation(generation).await;
+                reload_status = ReloadStatus {
+                    successful: true,
+                    last_success: shared.clock.now(),
+                };
+                prepared = next;
+                generation = start_generation(
+                    &prepared,
+                    Previous::Generation(Box::new((carry, alerting))),
+                    &shared,
+                    reload_status,
+                    &cancel,
+                );
+                info!(summary = %prepared.config.summary(), "config reloaded");
+                Ok(prepared.config.summary())
+            }
+            Err(e) => {
+                reload_status.successful = false;
+                generation.metrics.set_reload(reload_status);
+                error!(error = %e, "config reload refused; the running config stays");
+                Err(e)
+            }
+        };
+        shared.notifier.notify("READY=1");
+        let _ = request.respond.send(answer);
+    }
+
+    info!("shutting down");
+    shared.notifier.notify("STOPPING=1");
+    generation.cancel.cancel();
+    let saved_in_time = tokio::time::timeout(DRAIN, stop_generation(generation))
+        .await
+        .is_ok();
+    if !saved_in_time {
+        error!("the monitor did not stop in time; the alert state may miss the last changes");
+    }
+    lasting.close();
+    let _ = tokio::time::timeout(DRAIN, lasting.wait()).await;
+    Ok(())
+}
+
+fn load_state(store: &StateStore, clock: &Clock) -> Option<SavedState> {
+    match store.load(clock.now()) {
         Loaded::Fresh => None,
         Loaded::State(state) => {
             info!(
@@ -71,18 +272,16 @@ pub async fn run_until(
             );
             None
         }
+    }
+}
+
+/// Opens what a config needs: the ICMP socket (reused when its kind is unchanged) and
+/// the AWS SDK config.
+async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Result<Prepared> {
+    let sockets = match running {
+        Some(r) if r.config.socket == config.socket => r.sockets.clone(),
+        _ => IcmpSockets::open(config.socket, config.targets.len())?,
     };
-
-    let listen = listen_override.unwrap_or(config.listen);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (http.listen)"))?;
-    let bound = listener
-        .local_addr()
-        .context("reading the bound HTTP address")?;
-
-    let sockets = IcmpSockets::open(config.socket, config.targets.len())?;
-    let socket_type = sockets.socket_type().label();
     let sdk = match &config.aws {
         Some(aws) => {
             let sdk = crate::aws::load(aws).await?;
@@ -91,83 +290,116 @@ pub async fn run_until(
         }
         None => None,
     };
-    let config = Arc::new(config);
-    let metrics = Arc::new(Metrics::new(&config, socket_type, sockets.receive_buffer()));
+    Ok(Prepared {
+        config,
+        sockets,
+        sdk,
+    })
+}
 
+/// Reads and validates the config again; settings that need a restart are kept, loudly.
+async fn reload(
+    options: &RunOptions,
+    running: &Prepared,
+    bound: SocketAddr,
+) -> Result<Prepared, String> {
+    let mut config = options.load().map_err(|e| e.to_string())?;
+    for warning in &config.warnings {
+        warn!(%warning, "config warning");
+    }
+    if config.listen != running.config.listen && options.listen.is_none() {
+        warn!(old = %bound, new = %config.listen, "http.listen changed: it takes a restart; still listening on the old address");
+    }
+    if config.state_dir != running.config.state_dir {
+        warn!(old = %running.config.state_dir.display(), new = %config.state_dir.display(), "state_dir changed: it takes a restart");
+        config.state_dir = running.config.state_dir.clone();
+    }
+    prepare(Arc::new(config), Some(running))
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Where a generation's alerting state comes from.
+enum Previous {
+    /// The state file, at start.
+    Disk(Option<SavedState>),
+    /// The generation a reload ended.
+    Generation(Box<(Carry, Alerting)>),
+}
+
+fn start_generation(
+    p: &Prepared,
+    previous: Previous,
+    shared: &Shared,
+    reload: ReloadStatus,
+    root: &CancellationToken,
+) -> Generation {
+    let config = &p.config;
+    let cancel = root.child_token();
     let tasks = TaskTracker::new();
+    let socket_type = p.sockets.socket_type().label();
+    let metrics = Arc::new(Metrics::new(
+        config,
+        socket_type,
+        p.sockets.receive_buffer(),
+        reload,
+    ));
     // Room for a few rounds of results from every target before pingers wait on the monitor.
     let (tx, rx) = mpsc::channel::<Observation>((config.targets.len() * 4).clamp(64, 65_536));
 
-    let ctx = PageContext::from_machine(&config.alerts.runbook_url);
-    let mut sinks = Vec::new();
-    let mut alertmanagers = Vec::new();
-    for (index, sink) in config.alerts.sinks.iter().enumerate() {
-        let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::outbox::CAPACITY + 16);
-        match &sink.kind {
-            SinkKind::Log => {
-                tasks.spawn(run_sink(
-                    index,
-                    LogSink { ctx: ctx.clone() },
-                    deliveries_rx,
-                    tx.clone(),
-                    cancel.clone(),
-                ));
-                sinks.push(SinkHandle::Outbox(deliveries_tx));
-            }
-            SinkKind::Sns { topic_arn } => {
-                let sdk = sdk.as_ref().context("an sns sink needs [aws]")?;
-                let sns = SnsSink {
-                    client: aws_sdk_sns::Client::new(sdk),
-                    topic_arn: topic_arn.clone(),
-                    ctx: ctx.clone(),
-                };
-                tasks.spawn(run_sink(
-                    index,
-                    sns,
-                    deliveries_rx,
-                    tx.clone(),
-                    cancel.clone(),
-                ));
-                sinks.push(SinkHandle::Outbox(deliveries_tx));
-            }
-            SinkKind::Alertmanager { url } => {
-                let (am_tx, am_rx) = watch::channel(Vec::new());
-                alertmanagers.push(AlertmanagerSink {
-                    url: url.clone(),
-                    ctx: ctx.clone(),
-                    alerts: am_rx,
-                    metrics: metrics.clone(),
-                    label: format!("alertmanager[{index}]"),
-                    cancel: cancel.clone(),
-                });
-                sinks.push(SinkHandle::Alertmanager(am_tx));
-            }
+    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
+    let (carry, alerting) = match previous {
+        Previous::Disk(saved) => (
+            None,
+            Alerting::new(
+                config.clone(),
+                saved,
+                shared.store.clone(),
+                sinks,
+                metrics.clone(),
+                shared.clock.now(),
+            ),
+        ),
+        Previous::Generation(previous) => {
+            let (carry, old) = *previous;
+            (
+                Some(carry),
+                Alerting::resume(
+                    old,
+                    config.clone(),
+                    shared.store.clone(),
+                    sinks,
+                    metrics.clone(),
+                    shared.clock.now(),
+                ),
+            )
         }
-    }
-    for am in alertmanagers {
-        tasks.spawn(am.run());
-    }
-    let alerting = Alerting::new(
-        config.clone(),
-        saved,
-        store,
-        sinks,
-        metrics.clone(),
-        clock.now(),
-    );
-    let (monitor, snapshots) = Monitor::new(
-        config.clone(),
-        metrics.clone(),
+    };
+    let (first_round_tx, first_round) = watch::channel(false);
+    let monitor = Monitor::new(MonitorSetup {
+        config: config.clone(),
+        metrics: metrics.clone(),
         alerting,
-        clock,
-        socket_type,
-    );
-    let monitor_done = tasks.spawn(monitor.run(rx, cancel.clone()));
+        clock: shared.clock,
+        meta: Meta {
+            started_at: shared.started_at,
+            icmp_socket: socket_type,
+        },
+        snapshots: shared.snapshots.clone(),
+        carry,
+        hooks: Hooks {
+            notifier: shared.notifier.clone(),
+            pingers: shared.pingers.clone(),
+            alert_loop: shared.alert_loop.clone(),
+            first_round: first_round_tx,
+        },
+    });
+    let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
 
     let count = config.targets.len();
     let ident_base = std::process::id() as u16;
     for (index, target) in config.targets.iter().enumerate() {
-        let prober = sockets.prober(
+        let prober = p.sockets.prober(
             target.address,
             target.probe.payload_bytes,
             ident_base.wrapping_add(index as u16),
@@ -181,8 +413,7 @@ pub async fn run_until(
         };
         tasks.spawn(task.run(prober));
     }
-
-    if let (Some(aws), Some(sdk)) = (&config.aws, &sdk) {
+    if let (Some(aws), Some(sdk)) = (&config.aws, &p.sdk) {
         if config.connections.iter().any(|c| c.id.is_some()) {
             let poller = Ec2Poller {
                 client: aws_sdk_ec2::Client::new(sdk),
@@ -190,6 +421,7 @@ pub async fn run_until(
                 interval: aws.poll_interval,
                 observations: tx.clone(),
                 cancel: cancel.clone(),
+                heartbeat: shared.poller.clone(),
             };
             tasks.spawn(poller.run());
         }
@@ -198,58 +430,176 @@ pub async fn run_until(
                 client: aws_sdk_cloudwatch::Client::new(sdk),
                 namespace: namespace.clone(),
                 interval: aws.cloudwatch_interval,
-                snapshots: snapshots.clone(),
+                snapshots: shared.snapshots.subscribe(),
                 metrics: metrics.clone(),
                 cancel: cancel.clone(),
             };
             tasks.spawn(publisher.run());
         }
     }
-    drop(tx);
-
-    let ready = Arc::new(AtomicBool::new(false));
-    let app = http::router(AppState {
-        snapshots,
+    Generation {
+        cancel,
+        tasks,
+        monitor,
         metrics,
-        ready: ready.clone(),
-    });
-    tasks.spawn(http::serve(listener, app, cancel.clone()));
-    ready.store(true, Ordering::Release);
-    info!(
-        listen = %bound,
-        targets = count,
-        connections = config.connections.len(),
-        socket = socket_type,
-        state_dir = %config.state_dir.display(),
-        "tunnelkeeper running; /health, /status, /metrics on http://{bound}"
-    );
-
-    cancel.cancelled().await;
-    info!("shutting down");
-    tasks.close();
-    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
-        warn!(drain = ?DRAIN, "some tasks did not stop in time");
+        first_round,
     }
-    // The monitor saves the alert state as it exits; make sure it got there.
-    if !monitor_done.is_finished() {
-        error!("the monitor did not stop in time; the alert state may miss the last changes");
-    }
-    Ok(())
 }
 
-async fn wait_for_signal(cancel: CancellationToken) {
+fn start_sinks(
+    p: &Prepared,
+    metrics: &Arc<Metrics>,
+    reports: &mpsc::Sender<Observation>,
+    cancel: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Vec<SinkHandle> {
+    let ctx = PageContext::from_machine(&p.config.alerts.runbook_url);
+    let mut sinks = Vec::new();
+    for (index, sink) in p.config.alerts.sinks.iter().enumerate() {
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::outbox::CAPACITY + 16);
+        match (&sink.kind, &p.sdk) {
+            (SinkKind::Log, _) => {
+                tasks.spawn(run_sink(
+                    index,
+                    LogSink { ctx: ctx.clone() },
+                    deliveries_rx,
+                    reports.clone(),
+                    cancel.clone(),
+                ));
+                sinks.push(SinkHandle::Outbox(deliveries_tx));
+            }
+            (SinkKind::Sns { topic_arn }, Some(sdk)) => {
+                let sns = SnsSink {
+                    client: aws_sdk_sns::Client::new(sdk),
+                    topic_arn: topic_arn.clone(),
+                    ctx: ctx.clone(),
+                };
+                tasks.spawn(run_sink(
+                    index,
+                    sns,
+                    deliveries_rx,
+                    reports.clone(),
+                    cancel.clone(),
+                ));
+                sinks.push(SinkHandle::Outbox(deliveries_tx));
+            }
+            (SinkKind::Sns { .. }, None) => {
+                // Config validation requires [aws] for an sns sink; keep the pages queued.
+                error!(
+                    sink = index,
+                    "sns sink without AWS config: pages stay in the outbox"
+                );
+                sinks.push(SinkHandle::Outbox(deliveries_tx));
+            }
+            (SinkKind::Alertmanager { url }, _) => {
+                let (am_tx, am_rx) = watch::channel(Vec::new());
+                let am = AlertmanagerSink {
+                    url: url.clone(),
+                    ctx: ctx.clone(),
+                    alerts: am_rx,
+                    metrics: metrics.clone(),
+                    label: format!("alertmanager[{index}]"),
+                    cancel: cancel.clone(),
+                };
+                tasks.spawn(am.run());
+                sinks.push(SinkHandle::Alertmanager(am_tx));
+            }
+        }
+    }
+    sinks
+}
+
+/// Ends a generation and returns what its monitor knew.
+async fn stop_generation(generation: Generation) -> (Carry, Alerting) {
+    generation.cancel.cancel();
+    generation.tasks.close();
+    let carried = generation
+        .monitor
+        .await
+        .expect("the monitor task does not panic");
+    let _ = tokio::time::timeout(DRAIN, generation.tasks.wait()).await;
+    carried
+}
+
+/// Waits until every target has reported once (the first probe round is out), at most one
+/// interval plus one timeout and a margin.
+async fn wait_first_round(generation: &mut Generation, config: &Config) {
+    let longest = config
+        .targets
+        .iter()
+        .map(|t| t.probe.interval + t.probe.timeout)
+        .max()
+        .unwrap_or_default();
+    let limit = longest + Duration::from_secs(1);
+    let done = tokio::time::timeout(limit, generation.first_round.wait_for(|done| *done)).await;
+    if done.is_err() {
+        warn!(
+            ?limit,
+            "not every target reported within the first round; ready anyway"
+        );
+    }
+}
+
+/// The loops the watchdog watches, with how long each may be silent.
+fn watched(shared: &Shared, config: &Config) -> Vec<Watched> {
+    let longest = config
+        .targets
+        .iter()
+        .map(|t| t.probe.interval + t.probe.timeout)
+        .max()
+        .unwrap_or_default();
+    let mut loops = vec![
+        Watched {
+            name: "pingers",
+            heartbeat: shared.pingers.clone(),
+            max_silence: longest * 3 + Duration::from_secs(10),
+        },
+        Watched {
+            name: "alert loop",
+            heartbeat: shared.alert_loop.clone(),
+            max_silence: Duration::from_secs(10),
+        },
+    ];
+    if let Some(aws) = &config.aws {
+        if config.connections.iter().any(|c| c.id.is_some()) {
+            loops.push(Watched {
+                name: "EC2 poller",
+                heartbeat: shared.poller.clone(),
+                max_silence: aws.poll_interval * 5
+                    + crate::aws::call_timeout(aws)
+                    + Duration::from_secs(30),
+            });
+        }
+    }
+    loops
+}
+
+async fn handle_signals(cancel: CancellationToken, reloads: mpsc::Sender<ReloadRequest>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         warn!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "signal received");
-    cancel.cancel();
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                info!(signal = "SIGHUP", "reloading the config");
+                let (respond, answer) = tokio::sync::oneshot::channel();
+                if reloads.send(ReloadRequest { respond }).await.is_ok() {
+                    // The daemon logs the outcome; the answer only ends the wait.
+                    let _ = answer.await;
+                }
+                continue;
+            }
+        };
+        info!(signal = name, "signal received");
+        cancel.cancel();
+        return;
+    }
 }

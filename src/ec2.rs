@@ -154,6 +154,8 @@ pub struct Ec2Poller {
     pub observations: mpsc::Sender<Observation>,
     /// Stops the task.
     pub cancel: CancellationToken,
+    /// Beats after every call, for the watchdog.
+    pub heartbeat: crate::systemd::Heartbeat,
 }
 
 /// The longest wait between two calls while failing, in poll intervals.
@@ -175,6 +177,7 @@ impl Ec2Poller {
         let mut failures: u32 = 0;
         loop {
             let result = self.poll(&ids).await;
+            self.heartbeat.beat();
             let at = Instant::now();
             let delay = match &result {
                 PollResult::Answer(_) => {

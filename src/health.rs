@@ -687,6 +687,60 @@ impl HealthModel {
         settle(&mut self.vpn, next)
     }
 
+    /// Takes over what `old` (built for `old_config`) knew of the targets, tunnels and
+    /// connections that `config` still has, then recomputes every verdict above the
+    /// targets. A verdict that keeps its kind keeps its `since`: a reload that leaves a
+    /// tunnel alone leaves its state alone.
+    pub fn adopt(
+        &mut self,
+        old: &HealthModel,
+        old_config: &Config,
+        config: &Config,
+        now: Timestamp,
+    ) {
+        for (new, old_index) in crate::config::target_mapping(old_config, config) {
+            let probe = config.targets[new].probe;
+            self.targets[new] = TargetHealth {
+                down_after: probe.down_after,
+                up_after: probe.up_after,
+                ..old.targets[old_index].clone()
+            };
+        }
+        let mut tunnel_ids = Vec::new();
+        for (ci, c) in config.connections.iter().enumerate() {
+            let old_ci = old_config.connections.iter().position(|o| o.name == c.name);
+            if let Some(oci) = old_ci {
+                self.connections[ci] = old.connections[oci].clone();
+            }
+            for (ti, t) in c.tunnels.iter().enumerate() {
+                let id = TunnelId {
+                    connection: ci,
+                    tunnel: ti,
+                };
+                tunnel_ids.push(id);
+                let old_t = old_ci.and_then(|oci| {
+                    old_config.connections[oci]
+                        .tunnels
+                        .iter()
+                        .position(|o| o.name == t.name)
+                        .map(|oti| (oci, oti))
+                });
+                if let Some((oci, oti)) = old_t {
+                    self.tunnels[ci][ti] = old.tunnels[oci][oti].clone();
+                }
+            }
+        }
+        self.vpn = old.vpn.clone();
+        for id in tunnel_ids.iter().copied() {
+            let data = self.data_plane(id, now);
+            settle(&mut self.tunnels[id.connection][id.tunnel].data_plane, data);
+            self.recompute_tunnel(id, now);
+        }
+        if tunnel_ids.is_empty() {
+            self.recompute_vpn(now);
+        }
+    }
+
     /// Returns the VPN verdict.
     pub fn vpn(&self) -> &VpnState {
         &self.vpn
@@ -1029,6 +1083,37 @@ mod tests {
             matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { reason, .. } if reason == "AWS reports DOWN: IPSEC IS DOWN")
         );
         assert_eq!(m.vpn().token(), "DEGRADED");
+    }
+
+    #[test]
+    fn adopting_keeps_unchanged_tunnels_and_their_since() {
+        let mut old = healthy();
+        feed(&mut old, A, lost(), 10..13);
+        let old_config = Config::parse(CONFIG, "test").unwrap();
+        // The new config drops the shared target and adds a second connection.
+        let new_text = CONFIG.replace("[[target]]\n        name = \"db\"\n        address = \"10.20.0.5\"", "")
+            + "[[vpn]]\nname = \"dc2\"\n[[vpn.tunnel]]\nname = \"dc2-a\"\ntargets = [\"172.16.3.10\"]\n";
+        let new_config = Config::parse(&new_text, "test").unwrap();
+        assert_eq!(new_config.targets.len(), 3);
+        let mut m = HealthModel::new(&new_config);
+        m.adopt(&old, &old_config, &new_config, t(20));
+        assert_eq!(m.target(A).verdict, old.target(A).verdict);
+        assert_eq!(m.target(A).consecutive_lost, 3);
+        assert!(
+            matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { since, .. } if *since == t(10))
+        );
+        assert!(
+            matches!(m.connection(0), ConnectionState::Degraded { since, .. } if *since == t(10))
+        );
+        assert!(
+            matches!(m.target(TargetId(2)).verdict, Verdict::Unknown { .. }),
+            "the new target starts unknown"
+        );
+        assert!(
+            matches!(m.vpn(), VpnState::Degraded { since, .. } if *since == t(10)),
+            "{:?}",
+            m.vpn()
+        );
     }
 
     #[test]

@@ -12,16 +12,15 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 /// The largest request body accepted (no route takes one).
@@ -38,13 +37,23 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
-    /// The latest snapshot.
+    /// The latest snapshot (it also carries the current metrics).
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
-    /// The metrics registry.
-    pub metrics: Arc<Metrics>,
-    /// Set once the config is loaded and the pingers run.
+    /// Set once the config is loaded and the first probe round is out.
     pub ready: Arc<AtomicBool>,
+    /// Where `POST /-/reload` asks for a reload; `None` disables it.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
+
+/// A request to reload the config; the answer says whether it was applied.
+pub struct ReloadRequest {
+    /// Where the outcome goes: a summary, or why the new config was refused.
+    pub respond: oneshot::Sender<Result<String, String>>,
+}
+
+/// The peer of a connection, put into each request by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
 
 /// Builds every route.
 pub fn router(state: AppState) -> Router {
@@ -54,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_bodies))
         .with_state(state)
@@ -95,8 +105,52 @@ async fn status(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render();
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
+    let snapshot = state.snapshots.borrow().clone();
+    let Some(metrics) = &snapshot.metrics else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            "starting\n",
+        )
+            .into_response();
+    };
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// Reloads the config, from loopback only (anyone who reaches the port could otherwise
+/// make the daemon re-read its files).
+async fn reload(State(state): State<AppState>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let text = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, TEXT)], body).into_response()
+    };
+    if !peer.is_some_and(|p| p.0 .0.ip().is_loopback()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "reload is only allowed from loopback\n".into(),
+        );
+    }
+    let Some(tx) = &state.reload else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reload is not available\n".into(),
+        );
+    };
+    let (respond, answer) = oneshot::channel();
+    if tx.send(ReloadRequest { respond }).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+    }
+    match answer.await {
+        Ok(Ok(summary)) => text(StatusCode::OK, format!("reloaded: {summary}\n")),
+        Ok(Err(error)) => text(
+            StatusCode::BAD_REQUEST,
+            format!("config refused, the old one keeps running: {error}\n"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into()),
+    }
 }
 
 async fn healthy() -> Response {
@@ -120,7 +174,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, TEXT)],
-        "not found: try /health, /status, /metrics, /-/healthy or /-/ready\n",
+        "not found: try /health, /status, /metrics, /-/healthy, /-/ready or POST /-/reload\n",
     )
         .into_response()
 }
@@ -231,6 +285,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::health::{HealthModel, ProbeOutcome};
+    use crate::metrics::Metrics;
     use crate::model::{TargetId, Timestamp};
     use crate::snapshot::Meta;
     use crate::stats::TargetStats;
@@ -273,7 +328,7 @@ mod tests {
             started_at: Timestamp::from_secs(1_700_000_000),
             icmp_socket: "raw",
         };
-        let snapshot = Snapshot::build(
+        let mut snapshot = Snapshot::build(
             &config,
             &model,
             None,
@@ -281,11 +336,16 @@ mod tests {
             meta,
             Timestamp::from_secs(1_700_000_100),
         );
+        let reload = crate::metrics::ReloadStatus {
+            successful: true,
+            last_success: Timestamp::from_secs(1_700_000_000),
+        };
+        snapshot.metrics = Some(Arc::new(Metrics::new(&config, "raw", 0, reload)));
         let (_tx, snapshots) = watch::channel(Arc::new(snapshot));
         router(AppState {
             snapshots,
-            metrics: Arc::new(Metrics::new(&config, "raw", 0)),
             ready: Arc::new(AtomicBool::new(ready)),
+            reload: None,
         })
     }
 
@@ -429,6 +489,22 @@ mod tests {
             &[],
         )
         .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn reload_is_refused_without_a_loopback_peer() {
+        let (status, body) = call(
+            app(&[], true),
+            Method::POST,
+            "/-/reload",
+            Body::empty(),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("only allowed from loopback"));
+        let (status, _) = get(app(&[], true), "/-/reload").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 

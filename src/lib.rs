@@ -17,6 +17,7 @@
 //! - [`model`]: newtypes for names and addresses, and [`model::Timestamp`].
 //! - [`health`]: the pure health model: targets, tunnel planes, connections, the VPN.
 //! - [`stats`]: per-target counters and recent loss and RTT.
+//! - [`status`]: `tunnelkeeper status` and `healthcheck`, clients of a running daemon.
 //! - [`pinger`]: the per-target probe loop and the [`pinger::Prober`] seam.
 //! - [`icmp`]: ICMP sockets through surge-ping (DGRAM or RAW) behind that seam.
 //! - [`monitor`]: the task that owns the model and publishes snapshots.
@@ -25,8 +26,9 @@
 //! - [`outbox`]: undelivered notifications with retry times.
 //! - [`sinks`]: what pages say, and the log, SNS and Alertmanager workers.
 //! - [`state`]: the state file (alerts and outbox), written atomically.
+//! - [`systemd`]: sd_notify messages and the watchdog.
 //! - [`http`]: the routes and a hardened HTTP/1 server.
-//! - [`daemon`]: wiring, startup and the single shutdown path.
+//! - [`daemon`]: wiring, config generations and reload, and the single shutdown path.
 
 pub mod alerting;
 pub mod alerts;
@@ -51,3 +53,5 @@ pub mod sinks;
 pub mod snapshot;
 pub mod state;
 pub mod stats;
+pub mod status;
+pub mod systemd;

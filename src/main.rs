@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use tunnelkeeper::cli::{Cli, Command, LogFormat, RunArgs};
 use tunnelkeeper::config::{Config, ConfigError, EMBEDDED_DEFAULT};
+use tunnelkeeper::daemon::{ConfigSource, RunOptions};
 
 /// Exit code for a config that does not validate.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -34,6 +35,41 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        Some(Command::Status { addr, json }) => match tunnelkeeper::status::fetch(addr) {
+            Ok(body) if json => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Ok(body) => {
+                match tunnelkeeper::status::render(&body, std::io::stdout().is_terminal()) {
+                    Ok(table) => {
+                        print!("{table}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Healthcheck { addr }) => {
+            match tunnelkeeper::status::get(addr, "/-/healthy") {
+                Ok((200, _)) => ExitCode::SUCCESS,
+                Ok((status, _)) => {
+                    eprintln!("unhealthy: /-/healthy answered {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run(args)) => run(args, cli.log_format),
         None => run(cli.run, cli.log_format),
     }
@@ -41,28 +77,29 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     init_logging(log_format);
-    let config = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(config) => {
-                info!(config = %path.display(), "tunnelkeeper {} starting", env!("CARGO_PKG_VERSION"));
-                config
-            }
-            Err(e) => return config_error(&e),
+    let options = RunOptions {
+        source: match &args.config {
+            Some(path) => ConfigSource::File(path.clone()),
+            None => ConfigSource::Embedded,
         },
-        None => {
-            info!(
-                "tunnelkeeper {} starting on the embedded default config (pings 127.0.0.1 and \
-                 127.0.0.2, no AWS); give a real one with `tunnelkeeper run --config FILE` or \
-                 TUNNELKEEPER_CONFIG, and see `tunnelkeeper print-config`",
-                env!("CARGO_PKG_VERSION")
-            );
-            Config::embedded_default()
-        }
+        listen: args.listen,
+        state_dir: args.state_dir.clone(),
     };
-    let mut config = config;
-    if let Some(dir) = &args.state_dir {
-        config.state_dir = dir.clone();
+    match &options.source {
+        ConfigSource::File(path) => {
+            info!(config = %path.display(), "tunnelkeeper {} starting", env!("CARGO_PKG_VERSION"))
+        }
+        ConfigSource::Embedded => info!(
+            "tunnelkeeper {} starting on the embedded default config (pings 127.0.0.1 and \
+             127.0.0.2, no AWS); give a real one with `tunnelkeeper run --config FILE` or \
+             TUNNELKEEPER_CONFIG, and see `tunnelkeeper print-config`",
+            env!("CARGO_PKG_VERSION")
+        ),
     }
+    let config = match options.load() {
+        Ok(config) => config,
+        Err(e) => return config_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,7 +110,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tunnelkeeper::daemon::run(config, args.listen)) {
+    match runtime.block_on(tunnelkeeper::daemon::run(config, options)) {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS

@@ -33,8 +33,19 @@ struct TargetSeries {
     up: IntGauge,
 }
 
+/// Whether the last config reload worked, and when one last did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReloadStatus {
+    /// False when the last reload was refused.
+    pub successful: bool,
+    /// When the running config was loaded.
+    pub last_success: Timestamp,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
+    reload_successful: IntGauge,
+    reload_success_time: Gauge,
     registry: Registry,
     targets: Vec<TargetSeries>,
     tunnel_state: IntGaugeVec,
@@ -73,10 +84,39 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("targets", &self.targets.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
     /// Creates every series for `config`, at zero.
-    pub fn new(config: &Config, socket_type: &str, receive_buffer: usize) -> Self {
+    pub fn new(
+        config: &Config,
+        socket_type: &str,
+        receive_buffer: usize,
+        reload: ReloadStatus,
+    ) -> Self {
         let registry = Registry::new();
+        let reload_successful = register(
+            &registry,
+            IntGauge::new(
+                "tunnelkeeper_config_last_reload_successful",
+                "1 when the last config reload worked, 0 when it was refused.",
+            )
+            .unwrap(),
+        );
+        let reload_success_time = register(
+            &registry,
+            Gauge::new(
+                "tunnelkeeper_config_last_reload_success_timestamp_seconds",
+                "When the running config was loaded, as a Unix time.",
+            )
+            .unwrap(),
+        );
         let target_labels = &["vpn", "tunnel", "target", "address"];
         let sent = register(
             &registry,
@@ -450,6 +490,8 @@ impl Metrics {
         );
 
         let metrics = Self {
+            reload_successful,
+            reload_success_time,
             alerts_firing,
             notifications,
             outbox_length,
@@ -492,7 +534,30 @@ impl Metrics {
             );
         }
         metrics.set_vpn(&VpnState::Starting);
+        metrics.set_reload(reload);
         metrics
+    }
+
+    /// Sets the reload gauges.
+    pub fn set_reload(&self, status: ReloadStatus) {
+        self.reload_successful.set(i64::from(status.successful));
+        self.reload_success_time
+            .set(status.last_success.as_millis() as f64 / 1000.0);
+    }
+
+    /// Starts a target's counters where an earlier generation left them (after a reload).
+    pub fn seed(&self, target: TargetId, stats: &crate::stats::StatsSummary) {
+        let Some(s) = self.targets.get(target.0) else {
+            return;
+        };
+        s.sent.inc_by(stats.sent);
+        s.replies.inc_by(stats.received);
+        s.lost[0].inc_by(stats.timeouts);
+        s.lost[1].inc_by(stats.icmp_errors);
+        s.lost[2].inc_by(stats.send_failures);
+        if let Some(rtt) = stats.rtt_last_seconds {
+            s.last_rtt.set(rtt);
+        }
     }
 
     /// Counts one probe outcome of a target.

@@ -20,6 +20,7 @@ use crate::model::{Clock, TargetId, TunnelId};
 use crate::sinks::DeliveryReport;
 use crate::snapshot::{Meta, Snapshot};
 use crate::stats::TargetStats;
+use crate::systemd::{Heartbeat, Notifier};
 
 /// What the pingers and the EC2 poller tell the monitor.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +72,49 @@ pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How many queued observations one wake-up applies before publishing.
 const BATCH: usize = 1024;
 
+/// What survives a config reload: the model and the stats, to be adopted by the next
+/// monitor for every target and tunnel that is still configured.
+pub struct Carry {
+    /// The config they were built for.
+    pub config: Arc<Config>,
+    /// The health model.
+    pub model: HealthModel,
+    /// Per-target stats, indexed like `config.targets`.
+    pub stats: Vec<TargetStats>,
+}
+
+/// How the monitor tells the outside world about itself.
+pub struct Hooks {
+    /// systemd notifications (STATUS=).
+    pub notifier: Arc<Notifier>,
+    /// Beats whenever a probe result arrives: the pingers make progress.
+    pub pingers: Heartbeat,
+    /// Beats on every tick: the alert loop makes progress.
+    pub alert_loop: Heartbeat,
+    /// Set once every target has reported its first probe.
+    pub first_round: watch::Sender<bool>,
+}
+
+/// Everything a monitor is built from.
+pub struct MonitorSetup {
+    /// The running config.
+    pub config: Arc<Config>,
+    /// This generation's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Alerting, with its state.
+    pub alerting: Alerting,
+    /// The clock.
+    pub clock: Clock,
+    /// Start time and socket type.
+    pub meta: Meta,
+    /// Where snapshots go (shared by every generation).
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The previous generation's model and stats, after a reload.
+    pub carry: Option<Carry>,
+    /// Notifications and heartbeats.
+    pub hooks: Hooks,
+}
+
 /// Owns the model; fed by pingers and the poller; read through snapshots.
 pub struct Monitor {
     config: Arc<Config>,
@@ -82,55 +126,67 @@ pub struct Monitor {
     clock: Clock,
     meta: Meta,
     snapshots: watch::Sender<Arc<Snapshot>>,
-    last_vpn_token: &'static str,
+    hooks: Hooks,
+    last_status: String,
 }
 
 impl Monitor {
-    /// Builds the monitor and the first (STARTING) snapshot.
-    pub fn new(
-        config: Arc<Config>,
-        metrics: Arc<Metrics>,
-        alerting: Alerting,
-        clock: Clock,
-        icmp_socket: &'static str,
-    ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
-        let model = HealthModel::new(&config);
+    /// Builds the monitor, adopting what a previous generation knew, and publishes a
+    /// first snapshot.
+    pub fn new(setup: MonitorSetup) -> Self {
+        let MonitorSetup {
+            config,
+            metrics,
+            alerting,
+            clock,
+            meta,
+            snapshots,
+            carry,
+            hooks,
+        } = setup;
+        let now = clock.now();
+        let mut model = HealthModel::new(&config);
+        let mut stats = vec![TargetStats::default(); config.targets.len()];
+        if let Some(carry) = carry {
+            model.adopt(&carry.model, &carry.config, &config, now);
+            for (new, old) in crate::config::target_mapping(&carry.config, &config) {
+                stats[new] = carry.stats[old].clone();
+            }
+        }
         let control = config
             .aws
             .as_ref()
             .map(|aws| ControlPlane::new(&config, aws.stale_after()));
-        let stats = vec![TargetStats::default(); config.targets.len()];
-        let meta = Meta {
-            started_at: clock.now(),
-            icmp_socket,
+        let monitor = Self {
+            config,
+            model,
+            control,
+            alerting,
+            stats,
+            metrics,
+            clock,
+            meta,
+            snapshots,
+            hooks,
+            last_status: String::new(),
         };
-        let mut first =
-            Snapshot::build(&config, &model, control.as_ref(), &stats, meta, clock.now());
-        first.alerts = alerting.views(clock.now());
-        let (snapshots, rx) = watch::channel(Arc::new(first));
-        (
-            Self {
-                config,
-                model,
-                control,
-                alerting,
-                stats,
-                metrics,
-                clock,
-                meta,
-                snapshots,
-                last_vpn_token: VpnState::Starting.token(),
-            },
-            rx,
-        )
+        for t in &monitor.config.targets {
+            let stats = &monitor.stats[t.id.0];
+            if stats.summary_sent() > 0 {
+                monitor.metrics.seed(t.id, &stats.summary());
+            }
+        }
+        monitor.refresh_all_gauges();
+        monitor.publish();
+        monitor
     }
 
-    /// Runs until cancelled or until every sender is gone.
+    /// Runs until cancelled or until every sender is gone; hands back what a reload keeps.
     pub async fn run(
         mut self,
         mut observations: mpsc::Receiver<Observation>,
         cancel: CancellationToken,
-    ) {
+    ) -> (Carry, Alerting) {
         let mut tick = tokio::time::interval(PUBLISH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty = false;
@@ -156,6 +212,7 @@ impl Monitor {
                     }
                 }
                 _ = tick.tick() => {
+                    self.hooks.alert_loop.beat();
                     let now = self.clock.now();
                     let changed = self.handle_timeout(now);
                     // Timers (for, repeat, silences, retries) and time-based conditions.
@@ -168,6 +225,12 @@ impl Monitor {
             }
         }
         self.alerting.flush(self.clock.now());
+        let carry = Carry {
+            config: self.config,
+            model: self.model,
+            stats: self.stats,
+        };
+        (carry, self.alerting)
     }
 
     /// Applies one observation; returns true when a verdict changed.
@@ -205,7 +268,15 @@ impl Monitor {
 
     fn apply_probe(&mut self, target: TargetId, outcome: &ProbeOutcome, at: Instant) -> bool {
         let now = self.clock.at(at);
+        self.hooks.pingers.beat();
+        let first = self.stats[target.0].summary_sent() == 0;
         self.stats[target.0].record(outcome);
+        if first
+            && !*self.hooks.first_round.borrow()
+            && self.stats.iter().all(|s| s.summary_sent() > 0)
+        {
+            self.hooks.first_round.send_replace(true);
+        }
         let before = self.model.target(target).verdict.clone();
         let changed = self.model.handle_probe(target, outcome, now);
         let health = self.model.target(target);
@@ -327,16 +398,52 @@ impl Monitor {
     fn refresh_vpn(&mut self) {
         let vpn = self.model.vpn();
         self.metrics.set_vpn(vpn);
-        if vpn.token() == self.last_vpn_token {
+        // systemd's STATUS= line, e.g. "OK: 4/4 tunnels up".
+        let tunnels: Vec<&Verdict> = (0..self.config.connections.len())
+            .flat_map(|ci| {
+                (0..self.config.connections[ci].tunnels.len()).map(move |ti| TunnelId {
+                    connection: ci,
+                    tunnel: ti,
+                })
+            })
+            .map(|id| &self.model.tunnel(id).verdict)
+            .collect();
+        let up = tunnels.iter().filter(|v| v.is_up()).count();
+        let status = format!("{}: {up}/{} tunnels up", vpn.token(), tunnels.len());
+        if status == self.last_status {
             return;
         }
-        self.last_vpn_token = vpn.token();
+        let token_changed = !self.last_status.starts_with(&format!("{}:", vpn.token()));
+        self.last_status = status;
+        self.hooks
+            .notifier
+            .notify(&format!("STATUS={}", self.last_status));
+        if !token_changed {
+            return;
+        }
         match vpn {
             VpnState::Critical { reason, .. } => warn!(state = "CRITICAL", %reason, "VPN state"),
             VpnState::Degraded { reason, .. } => warn!(state = "DEGRADED", %reason, "VPN state"),
             VpnState::Ok { .. } => info!(state = "OK", "VPN state"),
             VpnState::Starting => {}
         }
+    }
+
+    /// Sets every state gauge from the model (at start, and after a reload).
+    fn refresh_all_gauges(&self) {
+        for (ci, c) in self.config.connections.iter().enumerate() {
+            for ti in 0..c.tunnels.len() {
+                self.refresh_tunnel(TunnelId {
+                    connection: ci,
+                    tunnel: ti,
+                });
+            }
+        }
+        for t in &self.config.targets {
+            self.metrics
+                .set_target(t.id, &self.model.target(t.id).verdict);
+        }
+        self.metrics.set_vpn(self.model.vpn());
     }
 
     fn refresh_tunnel(&self, id: TunnelId) {
@@ -374,6 +481,7 @@ impl Monitor {
         );
         snapshot.alerts = self.alerting.views(now);
         snapshot.outbox_length = self.alerting.outbox_len();
+        snapshot.metrics = Some(self.metrics.clone());
         self.snapshots.send_replace(Arc::new(snapshot));
     }
 }

@@ -122,6 +122,24 @@ impl Outbox {
         self.dropped
     }
 
+    /// Hands every delivery out again (its worker is gone: after a reload).
+    pub fn reset_in_flight(&mut self) {
+        for d in &mut self.deliveries {
+            d.in_flight = false;
+        }
+    }
+
+    /// Moves deliveries to the new index of their sink; drops those whose sink is gone.
+    pub fn remap_sinks(&mut self, map: impl Fn(usize) -> Option<usize>) {
+        self.deliveries.retain_mut(|d| match map(d.sink) {
+            Some(new) => {
+                d.sink = new;
+                true
+            }
+            None => false,
+        });
+    }
+
     /// Forgets deliveries to sinks that no longer exist (after a config change).
     pub fn retain_sinks(&mut self, sinks: usize) {
         self.deliveries.retain(|d| d.sink < sinks);

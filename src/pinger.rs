@@ -158,10 +158,13 @@ impl PingerTask {
 
             seq = seq.wrapping_add(1);
             next += settings.interval;
+            // A probe that ran its full timeout ends about when the next one is due (the
+            // timeout may equal the interval): that one goes out at once. Only a whole
+            // interval of lag skips sends, so the schedule never runs to catch up.
             let now = Instant::now();
-            if next <= now {
+            if now >= next + settings.interval {
                 let behind = now - next;
-                let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64 + 1;
+                let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64;
                 next += settings.interval * missed as u32;
                 messages.push(Observation::ScheduleSlip { target, missed });
             }
@@ -353,6 +356,46 @@ mod tests {
                 Duration::ZERO,
                 Duration::from_secs(1),
                 Duration::from_secs(2)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_as_long_as_the_interval_keep_the_schedule() {
+        let prober = FakeProber::new(vec![]);
+        let task_settings = ProbeSettings {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let task = PingerTask {
+            target: TargetId(0),
+            settings: task_settings,
+            splay: Duration::ZERO,
+            observations: tx,
+            cancel: cancel.clone(),
+        };
+        let handle = tokio::spawn(task.run(prober));
+        let mut lost_at = Vec::new();
+        while lost_at.len() < 3 {
+            match rx.recv().await.unwrap() {
+                Observation::Probe { at, .. } => lost_at.push(at - start),
+                Observation::ScheduleSlip { .. } => panic!("no tick may be skipped"),
+                _ => {}
+            }
+        }
+        cancel.cancel();
+        handle.await.unwrap();
+        // Three losses known after 3 s, not 5: down_after 3 means about 3 intervals.
+        assert_eq!(
+            lost_at,
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(3)
             ]
         );
     }

@@ -4,7 +4,11 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
+use std::sync::Arc;
+
 use serde::Serialize;
+
+use crate::metrics::Metrics;
 
 use crate::alerts::AlertView;
 use crate::config::{Config, TargetScope};
@@ -43,6 +47,9 @@ pub struct Snapshot {
     /// The rendered `/health` page.
     #[serde(skip)]
     pub health: HealthPage,
+    /// The metrics of the generation that made this snapshot (they change on reload).
+    #[serde(skip)]
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// The `/health` answer: status code and plain-text body.
@@ -199,6 +206,7 @@ impl Snapshot {
             outbox_length: 0,
             warnings,
             health: HealthPage::default(),
+            metrics: None,
         };
         snapshot.health = render_health(&snapshot);
         snapshot

@@ -163,6 +163,7 @@ mod tests {
                     fired_at: Timestamp::from_millis(1_700_000_000_456),
                     last_notified: Some(Timestamp::from_secs(1_700_000_001)),
                     cleared_at: None,
+                    visible_since: None,
                 },
                 details: Details {
                     summary: "s".into(),

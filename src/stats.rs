@@ -80,6 +80,11 @@ impl TargetStats {
         self.recent.push_back(sample);
     }
 
+    /// Returns how many probes have an outcome (cheap, unlike [`TargetStats::summary`]).
+    pub fn summary_sent(&self) -> u64 {
+        self.sent
+    }
+
     /// Summarizes the counters and the recent window.
     pub fn summary(&self) -> StatsSummary {
         let mut rtts: Vec<u32> = self.recent.iter().copied().filter(|&s| s != LOST).collect();

@@ -20,6 +20,7 @@ fn universe() -> Vec<AlertKey> {
         AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-a"),
         AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-b"),
         AlertKey::tunnel(AlertClass::DataPlaneDead, "dc", "dc-b"),
+        AlertKey::tunnel(AlertClass::DataPlaneDead, "dc", "dc-a"),
         AlertKey::tunnel(AlertClass::TunnelDown, "dc2", "dc2-a"),
         AlertKey::tunnel(AlertClass::TunnelFlapping, "dc", "dc-a"),
         AlertKey::global(AlertClass::ControlPlaneUnavailable),
@@ -47,6 +48,7 @@ fn rules() -> impl Strategy<Value = AlertRules> {
         .prop_map(|(f, k, r)| AlertRules {
             for_: Duration::from_secs(f),
             keep_firing_for: Duration::from_secs(k),
+            group_wait: Duration::from_secs(k / 10),
             repeat_interval: Duration::from_secs(r),
             send_resolved: true,
         })

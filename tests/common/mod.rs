@@ -47,6 +47,16 @@ impl Daemon {
         for (k, v) in env {
             command.env(k, v);
         }
+        Self::spawn(command, None)
+    }
+
+    /// Starts a prepared command (stderr is taken here); `reach` replaces the IP of the
+    /// bound address, for a daemon listening on 0.0.0.0 inside a namespace.
+    pub fn spawn(mut command: Command, reach: Option<std::net::IpAddr>) -> Daemon {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start tunnelkeeper");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
@@ -63,7 +73,7 @@ impl Daemon {
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
+            Ok(addr) => reach.map_or(addr, |ip| SocketAddr::new(ip, addr.port())),
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -306,7 +316,13 @@ impl AwsDouble {
     }
 
     /// Starts the double from a prepared command (e.g. wrapped in `ip netns exec`).
-    pub fn start_with(mut command: Command) -> AwsDouble {
+    pub fn start_with(command: Command) -> AwsDouble {
+        Self::start_reachable(command, None)
+    }
+
+    /// Starts the double from a prepared command; `reach` replaces the IP it reports (it
+    /// listens on 0.0.0.0 inside a namespace, and the test reaches it from outside).
+    pub fn start_reachable(mut command: Command, reach: Option<std::net::IpAddr>) -> AwsDouble {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -321,6 +337,7 @@ impl AwsDouble {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("aws-double said {line:?}"));
+        let addr: SocketAddr = reach.map_or(addr, |ip| SocketAddr::new(ip, addr.port()));
         AwsDouble { child, addr }
     }
 

@@ -1,0 +1,226 @@
+//! `tunnelkeeper status` and `tunnelkeeper healthcheck`: small HTTP/1.1 clients for a
+//! running daemon, and the table an engineer on the instance wants to see first.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Makes a GET request; returns the status code and body.
+pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot reach tunnelkeeper at {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("reading the answer from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Fetches `/status`.
+pub fn fetch(addr: SocketAddr) -> Result<String, String> {
+    match get(addr, "/status")? {
+        (200, body) => Ok(body),
+        (status, body) => Err(format!("/status answered {status}: {}", body.trim())),
+    }
+}
+
+fn paint(text: &str, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match text {
+        "up" | "ok" | "healthy" | "OK" | "firing-resolved" => "32",
+        "degraded" | "unknown" | "DEGRADED" | "starting" | "STARTING" | "pending" | "warning"
+        | "silenced" | "inhibited" => "33",
+        "down" | "critical" | "CRITICAL" | "firing" => "31",
+        _ => return text.to_string(),
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn when(v: &Value) -> String {
+    match (v["since"].as_str(), v["reason"].as_str()) {
+        (Some(since), Some(reason)) => {
+            format!("since {} ({reason})", &since[..since.len().min(19)])
+        }
+        (Some(since), None) => format!("since {}", &since[..since.len().min(19)]),
+        (None, Some(reason)) => reason.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+fn ms(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |s| format!("{:.2} ms", s * 1000.0))
+}
+
+/// Renders `/status` JSON as a compact table, colored when `color`.
+pub fn render(body: &str, color: bool) -> Result<String, String> {
+    let j: Value = serde_json::from_str(body).map_err(|e| format!("/status is not JSON: {e}"))?;
+    let mut out = String::new();
+    let vpn = &j["vpn"];
+    let token = s(vpn, "state").to_ascii_uppercase();
+    let _ = writeln!(
+        out,
+        "TUNNELKEEPER {} {}  (ICMP socket: {})",
+        paint(&token, color),
+        when(vpn),
+        s(&j, "icmp_socket")
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<16} {:<18} {:<9} {:<8} {:<8} DETAIL",
+        "CONNECTION", "TUNNEL", "STATE", "DATA", "AWS"
+    );
+    let mut targets = Vec::new();
+    for c in j["connections"].as_array().into_iter().flatten() {
+        let state = s(c, "state");
+        let _ = writeln!(
+            out,
+            "{:<16} {:<18} {:<9} {:<8} {:<8} {}",
+            s(c, "name"),
+            "",
+            paint(state, color),
+            "",
+            "",
+            when(c)
+        );
+        for t in c["tunnels"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<18} {:<9} {:<8} {:<8} {}",
+                "",
+                s(t, "name"),
+                paint(s(t, "state"), color),
+                paint(s(&t["data_plane"], "state"), color),
+                paint(s(&t["control_plane"], "state"), color),
+                when(t)
+            );
+            for x in t["targets"].as_array().into_iter().flatten() {
+                targets.push((s(t, "name").to_string(), x.clone()));
+            }
+        }
+    }
+    for x in j["shared_targets"].as_array().into_iter().flatten() {
+        targets.push(("(shared)".to_string(), x.clone()));
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<18} {:<20} {:<16} {:<9} {:>7} {:>10} {:>10} {:>9}",
+        "TUNNEL", "TARGET", "ADDRESS", "STATE", "LOSS", "RTT p50", "RTT p99", "SENT"
+    );
+    for (tunnel, x) in &targets {
+        let _ = writeln!(
+            out,
+            "{:<18} {:<20} {:<16} {:<9} {:>6.1}% {:>10} {:>10} {:>9}",
+            tunnel,
+            s(x, "name"),
+            s(x, "address"),
+            paint(s(x, "state"), color),
+            x["recent_loss_percent"].as_f64().unwrap_or(0.0),
+            ms(&x["rtt_p50_seconds"]),
+            ms(&x["rtt_p99_seconds"]),
+            x["sent"].as_u64().unwrap_or(0)
+        );
+    }
+    let alerts: Vec<&Value> = j["alerts"].as_array().into_iter().flatten().collect();
+    let _ = writeln!(out, "\nALERTS ({})", alerts.len());
+    for a in alerts {
+        let place = [a["vpn"].as_str(), a["tunnel"].as_str()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("/");
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<9} {:<24} {:<24} {}",
+            paint(s(a, "state"), color),
+            paint(s(a, "severity"), color),
+            s(a, "alert"),
+            if place.is_empty() {
+                "VPN".to_string()
+            } else {
+                place
+            },
+            s(a, "summary")
+        );
+    }
+    if let Some(cp) = j.get("control_plane") {
+        let _ = writeln!(
+            out,
+            "\nEC2: last answer {}, {}",
+            cp["last_success"].as_str().unwrap_or("never"),
+            if cp["stale"] == true {
+                paint("stale", color)
+            } else {
+                "fresh".to_string()
+            }
+        );
+    }
+    for w in j["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or(""));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = r#"{
+      "vpn": {"state": "degraded", "since": "2026-11-28T14:00:00.000Z", "reason": "dc degraded"},
+      "icmp_socket": "dgram",
+      "connections": [{"name": "dc", "state": "degraded", "since": "2026-11-28T14:00:00.000Z", "reason": "redundancy lost",
+        "tunnels": [{"name": "dc-a", "state": "down", "since": "2026-11-28T14:00:00.000Z", "reason": "AWS reports DOWN: x",
+          "data_plane": {"state": "up"}, "control_plane": {"state": "down"},
+          "targets": [{"name": "172.16.1.10", "address": "172.16.1.10", "state": "up", "recent_loss_percent": 2.0,
+                       "rtt_p50_seconds": 0.0041, "rtt_p99_seconds": 0.009, "sent": 120}]}]}],
+      "shared_targets": [],
+      "alerts": [{"alert": "TunnelDown", "severity": "warning", "vpn": "dc", "tunnel": "dc-a", "state": "firing", "summary": "AWS reports DOWN: x"}],
+      "warnings": ["tunnel dc-b: StartupAction=add"]
+    }"#;
+
+    #[test]
+    fn the_table_shows_both_planes_targets_and_alerts() {
+        let table = render(STATUS, false).unwrap();
+        assert!(
+            table.starts_with("TUNNELKEEPER DEGRADED since 2026-11-28T14:00:00 (dc degraded)"),
+            "{table}"
+        );
+        assert!(table.contains("dc-a               down      up       down     since 2026-11-28T14:00:00 (AWS reports DOWN: x)"), "{table}");
+        assert!(
+            table.contains("2.0%    4.10 ms    9.00 ms       120"),
+            "{table}"
+        );
+        assert!(
+            table.contains("firing     warning   TunnelDown               dc/dc-a"),
+            "{table}"
+        );
+        assert!(table.contains("warning: tunnel dc-b"), "{table}");
+        assert!(!table.contains('\x1b'));
+        assert!(render(STATUS, true)
+            .unwrap()
+            .contains("\x1b[31mdown\x1b[0m"));
+    }
+}
