@@ -250,7 +250,9 @@ async fn serve_connection(
             let app = app.clone();
             async move {
                 use tower::ServiceExt;
-                app.oneshot(request.map(Body::new)).await
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                app.oneshot(request).await
             }
         });
     let mut builder = hyper::server::conn::http1::Builder::new();
