@@ -110,7 +110,10 @@ class Tunnelkeeper:
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class Smokeping:
@@ -128,7 +131,11 @@ class Smokeping:
             [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}", "--privileged",
              "--log.level=warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(self.port, "/metrics")
+        try:
+            wait_http(self.port, "/metrics")
+        except SystemExit:
+            self.stop()
+            raise
 
     def counts(self):
         m = http_get(self.port, "/metrics")
@@ -136,7 +143,10 @@ class Smokeping:
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def measure(tool, warmup, duration):
@@ -160,9 +170,20 @@ def run_size(args, n, workdir):
     hosts = targets(n)
     rows = {}
     for cls, binary in ((Tunnelkeeper, args.binary), (Smokeping, args.smokeping)):
-        tool = cls(binary, hosts, workdir)
+        try:
+            tool = cls(binary, hosts, workdir)
+        except SystemExit as e:
+            # A tool that cannot even serve its metrics at this size is a result too.
+            rows[cls.name] = {"failed": str(e)}
+            print(f"  N={n} {cls.name}: FAILED: {e}", flush=True)
+            subprocess.run(["pkill", "-f", f"{os.path.basename(binary)}"], check=False)
+            continue
         try:
             r = measure(tool, args.warmup, args.duration)
+        except Exception as e:
+            rows[cls.name] = {"failed": f"stopped answering /metrics while measured ({e})"}
+            print(f"  N={n} {cls.name}: FAILED: {e}", flush=True)
+            continue
         finally:
             tool.stop()
         expected = n * r["seconds"]
@@ -256,6 +277,9 @@ def report(args, sizes, rtt, load):
     lines.append("|---|---|---|---|---|---|---|---|")
     for n, rows in sizes.items():
         for name, r in rows.items():
+            if "failed" in r:
+                lines.append(f"| {n:,} | {name} | failed: {r['failed']} | | | | | |")
+                continue
             lines.append(f"| {n:,} | {name} | {r['sent']:.0f} / {r['expected']:.0f} | {fmt(r['slip_pct'])} % | {fmt(r['false_loss_pct'])} % | "
                          f"{fmt(r['cpu_per_1000'], 4)} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB |")
     lines.append("")
@@ -265,6 +289,9 @@ def report(args, sizes, rtt, load):
     lines.append("|---|---|---|")
     for n, rows in sizes.items():
         tk, sp = rows["tunnelkeeper"], rows["smokeping_prober"]
+        if "failed" in tk or "failed" in sp:
+            lines.append(f"| {n:,} | n/a (a tool failed) | n/a |")
+            continue
         lines.append(f"| {n:,} | {ratio(tk['cpu_per_1000'], sp['cpu_per_1000'])} | {ratio(tk['rss'], sp['rss'])} |")
     if rtt:
         lines.append("")

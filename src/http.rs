@@ -92,13 +92,24 @@ async fn health(State(state): State<AppState>) -> Response {
     )
 }
 
+// Encoding /status and /metrics for thousands of targets takes long enough to hold up the
+// pingers and the ICMP receive task on the runtime's few threads: it runs on the blocking
+// pool instead.
 async fn status(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    match serde_json::to_vec_pretty(&*snapshot) {
-        Ok(json) => no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
-        Err(e) => (
+    let encoded = tokio::task::spawn_blocking(move || serde_json::to_vec_pretty(&*snapshot)).await;
+    match encoded {
+        Ok(Ok(json)) => {
+            no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+        }
+        Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode status: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
         )
             .into_response(),
     }
@@ -114,11 +125,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    (
-        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        metrics.render(),
-    )
-        .into_response()
+    // Each render of a large registry briefly holds a copy of every series: two at a time.
+    static RENDERS: Semaphore = Semaphore::const_new(2);
+    let Ok(_slot) = RENDERS.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let metrics = metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering failed: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// Reloads the config, from loopback only (anyone who reaches the port could otherwise

@@ -241,7 +241,26 @@ fn with_socket<R>(client: &Client, f: impl FnOnce(socket2::SockRef<'_>) -> R) ->
     f(socket2::SockRef::from(&borrowed))
 }
 
+/// Sets the receive buffer. Past `net.core.rmem_max` (212 KiB by default) only with
+/// CAP_NET_ADMIN, through SO_RCVBUFFORCE; without it the kernel caps the plain option.
+#[allow(unsafe_code)]
 fn set_recv_buffer_size(client: &Client, bytes: usize) -> std::io::Result<()> {
+    let socket = client.get_socket();
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `socket` keeps the descriptor open for the call, and the option value is a
+    // c_int that lives on the stack for its whole duration.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.get_native_sock(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced == 0 {
+        return Ok(());
+    }
     with_socket(client, |s| s.set_recv_buffer_size(bytes))
 }
 
