@@ -39,6 +39,7 @@ pub struct Alerting {
     store: StateStore,
     sinks: Vec<SinkHandle>,
     am_resolved: Vec<AmAlert>,
+    am_active: std::collections::BTreeMap<crate::alerts::AlertKey, AmAlert>,
     metrics: Arc<Metrics>,
     jitter: Jitter,
     saved: Option<SavedState>,
@@ -62,24 +63,11 @@ impl Alerting {
         let mut engine = AlertEngine::new(a.rules.clone(), a.silences.clone());
         let mut outbox = Outbox::default();
         if let Some(saved) = saved.clone() {
-            let known = |key: &crate::alerts::AlertKey| {
-                let vpn_ok = key
-                    .vpn
-                    .as_ref()
-                    .is_none_or(|v| config.connections.iter().any(|c| c.name.as_str() == v));
-                let tunnel_ok = key.tunnel.as_ref().is_none_or(|t| {
-                    config
-                        .connections
-                        .iter()
-                        .flat_map(|c| &c.tunnels)
-                        .any(|x| x.name.as_str() == t)
-                });
-                vpn_ok && tunnel_ok
-            };
-            // Alerts about tunnels no longer configured cannot resolve: forget them.
-            engine.restore(saved.alerts.into_iter().filter(|a| known(&a.key)).collect());
+            // Alerts about tunnels no longer configured resolve at the first evaluation
+            // (their condition is gone), with a resolved page if they had paged.
+            engine.restore(saved.alerts);
             outbox = saved.outbox;
-            outbox.retain_sinks(a.sinks.len());
+            outbox.remap_sinks(|d| a.sinks.iter().position(|s| s.kind.identity() == d.sink_id));
         }
         let flaps = FlapTracker::new(&config, a.flap_changes, a.flap_window);
         let restored: Vec<_> = engine.alerts().map(|a| a.key.clone()).collect();
@@ -99,6 +87,7 @@ impl Alerting {
             store,
             sinks,
             am_resolved: Vec::new(),
+            am_active: Default::default(),
             metrics,
             jitter: Jitter::seeded(),
             saved,
@@ -123,9 +112,12 @@ impl Alerting {
         let old_config = previous.config.clone();
         let mut outbox = previous.outbox;
         outbox.reset_in_flight();
-        outbox.remap_sinks(|old| {
-            let old_sink = old_config.alerts.sinks.get(old)?;
-            config.alerts.sinks.iter().position(|s| s == old_sink)
+        outbox.remap_sinks(|d| {
+            config
+                .alerts
+                .sinks
+                .iter()
+                .position(|s| s.kind.identity() == d.sink_id)
         });
         let saved = SavedState {
             version: VERSION,
@@ -138,6 +130,7 @@ impl Alerting {
         next.hold_restored_until = None;
         next.flaps.adopt(&previous.flaps, &old_config, &config);
         next.am_resolved = previous.am_resolved;
+        next.am_active = previous.am_active;
         next.save(now);
         next
     }
@@ -157,6 +150,14 @@ impl Alerting {
             .and_then(|c| c.failing_for(now))
             .filter(|(d, _)| *d > self.config.alerts.control_plane_unavailable_after);
         let mut conditions = conditions(&self.config, model, &self.flaps, unavailable);
+        // Until EC2 has answered once, nobody knows whether its API is available.
+        if control.is_some_and(|c| !c.has_succeeded()) {
+            conditions
+                .entry(crate::alerts::AlertKey::global(
+                    crate::alerts::AlertClass::ControlPlaneUnavailable,
+                ))
+                .or_insert(crate::alerts::Condition::Unknown);
+        }
         if let Some(until) = self.hold_restored_until {
             if settled || now >= until {
                 self.hold_restored_until = None;
@@ -171,20 +172,13 @@ impl Alerting {
         self.engine.evaluate(&conditions, now);
         let mut dropped = false;
         while let Some(n) = self.engine.poll_notification() {
-            if n.status == NotificationStatus::Resolved {
-                self.am_resolved.retain(|a| a.notification.key != n.key);
-                self.am_resolved.push(AmAlert {
-                    notification: n.clone(),
-                    resolved_at: n.ends_at,
-                });
-            }
             for (i, sink) in self.config.alerts.sinks.iter().enumerate() {
                 if n.severity < sink.min_severity
                     || matches!(sink.kind, SinkKind::Alertmanager { .. })
                 {
                     continue;
                 }
-                dropped |= self.outbox.push(i, n.clone(), now);
+                dropped |= self.outbox.push(i, sink.kind.identity(), n.clone(), now);
             }
         }
         if dropped {
@@ -222,25 +216,47 @@ impl Alerting {
     pub fn dispatch(&mut self, now: Timestamp) {
         for delivery in self.outbox.take_due(now) {
             let id = delivery.id;
-            let sent = match self.sinks.get(delivery.sink) {
-                Some(SinkHandle::Outbox(tx)) => tx.try_send(delivery).is_ok(),
-                Some(SinkHandle::Alertmanager(_)) | None => false,
-            };
-            if !sent {
-                self.outbox.failed(id, now, 0.5);
+            match self.sinks.get(delivery.sink) {
+                Some(SinkHandle::Outbox(tx)) => {
+                    if tx.try_send(delivery).is_err() {
+                        self.outbox.failed(id, now, 0.5);
+                    }
+                }
+                Some(SinkHandle::Alertmanager(_)) | None => {
+                    error!(sink = delivery.sink, key = %delivery.notification.key, "notification for a sink that no longer takes it: dropped");
+                    self.outbox.delivered(id);
+                }
             }
         }
     }
 
     fn update_alertmanager(&mut self, now: Timestamp) {
+        if !self
+            .sinks
+            .iter()
+            .any(|s| matches!(s, SinkHandle::Alertmanager(_)))
+        {
+            return;
+        }
         self.am_resolved.retain(|a| {
             a.resolved_at
                 .is_some_and(|t| now.since(t) < AM_KEEP_RESOLVED)
         });
+        let group_wait = self.config.alerts.rules.group_wait;
         let mut alerts: Vec<AmAlert> = self
             .engine
             .visible_firing(now)
             .into_iter()
+            .filter(|a| match a.state {
+                AlertState::Firing {
+                    last_notified: Some(_),
+                    ..
+                } => true,
+                AlertState::Firing { visible_since, .. } => {
+                    visible_since.is_some_and(|v| now.since(v) >= group_wait)
+                }
+                AlertState::Pending { .. } => false,
+            })
             .filter_map(|a| match a.state {
                 AlertState::Firing { fired_at, .. } => Some(AmAlert {
                     notification: crate::alerts::Notification {
@@ -258,6 +274,25 @@ impl Alerting {
                 AlertState::Pending { .. } => None,
             })
             .collect();
+        // Whatever Alertmanager was told fires and is no longer in the set has ended
+        // (cleared, inhibited, silenced or unconfigured): tell it so.
+        let current: std::collections::BTreeSet<_> =
+            alerts.iter().map(|a| a.notification.key.clone()).collect();
+        for (key, sent) in std::mem::take(&mut self.am_active) {
+            if !current.contains(&key) {
+                self.am_resolved.retain(|a| a.notification.key != key);
+                self.am_resolved.push(AmAlert {
+                    resolved_at: Some(now),
+                    ..sent
+                });
+            }
+        }
+        self.am_active = alerts
+            .iter()
+            .map(|a| (a.notification.key.clone(), a.clone()))
+            .collect();
+        self.am_resolved
+            .retain(|a| !current.contains(&a.notification.key));
         alerts.extend(self.am_resolved.iter().cloned());
         for (i, handle) in self.sinks.iter().enumerate() {
             let SinkHandle::Alertmanager(tx) = handle else {

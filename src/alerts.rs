@@ -346,7 +346,13 @@ impl AlertEngine {
 
     /// Restores alerts saved by an earlier run (so that a firing alert does not page again).
     pub fn restore(&mut self, alerts: Vec<Alert>) {
-        self.alerts = alerts.into_iter().map(|a| (a.key.clone(), a)).collect();
+        // A pending alert never paged, and nobody watched its condition while the daemon
+        // was down: it starts over (`for` counts again from the next evaluation).
+        self.alerts = alerts
+            .into_iter()
+            .filter(|a| matches!(a.state, AlertState::Firing { .. }))
+            .map(|a| (a.key.clone(), a))
+            .collect();
     }
 
     /// Returns the alerts, for saving.
@@ -463,6 +469,8 @@ impl AlertEngine {
                 AlertState::Pending { .. } => false,
             })
             .filter(|a| self.muted_by(&a.key, now).is_none())
+            // A condition nobody can see right now (just restarted) pages nothing, repeats included.
+            .filter(|a| !matches!(conditions.get(&a.key), Some(Condition::Unknown)))
             .map(|a| a.key.clone())
             .collect();
         for key in due {
@@ -567,10 +575,10 @@ impl AlertEngine {
                 last_notified: None,
                 visible_since,
                 ..
-            } => visible_since
-                .map(|v| v.plus(self.rules.group_wait))
-                .filter(|t| *t > now),
+            } => visible_since.map(|v| v.plus(self.rules.group_wait)),
         });
+        // Deadlines already past (under an unknown condition, say) are not wake-ups.
+        let alerts = alerts.filter(|t| *t > now);
         let silences = self
             .silences
             .iter()

@@ -120,9 +120,11 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 (kind, text)
             }
         }
+        // The parser's message may quote the answer, and EC2 answers carry pre-shared keys:
+        // say only that it could not be read.
         SdkError::ResponseError(_) => (
             AwsErrorKind::Unparsable,
-            format!("unreadable answer: {}", source_text(err)),
+            "unreadable answer (its text is not logged: it may hold secrets)".into(),
         ),
         SdkError::ServiceError(e) => {
             let code = e.err().code().unwrap_or("");

@@ -196,6 +196,16 @@ pub enum SinkKind {
 }
 
 impl SinkKind {
+    /// Returns what the sink is, kind and destination: `sns:<arn>`, `log`,
+    /// `alertmanager:<url>`. Undelivered notifications follow their sink by it.
+    pub fn identity(&self) -> String {
+        match self {
+            SinkKind::Log => "log".into(),
+            SinkKind::Sns { topic_arn } => format!("sns:{topic_arn}"),
+            SinkKind::Alertmanager { url } => format!("alertmanager:{url}"),
+        }
+    }
+
     /// Returns `log`, `sns` or `alertmanager`.
     pub fn label(&self) -> &'static str {
         match self {
@@ -747,6 +757,12 @@ impl<'a> Validator<'a> {
         }
 
         let aws = raw.aws.as_ref().map(|a| self.aws(a, &connections));
+        if aws.is_none() && connections.iter().any(|c| c.id.is_some()) {
+            self.warnings.push(
+                "connections have an `id` but there is no [aws] table: EC2 is not asked about them"
+                    .into(),
+            );
+        }
         let alerts = match &raw.alerts {
             Some(a) => self.alerts(a, &connections, aws.is_some()),
             None => AlertsConfig::default(),
@@ -913,6 +929,24 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            if let (Some(v), Some(t)) = (&raw_s.vpn, &raw_s.tunnel) {
+                let in_vpn = connections
+                    .iter()
+                    .filter(|c| c.name.as_str() == v.get_ref())
+                    .flat_map(|c| &c.tunnels)
+                    .any(|x| x.name.as_str() == t.get_ref());
+                if !in_vpn {
+                    self.problem(
+                        Some(t.span()),
+                        &format!("{key}.tunnel"),
+                        format!(
+                            "{:?} is not a tunnel of vpn {:?}: the silence would never match",
+                            t.get_ref(),
+                            v.get_ref()
+                        ),
+                    );
+                }
+            }
             let mut time =
                 |field: &str, v: &Spanned<String>| match humantime::parse_rfc3339_weak(v.get_ref())
                 {
@@ -944,6 +978,16 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            if ends.is_some_and(|e| e.as_millis() <= now_ms) {
+                self.warnings.push(format!(
+                    "{key} ended at {}: it silences nothing",
+                    ends.unwrap_or(Timestamp::from_millis(0))
+                ));
+            }
             silences.push(Silence {
                 class,
                 vpn: raw_s.vpn.as_ref().map(|v| v.get_ref().clone()),
@@ -952,6 +996,14 @@ impl<'a> Validator<'a> {
                 ends: ends.unwrap_or(Timestamp::from_millis(0)),
                 comment: raw_s.comment.clone(),
             });
+        }
+        if raw.sink.as_ref().is_some_and(|s| s.is_empty()) {
+            self.problem(
+                None,
+                "alerts.sink",
+                "an empty list: alerts would go nowhere; remove the key to log them, or add a sink"
+                    .into(),
+            );
         }
         let sinks = match &raw.sink {
             None => defaults.sinks,

@@ -271,6 +271,21 @@ impl ControlPlane {
         ))
     }
 
+    /// Returns true once a call has succeeded.
+    pub fn has_succeeded(&self) -> bool {
+        self.last_success.is_some()
+    }
+
+    /// Takes over what `old` knew of EC2's health (not its readings, which are keyed by
+    /// the old config's positions): after a reload, staleness and failure streaks go on.
+    pub fn adopt(&mut self, old: &ControlPlane) {
+        self.last_success = old.last_success;
+        self.stale = old.stale;
+        self.errors = old.errors.clone();
+        self.last_error = old.last_error.clone();
+        self.failing_since = old.failing_since;
+    }
+
     /// Returns true once a call has succeeded or failed.
     pub fn has_reported(&self) -> bool {
         self.last_success.is_some() || self.failing_since.is_some()

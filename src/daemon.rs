@@ -210,19 +210,16 @@ pub async fn run_until(
         let answer = match outcome {
             Ok(next) => {
                 generation.cancel.cancel();
-                let (carry, alerting) = stop_generation(generation).await;
+                let previous = match stop_generation(generation).await {
+                    Some((carry, alerting)) => Previous::Generation(Box::new((carry, alerting))),
+                    None => Previous::Disk(load_state(&shared.store, &shared.clock)),
+                };
                 reload_status = ReloadStatus {
                     successful: true,
                     last_success: shared.clock.now(),
                 };
                 prepared = next;
-                generation = start_generation(
-                    &prepared,
-                    Previous::Generation(Box::new((carry, alerting))),
-                    &shared,
-                    reload_status,
-                    &cancel,
-                );
+                generation = start_generation(&prepared, previous, &shared, reload_status, &cancel);
                 info!(summary = %prepared.config.summary(), "config reloaded");
                 Ok(prepared.config.summary())
             }
@@ -509,14 +506,18 @@ fn start_sinks(
     sinks
 }
 
-/// Ends a generation and returns what its monitor knew.
-async fn stop_generation(generation: Generation) -> (Carry, Alerting) {
+/// Ends a generation and returns what its monitor knew; `None` if the monitor died (the
+/// next generation then starts from the state file, saved after every change).
+async fn stop_generation(generation: Generation) -> Option<(Carry, Alerting)> {
     generation.cancel.cancel();
     generation.tasks.close();
-    let carried = generation
-        .monitor
-        .await
-        .expect("the monitor task does not panic");
+    let carried = match generation.monitor.await {
+        Ok(carried) => Some(carried),
+        Err(e) => {
+            error!(error = %e, "the monitor task failed; continuing from the saved alert state");
+            None
+        }
+    };
     let _ = tokio::time::timeout(DRAIN, generation.tasks.wait()).await;
     carried
 }

@@ -459,10 +459,19 @@ impl HealthModel {
                         } else {
                             Verdict::unknown("waiting for the first probe results")
                         };
+                        let control_plane = match (&config.aws, &c.id) {
+                            (None, _) => Verdict::unknown("not polled: no [aws] configured"),
+                            (Some(_), None) => {
+                                Verdict::unknown("not polled: the connection has no id")
+                            }
+                            (Some(_), Some(_)) => {
+                                Verdict::unknown("waiting for the first EC2 answer")
+                            }
+                        };
                         TunnelHealth {
                             verdict: data_plane.clone(),
                             data_plane,
-                            control_plane: Verdict::unknown("not polled: no [aws] configured"),
+                            control_plane,
                         }
                     })
                     .collect()
@@ -726,7 +735,19 @@ impl HealthModel {
                         .map(|oti| (oci, oti))
                 });
                 if let Some((oci, oti)) = old_t {
+                    let polled = config.aws.is_some() && c.id.is_some();
+                    let old_polled =
+                        old_config.aws.is_some() && old_config.connections[oci].id.is_some();
+                    let kept_control = self.tunnels[ci][ti].control_plane.clone();
                     self.tunnels[ci][ti] = old.tunnels[oci][oti].clone();
+                    // AWS's view only carries over while the tunnel is still polled the same way.
+                    if !(polled
+                        && old_polled
+                        && c.id == old_config.connections[oci].id
+                        && t.outside_ip == old_config.connections[oci].tunnels[oti].outside_ip)
+                    {
+                        self.tunnels[ci][ti].control_plane = kept_control;
+                    }
                 }
             }
         }

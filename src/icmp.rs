@@ -325,6 +325,11 @@ impl Prober for SurgeProber {
             .newer_than(self.generation)
             .map_err(|e| e.to_string())?;
         if generation != self.generation {
+            // A new identifier too: with RAW sockets the identifier is ours, and a flow
+            // wedged in a firewall is keyed by it (with DGRAM the kernel picks a new one).
+            self.ident = self
+                .ident
+                .wrapping_add(0x4000 | (generation as u16).wrapping_mul(7919));
             self.pinger = pinger(&client, self.address, self.ident);
             self.client = client;
             self.generation = generation;

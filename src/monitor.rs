@@ -81,6 +81,8 @@ pub struct Carry {
     pub model: HealthModel,
     /// Per-target stats, indexed like `config.targets`.
     pub stats: Vec<TargetStats>,
+    /// What EC2 was doing (answer age, failure streak), if polled.
+    pub control: Option<ControlPlane>,
 }
 
 /// How the monitor tells the outside world about itself.
@@ -147,16 +149,19 @@ impl Monitor {
         let now = clock.now();
         let mut model = HealthModel::new(&config);
         let mut stats = vec![TargetStats::default(); config.targets.len()];
+        let mut control = config
+            .aws
+            .as_ref()
+            .map(|aws| ControlPlane::new(&config, aws.stale_after()));
         if let Some(carry) = carry {
             model.adopt(&carry.model, &carry.config, &config, now);
             for (new, old) in crate::config::target_mapping(&carry.config, &config) {
                 stats[new] = carry.stats[old].clone();
             }
+            if let (Some(new), Some(old)) = (control.as_mut(), carry.control.as_ref()) {
+                new.adopt(old);
+            }
         }
-        let control = config
-            .aws
-            .as_ref()
-            .map(|aws| ControlPlane::new(&config, aws.stale_after()));
         let monitor = Self {
             config,
             model,
@@ -229,6 +234,7 @@ impl Monitor {
             config: self.config,
             model: self.model,
             stats: self.stats,
+            control: self.control,
         };
         (carry, self.alerting)
     }

@@ -25,6 +25,9 @@ pub struct Delivery {
     pub id: u64,
     /// Index of the sink in the config.
     pub sink: usize,
+    /// What the sink is (kind and destination), to find it again after a config change.
+    #[serde(default)]
+    pub sink_id: String,
     /// What to deliver.
     pub notification: Notification,
     /// Tries so far.
@@ -47,11 +50,18 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queues `notification` for `sink`; returns true if an old delivery had to be dropped.
-    pub fn push(&mut self, sink: usize, notification: Notification, now: Timestamp) -> bool {
+    pub fn push(
+        &mut self,
+        sink: usize,
+        sink_id: String,
+        notification: Notification,
+        now: Timestamp,
+    ) -> bool {
         self.next_id += 1;
         self.deliveries.push_back(Delivery {
             id: self.next_id,
             sink,
+            sink_id,
             notification,
             attempts: 0,
             next_attempt: now,
@@ -130,19 +140,14 @@ impl Outbox {
     }
 
     /// Moves deliveries to the new index of their sink; drops those whose sink is gone.
-    pub fn remap_sinks(&mut self, map: impl Fn(usize) -> Option<usize>) {
-        self.deliveries.retain_mut(|d| match map(d.sink) {
+    pub fn remap_sinks(&mut self, map: impl Fn(&Delivery) -> Option<usize>) {
+        self.deliveries.retain_mut(|d| match map(d) {
             Some(new) => {
                 d.sink = new;
                 true
             }
             None => false,
         });
-    }
-
-    /// Forgets deliveries to sinks that no longer exist (after a config change).
-    pub fn retain_sinks(&mut self, sinks: usize) {
-        self.deliveries.retain(|d| d.sink < sinks);
     }
 }
 
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn failed_deliveries_back_off_and_are_retried_until_delivered() {
         let mut o = Outbox::default();
-        o.push(0, note(), Timestamp::from_secs(10));
+        o.push(0, "log".into(), note(), Timestamp::from_secs(10));
         let d = o.take_due(Timestamp::from_secs(10));
         assert_eq!(d.len(), 1);
         assert!(
@@ -207,17 +212,34 @@ mod tests {
     fn the_outbox_is_bounded_and_counts_what_it_drops() {
         let mut o = Outbox::default();
         for _ in 0..CAPACITY {
-            assert!(!o.push(0, note(), Timestamp::from_secs(0)));
+            assert!(!o.push(0, "log".into(), note(), Timestamp::from_secs(0)));
         }
-        assert!(o.push(0, note(), Timestamp::from_secs(0)));
+        assert!(o.push(0, "log".into(), note(), Timestamp::from_secs(0)));
         assert_eq!(o.len(), CAPACITY);
         assert_eq!(o.dropped(), 1);
     }
 
     #[test]
+    fn deliveries_follow_their_sink_by_identity_and_are_dropped_when_it_is_gone() {
+        let mut o = Outbox::default();
+        o.push(
+            0,
+            "sns:arn:aws:sns:us-east-1:1:a".into(),
+            note(),
+            Timestamp::from_secs(0),
+        );
+        o.push(1, "log".into(), note(), Timestamp::from_secs(0));
+        // The new config lists the log sink first and has no SNS sink.
+        o.remap_sinks(|d| (d.sink_id == "log").then_some(0));
+        let d = o.take_due(Timestamp::from_secs(0));
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].sink, d[0].sink_id.as_str()), (0, "log"));
+    }
+
+    #[test]
     fn in_flight_deliveries_are_retried_after_a_restart() {
         let mut o = Outbox::default();
-        o.push(0, note(), Timestamp::from_secs(0));
+        o.push(0, "log".into(), note(), Timestamp::from_secs(0));
         o.take_due(Timestamp::from_secs(0));
         let saved = serde_json::to_string(&o).unwrap();
         let mut restored: Outbox = serde_json::from_str(&saved).unwrap();

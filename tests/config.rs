@@ -382,3 +382,29 @@ fn aws_settings_are_validated() {
     assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
     assert_eq!(aws.cloudwatch_namespace, None);
 }
+
+#[test]
+fn alert_settings_that_would_silently_do_nothing_are_refused() {
+    let e = error_of(&format!("{TWO_TUNNELS}\n[alerts]\nsink = []\n"));
+    assert_contains(&e, &["alerts.sink: an empty list: alerts would go nowhere"]);
+    let silence = "[[alerts.silence]]\nvpn = \"dc-primary\"\ntunnel = \"dc-other\"\nends = \"2099-01-01T00:00:00Z\"\n";
+    let e = error_of(&format!("{TWO_TUNNELS}\n[alerts]\n{silence}"));
+    assert_contains(
+        &e,
+        &[
+            "alerts.silence[0].tunnel",
+            "\"dc-other\" is not the name of a [[vpn.tunnel]]",
+        ],
+    );
+    let silence = "[[alerts.silence]]\nvpn = \"dc-primary\"\nends = \"2001-01-01T00:00:00Z\"\n";
+    let config = Config::parse(&format!("{TWO_TUNNELS}\n[alerts]\n{silence}"), "t").unwrap();
+    assert_contains(
+        &config.warnings.join("\n"),
+        &["alerts.silence[0] ended at 2001-01-01T00:00:00Z: it silences nothing"],
+    );
+    let config = Config::parse(TWO_TUNNELS, "t").unwrap();
+    assert_contains(
+        &config.warnings.join("\n"),
+        &["there is no [aws] table: EC2 is not asked"],
+    );
+}
