@@ -283,6 +283,9 @@ def report(args, sizes, rtt, load):
             lines.append(f"| {n:,} | {name} | {r['sent']:.0f} / {r['expected']:.0f} | {fmt(r['slip_pct'])} % | {fmt(r['false_loss_pct'])} % | "
                          f"{fmt(r['cpu_per_1000'], 4)} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB |")
     lines.append("")
+    lines.append("False loss compares the replies and requests counted in one /metrics scrape; at 10,000 targets a scrape "
+                 "takes long enough for the two counts to be read a moment apart, so a value just below zero is that skew.")
+    lines.append("")
     lines.append("Ratios, tunnelkeeper / smokeping_prober (below 1 is better for tunnelkeeper):")
     lines.append("")
     lines.append("| targets | CPU per probe | peak RSS |")

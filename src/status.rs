@@ -46,7 +46,7 @@ fn paint(text: &str, color: bool) -> String {
         return text.to_string();
     }
     let code = match text {
-        "up" | "ok" | "healthy" | "OK" | "firing-resolved" => "32",
+        "up" | "ok" | "healthy" | "OK" => "32",
         "degraded" | "unknown" | "DEGRADED" | "starting" | "STARTING" | "pending" | "warning"
         | "silenced" | "inhibited" => "33",
         "down" | "critical" | "CRITICAL" | "firing" => "31",
