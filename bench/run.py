@@ -88,7 +88,20 @@ def wait_http(port, path, limit=60):
     raise SystemExit(f"nothing answered on 127.0.0.1:{port}{path} within {limit}s")
 
 
-class Tunnelkeeper:
+class Tool:
+    """A prober under test, started as a child process."""
+
+    proc: subprocess.Popen
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Tunnelkeeper(Tool):
     name = "tunnelkeeper"
 
     def __init__(self, binary, hosts, workdir):
@@ -108,15 +121,9 @@ class Tunnelkeeper:
         m = http_get(self.port, "/metrics")
         return metric_sum(m, "tunnelkeeper_probe_sent_total"), metric_sum(m, "tunnelkeeper_probe_replies_total")
 
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
-class Smokeping:
+class Smokeping(Tool):
     name = "smokeping_prober"
 
     def __init__(self, binary, hosts, workdir):
@@ -141,12 +148,6 @@ class Smokeping:
         m = http_get(self.port, "/metrics")
         return metric_sum(m, "smokeping_requests_total"), metric_sum(m, "smokeping_response_duration_seconds_count")
 
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def measure(tool, warmup, duration):

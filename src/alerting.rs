@@ -363,19 +363,6 @@ impl Alerting {
             .set_outbox(self.outbox.len(), self.outbox.dropped());
     }
 
-    /// Returns the next time something is due: a rule's timer, a flap leaving its window,
-    /// a delivery retry.
-    pub fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
-        [
-            self.engine.poll_timeout(now),
-            self.flaps.next_expiry(),
-            self.outbox.next_due(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
     /// Returns every alert for /status.
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
         self.engine.views(now)

@@ -94,21 +94,23 @@ impl FlapTracker {
             .filter(|n| *n >= self.threshold)
     }
 
-    /// Returns when the oldest change leaves the window (the flapping may then end).
-    pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.tunnels
-            .iter()
-            .filter_map(|(_, _, c)| {
-                c.front()
-                    .map(|t| t.plus(self.window + Duration::from_millis(1)))
-            })
-            .min()
-    }
-
     /// Returns the window.
     pub fn window(&self) -> Duration {
         self.window
     }
+}
+
+/// An active condition with what its page says.
+fn active(
+    summary: impl Into<String>,
+    reason: impl Into<String>,
+    vpn_id: Option<String>,
+) -> Condition {
+    Condition::Active(Details {
+        summary: summary.into(),
+        reason: reason.into(),
+        vpn_id,
+    })
 }
 
 /// Keeps the first clause of a reason, for a summary line.
@@ -156,14 +158,7 @@ pub fn conditions(
                     } else {
                         short(reason)
                     };
-                    out.insert(
-                        key,
-                        Condition::Active(Details {
-                            summary,
-                            reason: reason.clone(),
-                            vpn_id: vpn_id.clone(),
-                        }),
-                    );
+                    out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
                 }
                 Verdict::Unknown { .. } => {
                     out.insert(down_key, Condition::Unknown);
@@ -174,19 +169,19 @@ pub fn conditions(
             if let Some(changes) = flaps.flapping(id) {
                 out.insert(
                     AlertKey::tunnel(AlertClass::TunnelFlapping, vpn, t.name.as_str()),
-                    Condition::Active(Details {
-                        summary: format!(
+                    active(
+                        format!(
                             "changed state {changes} times in {}",
                             humantime::format_duration(flaps.window())
                         ),
-                        reason: format!(
+                        format!(
                             "tunnel {} went up and down {changes} times within {}; now {}",
                             t.name,
                             humantime::format_duration(flaps.window()),
                             tunnel.verdict.label()
                         ),
-                        vpn_id: vpn_id.clone(),
-                    }),
+                        vpn_id.clone(),
+                    ),
                 );
             }
         }
@@ -198,14 +193,7 @@ pub fn conditions(
                 } else {
                     short(reason)
                 };
-                out.insert(
-                    key,
-                    Condition::Active(Details {
-                        summary,
-                        reason: reason.clone(),
-                        vpn_id: vpn_id.clone(),
-                    }),
-                );
+                out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
             }
             ConnectionState::Unknown { .. } => {
                 out.insert(key, Condition::Unknown);
@@ -218,11 +206,7 @@ pub fn conditions(
         VpnState::Critical { reason, .. } => {
             out.insert(
                 key,
-                Condition::Active(Details {
-                    summary: "no working path to the datacenter".into(),
-                    reason: reason.clone(),
-                    vpn_id: None,
-                }),
+                active("no working path to the datacenter", reason.clone(), None),
             );
         }
         VpnState::Starting => {
@@ -233,17 +217,17 @@ pub fn conditions(
     if let Some((failing_for, error)) = control_unavailable {
         out.insert(
             AlertKey::global(AlertClass::ControlPlaneUnavailable),
-            Condition::Active(Details {
-                summary: format!(
+            active(
+                format!(
                     "EC2 API failing for {}",
                     humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
                 ),
-                reason: format!(
+                format!(
                     "DescribeVpnConnections has failed for {}; last error: {error}",
                     humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
                 ),
-                vpn_id: None,
-            }),
+                None,
+            ),
         );
     }
     out

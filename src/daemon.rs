@@ -525,12 +525,7 @@ async fn stop_generation(generation: Generation) -> Option<(Carry, Alerting)> {
 /// Waits until every target has reported once (the first probe round is out), at most one
 /// interval plus one timeout and a margin.
 async fn wait_first_round(generation: &mut Generation, config: &Config) {
-    let longest = config
-        .targets
-        .iter()
-        .map(|t| t.probe.interval + t.probe.timeout)
-        .max()
-        .unwrap_or_default();
+    let longest = longest_probe(config);
     let limit = longest + Duration::from_secs(1);
     let done = tokio::time::timeout(limit, generation.first_round.wait_for(|done| *done)).await;
     if done.is_err() {
@@ -541,14 +536,19 @@ async fn wait_first_round(generation: &mut Generation, config: &Config) {
     }
 }
 
-/// The loops the watchdog watches, with how long each may be silent.
-fn watched(shared: &Shared, config: &Config) -> Vec<Watched> {
-    let longest = config
+/// The longest interval plus timeout of any target: how long one probe round can take.
+fn longest_probe(config: &Config) -> Duration {
+    config
         .targets
         .iter()
         .map(|t| t.probe.interval + t.probe.timeout)
         .max()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The loops the watchdog watches, with how long each may be silent.
+fn watched(shared: &Shared, config: &Config) -> Vec<Watched> {
+    let longest = longest_probe(config);
     let mut loops = vec![
         Watched {
             name: "pingers",

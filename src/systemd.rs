@@ -49,11 +49,6 @@ impl Notifier {
             debug!(error = %e, message, "sd_notify failed");
         }
     }
-
-    /// Returns true when systemd listens.
-    pub fn is_active(&self) -> bool {
-        self.socket.is_some()
-    }
 }
 
 /// The watchdog interval systemd asked for (`WATCHDOG_USEC`, for this process).

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{aws_env, http_call, require_tool, temp_dir, write_temp, AwsDouble, Daemon};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const ID: &str = "vpn-0123456789abcdef0";
 
@@ -70,8 +70,7 @@ fn active_alerts(am: &Alertmanager) -> Vec<Value> {
 }
 
 fn set_b(double: &AwsDouble, status: &str) {
-    let tunnel = |ip: &str, status: &str| json!({ "outside_ip": ip, "status": status, "status_message": "IPSEC IS DOWN", "accepted_route_count": 2 });
-    double.set_connections(&json!([{ "id": ID, "tunnels": [tunnel("52.2.144.13", "UP"), tunnel("52.2.144.14", status)] }]));
+    double.set_tunnels(ID, "UP", status);
 }
 
 #[test]

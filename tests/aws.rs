@@ -453,7 +453,7 @@ fn wait_json(daemon: &Daemon, limit: Duration, check: impl Fn(&Value) -> bool) -
 
 #[test]
 fn without_aws_nothing_aws_starts() {
-    let daemon = Daemon::start(&[], &[("AWS_EC2_METADATA_DISABLED", "false")]);
+    let daemon = Daemon::start(&[], &[]);
     daemon.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
     let json = status(&daemon);
     assert!(json.get("control_plane").is_none());

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{aws_double_binary, aws_env, binary, temp_dir, write_temp, AwsDouble, Daemon};
 use netlab::{available, Lab, PINNED_A, PINNED_B, SHARED};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const ID: &str = "vpn-0123456789abcdef0";
 const INTERVAL_S: f64 = 1.0;
@@ -95,14 +95,7 @@ kind = "log"
 }
 
 fn ec2(double: &AwsDouble, a: &str, b: &str) {
-    let tunnel = |ip: &str, status: &str| {
-        json!({ "outside_ip": ip, "status": status, "status_message": if status == "DOWN" { "IPSEC IS DOWN" } else { "" },
-                "last_status_change": "2026-11-01T08:00:00.000Z", "accepted_route_count": 2,
-                "startup_action": "start", "dpd_timeout_action": "restart" })
-    };
-    double.set_connections(
-        &json!([{ "id": ID, "tunnels": [tunnel("52.2.144.13", a), tunnel("52.2.144.14", b)] }]),
-    );
+    double.set_tunnels(ID, a, b);
 }
 
 fn setup(mode: Mode, alerts: &str) -> Scenario {

@@ -38,12 +38,8 @@ impl Daemon {
                     temp_dir("state").display().to_string(),
                 ]
             })
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("TUNNELKEEPER_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "info");
         for (k, v) in env {
             command.env(k, v);
         }
@@ -53,6 +49,18 @@ impl Daemon {
     /// Starts a prepared command (stderr is taken here); `reach` replaces the IP of the
     /// bound address, for a daemon listening on 0.0.0.0 inside a namespace.
     pub fn spawn(mut command: Command, reach: Option<std::net::IpAddr>) -> Daemon {
+        // Whatever the environment says, a test daemon never reaches instance metadata or
+        // an AWS endpoint: only the loopback endpoint its config names.
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
+        for key in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_EC2",
+            "AWS_ENDPOINT_URL_SNS",
+            "AWS_ENDPOINT_URL_CLOUDWATCH",
+            "AWS_PROFILE",
+        ] {
+            command.env_remove(key);
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -355,6 +363,23 @@ impl AwsDouble {
             &connections.to_string(),
         );
         assert_eq!(status, 204, "{body}");
+    }
+
+    /// Has EC2 report connection `id` with two tunnels (outside IPs 52.2.144.13 and
+    /// .14) in the given states (`UP`/`DOWN`; DOWN says "IPSEC IS DOWN").
+    pub fn set_tunnels(&self, id: &str, a: &str, b: &str) {
+        let tunnel = |ip: &str, status: &str| {
+            serde_json::json!({
+                "outside_ip": ip, "status": status,
+                "status_message": if status == "DOWN" { "IPSEC IS DOWN" } else { "" },
+                "last_status_change": "2026-11-01T08:00:00.000Z", "accepted_route_count": 2,
+                "startup_action": "start", "dpd_timeout_action": "restart",
+            })
+        };
+        self.set_connections(&serde_json::json!([{
+            "id": id,
+            "tunnels": [tunnel("52.2.144.13", a), tunnel("52.2.144.14", b)],
+        }]));
     }
 
     /// Makes the next `count` requests to `service` fail with `mode` (None: until changed).
