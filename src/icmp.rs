@@ -1,14 +1,27 @@
-//! ICMP sockets through surge-ping: opening DGRAM or RAW as configured (and saying which
-//! one the daemon really got), sizing the receive buffer, and the [`Prober`] that pings
-//! one target over a shared socket.
+//! ICMP sockets: opening DGRAM or RAW as configured (and saying which one the daemon
+//! really got), sizing the receive buffer, one receive task per socket that hands each
+//! reply to the probe waiting for it, and the [`Prober`] that pings one target.
+//!
+//! Round-trip times are measured the way `ping(8)` does: from just before the request is
+//! sent to the kernel's receive timestamp of the reply (`SO_TIMESTAMPNS`), so that the
+//! time the reply waits for the receive task is not counted. surge-ping decodes the
+//! packets; its own client stamps the send after the send call returns and the reply in
+//! user space, which on a fast path under-reads by the whole send path.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use surge_ping::{Client, IcmpPacket, PingIdentifier, PingSequence, Pinger, SurgeError};
-use tracing::info;
+use surge_ping::Icmpv4Packet;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
 
 use crate::config::SocketKind;
 use crate::health::IcmpErrorKind;
@@ -84,7 +97,7 @@ pub struct IcmpSockets {
 
 struct Generation {
     number: u64,
-    client: Client,
+    socket: Arc<EchoSocket>,
     opened: Instant,
 }
 
@@ -95,26 +108,23 @@ impl IcmpSockets {
     /// Opens the first socket as `kind` asks, sized for `targets` targets. Must be called
     /// inside the tokio runtime (the socket's receive task is spawned on it).
     pub fn open(kind: SocketKind, targets: usize) -> Result<Arc<Self>, IcmpOpenError> {
-        let hint = match kind {
-            SocketKind::Auto | SocketKind::Dgram => socket2::Type::DGRAM,
-            SocketKind::Raw => socket2::Type::RAW,
+        let wanted = match kind {
+            SocketKind::Auto | SocketKind::Dgram => SocketType::Dgram,
+            SocketKind::Raw => SocketType::Raw,
         };
         // Replies arrive spread over the interval, but a burst (a tunnel coming back) can
         // bring one per target at once; the kernel drops what does not fit the buffer.
         let receive_buffer = (targets * 2048).clamp(1 << 20, 16 << 20);
-        let client =
-            open_client(hint, receive_buffer).map_err(|cause| IcmpOpenError::Unavailable {
-                cause,
-                gid: read_gid(),
-                range: std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
-                    .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-                    .unwrap_or_else(|_| "unreadable".into()),
-            })?;
-        let socket_type = if client.get_socket().get_type() == socket2::Type::RAW {
-            SocketType::Raw
-        } else {
-            SocketType::Dgram
-        };
+        let first = EchoSocket::open(wanted, receive_buffer)
+            .or_else(|_| EchoSocket::open(wanted.other(), receive_buffer));
+        let socket = first.map_err(|cause| IcmpOpenError::Unavailable {
+            cause,
+            gid: read_gid(),
+            range: std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unreadable".into()),
+        })?;
+        let socket_type = socket.shared.socket_type;
         match (kind, socket_type) {
             (SocketKind::Dgram, SocketType::Raw) => {
                 return Err(IcmpOpenError::WrongType {
@@ -132,11 +142,14 @@ impl IcmpSockets {
             }
             (SocketKind::Auto | SocketKind::Dgram | SocketKind::Raw, _) => {}
         }
-        let effective = recv_buffer_size(&client).unwrap_or(0);
+        let effective = socket2::SockRef::from(&socket.shared.udp)
+            .recv_buffer_size()
+            .unwrap_or(0);
         info!(
             socket = %socket_type,
             requested = ?kind,
             receive_buffer_bytes = effective,
+            kernel_timestamps = socket.shared.kernel_timestamps,
             "ICMP socket open"
         );
         Ok(Arc::new(Self {
@@ -144,7 +157,7 @@ impl IcmpSockets {
             receive_buffer: effective,
             current: Mutex::new(Generation {
                 number: 0,
-                client,
+                socket,
                 opened: Instant::now(),
             }),
         }))
@@ -160,28 +173,24 @@ impl IcmpSockets {
         self.receive_buffer
     }
 
-    fn current(&self) -> (u64, Client) {
+    fn current(&self) -> (u64, Arc<EchoSocket>) {
         let g = self.current.lock().expect("socket pool lock");
-        (g.number, g.client.clone())
+        (g.number, g.socket.clone())
     }
 
     /// Returns a socket newer than generation `have`, opening one if none is.
-    fn newer_than(&self, have: u64) -> std::io::Result<(u64, Client)> {
+    fn newer_than(&self, have: u64) -> io::Result<(u64, Arc<EchoSocket>)> {
         let mut g = self.current.lock().expect("socket pool lock");
         if g.number > have || g.opened.elapsed() < MIN_GENERATION_AGE {
-            return Ok((g.number, g.client.clone()));
+            return Ok((g.number, g.socket.clone()));
         }
-        let hint = match self.socket_type {
-            SocketType::Dgram => socket2::Type::DGRAM,
-            SocketType::Raw => socket2::Type::RAW,
-        };
-        let client = open_client(hint, self.receive_buffer)?;
+        let socket = EchoSocket::open(self.socket_type, self.receive_buffer)?;
         *g = Generation {
             number: g.number + 1,
-            client,
+            socket,
             opened: Instant::now(),
         };
-        Ok((g.number, g.client.clone()))
+        Ok((g.number, g.socket.clone()))
     }
 
     /// Builds the prober for one target.
@@ -190,82 +199,299 @@ impl IcmpSockets {
         address: Ipv4Addr,
         payload_bytes: u32,
         ident: u16,
-    ) -> SurgeProber {
-        let (generation, client) = self.current();
-        let pinger = pinger(&client, address, ident);
-        SurgeProber {
+    ) -> EchoProber {
+        let (generation, socket) = self.current();
+        EchoProber {
             sockets: Arc::clone(self),
             generation,
-            client,
-            pinger,
+            socket,
             address,
             ident,
-            payload: vec![0u8; payload_bytes as usize],
+            request: vec![0u8; 8 + payload_bytes as usize],
         }
     }
 }
 
-fn pinger(client: &Client, address: Ipv4Addr, ident: u16) -> Pinger {
-    // `Client::pinger` is async in signature only; it does no I/O.
-    poll_ready_now(client.pinger(IpAddr::V4(address), PingIdentifier(ident)))
-}
-
-/// Polls a future that completes without waiting (surge-ping's `pinger` constructor).
-fn poll_ready_now<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => unreachable!("Client::pinger does not wait"),
+impl SocketType {
+    fn other(self) -> Self {
+        match self {
+            SocketType::Dgram => SocketType::Raw,
+            SocketType::Raw => SocketType::Dgram,
+        }
     }
 }
 
-fn open_client(hint: socket2::Type, receive_buffer: usize) -> std::io::Result<Client> {
-    let config = surge_ping::Config::builder().sock_type_hint(hint).build();
-    let client = Client::new(&config)?;
-    // A smaller buffer than asked for is not fatal: the kernel caps it at
-    // net.core.rmem_max for processes without CAP_NET_ADMIN.
-    let _ = set_recv_buffer_size(&client, receive_buffer);
-    Ok(client)
+/// Which request a packet answers: target, identifier (0 on DGRAM sockets, where the
+/// kernel owns it and delivers only this socket's replies) and sequence number.
+type Key = (Ipv4Addr, u16, u16);
+
+/// A reply as the receive task saw it.
+struct Arrival {
+    packet: Icmpv4Packet,
+    /// When the kernel received it (`SO_TIMESTAMPNS`, wall clock), if it said.
+    kernel_time: Option<SystemTime>,
+    /// When the receive task read it.
+    read_at: Instant,
 }
 
-/// Borrows the client's socket for socket2's option calls.
-#[allow(unsafe_code)]
-fn with_socket<R>(client: &Client, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
-    use std::os::fd::BorrowedFd;
-    let socket = client.get_socket();
-    let fd = socket.get_native_sock();
-    // SAFETY: `socket` holds the descriptor open for the whole borrow, which ends with `f`.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    f(socket2::SockRef::from(&borrowed))
+struct Waiter {
+    id: u64,
+    reply: oneshot::Sender<Arrival>,
 }
 
-/// Sets the receive buffer. Past `net.core.rmem_max` (212 KiB by default) only with
-/// CAP_NET_ADMIN, through SO_RCVBUFFORCE; without it the kernel caps the plain option.
-#[allow(unsafe_code)]
-fn set_recv_buffer_size(client: &Client, bytes: usize) -> std::io::Result<()> {
-    let socket = client.get_socket();
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `socket` keeps the descriptor open for the call, and the option value is a
-    // c_int that lives on the stack for its whole duration.
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.get_native_sock(),
+/// What the socket and its receive task share.
+struct Shared {
+    udp: UdpSocket,
+    socket_type: SocketType,
+    kernel_timestamps: bool,
+    waiters: Mutex<HashMap<Key, Waiter>>,
+    next_waiter: AtomicU64,
+}
+
+/// One ICMP socket and the task that reads it; the task stops when the socket goes.
+pub struct EchoSocket {
+    shared: Arc<Shared>,
+    receiver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EchoSocket {
+    fn drop(&mut self) {
+        self.receiver.abort();
+    }
+}
+
+impl EchoSocket {
+    fn open(socket_type: SocketType, receive_buffer: usize) -> io::Result<Arc<Self>> {
+        let kind = match socket_type {
+            SocketType::Dgram => socket2::Type::DGRAM,
+            SocketType::Raw => socket2::Type::RAW,
+        };
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, kind, Some(socket2::Protocol::ICMPV4))?;
+        socket.set_nonblocking(true)?;
+        // Past `net.core.rmem_max` (212 KiB by default) only with CAP_NET_ADMIN, through
+        // SO_RCVBUFFORCE; without it the kernel caps the plain option, which is not fatal.
+        let buffer = libc::c_int::try_from(receive_buffer).unwrap_or(libc::c_int::MAX);
+        if set_int_option(
+            socket.as_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
+            buffer,
+        )
+        .is_err()
+        {
+            let _ = socket.set_recv_buffer_size(receive_buffer);
+        }
+        let kernel_timestamps =
+            set_int_option(socket.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
+        let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
+        let shared = Arc::new(Shared {
+            udp,
+            socket_type,
+            kernel_timestamps,
+            waiters: Mutex::new(HashMap::new()),
+            next_waiter: AtomicU64::new(0),
+        });
+        let receiver = tokio::spawn(receive(Arc::clone(&shared)));
+        Ok(Arc::new(Self { shared, receiver }))
+    }
+
+    fn key(&self, address: Ipv4Addr, ident: u16, seq: u16) -> Key {
+        match self.shared.socket_type {
+            SocketType::Dgram => (address, 0, seq),
+            SocketType::Raw => (address, ident, seq),
+        }
+    }
+
+    /// Waits for the packet answering `key`; the registration goes when the guard does.
+    fn register(&self, key: Key) -> (Registration<'_>, oneshot::Receiver<Arrival>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.shared.next_waiter.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .waiters
+            .lock()
+            .expect("waiters lock")
+            .insert(key, Waiter { id, reply: tx });
+        let registration = Registration {
+            shared: &self.shared,
+            key,
+            id,
+        };
+        (registration, rx)
+    }
+}
+
+/// Removes its waiter when dropped (a timeout, a failed send, a cancelled probe), unless a
+/// later probe has registered under the same key since.
+struct Registration<'a> {
+    shared: &'a Shared,
+    key: Key,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.shared.waiters.lock().expect("waiters lock");
+        if waiters.get(&self.key).is_some_and(|w| w.id == self.id) {
+            waiters.remove(&self.key);
+        }
+    }
+}
+
+/// Reads the socket for as long as it is open, handing each reply to its waiter.
+async fn receive(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let read = shared
+            .udp
+            .async_io(Interest::READABLE, || {
+                recv_with_timestamp(shared.udp.as_fd(), &mut buf)
+            })
+            .await;
+        let read_at = Instant::now();
+        let datagram = match read {
+            Ok(datagram) => datagram,
+            // A DGRAM socket reports an ICMP error that arrived for it as a read error;
+            // the probe it answers times out.
+            Err(error) => {
+                debug!(%error, "ICMP socket read error");
+                continue;
+            }
+        };
+        let kind = match shared.socket_type {
+            SocketType::Dgram => socket2::Type::DGRAM,
+            SocketType::Raw => socket2::Type::RAW,
+        };
+        // A RAW socket sees every ICMP packet for this host, the requests it sends to
+        // loopback targets included: whatever does not decode as an answer is skipped.
+        let Ok(packet) = Icmpv4Packet::decode(
+            &buf[..datagram.len],
+            kind,
+            datagram.from,
+            Ipv4Addr::UNSPECIFIED,
+        ) else {
+            continue;
+        };
+        let ident = match shared.socket_type {
+            SocketType::Dgram => 0,
+            SocketType::Raw => packet.get_identifier().0,
+        };
+        let key = (packet.get_real_dest(), ident, packet.get_sequence().0);
+        let waiter = shared.waiters.lock().expect("waiters lock").remove(&key);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.reply.send(Arrival {
+                    packet,
+                    kernel_time: datagram.kernel_time,
+                    read_at,
+                });
+            }
+            None => debug!(from = %datagram.from, ?key, "ICMP packet nobody waits for"),
+        }
+    }
+}
+
+/// One datagram read from an ICMP socket.
+struct Datagram {
+    len: usize,
+    from: Ipv4Addr,
+    kernel_time: Option<SystemTime>,
+}
+
+/// `recvmsg` with room for the kernel's receive timestamp.
+#[allow(unsafe_code)]
+fn recv_with_timestamp(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Datagram> {
+    // u64s keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: sockaddr_in and msghdr are plain C structs for which all-zero is valid.
+    let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` points at a live local (or `buf`) of the length given,
+    // and they all outlive the call; the descriptor is borrowed for it.
+    let len = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut kernel_time = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
+    // msg_controllen; the timestamp is read unaligned from inside that buffer.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                kernel_time = u64::try_from(ts.tv_sec)
+                    .ok()
+                    .map(|s| UNIX_EPOCH + Duration::new(s, ts.tv_nsec as u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(Datagram {
+        len: len as usize,
+        from: Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
+        kernel_time,
+    })
+}
+
+/// Sets an integer socket option.
+#[allow(unsafe_code)]
+fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is borrowed for the call, and the option value is a c_int
+    // that lives on the stack for its whole duration.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if forced == 0 {
-        return Ok(());
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    with_socket(client, |s| s.set_recv_buffer_size(bytes))
 }
 
-fn recv_buffer_size(client: &Client) -> std::io::Result<usize> {
-    with_socket(client, |s| s.recv_buffer_size())
+/// How much later than the monotonic clock's reading a kernel timestamp may put a reply
+/// before it counts as a wall-clock step and the monotonic reading is used instead.
+const CLOCK_SLACK: Duration = Duration::from_millis(1);
+
+/// The round-trip time of a reply to a request sent at `sent` (monotonic) and `sent_wall`.
+///
+/// The kernel's receive timestamp is the wall clock; a step of the wall clock between send
+/// and receive would show as a negative or inflated time, and then the time the receive
+/// task read the reply is used, which is never shorter than the true round trip.
+fn round_trip(
+    sent: Instant,
+    sent_wall: SystemTime,
+    kernel_time: Option<SystemTime>,
+    read_at: Instant,
+) -> Duration {
+    let monotonic = read_at.saturating_duration_since(sent);
+    match kernel_time.and_then(|k| k.duration_since(sent_wall).ok()) {
+        Some(kernel) if kernel <= monotonic + CLOCK_SLACK => kernel,
+        _ => monotonic,
+    }
 }
 
 fn read_gid() -> String {
@@ -279,48 +505,79 @@ fn read_gid() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Pings one target over the shared socket.
-pub struct SurgeProber {
-    sockets: Arc<IcmpSockets>,
-    generation: u64,
-    // surge-ping closes the socket when its last `Client` goes: this one keeps it open.
-    #[allow(dead_code)]
-    client: Client,
-    pinger: Pinger,
-    address: Ipv4Addr,
-    ident: u16,
-    payload: Vec<u8>,
+/// Fills in an echo request: type 8, code 0, identifier, sequence, checksum. On DGRAM
+/// sockets the kernel overwrites the identifier and checksum.
+fn write_echo_request(packet: &mut [u8], ident: u16, seq: u16) {
+    packet[0] = 8;
+    packet[1] = 0;
+    packet[2..4].copy_from_slice(&[0, 0]);
+    packet[4..6].copy_from_slice(&ident.to_be_bytes());
+    packet[6..8].copy_from_slice(&seq.to_be_bytes());
+    let checksum = internet_checksum(packet);
+    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
 }
 
-impl Prober for SurgeProber {
+/// The RFC 1071 checksum.
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Pings one target over the shared socket.
+pub struct EchoProber {
+    sockets: Arc<IcmpSockets>,
+    generation: u64,
+    socket: Arc<EchoSocket>,
+    address: Ipv4Addr,
+    ident: u16,
+    /// The echo request, rewritten in place for each sequence number.
+    request: Vec<u8>,
+}
+
+impl Prober for EchoProber {
     async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
-        self.pinger.timeout(timeout);
-        match self.pinger.ping(PingSequence(seq), &self.payload).await {
-            Ok((IcmpPacket::V4(packet), rtt)) => {
-                let seq = packet.get_sequence().0;
-                let icmp_type = packet.get_icmp_type().0;
-                let code = packet.get_icmp_code().0;
-                let kind = match icmp_type {
-                    0 => return Echo::Reply { seq, rtt },
-                    3 => IcmpErrorKind::Unreachable { code },
-                    11 => IcmpErrorKind::TimeExceeded,
-                    _ => IcmpErrorKind::Other { icmp_type, code },
-                };
-                Echo::IcmpError {
-                    seq,
-                    from: IpAddr::V4(packet.get_source()),
-                    kind,
-                }
+        let key = self.socket.key(self.address, self.ident, seq);
+        let (_registration, reply) = self.socket.register(key);
+        write_echo_request(&mut self.request, self.ident, seq);
+        let to = SocketAddr::new(IpAddr::V4(self.address), 0);
+        let sent_wall = SystemTime::now();
+        let sent = Instant::now();
+        if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
+            return Echo::SendFailed(error.to_string());
+        }
+        let arrival = match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(arrival)) => arrival,
+            Ok(Err(_)) => return Echo::SendFailed("the ICMP socket closed".into()),
+            Err(_) => return Echo::Timeout,
+        };
+        let packet = &arrival.packet;
+        let seq = packet.get_sequence().0;
+        let icmp_type = packet.get_icmp_type().0;
+        let code = packet.get_icmp_code().0;
+        let kind = match icmp_type {
+            0 => {
+                let rtt = round_trip(sent, sent_wall, arrival.kernel_time, arrival.read_at);
+                return Echo::Reply { seq, rtt };
             }
-            Ok((IcmpPacket::V6(_), _)) => Echo::SendFailed("unexpected ICMPv6 packet".into()),
-            Err(SurgeError::Timeout { .. }) => Echo::Timeout,
-            Err(SurgeError::IOError(e)) => Echo::SendFailed(e.to_string()),
-            Err(e) => Echo::SendFailed(e.to_string()),
+            3 => IcmpErrorKind::Unreachable { code },
+            11 => IcmpErrorKind::TimeExceeded,
+            _ => IcmpErrorKind::Other { icmp_type, code },
+        };
+        Echo::IcmpError {
+            seq,
+            from: IpAddr::V4(packet.get_source()),
+            kind,
         }
     }
 
     async fn reopen(&mut self) -> Result<(), String> {
-        let (generation, client) = self
+        let (generation, socket) = self
             .sockets
             .newer_than(self.generation)
             .map_err(|e| e.to_string())?;
@@ -330,10 +587,52 @@ impl Prober for SurgeProber {
             self.ident = self
                 .ident
                 .wrapping_add(0x4000 | (generation as u16).wrapping_mul(7919));
-            self.pinger = pinger(&client, self.address, self.ident);
-            self.client = client;
+            self.socket = socket;
             self.generation = generation;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_requests_carry_a_valid_checksum() {
+        let mut packet = vec![0u8; 8 + 56];
+        packet[8..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
+        write_echo_request(&mut packet, 0x1234, 7);
+        assert_eq!(&packet[..2], &[8, 0]);
+        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
+        // A packet with its checksum in place sums to zero.
+        assert_eq!(internet_checksum(&packet), 0);
+        // Odd lengths pad with a zero byte (RFC 1071).
+        assert_eq!(internet_checksum(&[0xff]), !0xff00);
+    }
+
+    #[test]
+    fn round_trips_use_the_kernel_timestamp_unless_the_wall_clock_stepped() {
+        let sent = Instant::now();
+        let wall = SystemTime::now();
+        let read_at = sent + Duration::from_micros(90);
+        let kernel = |us: i64| {
+            Some(if us >= 0 {
+                wall + Duration::from_micros(us as u64)
+            } else {
+                wall - Duration::from_micros(us.unsigned_abs())
+            })
+        };
+        let us = |d: Duration| d.as_micros() as i64;
+        // The usual case: the kernel saw the reply before the receive task read it.
+        assert_eq!(us(round_trip(sent, wall, kernel(60), read_at)), 60);
+        // No timestamp: the read time.
+        assert_eq!(us(round_trip(sent, wall, None, read_at)), 90);
+        // The wall clock stepped back or forward meanwhile: the read time.
+        assert_eq!(us(round_trip(sent, wall, kernel(-500), read_at)), 90);
+        assert_eq!(us(round_trip(sent, wall, kernel(5_000), read_at)), 90);
     }
 }
