@@ -1,9 +1,12 @@
 //! Prometheus metrics: every series is created at start (at zero) from the config, and the
 //! monitor task updates them as results and verdicts come in.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::alerts::{AlertClass, AlertView};
@@ -22,15 +25,104 @@ const CONNECTION_STATES: &[&str] = &["healthy", "degraded", "down", "unknown"];
 const VPN_STATES: &[&str] = &["starting", "ok", "degraded", "critical"];
 const LOSS_REASONS: &[&str] = &["timeout", "icmp_error", "send_failed"];
 
-/// The series of one target, looked up once.
-struct TargetSeries {
-    sent: IntCounter,
-    replies: IntCounter,
-    lost: [IntCounter; 3],
-    rtt: Histogram,
-    last_rtt: Gauge,
-    consecutive_lost: IntGauge,
-    up: IntGauge,
+/// Buckets of the send-delay histogram: how late after its scheduled time a request left.
+const SEND_DELAY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// One target's probe figures, kept in atomics that the monitor writes and `/metrics`
+/// reads, and rendered straight to text. With thousands of targets the prometheus crate's
+/// way (a child per label set per family, each holding its label strings, and a full copy
+/// of every series on each gather) costs kilobytes per target and hundreds of
+/// milliseconds per scrape.
+struct TargetCounters {
+    /// `vpn="…",tunnel="…",target="…",address="…"`, escaped.
+    labels: String,
+    sent: AtomicU64,
+    replies: AtomicU64,
+    /// By [`LOSS_REASONS`].
+    lost: [AtomicU64; 3],
+    /// Per bucket of [`RTT_BUCKETS`], not cumulative; above the last one only in the count.
+    rtt_buckets: [AtomicU64; RTT_BUCKETS.len()],
+    rtt_count: AtomicU64,
+    rtt_sum: AtomicF64,
+    last_rtt: AtomicF64,
+    consecutive_lost: AtomicU64,
+    up: AtomicU64,
+}
+
+/// An f64 in an atomic; only the monitor task writes it.
+#[derive(Default)]
+struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    fn add(&self, v: f64) {
+        self.set(self.get() + v);
+    }
+}
+
+impl TargetCounters {
+    fn new(labels: &[(&str, &str)]) -> Self {
+        let labels = labels
+            .iter()
+            .map(|(name, value)| format!("{name}=\"{}\"", escape_label_value(value)))
+            .collect::<Vec<_>>()
+            .join(",");
+        Self {
+            labels,
+            sent: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+            lost: Default::default(),
+            rtt_buckets: Default::default(),
+            rtt_count: AtomicU64::new(0),
+            rtt_sum: AtomicF64::default(),
+            last_rtt: AtomicF64::default(),
+            consecutive_lost: AtomicU64::new(0),
+            up: AtomicU64::new(0),
+        }
+    }
+
+    fn observe_rtt(&self, seconds: f64) {
+        if let Some(i) = RTT_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.rtt_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.rtt_sum.add(seconds);
+        self.rtt_count.fetch_add(1, Ordering::Relaxed);
+        self.last_rtt.set(seconds);
+    }
+}
+
+/// Escapes a label value for the text format: backslash, double quote and newline.
+fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+/// Writes one family of per-target samples: HELP, TYPE, then a line per target.
+fn write_family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    targets: &[TargetCounters],
+    mut sample: impl FnMut(&mut String, &TargetCounters),
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for t in targets {
+        sample(out, t);
+    }
 }
 
 /// Whether the last config reload worked, and when one last did.
@@ -47,7 +139,8 @@ pub struct Metrics {
     reload_successful: IntGauge,
     reload_success_time: Gauge,
     registry: Registry,
-    targets: Vec<TargetSeries>,
+    targets: Vec<TargetCounters>,
+    send_delay: Histogram,
     tunnel_state: IntGaugeVec,
     tunnel_plane_state: IntGaugeVec,
     tunnel_up: IntGaugeVec,
@@ -117,85 +210,6 @@ impl Metrics {
             )
             .unwrap(),
         );
-        let target_labels = &["vpn", "tunnel", "target", "address"];
-        let sent = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "tunnelkeeper_probe_sent_total",
-                    "Echo requests whose outcome is known.",
-                ),
-                target_labels,
-            )
-            .unwrap(),
-        );
-        let replies = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "tunnelkeeper_probe_replies_total",
-                    "Echo replies received within the timeout.",
-                ),
-                target_labels,
-            )
-            .unwrap(),
-        );
-        let lost = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "tunnelkeeper_probe_lost_total",
-                    "Echo requests without a reply, by reason.",
-                ),
-                &["vpn", "tunnel", "target", "address", "reason"],
-            )
-            .unwrap(),
-        );
-        let rtt = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "tunnelkeeper_probe_rtt_seconds",
-                    "Round-trip time of echo replies.",
-                )
-                .buckets(RTT_BUCKETS.to_vec()),
-                target_labels,
-            )
-            .unwrap(),
-        );
-        let last_rtt = register(
-            &registry,
-            prometheus::GaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_probe_last_rtt_seconds",
-                    "Round-trip time of the last echo reply.",
-                ),
-                target_labels,
-            )
-            .unwrap(),
-        );
-        let consecutive_lost = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_probe_consecutive_lost",
-                    "Echo requests lost in a row.",
-                ),
-                target_labels,
-            )
-            .unwrap(),
-        );
-        let target_up = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_target_up",
-                    "1 when the target counts as up, else 0.",
-                ),
-                target_labels,
-            )
-            .unwrap(),
-        );
         let tunnel_state = register(
             &registry,
             IntGaugeVec::new(
@@ -248,6 +262,17 @@ impl Metrics {
                     "1 for the whole VPN's current state, as /health reports it.",
                 ),
                 &["state"],
+            )
+            .unwrap(),
+        );
+        let send_delay = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "tunnelkeeper_probe_send_delay_seconds",
+                    "How long after its scheduled time each echo request went out.",
+                )
+                .buckets(SEND_DELAY_BUCKETS.to_vec()),
             )
             .unwrap(),
         );
@@ -329,34 +354,18 @@ impl Metrics {
             .map(|t| {
                 let (vpn, tunnel) = match t.scope {
                     TargetScope::Pinned(id) => (
-                        config.connections[id.connection].name.to_string(),
-                        config.tunnel(id).name.to_string(),
+                        config.connections[id.connection].name.as_str(),
+                        config.tunnel(id).name.as_str(),
                     ),
-                    TargetScope::Shared => (String::new(), String::new()),
+                    TargetScope::Shared => ("", ""),
                 };
-                let address = t.address.to_string();
-                let labels = [
-                    vpn.as_str(),
-                    tunnel.as_str(),
-                    t.name.as_str(),
-                    address.as_str(),
-                ];
-                let lost_for = |reason: &str| {
-                    lost.with_label_values(&[labels[0], labels[1], labels[2], labels[3], reason])
-                };
-                TargetSeries {
-                    sent: sent.with_label_values(&labels),
-                    replies: replies.with_label_values(&labels),
-                    lost: [
-                        lost_for(LOSS_REASONS[0]),
-                        lost_for(LOSS_REASONS[1]),
-                        lost_for(LOSS_REASONS[2]),
-                    ],
-                    rtt: rtt.with_label_values(&labels),
-                    last_rtt: last_rtt.with_label_values(&labels),
-                    consecutive_lost: consecutive_lost.with_label_values(&labels),
-                    up: target_up.with_label_values(&labels),
-                }
+                // In the prometheus crate's order (by name), like every other family.
+                TargetCounters::new(&[
+                    ("address", &t.address.to_string()),
+                    ("target", t.name.as_str()),
+                    ("tunnel", tunnel),
+                    ("vpn", vpn),
+                ])
             })
             .collect();
 
@@ -500,6 +509,7 @@ impl Metrics {
             aws,
             registry,
             targets,
+            send_delay,
             tunnel_state,
             tunnel_plane_state,
             tunnel_up,
@@ -550,11 +560,11 @@ impl Metrics {
         let Some(s) = self.targets.get(target.0) else {
             return;
         };
-        s.sent.inc_by(stats.sent);
-        s.replies.inc_by(stats.received);
-        s.lost[0].inc_by(stats.timeouts);
-        s.lost[1].inc_by(stats.icmp_errors);
-        s.lost[2].inc_by(stats.send_failures);
+        s.sent.fetch_add(stats.sent, Ordering::Relaxed);
+        s.replies.fetch_add(stats.received, Ordering::Relaxed);
+        s.lost[0].fetch_add(stats.timeouts, Ordering::Relaxed);
+        s.lost[1].fetch_add(stats.icmp_errors, Ordering::Relaxed);
+        s.lost[2].fetch_add(stats.send_failures, Ordering::Relaxed);
         if let Some(rtt) = stats.rtt_last_seconds {
             s.last_rtt.set(rtt);
         }
@@ -565,24 +575,27 @@ impl Metrics {
         let Some(s) = self.targets.get(target.0) else {
             return;
         };
-        s.sent.inc();
-        match outcome {
+        let counter = match outcome {
             ProbeOutcome::Reply { rtt } => {
-                s.replies.inc();
-                s.rtt.observe(rtt.as_secs_f64());
-                s.last_rtt.set(rtt.as_secs_f64());
+                s.observe_rtt(rtt.as_secs_f64());
+                &s.replies
             }
-            ProbeOutcome::Timeout { .. } => s.lost[0].inc(),
-            ProbeOutcome::IcmpError { .. } => s.lost[1].inc(),
-            ProbeOutcome::SendFailed { .. } => s.lost[2].inc(),
-        }
-        s.consecutive_lost.set(i64::from(consecutive_lost));
+            ProbeOutcome::Timeout { .. } => &s.lost[0],
+            ProbeOutcome::IcmpError { .. } => &s.lost[1],
+            ProbeOutcome::SendFailed { .. } => &s.lost[2],
+        };
+        // Sent first, and the answer released after it: a scrape reads the answers first
+        // (acquiring), so it never shows more answers than requests.
+        s.sent.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Release);
+        s.consecutive_lost
+            .store(u64::from(consecutive_lost), Ordering::Relaxed);
     }
 
     /// Sets a target's up gauge.
     pub fn set_target(&self, target: TargetId, verdict: &Verdict) {
         if let Some(s) = self.targets.get(target.0) {
-            s.up.set(i64::from(verdict.is_up()));
+            s.up.store(u64::from(verdict.is_up()), Ordering::Relaxed);
         }
     }
 
@@ -727,12 +740,260 @@ impl Metrics {
         self.state_save_failures.inc();
     }
 
+    /// Records how late after its scheduled time a request went out.
+    pub fn record_send_delay(&self, delay: std::time::Duration) {
+        self.send_delay.observe(delay.as_secs_f64());
+    }
+
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into a Vec cannot fail");
-        out
+        let mut text = String::from_utf8(out).expect("the text format is UTF-8");
+        self.render_targets(&mut text);
+        text.into_bytes()
+    }
+
+    /// Appends the per-target families. Each line costs about 120 bytes.
+    fn render_targets(&self, out: &mut String) {
+        let targets = &self.targets[..];
+        if targets.is_empty() {
+            return;
+        }
+        let lines_per_target = 8 + RTT_BUCKETS.len() + 3;
+        out.reserve(targets.len() * lines_per_target * 120);
+        let counter = |out: &mut String, name: &str, t: &TargetCounters, v: &AtomicU64| {
+            let _ = writeln!(out, "{name}{{{}}} {}", t.labels, v.load(Ordering::Relaxed));
+        };
+        // Replies before requests, so that no scrape shows more replies than requests.
+        let mut replies = Vec::with_capacity(targets.len());
+        let mut lost = Vec::with_capacity(targets.len());
+        for t in targets {
+            replies.push(t.replies.load(Ordering::Acquire));
+            lost.push(t.lost.each_ref().map(|l| l.load(Ordering::Acquire)));
+        }
+        write_family(
+            out,
+            "tunnelkeeper_probe_sent_total",
+            "counter",
+            "Echo requests whose outcome is known.",
+            targets,
+            |out, t| counter(out, "tunnelkeeper_probe_sent_total", t, &t.sent),
+        );
+        let mut i = 0;
+        write_family(
+            out,
+            "tunnelkeeper_probe_replies_total",
+            "counter",
+            "Echo replies received within the timeout.",
+            targets,
+            |out, t| {
+                let _ = writeln!(
+                    out,
+                    "tunnelkeeper_probe_replies_total{{{}}} {}",
+                    t.labels, replies[i]
+                );
+                i += 1;
+            },
+        );
+        let mut i = 0;
+        write_family(
+            out,
+            "tunnelkeeper_probe_lost_total",
+            "counter",
+            "Echo requests without a reply, by reason.",
+            targets,
+            |out, t| {
+                for (reason, n) in LOSS_REASONS.iter().zip(lost[i]) {
+                    let _ = writeln!(
+                        out,
+                        "tunnelkeeper_probe_lost_total{{{},reason=\"{reason}\"}} {n}",
+                        t.labels
+                    );
+                }
+                i += 1;
+            },
+        );
+        write_family(
+            out,
+            "tunnelkeeper_probe_rtt_seconds",
+            "histogram",
+            "Round-trip time of echo replies.",
+            targets,
+            |out, t| {
+                let name = "tunnelkeeper_probe_rtt_seconds";
+                let mut cumulative = 0;
+                for (le, n) in RTT_BUCKETS.iter().zip(&t.rtt_buckets) {
+                    cumulative += n.load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{},le=\"{le}\"}} {cumulative}",
+                        t.labels
+                    );
+                }
+                // Read last and never below the buckets, so the histogram stays monotonic
+                // while the monitor writes.
+                let count = t.rtt_count.load(Ordering::Relaxed).max(cumulative);
+                let _ = writeln!(out, "{name}_bucket{{{},le=\"+Inf\"}} {count}", t.labels);
+                let _ = writeln!(out, "{name}_sum{{{}}} {}", t.labels, t.rtt_sum.get());
+                let _ = writeln!(out, "{name}_count{{{}}} {count}", t.labels);
+            },
+        );
+        write_family(
+            out,
+            "tunnelkeeper_probe_last_rtt_seconds",
+            "gauge",
+            "Round-trip time of the last echo reply.",
+            targets,
+            |out, t| {
+                let _ = writeln!(
+                    out,
+                    "tunnelkeeper_probe_last_rtt_seconds{{{}}} {}",
+                    t.labels,
+                    t.last_rtt.get()
+                );
+            },
+        );
+        write_family(
+            out,
+            "tunnelkeeper_probe_consecutive_lost",
+            "gauge",
+            "Echo requests lost in a row.",
+            targets,
+            |out, t| {
+                counter(
+                    out,
+                    "tunnelkeeper_probe_consecutive_lost",
+                    t,
+                    &t.consecutive_lost,
+                )
+            },
+        );
+        write_family(
+            out,
+            "tunnelkeeper_target_up",
+            "gauge",
+            "1 when the target counts as up, else 0.",
+            targets,
+            |out, t| counter(out, "tunnelkeeper_target_up", t, &t.up),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn metrics() -> Metrics {
+        let config = Config::parse(
+            r#"
+            [[vpn]]
+            name = "dc"
+              [[vpn.tunnel]]
+              name = "dc-a"
+              targets = ["172.16.1.10"]
+              [[vpn.tunnel]]
+              name = "dc-b"
+              targets = ["172.16.2.10"]
+            "#,
+            "test",
+        )
+        .unwrap();
+        let reload = ReloadStatus {
+            successful: true,
+            last_success: Timestamp::from_millis(0),
+        };
+        Metrics::new(&config, "raw", 0, reload)
+    }
+
+    fn lines_of(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn per_target_families_count_every_outcome() {
+        let m = metrics();
+        let reply = |ms| ProbeOutcome::Reply {
+            rtt: Duration::from_micros(ms),
+        };
+        m.record_probe(TargetId(0), &reply(80), 0);
+        m.record_probe(TargetId(0), &reply(3_000), 0);
+        m.record_probe(TargetId(0), &reply(9_000_000), 0);
+        let timeout = ProbeOutcome::Timeout {
+            after: Duration::from_secs(1),
+        };
+        m.record_probe(TargetId(0), &timeout, 1);
+        m.set_target(
+            TargetId(0),
+            &Verdict::Up {
+                since: Timestamp::from_millis(0),
+            },
+        );
+        let text = String::from_utf8(m.render()).unwrap();
+        let labels = r#"address="172.16.1.10",target="172.16.1.10",tunnel="dc-a",vpn="dc""#;
+        for line in [
+            format!("tunnelkeeper_probe_sent_total{{{labels}}} 4"),
+            format!("tunnelkeeper_probe_replies_total{{{labels}}} 3"),
+            format!("tunnelkeeper_probe_lost_total{{{labels},reason=\"timeout\"}} 1"),
+            format!("tunnelkeeper_probe_lost_total{{{labels},reason=\"icmp_error\"}} 0"),
+            format!("tunnelkeeper_probe_consecutive_lost{{{labels}}} 1"),
+            format!("tunnelkeeper_target_up{{{labels}}} 1"),
+            format!("tunnelkeeper_probe_last_rtt_seconds{{{labels}}} 9"),
+            "tunnelkeeper_probe_sent_total{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\"} 0".to_string(),
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} missing in\n{text}");
+        }
+        // Cumulative buckets; the 9 s reply is above the last bucket, in +Inf only.
+        let buckets = lines_of(
+            &text,
+            &format!("tunnelkeeper_probe_rtt_seconds_bucket{{{labels}"),
+        );
+        let counts: Vec<&str> = buckets
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            counts,
+            ["1", "1", "1", "1", "1", "2", "2", "2", "2", "2", "2", "2", "2", "2", "3"]
+        );
+        assert!(buckets[0].contains("le=\"0.0001\"") && buckets[14].contains("le=\"+Inf\""));
+        assert!(text.contains(&format!(
+            "tunnelkeeper_probe_rtt_seconds_count{{{labels}}} 3\n"
+        )));
+        let sum = lines_of(
+            &text,
+            "tunnelkeeper_probe_rtt_seconds_sum{address=\"172.16.1.10\"",
+        );
+        let sum: f64 = sum[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((sum - 9.00308).abs() < 1e-9, "{sum}");
+        // One HELP and TYPE per family.
+        assert_eq!(
+            lines_of(&text, "# TYPE tunnelkeeper_probe_rtt_seconds ").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("plain"), "plain");
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn send_delays_land_in_their_histogram() {
+        let m = metrics();
+        m.record_send_delay(Duration::from_micros(300));
+        m.record_send_delay(Duration::from_millis(30));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_bucket{le=\"0.05\"} 2\n"));
+        assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_count 2\n"));
     }
 }

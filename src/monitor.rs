@@ -35,6 +35,8 @@ pub enum Observation {
         at: Instant,
         /// What happened.
         outcome: ProbeOutcome,
+        /// How long after its scheduled time the request went out.
+        send_delay: Duration,
     },
     /// A reply arrived for another request than the one waited for (a late reply to an
     /// earlier, timed-out request); it is not counted as a reply.
@@ -246,8 +248,12 @@ impl Monitor {
                 target,
                 outcome,
                 at,
+                send_delay,
                 ..
-            } => self.apply_probe(target, &outcome, at),
+            } => {
+                self.metrics.record_send_delay(send_delay);
+                self.apply_probe(target, &outcome, at)
+            }
             Observation::Ec2 { at, result } => self.apply_ec2(result, at),
             Observation::Delivery(report) => {
                 self.alerting.delivery_report(report, self.clock.now());

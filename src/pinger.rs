@@ -100,6 +100,7 @@ impl PingerTask {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => {}
             }
+            let send_delay = Instant::now().saturating_duration_since(next);
             let echo = tokio::select! {
                 _ = cancel.cancelled() => return,
                 echo = prober.probe(seq, settings.timeout) => echo,
@@ -142,6 +143,7 @@ impl PingerTask {
                 seq,
                 at: Instant::now(),
                 outcome,
+                send_delay,
             });
             if timeouts_in_a_row >= reopen_at {
                 let result = prober.reopen().await;
