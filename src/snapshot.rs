@@ -57,8 +57,10 @@ pub struct Snapshot {
 pub struct HealthPage {
     /// 200 for OK and DEGRADED, 503 for CRITICAL and STARTING.
     pub status: u16,
-    /// First line `TUNNELKEEPER <TOKEN>`, then one line per connection, tunnel and shared target.
-    pub body: String,
+    /// First line `TUNNELKEEPER <TOKEN>`, then one line per connection, tunnel and shared
+    /// target (past [`HEALTH_TARGET_LINES`] shared targets, a count and the ones not up).
+    /// Shared, not copied, by every request.
+    pub body: bytes::Bytes,
 }
 
 /// A connection in `/status`.
@@ -213,6 +215,11 @@ impl Snapshot {
     }
 }
 
+/// Shared targets listed one per line on `/health`; past that, the page counts them and
+/// lists only those not up (up to this many), so that a site probing thousands of hosts
+/// does not send SiteScope (and every load balancer check) a page per host.
+pub const HEALTH_TARGET_LINES: usize = 32;
+
 /// Renders the SiteScope page: a stable token on the first line (with the reason when not
 /// OK), then a line per connection, tunnel and shared target.
 fn render_health(s: &Snapshot) -> HealthPage {
@@ -295,7 +302,23 @@ fn render_health(s: &Snapshot) -> HealthPage {
             let _ = writeln!(body, "control plane problem: {}", one_line(problem));
         }
     }
-    for t in &s.shared_targets {
+    let listed: Vec<&TargetSnapshot> = if s.shared_targets.len() <= HEALTH_TARGET_LINES {
+        s.shared_targets.iter().collect()
+    } else {
+        let not_up: Vec<&TargetSnapshot> = s
+            .shared_targets
+            .iter()
+            .filter(|t| !t.state.is_up())
+            .collect();
+        let _ = writeln!(
+            body,
+            "shared targets: {} of {} up",
+            s.shared_targets.len() - not_up.len(),
+            s.shared_targets.len()
+        );
+        not_up
+    };
+    for t in listed.iter().take(HEALTH_TARGET_LINES) {
         let _ = writeln!(
             body,
             "shared target {} ({}): {}",
@@ -304,7 +327,17 @@ fn render_health(s: &Snapshot) -> HealthPage {
             verdict_text(&t.state)
         );
     }
-    HealthPage { status, body }
+    if listed.len() > HEALTH_TARGET_LINES {
+        let _ = writeln!(
+            body,
+            "... and {} more not up (see /status)",
+            listed.len() - HEALTH_TARGET_LINES
+        );
+    }
+    HealthPage {
+        status,
+        body: body.into(),
+    }
 }
 
 fn verdict_text(v: &Verdict) -> String {
@@ -318,4 +351,60 @@ fn verdict_text(v: &Verdict) -> String {
 /// Keeps a reason on one line, so that every state stays one line of the page.
 fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn page(shared: usize) -> String {
+        let mut toml = String::new();
+        for i in 0..shared {
+            toml.push_str(&format!("[[target]]\naddress = \"127.1.0.{}\"\n", i + 1));
+        }
+        let config = Config::parse(&toml, "test").unwrap();
+        let model = HealthModel::new(&config);
+        let stats = vec![TargetStats::default(); config.targets.len()];
+        let meta = Meta {
+            started_at: Timestamp::from_millis(0),
+            icmp_socket: "raw",
+        };
+        let snapshot = Snapshot::build(
+            &config,
+            &model,
+            None,
+            &stats,
+            meta,
+            Timestamp::from_millis(0),
+        );
+        String::from_utf8(snapshot.health.body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn health_lists_a_few_shared_targets_one_per_line() {
+        let body = page(3);
+        assert!(body.starts_with("TUNNELKEEPER STARTING"), "{body}");
+        assert!(
+            body.contains("shared target 127.1.0.3 (127.1.0.3): "),
+            "{body}"
+        );
+        assert!(!body.contains("shared targets:"), "{body}");
+    }
+
+    #[test]
+    fn health_counts_many_shared_targets_and_lists_only_those_not_up() {
+        let body = page(HEALTH_TARGET_LINES + 8);
+        assert!(body.contains("shared targets: 0 of 40 up\n"), "{body}");
+        assert_eq!(
+            body.lines()
+                .filter(|l| l.starts_with("shared target "))
+                .count(),
+            HEALTH_TARGET_LINES
+        );
+        assert!(
+            body.ends_with("... and 8 more not up (see /status)\n"),
+            "{body}"
+        );
+    }
 }
