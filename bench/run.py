@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """tunnelkeeper benchmark harness.
 
-Runs tunnelkeeper and prometheus-smokeping-prober on the same loopback targets at the same
-interval, one after the other, both with raw ICMP sockets (run as root), and measures for
-each: CPU seconds per 1,000 probes, peak RSS, probes sent against expected (schedule slip),
-replies lost on a loss-free path (false loss), and the ratio tunnelkeeper / peer. Then RTT
-fidelity against ping, and HTTP under load with wrk. Writes the tables into BENCHMARKS.md
-between the `bench:start` and `bench:end` markers (the rest of the file is kept).
+Runs tunnelkeeper, prometheus-smokeping-prober and fping on the same loopback targets at
+the same interval (1 s), one tool after the other, in both socket modes (unprivileged
+DGRAM ICMP with every tool running as `nobody`, and raw ICMP as root), and measures for
+each: CPU seconds per 1,000 probes, peak RSS, probes sent against expected (schedule
+slip), replies lost on a loss-free path (false loss), and the ratio tunnelkeeper / peer.
+Then the cost curve over the sizes (/metrics render time per series), the scheduling
+delay of tunnelkeeper's sends at the largest size, RTT fidelity against ping (loopback
+and a veth pair into a network namespace), and HTTP under load: h2load at a fixed
+10,000 requests/s on /health, and wrk flat out on /health and /metrics, while probing
+the largest size. Writes the tables into BENCHMARKS.md between the `bench:start` and
+`bench:end` markers (the rest of the file is kept).
 
     sudo python3 bench/run.py                 # full run: installs peers, release build
-    python3 bench/run.py --smoke --binary target/debug/tunnelkeeper --no-install --out /tmp/b.md
+    sudo python3 bench/run.py --smoke --binary target/debug/tunnelkeeper --no-install --out /tmp/b.md
 
 Every number comes from this run; nothing is typed by hand.
 """
@@ -18,18 +23,23 @@ import argparse
 import json
 import os
 import platform
+import pwd
 import re
+import resource
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
+PACKAGES = ["prometheus-smokeping-prober", "fping", "wrk", "nghttp2-client", "iputils-ping", "iproute2", "util-linux"]
+TOOLS = ["fping", "wrk", "h2load", "ping", "ip", "setpriv"]
 
 
 def free_port():
@@ -51,7 +61,7 @@ def targets(n):
     return out
 
 
-def http_get(port, path, timeout=10):
+def http_get(port, path, timeout=30):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.read().decode()
 
@@ -62,6 +72,23 @@ def metric_sum(text, name):
         if line.startswith(name + "{") or line.startswith(name + " "):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def histogram(text, name):
+    """Cumulative buckets of an unlabelled histogram: [(le, count)]."""
+    out = []
+    for m in re.finditer(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M):
+        out.append((float(m.group(1)), float(m.group(2))))
+    return out
+
+
+def quantile_bound(buckets, q):
+    """The upper bound of the bucket holding quantile q of a cumulative histogram delta."""
+    total = buckets[-1][1] if buckets else 0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
 
 
 def cpu_seconds(pid):
@@ -78,14 +105,31 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
-def wait_http(port, path, limit=60):
+def wait_http(port, path, limit=60, proc=None):
     start = time.time()
     while time.time() - start < limit:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"exited with status {proc.returncode} before serving {path}")
         try:
             return http_get(port, path)
         except Exception:
             time.sleep(0.2)
     raise SystemExit(f"nothing answered on 127.0.0.1:{port}{path} within {limit}s")
+
+
+def as_user(mode):
+    """The command prefix that runs a tool the way the socket mode asks: DGRAM as nobody
+    (which cannot open raw sockets, so every tool really uses DGRAM), raw as root."""
+    if mode == "raw":
+        return []
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
+
+
+def more_files():
+    # smokeping_prober opens a socket per target in DGRAM mode.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 class Tool:
@@ -94,39 +138,62 @@ class Tool:
     proc: subprocess.Popen
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def counts(self):
+        """(requests sent, replies, the time these counts are for)."""
+        raise NotImplementedError
 
 
 class Tunnelkeeper(Tool):
     name = "tunnelkeeper"
 
-    def __init__(self, binary, hosts, workdir):
+    def __init__(self, binary, hosts, workdir, mode, interval="1s", timeout="1s"):
         self.port = free_port()
-        config = os.path.join(workdir, f"tk-{len(hosts)}.toml")
+        config = os.path.join(workdir, f"tk-{len(hosts)}-{mode}.toml")
         with open(config, "w") as f:
-            f.write('[probe]\ninterval = "1s"\ntimeout = "1s"\nsocket = "raw"\n')
+            f.write(f'[probe]\ninterval = "{interval}"\ntimeout = "{timeout}"\nsocket = "{mode}"\n')
             for h in hosts:
                 f.write(f'[[target]]\naddress = "{h}"\n')
+        os.chmod(config, 0o644)
         state = tempfile.mkdtemp(prefix="tk-bench-state-")
+        if mode != "raw":
+            shutil.chown(state, "nobody", "nogroup")
         self.proc = subprocess.Popen(
-            [binary, "run", "--config", config, "--listen", f"127.0.0.1:{self.port}", "--state-dir", state],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
-        wait_http(self.port, "/-/ready")
+            as_user(mode) + [binary, "run", "--config", config, "--listen", f"127.0.0.1:{self.port}", "--state-dir", state],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"},
+            preexec_fn=more_files)
+        try:
+            wait_http(self.port, "/-/ready", proc=self.proc)
+        except SystemExit:
+            self.stop()
+            raise
 
     def counts(self):
         m = http_get(self.port, "/metrics")
-        return metric_sum(m, "tunnelkeeper_probe_sent_total"), metric_sum(m, "tunnelkeeper_probe_replies_total")
+        return metric_sum(m, "tunnelkeeper_probe_sent_total"), metric_sum(m, "tunnelkeeper_probe_replies_total"), time.time()
 
+    def render(self):
+        """Seconds for one /metrics request, and how many series it had."""
+        t = time.time()
+        text = http_get(self.port, "/metrics")
+        took = time.time() - t
+        return took, sum(1 for l in text.splitlines() if l and not l.startswith("#"))
+
+    def send_delays(self):
+        return histogram(http_get(self.port, "/metrics"), "tunnelkeeper_probe_send_delay_seconds")
 
 
 class Smokeping(Tool):
     name = "smokeping_prober"
 
-    def __init__(self, binary, hosts, workdir):
+    def __init__(self, binary, hosts, workdir, mode):
         self.port = free_port()
         config = os.path.join(workdir, f"sp-{len(hosts)}.yml")
         with open(config, "w") as f:
@@ -134,56 +201,113 @@ class Smokeping(Tool):
             for h in hosts:
                 f.write(f"  - {h}\n")
             f.write("  interval: 1s\n  network: ip4\n  protocol: icmp\n  size: 56\n")
+        os.chmod(config, 0o644)
+        privileged = ["--privileged"] if mode == "raw" else []
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}", "--privileged",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            as_user(mode) + [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+                             "--log.level=warn"] + privileged,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=more_files)
         try:
-            wait_http(self.port, "/metrics")
+            wait_http(self.port, "/metrics", proc=self.proc)
         except SystemExit:
             self.stop()
             raise
 
     def counts(self):
         m = http_get(self.port, "/metrics")
-        return metric_sum(m, "smokeping_requests_total"), metric_sum(m, "smokeping_response_duration_seconds_count")
+        return metric_sum(m, "smokeping_requests_total"), metric_sum(m, "smokeping_response_duration_seconds_count"), time.time()
 
+
+class Fping(Tool):
+    """fping in loop mode; its counts come from the interval summaries it prints (-Q)."""
+
+    name = "fping"
+    REPORT = 5
+
+    def __init__(self, binary, hosts, workdir, mode):
+        path = os.path.join(workdir, f"fping-{len(hosts)}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(hosts) + "\n")
+        os.chmod(path, 0o644)
+        # -i: the gap between any two sends, so that every target gets its 1 s period.
+        gap_ms = max(0.01, min(10.0, 1000.0 / len(hosts) / 2))
+        self.sent = self.replies = 0.0
+        self.at = None
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            as_user(mode) + [binary, "-l", "-q", "-p", "1000", "-t", "1000", "-i", f"{gap_ms:g}",
+                             "-Q", str(self.REPORT), "-f", path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=more_files)
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.time() + 30
+        while self.at is None:
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise SystemExit("fping printed no summary")
+            time.sleep(0.2)
+
+    def _read(self):
+        sent = replies = 0
+        for line in self.proc.stderr:
+            m = re.search(r"xmt/rcv/%loss = (\d+)/(\d+)/", line)
+            if m:
+                sent += int(m.group(1))
+                replies += int(m.group(2))
+            elif line.startswith("["):
+                with self.lock:
+                    self.sent, self.replies, self.at = self.sent + sent, self.replies + replies, time.time()
+                sent = replies = 0
+
+    def counts(self):
+        # The counts up to the last complete summary; wait for a fresh one.
+        with self.lock:
+            seen = self.at
+        while True:
+            with self.lock:
+                if self.at != seen:
+                    return self.sent, self.replies, self.at
+            time.sleep(0.05)
 
 
 def measure(tool, warmup, duration):
     time.sleep(warmup)
-    sent0, recv0 = tool.counts()
-    cpu0, t0 = cpu_seconds(tool.proc.pid), time.time()
+    sent0, recv0, t0 = tool.counts()
+    cpu0 = cpu_seconds(tool.proc.pid)
     time.sleep(duration)
-    sent1, recv1 = tool.counts()
-    cpu1, t1 = cpu_seconds(tool.proc.pid), time.time()
+    sent1, recv1, t1 = tool.counts()
+    cpu1, c1 = cpu_seconds(tool.proc.pid), time.time()
     sent, recv = sent1 - sent0, recv1 - recv0
     return {
         "sent": sent,
         "replies": recv,
         "seconds": t1 - t0,
         "cpu": cpu1 - cpu0,
+        "cpu_seconds": c1 - t0,
         "rss": peak_rss_mib(tool.proc.pid),
     }
 
 
-def run_size(args, n, workdir):
+def run_size(args, n, mode, workdir):
     hosts = targets(n)
     rows = {}
-    for cls, binary in ((Tunnelkeeper, args.binary), (Smokeping, args.smokeping)):
+    peers = [(Tunnelkeeper, args.binary), (Smokeping, args.smokeping), (Fping, "fping")]
+    for cls, binary in peers:
         try:
-            tool = cls(binary, hosts, workdir)
+            tool = cls(binary, hosts, workdir, mode)
         except SystemExit as e:
-            # A tool that cannot even serve its metrics at this size is a result too.
+            # A tool that cannot even start at this size is a result too.
             rows[cls.name] = {"failed": str(e)}
-            print(f"  N={n} {cls.name}: FAILED: {e}", flush=True)
-            subprocess.run(["pkill", "-f", f"{os.path.basename(binary)}"], check=False)
+            print(f"  N={n} {mode} {cls.name}: FAILED: {e}", flush=True)
             continue
         try:
             r = measure(tool, args.warmup, args.duration)
+            if cls is Tunnelkeeper:
+                r["render_s"], r["series"] = tool.render()
+                if n == max(args.size_list):
+                    r["delays"] = tool.send_delays()
         except Exception as e:
-            rows[cls.name] = {"failed": f"stopped answering /metrics while measured ({e})"}
-            print(f"  N={n} {cls.name}: FAILED: {e}", flush=True)
+            rows[cls.name] = {"failed": f"stopped answering while measured ({e})"}
+            print(f"  N={n} {mode} {cls.name}: FAILED: {e}", flush=True)
             continue
         finally:
             tool.stop()
@@ -192,38 +316,81 @@ def run_size(args, n, workdir):
         r["slip_pct"] = max(0.0, 100.0 * (1 - r["sent"] / expected)) if expected else 0.0
         r["false_loss_pct"] = 100.0 * (1 - r["replies"] / r["sent"]) if r["sent"] else float("nan")
         r["cpu_per_1000"] = 1000.0 * r["cpu"] / r["sent"] if r["sent"] else float("nan")
-        r["cpu_pct"] = 100.0 * r["cpu"] / r["seconds"]
+        r["cpu_pct"] = 100.0 * r["cpu"] / r["cpu_seconds"]
         rows[cls.name] = r
-        print(f"  N={n} {cls.name}: {json.dumps({k: round(v, 4) for k, v in r.items()})}", flush=True)
+        print(f"  N={n} {mode} {cls.name}: " + json.dumps({k: round(v, 4) for k, v in r.items() if isinstance(v, float)}),
+              flush=True)
     return rows
 
 
-def rtt_fidelity(args, workdir):
-    tk = Tunnelkeeper(args.binary, ["127.0.0.1"], workdir)
+class Netns:
+    """A veth pair into a network namespace this run creates: a real (if short) path."""
+
+    def __init__(self):
+        self.name = f"tkbench{os.getpid()}"
+        self.host, self.peer = "10.203.0.1", "10.203.0.2"
+        self.veth = f"tkb{os.getpid() % 100000}"
+        cmds = [
+            ["ip", "netns", "add", self.name],
+            ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.name],
+            ["ip", "addr", "add", f"{self.host}/30", "dev", self.veth],
+            ["ip", "link", "set", self.veth, "up"],
+            ["ip", "-n", self.name, "addr", "add", f"{self.peer}/30", "dev", "eth0"],
+            ["ip", "-n", self.name, "link", "set", "eth0", "up"],
+            ["ip", "-n", self.name, "link", "set", "lo", "up"],
+        ]
+        for c in cmds:
+            subprocess.run(c, check=True)
+
+    def close(self):
+        subprocess.run(["ip", "link", "del", self.veth], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+def rtt_fidelity(args, workdir, address, label):
+    """ping and tunnelkeeper on the same target at the same time, both every 0.2 s, raw."""
+    tk = Tunnelkeeper(args.binary, [address], workdir, "raw", interval="200ms", timeout="200ms")
     try:
-        ping = subprocess.run(["ping", "-n", "-q", "-c", str(args.rtt_count), "-i", "0.2", "127.0.0.1"],
-                              capture_output=True, text=True)
-        per = subprocess.run(["ping", "-n", "-c", str(args.rtt_count), "-i", "0.2", "127.0.0.1"],
+        per = subprocess.run(["ping", "-n", "-c", str(args.rtt_count), "-i", "0.2", address],
                              capture_output=True, text=True)
         times = [float(x) / 1000 for x in re.findall(r"time=([\d.]+) ms", per.stdout)]
-        time.sleep(max(0, args.rtt_count * 0.2))
         status = json.loads(http_get(tk.port, "/status"))
         t = status["shared_targets"][0]
         return {
+            "label": label,
             "ping_p50": statistics.median(times) if times else float("nan"),
             "ping_p99": sorted(times)[int(0.99 * (len(times) - 1))] if times else float("nan"),
-            "tk_p50": t["rtt_p50_seconds"],
-            "tk_p99": t["rtt_p99_seconds"],
+            "tk_p50": t["rtt_p50_seconds"] if t["rtt_p50_seconds"] is not None else float("nan"),
+            "tk_p99": t["rtt_p99_seconds"] if t["rtt_p99_seconds"] is not None else float("nan"),
             "tk_samples": t["recent_probes"],
             "ping_samples": len(times),
-            "ping_summary": ping.stdout.strip().splitlines()[-1] if ping.stdout else "",
         }
     finally:
         tk.stop()
 
 
+def h2load(port, path, seconds, rate, clients, workdir):
+    """A fixed request rate (open loop): latency as a client at that rate sees it."""
+    log = os.path.join(workdir, "h2load.log")
+    out = subprocess.run(["h2load", "--h1", "-c", str(clients), "--rps", str(rate // clients), "-D", str(seconds),
+                          "--warm-up-time", "1", "--log-file", log, f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True)
+    lat = []
+    ok = 0
+    with open(log) as f:
+        for line in f:
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                lat.append(int(parts[2]) / 1e6)
+                ok += parts[1] == "200"
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+    return {"rate": rate, "rps": len(lat) / seconds, "ok": ok, "n": len(lat), "p50": q(0.5), "p99": q(0.99),
+            "max": lat[-1] if lat else float("nan"), "said": out.stdout[-400:]}
+
+
 def wrk(port, path, seconds, connections):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -231,37 +398,34 @@ def wrk(port, path, seconds, connections):
     return {
         "rps": float(rps.group(1)) if rps else float("nan"),
         "p99": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "connections": connections,
     }
 
 
 def http_load(args, n, workdir):
-    tk = Tunnelkeeper(args.binary, targets(n), workdir)
+    tk = Tunnelkeeper(args.binary, targets(n), workdir, "raw")
     try:
         time.sleep(args.warmup)
-        sent0, _ = tk.counts()
-        t0 = time.time()
-        health = wrk(tk.port, "/health", args.wrk_seconds, 32)
-        metrics = wrk(tk.port, "/metrics", args.wrk_seconds, 4)
-        sent1, _ = tk.counts()
-        elapsed = time.time() - t0
-        t = time.time()
-        http_get(tk.port, "/metrics")
-        render = time.time() - t
-        return {"health": health, "metrics": metrics, "slip_pct": max(0.0, 100 * (1 - (sent1 - sent0) / (n * elapsed))),
-                "metrics_render_s": render, "n": n}
+        sent0, _, t0 = tk.counts()
+        fixed = h2load(tk.port, "/health", args.http_seconds, args.http_rate, 10, workdir)
+        health = wrk(tk.port, "/health", args.http_seconds, 8)
+        metrics = wrk(tk.port, "/metrics", args.http_seconds, 2)
+        sent1, _, t1 = tk.counts()
+        return {"fixed": fixed, "health": health, "metrics": metrics, "n": n,
+                "slip_pct": max(0.0, 100 * (1 - (sent1 - sent0) / (n * (t1 - t0))))}
     finally:
         tk.stop()
 
 
 def fmt(v, digits=2):
-    return "n/a" if v != v else f"{v:.{digits}f}"
+    return "n/a" if v != v else f"{v:,.{digits}f}"
 
 
 def ratio(a, b):
     return "n/a" if not b or b != b or a != a else f"{a / b:.2f}"
 
 
-def report(args, sizes, rtt, load):
+def report(args, results, rtts, load):
     lines = []
     cpu = platform.processor() or platform.machine()
     try:
@@ -269,54 +433,102 @@ def report(args, sizes, rtt, load):
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except Exception:
         pass
+    versions = []
+    for cmd in (["fping", "--version"], [args.smokeping, "--version"]):
+        try:
+            said = subprocess.run(cmd, capture_output=True, text=True)
+            versions.append((said.stdout + said.stderr).strip().splitlines()[0])
+        except Exception:
+            pass
     lines.append(f"Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
-                 f"Linux {platform.release()}. Run: `{' '.join(['python3', 'bench/run.py'] + sys.argv[1:])}` "
-                 f"({args.duration:.0f} s measured per tool and size after {args.warmup:.0f} s of warm-up; tools run one after the other, "
-                 f"both with raw ICMP sockets, interval 1 s, on loopback targets).")
+                 f"Linux {platform.release()}. Peers: {'; '.join(versions)}. Run: `{' '.join(['python3', 'bench/run.py'] + sys.argv[1:])}` "
+                 f"({args.duration:.0f} s measured per tool, size and socket mode after {args.warmup:.0f} s of warm-up; tools run one "
+                 f"after the other, interval 1 s, timeout 1 s, on loopback targets).")
     lines.append("")
-    lines.append("| targets | tool | probes sent / expected | schedule slip | false loss | CPU s per 1,000 probes | CPU (% of a core) | peak RSS |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for n, rows in sizes.items():
-        for name, r in rows.items():
-            if "failed" in r:
-                lines.append(f"| {n:,} | {name} | failed: {r['failed']} | | | | | |")
-                continue
-            lines.append(f"| {n:,} | {name} | {r['sent']:.0f} / {r['expected']:.0f} | {fmt(r['slip_pct'])} % | {fmt(r['false_loss_pct'])} % | "
-                         f"{fmt(r['cpu_per_1000'], 4)} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB |")
-    lines.append("")
-    lines.append("False loss compares the replies and requests counted in one /metrics scrape; at 10,000 targets a scrape "
-                 "takes long enough for the two counts to be read a moment apart, so a value just below zero is that skew.")
-    lines.append("")
-    lines.append("Ratios, tunnelkeeper / smokeping_prober (below 1 is better for tunnelkeeper):")
-    lines.append("")
-    lines.append("| targets | CPU per probe | peak RSS |")
-    lines.append("|---|---|---|")
-    for n, rows in sizes.items():
-        tk, sp = rows["tunnelkeeper"], rows["smokeping_prober"]
-        if "failed" in tk or "failed" in sp:
-            lines.append(f"| {n:,} | n/a (a tool failed) | n/a |")
-            continue
-        lines.append(f"| {n:,} | {ratio(tk['cpu_per_1000'], sp['cpu_per_1000'])} | {ratio(tk['rss'], sp['rss'])} |")
-    if rtt:
+    lines.append("Socket modes: **dgram** runs every tool as `nobody` with unprivileged ICMP sockets "
+                 "(`net.ipv4.ping_group_range` opened for the run; smokeping_prober then opens one socket per target); "
+                 "**raw** runs every tool as root with raw ICMP sockets (each raw socket sees every ICMP packet of the host).")
+    for mode, sizes in results.items():
         lines.append("")
-        lines.append(f"RTT fidelity on loopback (127.0.0.1): `ping` {rtt['ping_samples']} echoes at 0.2 s, tunnelkeeper its last {rtt['tk_samples']} probes at 1 s.")
+        lines.append(f"### {mode}")
         lines.append("")
-        lines.append("| | median | p99 |")
-        lines.append("|---|---|---|")
-        lines.append(f"| ping | {fmt(rtt['ping_p50'] * 1e6, 1)} µs | {fmt(rtt['ping_p99'] * 1e6, 1)} µs |")
-        lines.append(f"| tunnelkeeper | {fmt(rtt['tk_p50'] * 1e6, 1)} µs | {fmt(rtt['tk_p99'] * 1e6, 1)} µs |")
-        lines.append(f"| difference | {fmt((rtt['tk_p50'] - rtt['ping_p50']) * 1e6, 1)} µs | {fmt((rtt['tk_p99'] - rtt['ping_p99']) * 1e6, 1)} µs |")
+        lines.append("| targets | tool | probes sent / expected | schedule slip | false loss | CPU s per 1,000 probes | CPU (% of a core) | peak RSS |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for n, rows in sizes.items():
+            for name, r in rows.items():
+                if "failed" in r:
+                    lines.append(f"| {n:,} | {name} | failed: {r['failed']} | | | | | |")
+                    continue
+                lines.append(f"| {n:,} | {name} | {r['sent']:,.0f} / {r['expected']:,.0f} | {fmt(r['slip_pct'])} % | {fmt(r['false_loss_pct'])} % | "
+                             f"{fmt(r['cpu_per_1000'], 4)} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB |")
+        lines.append("")
+        lines.append(f"Ratios in {mode} mode, tunnelkeeper / peer (below 1 is better for tunnelkeeper):")
+        lines.append("")
+        lines.append("| targets | CPU per probe vs smokeping_prober | peak RSS vs smokeping_prober | CPU per probe vs fping | peak RSS vs fping |")
+        lines.append("|---|---|---|---|---|")
+        for n, rows in sizes.items():
+            tk = rows["tunnelkeeper"]
+            cells = []
+            for peer in ("smokeping_prober", "fping"):
+                p = rows[peer]
+                if "failed" in tk or "failed" in p:
+                    cells += ["n/a (a tool failed)", "n/a"]
+                else:
+                    cells += [ratio(tk["cpu_per_1000"], p["cpu_per_1000"]), ratio(tk["rss"], p["rss"])]
+            lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("False loss compares the replies and requests counted over the window (counted at the same instants); "
+                 "a tool that keeps replies for its timeout can show a value a little below zero or above it at the edges.")
+
+    # Cost as work grows, for tunnelkeeper (raw mode if measured, else the first).
+    mode = "raw" if "raw" in results else next(iter(results))
+    sizes = results[mode]
+    tk_rows = [(n, rows["tunnelkeeper"]) for n, rows in sizes.items() if "failed" not in rows["tunnelkeeper"]]
+    if tk_rows:
+        lines.append("")
+        lines.append(f"Cost as work grows, tunnelkeeper ({mode}):")
+        lines.append("")
+        lines.append("| targets | CPU (% of a core) | peak RSS | RSS per target above 8 | /metrics series | one /metrics render | per series |")
+        lines.append("|---|---|---|---|---|---|---|")
+        base = tk_rows[0][1]["rss"]
+        for n, r in tk_rows:
+            per = (r["rss"] - base) * 1024 / (n - tk_rows[0][0]) if n > tk_rows[0][0] else float("nan")
+            lines.append(f"| {n:,} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB | {fmt(per, 1)} KiB | {r['series']:,} | "
+                         f"{fmt(r['render_s'] * 1e3, 1)} ms | {fmt(r['render_s'] / r['series'] * 1e9, 0)} ns |")
+        big = tk_rows[-1][1]
+        if "delays" in big and big["delays"]:
+            d = big["delays"]
+            lines.append("")
+            lines.append(f"Scheduling of tunnelkeeper's sends at {tk_rows[-1][0]:,} targets "
+                         f"(`tunnelkeeper_probe_send_delay_seconds`: from a request's scheduled instant to its send, "
+                         f"{d[-1][1]:,.0f} sends since start): p50 at most {fmt(quantile_bound(d, 0.5) * 1e3, 1)} ms, "
+                         f"p99 at most {fmt(quantile_bound(d, 0.99) * 1e3, 1)} ms, p99.9 at most {fmt(quantile_bound(d, 0.999) * 1e3, 1)} ms "
+                         f"(bucket bounds; tokio's timer has a 1 ms resolution).")
+    if rtts:
+        lines.append("")
+        lines.append(f"RTT fidelity: `ping` and tunnelkeeper on the same target at the same time, both every 0.2 s, "
+                     f"raw sockets ({rtts[0]['ping_samples']} echoes from ping; tunnelkeeper's median and p99 over its last "
+                     f"{rtts[0]['tk_samples']} probes).")
+        lines.append("")
+        lines.append("| path | ping median | tunnelkeeper median | difference | ping p99 | tunnelkeeper p99 |")
+        lines.append("|---|---|---|---|---|---|")
+        for r in rtts:
+            lines.append(f"| {r['label']} | {fmt(r['ping_p50'] * 1e6, 1)} µs | {fmt(r['tk_p50'] * 1e6, 1)} µs | "
+                         f"{fmt((r['tk_p50'] - r['ping_p50']) * 1e6, 1)} µs | {fmt(r['ping_p99'] * 1e6, 1)} µs | {fmt(r['tk_p99'] * 1e6, 1)} µs |")
     if load:
+        f = load["fixed"]
         lines.append("")
-        lines.append(f"HTTP under load with {load['n']:,} targets probed at 1 s (wrk, 2 threads, {args.wrk_seconds} s each):")
+        lines.append(f"HTTP under load with {load['n']:,} targets probed at 1 s (raw), {args.http_seconds} s per run, "
+                     f"the load tool on the same 2 cores:")
         lines.append("")
-        lines.append("| route | connections | requests/s | p99 latency |")
-        lines.append("|---|---|---|---|")
-        lines.append(f"| /health | 32 | {fmt(load['health']['rps'], 0)} | {fmt(load['health']['p99'] * 1e3, 3)} ms |")
-        lines.append(f"| /metrics | 4 | {fmt(load['metrics']['rps'], 1)} | {fmt(load['metrics']['p99'] * 1e3, 1)} ms |")
+        lines.append("| route | load | requests/s served | p50 | p99 | max |")
+        lines.append("|---|---|---|---|---|---|")
+        lines.append(f"| /health | h2load, fixed {f['rate']:,}/s over 10 connections | {fmt(f['rps'], 0)} ({f['ok']:,} of {f['n']:,} were 200) | "
+                     f"{fmt(f['p50'] * 1e3, 3)} ms | {fmt(f['p99'] * 1e3, 3)} ms | {fmt(f['max'] * 1e3, 1)} ms |")
+        for route, w in (("/health", load["health"]), ("/metrics", load["metrics"])):
+            lines.append(f"| {route} | wrk flat out, {w['connections']} connections | {fmt(w['rps'], 1)} | | {fmt(w['p99'] * 1e3, 3)} ms | |")
         lines.append("")
-        lines.append(f"Probing while the endpoint was hammered: schedule slip {fmt(load['slip_pct'])} %. "
-                     f"One /metrics render at {load['n']:,} targets: {fmt(load['metrics_render_s'] * 1e3, 1)} ms.")
+        lines.append(f"Probing while the endpoint was hammered: schedule slip {fmt(load['slip_pct'])} %.")
     return "\n".join(lines) + "\n"
 
 
@@ -339,35 +551,53 @@ def main():
     p.add_argument("--no-install", action="store_true", help="do not apt-get install the peers")
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--sizes", default="8,1000,10000")
+    p.add_argument("--modes", default="dgram,raw")
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--warmup", type=float, default=5)
     args = p.parse_args()
-    args.rtt_count = 100
-    args.wrk_seconds = 10
+    args.rtt_count, args.http_seconds, args.http_rate = 150, 10, 10000
     if args.smoke:
-        args.sizes, args.duration, args.warmup, args.rtt_count, args.wrk_seconds = "8", 3, 2, 10, 1
+        args.sizes, args.duration, args.warmup, args.rtt_count, args.http_seconds, args.http_rate = "8", 3, 2, 10, 2, 1000
+    args.size_list = [int(x) for x in args.sizes.split(",")]
     if os.geteuid() != 0:
-        raise SystemExit("the benchmark needs root (raw ICMP sockets for both tools): sudo python3 bench/run.py")
+        raise SystemExit("the benchmark needs root (raw ICMP sockets, a network namespace): sudo python3 bench/run.py")
     if not args.no_install:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus-smokeping-prober", "wrk", "iputils-ping"], check=True,
+        subprocess.run(["apt-get", "install", "-y", "-qq"] + PACKAGES, check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    for tool in (args.smokeping, "wrk", "ping"):
+    for tool in [args.smokeping] + TOOLS:
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install prometheus-smokeping-prober wrk iputils-ping")
+            raise SystemExit(f"{tool} is missing: apt-get install {' '.join(PACKAGES)}")
+    pwd.getpwnam("nobody")
     if not args.binary:
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "tunnelkeeper"], cwd=ROOT, check=True)
         target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
         args.binary = os.path.join(target, "release", "tunnelkeeper")
     workdir = tempfile.mkdtemp(prefix="tk-bench-")
-    sizes = {}
-    for n in [int(x) for x in args.sizes.split(",")]:
-        print(f"measuring {n} targets", flush=True)
-        sizes[n] = run_size(args, n, workdir)
-    print("measuring RTT fidelity", flush=True)
-    rtt = rtt_fidelity(args, workdir)
-    print("measuring HTTP under load", flush=True)
-    load = http_load(args, max(sizes), workdir)
-    body = report(args, sizes, rtt, load)
+    os.chmod(workdir, 0o755)
+    range_file = "/proc/sys/net/ipv4/ping_group_range"
+    saved_range = open(range_file).read().strip()
+    results = {}
+    netns = None
+    try:
+        with open(range_file, "w") as f:
+            f.write("0 2147483647")
+        for mode in args.modes.split(","):
+            results[mode] = {}
+            for n in args.size_list:
+                print(f"measuring {n} targets, {mode}", flush=True)
+                results[mode][n] = run_size(args, n, mode, workdir)
+        print("measuring RTT fidelity", flush=True)
+        rtts = [rtt_fidelity(args, workdir, "127.0.0.1", "loopback (127.0.0.1)")]
+        netns = Netns()
+        rtts.append(rtt_fidelity(args, workdir, netns.peer, f"veth into a namespace ({netns.peer})"))
+        print("measuring HTTP under load", flush=True)
+        load = http_load(args, max(args.size_list), workdir)
+    finally:
+        with open(range_file, "w") as f:
+            f.write(saved_range.replace("\t", " "))
+        if netns:
+            netns.close()
+    body = report(args, results, rtts, load)
     write(args.out, body)
     print(body)
 

@@ -1,5 +1,7 @@
 //! The benchmark harness in its seconds-long smoke mode, so that it cannot rot: it runs
-//! tunnelkeeper and smokeping_prober side by side on 8 loopback targets and writes a table.
+//! tunnelkeeper, smokeping_prober and fping side by side on 8 loopback targets in both
+//! socket modes, RTT against ping on loopback and through a namespace, and HTTP load, and
+//! writes the tables.
 
 mod common;
 
@@ -11,8 +13,12 @@ use common::{binary, require_tool, temp_dir};
 fn the_benchmark_harness_runs_and_writes_its_tables() {
     for (tool, package) in [
         ("prometheus-smokeping-prober", "prometheus-smokeping-prober"),
+        ("fping", "fping"),
         ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
         ("ping", "iputils-ping"),
+        ("ip", "iproute2"),
+        ("setpriv", "util-linux"),
         ("python3", "python3"),
     ] {
         if !require_tool(tool, package) {
@@ -29,7 +35,7 @@ fn the_benchmark_harness_runs_and_writes_its_tables() {
             Ok("true"),
             "the benchmark smoke test needs root under CI"
         );
-        eprintln!("\n*** SKIPPED: the benchmark needs root (raw ICMP for both tools) ***\n");
+        eprintln!("\n*** SKIPPED: the benchmark needs root (raw ICMP, a namespace) ***\n");
         return;
     }
     let out = temp_dir("bench").join("BENCHMARKS.md");
@@ -53,10 +59,15 @@ fn the_benchmark_harness_runs_and_writes_its_tables() {
     );
     let text = std::fs::read_to_string(&out).unwrap();
     for row in [
-        "| 8 | tunnelkeeper | ",
-        "| 8 | smokeping_prober | ",
-        "| ping |",
-        "| /health | 32 |",
+        "### dgram",
+        "### raw",
+        "| 8 | tunnelkeeper | 2",
+        "| 8 | smokeping_prober | 2",
+        "| 8 | fping | ",
+        "| loopback (127.0.0.1) | ",
+        "| veth into a namespace (10.203.0.2) | ",
+        "| /health | h2load, fixed 1,000/s",
+        "`tunnelkeeper_probe_send_delay_seconds`",
     ] {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
