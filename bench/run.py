@@ -15,6 +15,7 @@ the largest size. Writes the tables into BENCHMARKS.md between the `bench:start`
 
     sudo python3 bench/run.py                 # full run: installs peers, release build
     sudo python3 bench/run.py --smoke --binary target/debug/tunnelkeeper --no-install --out /tmp/b.md
+    sudo python3 bench/run.py --baseline /path/to/an/earlier/tunnelkeeper   # adds before/after
 
 Every number comes from this run; nothing is typed by hand.
 """
@@ -27,6 +28,7 @@ import pwd
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -38,8 +40,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
-PACKAGES = ["prometheus-smokeping-prober", "fping", "wrk", "nghttp2-client", "iputils-ping", "iproute2", "util-linux"]
-TOOLS = ["fping", "wrk", "h2load", "ping", "ip", "setpriv"]
+PACKAGES = ["prometheus-smokeping-prober", "fping", "wrk", "nghttp2-client", "iputils-ping", "iproute2", "util-linux",
+            "nftables"]
+TOOLS = ["fping", "wrk", "h2load", "ping", "ip", "setpriv", "nft"]
 
 
 def free_port():
@@ -210,11 +213,12 @@ class Smokeping(Tool):
         try:
             wait_http(self.port, "/metrics", proc=self.proc)
         except SystemExit:
-            self.stop()
-            raise
+            # Still probing, or not: the wire counter and /proc tell.
+            if self.proc.poll() is not None:
+                raise
 
     def counts(self):
-        m = http_get(self.port, "/metrics")
+        m = http_get(self.port, "/metrics", timeout=10)
         return metric_sum(m, "smokeping_requests_total"), metric_sum(m, "smokeping_response_duration_seconds_count"), time.time()
 
 
@@ -233,6 +237,7 @@ class Fping(Tool):
         gap_ms = max(0.01, min(10.0, 1000.0 / len(hosts) / 2))
         self.sent = self.replies = 0.0
         self.at = None
+        self.said = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             as_user(mode) + [binary, "-l", "-q", "-p", "1000", "-t", "1000", "-i", f"{gap_ms:g}",
@@ -243,7 +248,7 @@ class Fping(Tool):
         while self.at is None:
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
-                raise SystemExit("fping printed no summary")
+                raise SystemExit(f"fping printed no summary ({' '.join(getattr(self, 'said', []))})")
             time.sleep(0.2)
 
     def _read(self):
@@ -253,7 +258,9 @@ class Fping(Tool):
             if m:
                 sent += int(m.group(1))
                 replies += int(m.group(2))
-            elif line.startswith("["):
+            elif not line.startswith("["):
+                self.said = (self.said + [line.strip()])[-3:]
+            else:
                 with self.lock:
                     self.sent, self.replies, self.at = self.sent + sent, self.replies + replies, time.time()
                 sent = replies = 0
@@ -262,29 +269,70 @@ class Fping(Tool):
         # The counts up to the last complete summary; wait for a fresh one.
         with self.lock:
             seen = self.at
-        while True:
+        deadline = time.time() + 3 * self.REPORT
+        while time.time() < deadline:
             with self.lock:
                 if self.at != seen:
                     return self.sent, self.replies, self.at
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fping exited with status {self.proc.returncode}: {' '.join(self.said)}")
             time.sleep(0.05)
+        raise RuntimeError("fping printed no summary for three periods")
 
 
-def measure(tool, warmup, duration):
+class WireCounter:
+    """Counts the echo requests leaving this host (an nftables counter on the output hook):
+    the probes a tool really sent, whatever it reports, and for a tool that cannot report.
+    Tools run one at a time, so the count over a window is that tool's."""
+
+    TABLE = f"tkbench{os.getpid()}"
+
+    def __init__(self):
+        script = (f"table inet {self.TABLE} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+                  f"  icmp type echo-request counter\n }}\n}}\n")
+        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+
+    def read(self):
+        out = subprocess.run(["nft", "-j", "list", "table", "inet", self.TABLE], capture_output=True, text=True,
+                             check=True).stdout
+        for item in json.loads(out)["nftables"]:
+            for expr in item.get("rule", {}).get("expr", []):
+                if "counter" in expr:
+                    return expr["counter"]["packets"]
+        raise SystemExit("the nftables counter is missing")
+
+    def close(self):
+        subprocess.run(["nft", "delete", "table", "inet", self.TABLE], check=False)
+
+
+def own_counts(tool):
+    try:
+        return tool.counts()
+    except Exception:
+        return None
+
+
+def measure(tool, wire, warmup, duration):
+    """Probes sent from the wire counter; false loss from the tool's own counts (requests
+    answered / requests), when it can report them."""
     time.sleep(warmup)
-    sent0, recv0, t0 = tool.counts()
-    cpu0 = cpu_seconds(tool.proc.pid)
+    own0 = own_counts(tool)
+    w0, t0, cpu0 = wire.read(), time.time(), cpu_seconds(tool.proc.pid)
     time.sleep(duration)
-    sent1, recv1, t1 = tool.counts()
-    cpu1, c1 = cpu_seconds(tool.proc.pid), time.time()
-    sent, recv = sent1 - sent0, recv1 - recv0
-    return {
-        "sent": sent,
-        "replies": recv,
+    # The wire window is exactly the duration (a whole number of periods, so the phase of
+    # the sends does not matter); the tool's own counts may take a moment more.
+    w1, t1, cpu1 = wire.read(), time.time(), cpu_seconds(tool.proc.pid)
+    own1 = own_counts(tool)
+    r = {
+        "sent": w1 - w0,
         "seconds": t1 - t0,
         "cpu": cpu1 - cpu0,
-        "cpu_seconds": c1 - t0,
         "rss": peak_rss_mib(tool.proc.pid),
+        "false_loss_pct": float("nan"),
     }
+    if own0 and own1 and own1[0] > own0[0]:
+        r["false_loss_pct"] = 100.0 * (1 - (own1[1] - own0[1]) / (own1[0] - own0[0]))
+    return r
 
 
 def run_size(args, n, mode, workdir):
@@ -300,13 +348,20 @@ def run_size(args, n, mode, workdir):
             print(f"  N={n} {mode} {cls.name}: FAILED: {e}", flush=True)
             continue
         try:
-            r = measure(tool, args.warmup, args.duration)
+            if tool.proc.poll() is not None:
+                raise RuntimeError(f"exited with status {tool.proc.returncode}")
+            r = measure(tool, args.wire, args.warmup, args.duration)
+            if tool.proc.poll() is not None:
+                raise RuntimeError(f"exited with status {tool.proc.returncode} while measured")
             if cls is Tunnelkeeper:
                 r["render_s"], r["series"] = tool.render()
                 if n == max(args.size_list):
                     r["delays"] = tool.send_delays()
         except Exception as e:
-            rows[cls.name] = {"failed": f"stopped answering while measured ({e})"}
+            if tool.proc.poll() is not None:
+                said = " ".join(getattr(tool, "said", [])) or f"status {tool.proc.returncode}"
+                e = f"exited while measured: {said}"
+            rows[cls.name] = {"failed": f"{e}"}
             print(f"  N={n} {mode} {cls.name}: FAILED: {e}", flush=True)
             continue
         finally:
@@ -314,11 +369,10 @@ def run_size(args, n, mode, workdir):
         expected = n * r["seconds"]
         r["expected"] = expected
         r["slip_pct"] = max(0.0, 100.0 * (1 - r["sent"] / expected)) if expected else 0.0
-        r["false_loss_pct"] = 100.0 * (1 - r["replies"] / r["sent"]) if r["sent"] else float("nan")
         r["cpu_per_1000"] = 1000.0 * r["cpu"] / r["sent"] if r["sent"] else float("nan")
-        r["cpu_pct"] = 100.0 * r["cpu"] / r["cpu_seconds"]
+        r["cpu_pct"] = 100.0 * r["cpu"] / r["seconds"]
         rows[cls.name] = r
-        print(f"  N={n} {mode} {cls.name}: " + json.dumps({k: round(v, 4) for k, v in r.items() if isinstance(v, float)}),
+        print(f"  N={n} {mode} {cls.name}: " + json.dumps({k: round(v, 4) for k, v in r.items() if isinstance(v, (int, float))}),
               flush=True)
     return rows
 
@@ -347,9 +401,9 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
 
-def rtt_fidelity(args, workdir, address, label):
+def rtt_fidelity(args, workdir, address, label, binary=None):
     """ping and tunnelkeeper on the same target at the same time, both every 0.2 s, raw."""
-    tk = Tunnelkeeper(args.binary, [address], workdir, "raw", interval="200ms", timeout="200ms")
+    tk = Tunnelkeeper(binary or args.binary, [address], workdir, "raw", interval="200ms", timeout="200ms")
     try:
         per = subprocess.run(["ping", "-n", "-c", str(args.rtt_count), "-i", "0.2", address],
                              capture_output=True, text=True)
@@ -372,6 +426,8 @@ def rtt_fidelity(args, workdir, address, label):
 def h2load(port, path, seconds, rate, clients, workdir):
     """A fixed request rate (open loop): latency as a client at that rate sees it."""
     log = os.path.join(workdir, "h2load.log")
+    if os.path.exists(log):
+        os.remove(log)
     out = subprocess.run(["h2load", "--h1", "-c", str(clients), "--rps", str(rate // clients), "-D", str(seconds),
                           "--warm-up-time", "1", "--log-file", log, f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True)
@@ -402,19 +458,49 @@ def wrk(port, path, seconds, connections):
     }
 
 
-def http_load(args, n, workdir):
-    tk = Tunnelkeeper(args.binary, targets(n), workdir, "raw")
+def http_load(args, n, workdir, binary=None):
+    tk = Tunnelkeeper(binary or args.binary, targets(n), workdir, "raw")
     try:
         time.sleep(args.warmup)
+        rss = peak_rss_mib(tk.proc.pid)
+        render, series = tk.render()
         sent0, _, t0 = tk.counts()
         fixed = h2load(tk.port, "/health", args.http_seconds, args.http_rate, 10, workdir)
         health = wrk(tk.port, "/health", args.http_seconds, 8)
         metrics = wrk(tk.port, "/metrics", args.http_seconds, 2)
         sent1, _, t1 = tk.counts()
-        return {"fixed": fixed, "health": health, "metrics": metrics, "n": n,
+        return {"fixed": fixed, "health": health, "metrics": metrics, "n": n, "rss": rss, "render_s": render,
+                "series": series,
                 "slip_pct": max(0.0, 100 * (1 - (sent1 - sent0) / (n * (t1 - t0))))}
     finally:
         tk.stop()
+
+
+def baseline(args, workdir):
+    """The same RTT and load measurements for an earlier build, in this run."""
+    print(f"measuring the baseline {args.baseline}", flush=True)
+    return {"rtt": rtt_fidelity(args, workdir, "127.0.0.1", "loopback", binary=args.baseline),
+            "load": http_load(args, max(args.size_list), workdir, binary=args.baseline)}
+
+
+def before_after(args, rtt, load, base):
+    b, a = base["load"], load
+    rows = [
+        ("RTT median minus ping's, loopback", f"{fmt((base['rtt']['tk_p50'] - base['rtt']['ping_p50']) * 1e6, 1)} µs",
+         f"{fmt((rtt['tk_p50'] - rtt['ping_p50']) * 1e6, 1)} µs", "within 20 µs"),
+        (f"/health p99 at a fixed {b['fixed']['rate']:,} req/s", f"{fmt(b['fixed']['p99'] * 1e3, 3)} ms (served {fmt(b['fixed']['rps'], 0)}/s)",
+         f"{fmt(a['fixed']['p99'] * 1e3, 3)} ms (served {fmt(a['fixed']['rps'], 0)}/s)", "under 2 ms"),
+        ("/health flat out (wrk)", f"{fmt(b['health']['rps'], 0)} req/s", f"{fmt(a['health']['rps'], 0)} req/s", ""),
+        ("one /metrics render", f"{fmt(b['render_s'] * 1e3, 1)} ms", f"{fmt(a['render_s'] * 1e3, 1)} ms", ""),
+        ("/metrics flat out (wrk)", f"{fmt(b['metrics']['rps'], 1)} req/s", f"{fmt(a['metrics']['rps'], 1)} req/s", ""),
+        ("RSS after warm-up (before the load)", f"{fmt(b['rss'], 1)} MiB", f"{fmt(a['rss'], 1)} MiB", ""),
+        ("schedule slip under HTTP load", f"{fmt(b['slip_pct'])} %", f"{fmt(a['slip_pct'])} %", "under 1 %"),
+    ]
+    lines = ["", f"Before and after, measured in this run: the baseline build `{args.baseline}` against this one, "
+             f"{a['n']:,} targets (raw) for the HTTP and memory rows.", "",
+             "| | before | after | target |", "|---|---|---|---|"]
+    lines += [f"| {what} | {x} | {y} | {t} |" for what, x, y, t in rows]
+    return lines
 
 
 def fmt(v, digits=2):
@@ -425,7 +511,7 @@ def ratio(a, b):
     return "n/a" if not b or b != b or a != a else f"{a / b:.2f}"
 
 
-def report(args, results, rtts, load):
+def report(args, results, rtts, load, base=None):
     lines = []
     cpu = platform.processor() or platform.machine()
     try:
@@ -452,14 +538,15 @@ def report(args, results, rtts, load):
         lines.append("")
         lines.append(f"### {mode}")
         lines.append("")
-        lines.append("| targets | tool | probes sent / expected | schedule slip | false loss | CPU s per 1,000 probes | CPU (% of a core) | peak RSS |")
+        lines.append("| targets | tool | probes on the wire / expected | schedule slip | false loss | CPU s per 1,000 probes | CPU (% of a core) | peak RSS |")
         lines.append("|---|---|---|---|---|---|---|---|")
         for n, rows in sizes.items():
             for name, r in rows.items():
                 if "failed" in r:
                     lines.append(f"| {n:,} | {name} | failed: {r['failed']} | | | | | |")
                     continue
-                lines.append(f"| {n:,} | {name} | {r['sent']:,.0f} / {r['expected']:,.0f} | {fmt(r['slip_pct'])} % | {fmt(r['false_loss_pct'])} % | "
+                loss = "n/a (its /metrics did not answer)" if r["false_loss_pct"] != r["false_loss_pct"] else f"{fmt(r['false_loss_pct'])} %"
+                lines.append(f"| {n:,} | {name} | {r['sent']:,.0f} / {r['expected']:,.0f} | {fmt(r['slip_pct'])} % | {loss} | "
                              f"{fmt(r['cpu_per_1000'], 4)} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB |")
         lines.append("")
         lines.append(f"Ratios in {mode} mode, tunnelkeeper / peer (below 1 is better for tunnelkeeper):")
@@ -477,8 +564,10 @@ def report(args, results, rtts, load):
                     cells += [ratio(tk["cpu_per_1000"], p["cpu_per_1000"]), ratio(tk["rss"], p["rss"])]
             lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("False loss compares the replies and requests counted over the window (counted at the same instants); "
-                 "a tool that keeps replies for its timeout can show a value a little below zero or above it at the edges.")
+    lines.append("Probes on the wire are counted by an nftables counter on the output hook over the measured window (one tool "
+                 "runs at a time); schedule slip is the shortfall against targets × seconds; CPU per probe divides the tool's "
+                 "CPU time (from /proc) by the probes on the wire. False loss is 1 − answers / requests as the tool itself "
+                 "counted them over the window, on a path that loses nothing.")
 
     # Cost as work grows, for tunnelkeeper (raw mode if measured, else the first).
     mode = "raw" if "raw" in results else next(iter(results))
@@ -490,10 +579,10 @@ def report(args, results, rtts, load):
         lines.append("")
         lines.append("| targets | CPU (% of a core) | peak RSS | RSS per target above 8 | /metrics series | one /metrics render | per series |")
         lines.append("|---|---|---|---|---|---|---|")
-        base = tk_rows[0][1]["rss"]
+        base_rss = tk_rows[0][1]["rss"]
         for n, r in tk_rows:
-            per = (r["rss"] - base) * 1024 / (n - tk_rows[0][0]) if n > tk_rows[0][0] else float("nan")
-            lines.append(f"| {n:,} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB | {fmt(per, 1)} KiB | {r['series']:,} | "
+            per = f"{fmt((r['rss'] - base_rss) * 1024 / (n - tk_rows[0][0]), 1)} KiB" if n > tk_rows[0][0] else "—"
+            lines.append(f"| {n:,} | {fmt(r['cpu_pct'])} % | {fmt(r['rss'], 1)} MiB | {per} | {r['series']:,} | "
                          f"{fmt(r['render_s'] * 1e3, 1)} ms | {fmt(r['render_s'] / r['series'] * 1e9, 0)} ns |")
         big = tk_rows[-1][1]
         if "delays" in big and big["delays"]:
@@ -529,6 +618,8 @@ def report(args, results, rtts, load):
             lines.append(f"| {route} | wrk flat out, {w['connections']} connections | {fmt(w['rps'], 1)} | | {fmt(w['p99'] * 1e3, 3)} ms | |")
         lines.append("")
         lines.append(f"Probing while the endpoint was hammered: schedule slip {fmt(load['slip_pct'])} %.")
+    if base:
+        lines += before_after(args, rtts[0], load, base)
     return "\n".join(lines) + "\n"
 
 
@@ -552,6 +643,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     p.add_argument("--sizes", default="8,1000,10000")
     p.add_argument("--modes", default="dgram,raw")
+    p.add_argument("--baseline", help="an earlier tunnelkeeper build to measure RTT and HTTP load against, in the same run")
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--warmup", type=float, default=5)
     args = p.parse_args()
@@ -559,6 +651,8 @@ def main():
     if args.smoke:
         args.sizes, args.duration, args.warmup, args.rtt_count, args.http_seconds, args.http_rate = "8", 3, 2, 10, 2, 1000
     args.size_list = [int(x) for x in args.sizes.split(",")]
+    # A stopped run still restores the sysctl and removes its nftables table and namespace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if os.geteuid() != 0:
         raise SystemExit("the benchmark needs root (raw ICMP sockets, a network namespace): sudo python3 bench/run.py")
     if not args.no_install:
@@ -578,6 +672,7 @@ def main():
     saved_range = open(range_file).read().strip()
     results = {}
     netns = None
+    args.wire = WireCounter()
     try:
         with open(range_file, "w") as f:
             f.write("0 2147483647")
@@ -592,12 +687,14 @@ def main():
         rtts.append(rtt_fidelity(args, workdir, netns.peer, f"veth into a namespace ({netns.peer})"))
         print("measuring HTTP under load", flush=True)
         load = http_load(args, max(args.size_list), workdir)
+        base = baseline(args, workdir) if args.baseline else None
     finally:
         with open(range_file, "w") as f:
             f.write(saved_range.replace("\t", " "))
         if netns:
             netns.close()
-    body = report(args, results, rtts, load)
+        args.wire.close()
+    body = report(args, results, rtts, load, base)
     write(args.out, body)
     print(body)
 

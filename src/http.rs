@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -125,19 +126,39 @@ async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    // Each render of a large registry briefly holds a copy of every series: two at a time.
+    // A render of thousands of targets takes a core for tens of milliseconds: two at a time.
     static RENDERS: Semaphore = Semaphore::const_new(2);
-    let Ok(_slot) = RENDERS.acquire().await else {
+    let Ok(slot) = RENDERS.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let metrics = metrics.clone();
-    match tokio::task::spawn_blocking(move || metrics.render()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering failed: {e}\n"),
-        )
-            .into_response(),
+    // Streamed: the renderer hands on pieces as the client takes them.
+    let (pieces, body) = mpsc::channel::<Bytes>(2);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        metrics.render_to(|piece| pieces.blocking_send(Bytes::from(piece)).is_ok());
+    });
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        Body::new(ChannelBody(body)),
+    )
+        .into_response()
+}
+
+/// A response body fed piece by piece through a channel; it ends when the sender goes.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|piece| piece.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
 }
 

@@ -1,7 +1,6 @@
 //! Prometheus metrics: every series is created at start (at zero) from the config, and the
 //! monitor task updates them as results and verdicts come in.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
@@ -110,14 +109,48 @@ fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// How much rendered text `/metrics` hands on at a time.
+pub const RENDER_CHUNK: usize = 256 * 1024;
+
+/// Collects rendered text and hands it on in pieces of about [`RENDER_CHUNK`] bytes.
+struct Chunks<F: FnMut(String) -> bool> {
+    buf: String,
+    sink: F,
+    /// The sink refused a piece (the client went away): the rest is not rendered.
+    closed: bool,
+}
+
+impl<F: FnMut(String) -> bool> Chunks<F> {
+    fn flush(&mut self) {
+        if self.closed || self.buf.is_empty() {
+            return;
+        }
+        let piece = std::mem::replace(&mut self.buf, String::with_capacity(RENDER_CHUNK + 4096));
+        self.closed = !(self.sink)(piece);
+    }
+}
+
+impl<F: FnMut(String) -> bool> std::fmt::Write for Chunks<F> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.closed {
+            return Err(std::fmt::Error);
+        }
+        self.buf.push_str(s);
+        if self.buf.len() >= RENDER_CHUNK && self.buf.ends_with('\n') {
+            self.flush();
+        }
+        Ok(())
+    }
+}
+
 /// Writes one family of per-target samples: HELP, TYPE, then a line per target.
 fn write_family(
-    out: &mut String,
+    out: &mut dyn std::fmt::Write,
     name: &str,
     kind: &str,
     help: &str,
     targets: &[TargetCounters],
-    mut sample: impl FnMut(&mut String, &TargetCounters),
+    mut sample: impl FnMut(&mut dyn std::fmt::Write, &TargetCounters),
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for t in targets {
@@ -747,40 +780,67 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding into a Vec cannot fail");
-        let mut text = String::from_utf8(out).expect("the text format is UTF-8");
-        self.render_targets(&mut text);
+        let mut text = String::new();
+        self.render_to(|chunk| {
+            text.push_str(&chunk);
+            true
+        });
         text.into_bytes()
     }
 
-    /// Appends the per-target families. Each line costs about 120 bytes.
-    fn render_targets(&self, out: &mut String) {
+    /// Renders every metric in the Prometheus text format, handing the text to `sink` in
+    /// pieces of about [`RENDER_CHUNK`] bytes, so that a scrape of 10,000 targets (about
+    /// 30 MB) never sits in memory whole. Stops early when `sink` returns false.
+    pub fn render_to(&self, sink: impl FnMut(String) -> bool) {
+        let mut registry = Vec::with_capacity(64 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut registry)
+            .expect("text encoding into a Vec cannot fail");
+        let mut out = Chunks {
+            buf: String::from_utf8(registry).expect("the text format is UTF-8"),
+            sink,
+            closed: false,
+        };
+        self.render_targets(&mut out);
+        out.flush();
+    }
+
+    /// Writes the per-target families.
+    fn render_targets(&self, out: &mut dyn std::fmt::Write) {
         let targets = &self.targets[..];
         if targets.is_empty() {
             return;
         }
-        let lines_per_target = 8 + RTT_BUCKETS.len() + 3;
-        out.reserve(targets.len() * lines_per_target * 120);
-        let counter = |out: &mut String, name: &str, t: &TargetCounters, v: &AtomicU64| {
-            let _ = writeln!(out, "{name}{{{}}} {}", t.labels, v.load(Ordering::Relaxed));
-        };
-        // Replies before requests, so that no scrape shows more replies than requests.
+        let counter =
+            |out: &mut dyn std::fmt::Write, name: &str, t: &TargetCounters, v: &AtomicU64| {
+                let _ = writeln!(out, "{name}{{{}}} {}", t.labels, v.load(Ordering::Relaxed));
+            };
+        // The outcome counters of each target are read together, answers before requests,
+        // so that a scrape shows every request with its answer (at most the one in flight
+        // between the two reads differs), never more answers than requests.
         let mut replies = Vec::with_capacity(targets.len());
         let mut lost = Vec::with_capacity(targets.len());
+        let mut sent = Vec::with_capacity(targets.len());
         for t in targets {
             replies.push(t.replies.load(Ordering::Acquire));
             lost.push(t.lost.each_ref().map(|l| l.load(Ordering::Acquire)));
+            sent.push(t.sent.load(Ordering::Relaxed));
         }
+        let mut i = 0;
         write_family(
             out,
             "tunnelkeeper_probe_sent_total",
             "counter",
             "Echo requests whose outcome is known.",
             targets,
-            |out, t| counter(out, "tunnelkeeper_probe_sent_total", t, &t.sent),
+            |out, t| {
+                let _ = writeln!(
+                    out,
+                    "tunnelkeeper_probe_sent_total{{{}}} {}",
+                    t.labels, sent[i]
+                );
+                i += 1;
+            },
         );
         let mut i = 0;
         write_family(
@@ -995,5 +1055,44 @@ mod tests {
         assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_bucket{le=\"0.05\"} 2\n"));
         assert!(text.contains("tunnelkeeper_probe_send_delay_seconds_count 2\n"));
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+
+    #[test]
+    fn large_renders_come_in_pieces_and_stop_when_the_client_goes() {
+        let mut toml = String::new();
+        for i in 0..3000 {
+            toml.push_str(&format!(
+                "[[target]]\naddress = \"127.1.{}.{}\"\n",
+                i / 250,
+                i % 250 + 1
+            ));
+        }
+        let config = Config::parse(&toml, "test").unwrap();
+        let reload = ReloadStatus {
+            successful: true,
+            last_success: Timestamp::from_millis(0),
+        };
+        let m = Metrics::new(&config, "raw", 0, reload);
+        let mut pieces = Vec::new();
+        m.render_to(|piece| {
+            pieces.push(piece);
+            true
+        });
+        assert!(pieces.len() > 4, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() < RENDER_CHUNK + 1024));
+        assert!(pieces.iter().all(|p| p.ends_with('\n')));
+        assert_eq!(pieces.concat().into_bytes(), m.render());
+
+        let mut calls = 0;
+        m.render_to(|_| {
+            calls += 1;
+            false
+        });
+        assert_eq!(calls, 1, "a refused piece ends the render");
     }
 }
