@@ -208,6 +208,8 @@ impl IcmpSockets {
             address,
             ident,
             request: vec![0u8; 8 + payload_bytes as usize],
+            timed_out: None,
+            late: 0,
         }
     }
 }
@@ -316,24 +318,42 @@ impl EchoSocket {
             shared: &self.shared,
             key,
             id,
+            armed: true,
         };
         (registration, rx)
     }
 }
 
-/// Removes its waiter when dropped (a timeout, a failed send, a cancelled probe), unless a
-/// later probe has registered under the same key since.
+impl Shared {
+    /// Removes waiter `id` of `key`, unless a later probe has registered under it since.
+    fn unregister(&self, key: Key, id: u64) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        if waiters.get(&key).is_some_and(|w| w.id == id) {
+            waiters.remove(&key);
+        }
+    }
+}
+
+/// Removes its waiter when dropped (a failed send, a cancelled probe), unless kept.
 struct Registration<'a> {
     shared: &'a Shared,
     key: Key,
     id: u64,
+    armed: bool,
+}
+
+impl Registration<'_> {
+    /// Leaves the waiter in place (to catch a late reply); hands back what removes it.
+    fn keep(mut self) -> (Key, u64) {
+        self.armed = false;
+        (self.key, self.id)
+    }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let mut waiters = self.shared.waiters.lock().expect("waiters lock");
-        if waiters.get(&self.key).is_some_and(|w| w.id == self.id) {
-            waiters.remove(&self.key);
+        if self.armed {
+            self.shared.unregister(self.key, self.id);
         }
     }
 }
@@ -538,12 +558,36 @@ pub struct EchoProber {
     ident: u16,
     /// The echo request, rewritten in place for each sequence number.
     request: Vec<u8>,
+    /// The waiter of the last request that timed out, left in place until the next probe:
+    /// a reply that turns up meanwhile is a late one.
+    timed_out: Option<(Key, u64, oneshot::Receiver<Arrival>)>,
+    /// Late replies seen since [`Prober::late_replies`] was last asked.
+    late: u32,
+}
+
+impl EchoProber {
+    /// Retires the waiter of the last timed-out request, counting a reply it got.
+    fn retire_timed_out(&mut self) {
+        if let Some((key, id, mut reply)) = self.timed_out.take() {
+            if reply.try_recv().is_ok() {
+                self.late += 1;
+            }
+            self.socket.shared.unregister(key, id);
+        }
+    }
+}
+
+impl Drop for EchoProber {
+    fn drop(&mut self) {
+        self.retire_timed_out();
+    }
 }
 
 impl Prober for EchoProber {
     async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
+        self.retire_timed_out();
         let key = self.socket.key(self.address, self.ident, seq);
-        let (_registration, reply) = self.socket.register(key);
+        let (registration, mut reply) = self.socket.register(key);
         write_echo_request(&mut self.request, self.ident, seq);
         let to = SocketAddr::new(IpAddr::V4(self.address), 0);
         let sent_wall = SystemTime::now();
@@ -551,10 +595,14 @@ impl Prober for EchoProber {
         if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
             return Echo::SendFailed(error.to_string());
         }
-        let arrival = match tokio::time::timeout(timeout, reply).await {
+        let arrival = match tokio::time::timeout(timeout, &mut reply).await {
             Ok(Ok(arrival)) => arrival,
             Ok(Err(_)) => return Echo::SendFailed("the ICMP socket closed".into()),
-            Err(_) => return Echo::Timeout,
+            Err(_) => {
+                let (key, id) = registration.keep();
+                self.timed_out = Some((key, id, reply));
+                return Echo::Timeout;
+            }
         };
         let packet = &arrival.packet;
         let seq = packet.get_sequence().0;
@@ -576,12 +624,17 @@ impl Prober for EchoProber {
         }
     }
 
+    fn late_replies(&mut self) -> u32 {
+        std::mem::take(&mut self.late)
+    }
+
     async fn reopen(&mut self) -> Result<(), String> {
         let (generation, socket) = self
             .sockets
             .newer_than(self.generation)
             .map_err(|e| e.to_string())?;
         if generation != self.generation {
+            self.retire_timed_out();
             // A new identifier too: with RAW sockets the identifier is ours, and a flow
             // wedged in a firewall is keyed by it (with DGRAM the kernel picks a new one).
             self.ident = self
@@ -597,6 +650,67 @@ impl Prober for EchoProber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opens an ICMP socket as the daemon would, or says loudly why this machine cannot
+    /// (not root, group outside `ping_group_range`); under CI that is a failure.
+    fn sockets_or_skip() -> Option<Arc<IcmpSockets>> {
+        match IcmpSockets::open(SocketKind::Auto, 1) {
+            Ok(sockets) => Some(sockets),
+            Err(e) => {
+                assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{e}");
+                eprintln!("\n*** SKIPPED: no ICMP socket here: {e} ***\n");
+                None
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn loopback_echoes_are_answered_in_sequence() {
+        let Some(sockets) = sockets_or_skip() else {
+            return;
+        };
+        let mut prober = sockets.prober(Ipv4Addr::LOCALHOST, 56, 0x7a11);
+        for seq in 0..3 {
+            match prober.probe(seq, Duration::from_secs(1)).await {
+                Echo::Reply { seq: got, rtt } => {
+                    assert_eq!(got, seq);
+                    assert!(rtt < Duration::from_millis(50), "{rtt:?}");
+                }
+                other => panic!("probe {seq}: {other:?}"),
+            }
+        }
+        assert_eq!(prober.late_replies(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reply_after_the_timeout_is_counted_late_not_as_an_answer() {
+        let Some(sockets) = sockets_or_skip() else {
+            return;
+        };
+        let mut prober = sockets.prober(Ipv4Addr::LOCALHOST, 56, 0x7a12);
+        // Request 0 goes out and is given up at once, as `probe` does on a timeout: its
+        // waiter stays. This task does not yield meanwhile, so the receive task (on this
+        // same thread) cannot have handed the reply over yet.
+        let key = prober.socket.key(prober.address, prober.ident, 0);
+        let (registration, reply) = prober.socket.register(key);
+        write_echo_request(&mut prober.request, prober.ident, 0);
+        let to = SocketAddr::new(IpAddr::V4(prober.address), 0);
+        socket2::SockRef::from(&prober.socket.shared.udp)
+            .send_to(&prober.request, &to.into())
+            .unwrap();
+        let (key, id) = registration.keep();
+        prober.timed_out = Some((key, id, reply));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        let next = prober.probe(1, Duration::from_secs(1)).await;
+        assert!(matches!(next, Echo::Reply { seq: 1, .. }), "{next:?}");
+        assert_eq!(prober.late_replies(), 1);
+        assert_eq!(prober.late_replies(), 0);
+        assert!(
+            prober.socket.shared.waiters.lock().unwrap().is_empty(),
+            "no waiter is left behind"
+        );
+    }
 
     #[test]
     fn echo_requests_carry_a_valid_checksum() {

@@ -49,6 +49,11 @@ pub trait Prober: Send + 'static {
     /// Moves this target to a fresh socket (a new ICMP identifier), so that a flow wedged
     /// in a stateful firewall or NAT on the way is left behind.
     fn reopen(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Replies that came for requests already given up as timed out, since last asked.
+    fn late_replies(&mut self) -> u32 {
+        0
+    }
 }
 
 /// Timeouts in a row before the first socket re-open; each further re-open in the same
@@ -71,13 +76,20 @@ pub struct PingerTask {
     pub cancel: CancellationToken,
 }
 
-/// Returns the start offset of target `index` of `count`, spreading them over `interval`.
+/// Sends start on multiples of this, so that with many targets the runtime wakes once per
+/// slot for several sends rather than every millisecond for one or two: most of the CPU a
+/// thousand targets cost was the workers parking and waking (see BENCHMARKS.md).
+pub const SEND_SLOT: Duration = Duration::from_millis(10);
+
+/// Returns the start offset of target `index` of `count`, spreading them over `interval`
+/// in [`SEND_SLOT`] steps.
 pub fn splay(index: usize, count: usize, interval: Duration) -> Duration {
     if count == 0 {
         return Duration::ZERO;
     }
     let nanos = interval.as_nanos() * index as u128 / count as u128;
-    Duration::from_nanos(nanos as u64)
+    let slot = SEND_SLOT.as_nanos();
+    Duration::from_nanos((nanos / slot * slot) as u64)
 }
 
 impl PingerTask {
@@ -106,6 +118,10 @@ impl PingerTask {
                 echo = prober.probe(seq, settings.timeout) => echo,
             };
             let mut messages = Vec::with_capacity(2);
+            for _ in 0..prober.late_replies() {
+                debug!(target_id = target.0, "late reply to a timed-out request");
+                messages.push(Observation::StrayReply { target });
+            }
             let outcome = match echo {
                 Echo::Reply { seq: got, rtt } if got == seq => ProbeOutcome::Reply { rtt },
                 Echo::IcmpError {
@@ -192,6 +208,7 @@ mod tests {
         script: Arc<Mutex<VecDeque<Echo>>>,
         probes: Arc<Mutex<Vec<u16>>>,
         reopens: Arc<Mutex<u32>>,
+        late: Arc<Mutex<u32>>,
     }
 
     impl FakeProber {
@@ -218,6 +235,9 @@ mod tests {
         async fn reopen(&mut self) -> Result<(), String> {
             *self.reopens.lock().unwrap() += 1;
             Ok(())
+        }
+        fn late_replies(&mut self) -> u32 {
+            std::mem::take(&mut *self.late.lock().unwrap())
         }
     }
 
@@ -293,6 +313,19 @@ mod tests {
         assert!(seen.contains(&Observation::StrayReply {
             target: TargetId(0)
         }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_replies_the_socket_saw_are_reported_as_strays() {
+        let prober = FakeProber::new(vec![Echo::Timeout, reply(1)]);
+        *prober.late.lock().unwrap() = 1;
+        let seen = run(prober, 2).await;
+        let strays = seen
+            .iter()
+            .filter(|o| matches!(o, Observation::StrayReply { .. }))
+            .count();
+        assert_eq!(strays, 1);
+        assert_eq!(outcomes(&seen), vec![(0, "timeout"), (1, "reply")]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -408,5 +441,13 @@ mod tests {
         assert_eq!(splay(0, 4, i), Duration::ZERO);
         assert_eq!(splay(1, 4, i), Duration::from_millis(250));
         assert_eq!(splay(3, 4, i), Duration::from_millis(750));
+        // A thousand targets share a hundred slots, ten to a slot.
+        let offsets: Vec<Duration> = (0..1000).map(|k| splay(k, 1000, i)).collect();
+        assert_eq!(offsets[9], Duration::ZERO);
+        assert_eq!(offsets[10], Duration::from_millis(10));
+        assert_eq!(offsets[999], Duration::from_millis(990));
+        let mut distinct = offsets.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 100);
     }
 }

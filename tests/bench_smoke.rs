@@ -18,6 +18,7 @@ fn the_benchmark_harness_runs_and_writes_its_tables() {
         ("h2load", "nghttp2-client"),
         ("ping", "iputils-ping"),
         ("ip", "iproute2"),
+        ("nft", "nftables"),
         ("setpriv", "util-linux"),
         ("python3", "python3"),
     ] {
