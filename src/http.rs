@@ -132,33 +132,55 @@ async fn metrics(State(state): State<AppState>) -> Response {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let metrics = metrics.clone();
-    // Streamed: the renderer hands on pieces as the client takes them.
+    // Streamed: the renderer hands on pieces as the client takes them. A client that stops
+    // reading gets its connection cut after METRICS_STALL (not a short body that would
+    // parse), and the render slot goes back.
     let (pieces, body) = mpsc::channel::<Bytes>(2);
+    let finished = Arc::new(AtomicBool::new(false));
+    let renderer_finished = Arc::clone(&finished);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        metrics.render_to(|piece| pieces.blocking_send(Bytes::from(piece)).is_ok());
+        let complete = metrics.render_to(|piece| {
+            let send = tokio::time::timeout(METRICS_STALL, pieces.send(Bytes::from(piece)));
+            matches!(runtime.block_on(send), Ok(Ok(())))
+        });
+        renderer_finished.store(complete, Ordering::Release);
+        drop(pieces);
     });
     (
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        Body::new(ChannelBody(body)),
+        Body::new(ChannelBody {
+            pieces: body,
+            finished,
+        }),
     )
         .into_response()
 }
 
-/// A response body fed piece by piece through a channel; it ends when the sender goes.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// How long `/metrics` waits for a client to take the next piece.
+const METRICS_STALL: Duration = Duration::from_secs(30);
+
+/// A response body fed piece by piece through a channel. When the channel closes, the
+/// body ends if the renderer finished, and fails (the connection is cut) if it gave up.
+struct ChannelBody {
+    pieces: mpsc::Receiver<Bytes>,
+    finished: Arc<AtomicBool>,
+}
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|piece| piece.map(|bytes| Ok(http_body::Frame::data(bytes))))
+        self.pieces.poll_recv(cx).map(|piece| match piece {
+            Some(bytes) => Some(Ok(http_body::Frame::data(bytes))),
+            None if self.finished.load(Ordering::Acquire) => None,
+            None => Some(Err(std::io::Error::other("the metrics render stopped"))),
+        })
     }
 }
 
@@ -504,6 +526,22 @@ mod tests {
             "tunnelkeeper_vpn_state{state=\"critical\"} 0",
         ] {
             assert!(body.contains(series), "{series} missing");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_metrics_body_ends_only_when_the_render_finished() {
+        for finished in [true, false] {
+            let (tx, rx) = mpsc::channel(2);
+            tx.send(Bytes::from_static(b"a 1\n")).await.unwrap();
+            drop(tx);
+            let body = Body::new(ChannelBody {
+                pieces: rx,
+                finished: Arc::new(AtomicBool::new(finished)),
+            });
+            let collected = body.collect().await;
+            // A render that gave up (a stalled client) must not look like a whole scrape.
+            assert_eq!(collected.is_ok(), finished);
         }
     }
 

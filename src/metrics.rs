@@ -790,8 +790,9 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text format, handing the text to `sink` in
     /// pieces of about [`RENDER_CHUNK`] bytes, so that a scrape of 10,000 targets (about
-    /// 30 MB) never sits in memory whole. Stops early when `sink` returns false.
-    pub fn render_to(&self, sink: impl FnMut(String) -> bool) {
+    /// 30 MB) never sits in memory whole. Stops early when `sink` returns false; returns
+    /// whether every piece was taken.
+    pub fn render_to(&self, sink: impl FnMut(String) -> bool) -> bool {
         let mut registry = Vec::with_capacity(64 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut registry)
@@ -803,6 +804,7 @@ impl Metrics {
         };
         self.render_targets(&mut out);
         out.flush();
+        !out.closed
     }
 
     /// Writes the per-target families.
@@ -1079,20 +1081,21 @@ mod render_tests {
         };
         let m = Metrics::new(&config, "raw", 0, reload);
         let mut pieces = Vec::new();
-        m.render_to(|piece| {
+        assert!(m.render_to(|piece| {
             pieces.push(piece);
             true
-        });
+        }));
         assert!(pieces.len() > 4, "{} pieces", pieces.len());
         assert!(pieces.iter().all(|p| p.len() < RENDER_CHUNK + 1024));
         assert!(pieces.iter().all(|p| p.ends_with('\n')));
         assert_eq!(pieces.concat().into_bytes(), m.render());
 
         let mut calls = 0;
-        m.render_to(|_| {
+        let complete = m.render_to(|_| {
             calls += 1;
             false
         });
         assert_eq!(calls, 1, "a refused piece ends the render");
+        assert!(!complete);
     }
 }
