@@ -170,7 +170,7 @@ class Tunnelkeeper(Tool):
             shutil.chown(state, "nobody", "nogroup")
         self.proc = subprocess.Popen(
             as_user(mode) + [binary, "run", "--config", config, "--listen", f"127.0.0.1:{self.port}", "--state-dir", state],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true"},
             preexec_fn=more_files)
         try:
             wait_http(self.port, "/-/ready", proc=self.proc)

@@ -109,6 +109,21 @@ fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// Writes a counter family whose value for `targets[i]` is `values[i]`.
+fn write_values(
+    out: &mut dyn std::fmt::Write,
+    name: &str,
+    help: &str,
+    targets: &[TargetCounters],
+    values: &[u64],
+) {
+    let mut values = values.iter();
+    write_family(out, name, "counter", help, targets, |out, t| {
+        let value = values.next().copied().unwrap_or_default();
+        let _ = writeln!(out, "{name}{{{}}} {value}", t.labels);
+    });
+}
+
 /// How much rendered text `/metrics` hands on at a time.
 pub const RENDER_CHUNK: usize = 256 * 1024;
 
@@ -828,37 +843,19 @@ impl Metrics {
             lost.push(t.lost.each_ref().map(|l| l.load(Ordering::Acquire)));
             sent.push(t.sent.load(Ordering::Relaxed));
         }
-        let mut i = 0;
-        write_family(
+        write_values(
             out,
             "tunnelkeeper_probe_sent_total",
-            "counter",
             "Echo requests whose outcome is known.",
             targets,
-            |out, t| {
-                let _ = writeln!(
-                    out,
-                    "tunnelkeeper_probe_sent_total{{{}}} {}",
-                    t.labels, sent[i]
-                );
-                i += 1;
-            },
+            &sent,
         );
-        let mut i = 0;
-        write_family(
+        write_values(
             out,
             "tunnelkeeper_probe_replies_total",
-            "counter",
             "Echo replies received within the timeout.",
             targets,
-            |out, t| {
-                let _ = writeln!(
-                    out,
-                    "tunnelkeeper_probe_replies_total{{{}}} {}",
-                    t.labels, replies[i]
-                );
-                i += 1;
-            },
+            &replies,
         );
         let mut i = 0;
         write_family(

@@ -8,39 +8,17 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{aws_env, run_cli, temp_dir, write_temp, AwsDouble, Daemon};
+use common::{aws_env, dc_config, run_cli, temp_dir, write_temp, AwsDouble, Daemon, VPN_ID as ID};
 use serde_json::Value;
 
-const ID: &str = "vpn-0123456789abcdef0";
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:noc-page";
 
 fn config(double: &AwsDouble, alerts: &str) -> String {
-    format!(
-        r#"
-[aws]
-poll_interval = "5s"
-endpoint_url = "{url}"
-[[vpn]]
-id = "{ID}"
-name = "dc"
-  [[vpn.tunnel]]
-  name = "dc-a"
-  outside_ip = "52.2.144.13"
-  targets = ["127.0.2.1"]
-  [[vpn.tunnel]]
-  name = "dc-b"
-  outside_ip = "52.2.144.14"
-  targets = ["127.0.2.2"]
-[alerts]
-{alerts}
-[[alerts.sink]]
-kind = "sns"
-topic_arn = "{TOPIC}"
-[[alerts.sink]]
-kind = "log"
-"#,
-        url = double.url()
-    )
+    let rest = format!(
+        "[alerts]\n{alerts}\n[[alerts.sink]]\nkind = \"sns\"\ntopic_arn = \"{TOPIC}\"\n\
+         [[alerts.sink]]\nkind = \"log\"\n"
+    );
+    dc_config(double, "", ["127.0.2.1", "127.0.2.2"], &rest)
 }
 
 fn ec2(double: &AwsDouble, a: &str, b: &str) {

@@ -8,10 +8,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{aws_env, http_call, require_tool, temp_dir, write_temp, AwsDouble, Daemon};
+use common::{
+    aws_env, dc_config, http_call, require_tool, temp_dir, write_temp, AwsDouble, Daemon,
+    VPN_ID as ID,
+};
 use serde_json::Value;
-
-const ID: &str = "vpn-0123456789abcdef0";
 
 struct Alertmanager {
     child: Child,
@@ -83,28 +84,14 @@ fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
     set_b(&double, "DOWN");
     let config = write_temp(
         "am.toml",
-        &format!(
-            r#"
-[aws]
-poll_interval = "5s"
-endpoint_url = "{}"
-[[vpn]]
-id = "{ID}"
-name = "dc"
-  [[vpn.tunnel]]
-  name = "dc-a"
-  outside_ip = "52.2.144.13"
-  targets = ["127.0.3.1"]
-  [[vpn.tunnel]]
-  name = "dc-b"
-  outside_ip = "52.2.144.14"
-  targets = ["127.0.3.2"]
-[[alerts.sink]]
-kind = "alertmanager"
-url = "http://{}"
-"#,
-            double.url(),
-            am.addr
+        &dc_config(
+            &double,
+            "",
+            ["127.0.3.1", "127.0.3.2"],
+            &format!(
+                "[[alerts.sink]]\nkind = \"alertmanager\"\nurl = \"http://{}\"\n",
+                am.addr
+            ),
         ),
     );
     let config = config.to_str().unwrap();

@@ -6,34 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{aws_env, write_temp, AwsDouble, Daemon};
+use common::{aws_env, dc_config, write_temp, AwsDouble, Daemon, VPN_ID as ID};
 use serde_json::{json, Value};
 
 const PSK: &str = "tk-TOP-SECRET-psk-8f3a9c";
-const ID: &str = "vpn-0123456789abcdef0";
 
 fn config(double: &AwsDouble, extra: &str) -> String {
-    format!(
-        r#"
-[aws]
-region = "us-east-1"
-poll_interval = "5s"
-endpoint_url = "{url}"
-{extra}
-[[vpn]]
-id = "{ID}"
-name = "dc"
-  [[vpn.tunnel]]
-  name = "dc-a"
-  outside_ip = "52.2.144.13"
-  targets = ["127.0.1.1"]
-  [[vpn.tunnel]]
-  name = "dc-b"
-  outside_ip = "52.2.144.14"
-  targets = ["127.0.1.2"]
-"#,
-        url = double.url()
-    )
+    let aws = format!("region = \"us-east-1\"\n{extra}");
+    dc_config(double, &aws, ["127.0.1.1", "127.0.1.2"], "")
 }
 
 fn tunnel(ip: &str, status: &str, message: &str) -> Value {

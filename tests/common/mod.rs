@@ -411,6 +411,38 @@ impl Drop for AwsDouble {
     }
 }
 
+/// The VPN connection id the AWS double answers for in [`dc_config`].
+pub const VPN_ID: &str = "vpn-0123456789abcdef0";
+
+/// A config with one connection `dc` (tunnels `dc-a` and `dc-b` with outside IPs
+/// 52.2.144.13 and .14, one pinned target each) whose `[aws]` table points at the double
+/// on loopback; `aws_extra` goes into that table and `rest` after the connection.
+pub fn dc_config(double: &AwsDouble, aws_extra: &str, targets: [&str; 2], rest: &str) -> String {
+    format!(
+        r#"
+[aws]
+poll_interval = "5s"
+endpoint_url = "{url}"
+{aws_extra}
+[[vpn]]
+id = "{VPN_ID}"
+name = "dc"
+  [[vpn.tunnel]]
+  name = "dc-a"
+  outside_ip = "52.2.144.13"
+  targets = ["{a}"]
+  [[vpn.tunnel]]
+  name = "dc-b"
+  outside_ip = "52.2.144.14"
+  targets = ["{b}"]
+{rest}
+"#,
+        url = double.url(),
+        a = targets[0],
+        b = targets[1],
+    )
+}
+
 /// Environment for a daemon that talks to the double: static credentials, no IMDS.
 pub fn aws_env() -> Vec<(&'static str, &'static str)> {
     vec![
