@@ -30,28 +30,15 @@
 //! - [`http`]: the routes and a hardened HTTP/1 server.
 //! - [`daemon`]: wiring, config generations and reload, and the single shutdown path.
 
-pub mod alerting;
-pub mod alerts;
+pub mod alert;
 pub mod aws;
 pub mod cli;
-pub mod cloudwatch;
-pub mod conditions;
 pub mod config;
-pub mod control;
 pub mod daemon;
-pub mod ec2;
 pub mod health;
 pub mod http;
-pub mod icmp;
 pub mod jitter;
 pub mod metrics;
-pub mod model;
-pub mod monitor;
-pub mod outbox;
-pub mod pinger;
-pub mod sinks;
+pub mod probe;
 pub mod snapshot;
-pub mod state;
-pub mod stats;
-pub mod status;
-pub mod systemd;
+pub mod types;

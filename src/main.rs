@@ -35,13 +35,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Some(Command::Status { addr, json }) => match tunnelkeeper::status::fetch(addr) {
+        Some(Command::Status { addr, json }) => match tunnelkeeper::cli::status::fetch(addr) {
             Ok(body) if json => {
                 println!("{body}");
                 ExitCode::SUCCESS
             }
             Ok(body) => {
-                match tunnelkeeper::status::render(&body, std::io::stdout().is_terminal()) {
+                match tunnelkeeper::cli::status::render(&body, std::io::stdout().is_terminal()) {
                     Ok(table) => {
                         print!("{table}");
                         ExitCode::SUCCESS
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Healthcheck { addr }) => {
-            match tunnelkeeper::status::get(addr, "/-/healthy") {
+            match tunnelkeeper::cli::status::get(addr, "/-/healthy") {
                 Ok((200, _)) => ExitCode::SUCCESS,
                 Ok((status, _)) => {
                     eprintln!("unhealthy: /-/healthy answered {status}");

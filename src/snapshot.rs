@@ -10,15 +10,15 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 
-use crate::alerts::AlertView;
+use crate::alert::engine::AlertView;
 use crate::config::{Config, TargetScope};
-use crate::control::{ControlPlane, ControlPlaneStatus, TunnelReading};
+use crate::health::control_plane::{ControlPlane, ControlPlaneStatus, TunnelReading};
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
-use crate::model::{
+use crate::types::{
     ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
     VpnConnectionId,
 };
-use crate::stats::{StatsSummary, TargetStats};
+use crate::probe::stats::{StatsSummary, TargetStats};
 
 /// Everything `/health` and `/status` show, as of `generated_at`.
 #[derive(Clone, Debug, Serialize)]

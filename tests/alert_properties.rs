@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tunnelkeeper::alerts::{
+use tunnelkeeper::alert::engine::{
     AlertClass, AlertEngine, AlertKey, AlertRules, Condition, Conditions, Details,
     NotificationStatus,
 };
-use tunnelkeeper::model::Timestamp;
+use tunnelkeeper::types::Timestamp;
 
 fn universe() -> Vec<AlertKey> {
     vec![

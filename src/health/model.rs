@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, TargetScope};
-use crate::model::{TargetId, Timestamp, TunnelId};
+use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// What became of one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::Notification;
-use crate::model::Timestamp;
+use crate::alert::engine::Notification;
+use crate::types::Timestamp;
 
 /// The most deliveries kept; past it the oldest is dropped, loudly (a page cannot wait
 /// forever for a sink that has been failing for days, and memory is not unlimited).
@@ -154,7 +154,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{AlertClass, AlertKey, Details, NotificationStatus, Severity};
+    use crate::alert::engine::{AlertClass, AlertKey, Details, NotificationStatus, Severity};
 
     fn note() -> Notification {
         Notification {

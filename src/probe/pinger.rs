@@ -13,8 +13,8 @@ use tracing::{debug, trace, warn};
 
 use crate::config::ProbeSettings;
 use crate::health::{IcmpErrorKind, ProbeOutcome};
-use crate::model::TargetId;
-use crate::monitor::Observation;
+use crate::types::TargetId;
+use crate::daemon::monitor::Observation;
 
 /// What the socket layer reports for one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! The command line: `run` (the default), `check-config` and `print-config`.
 
+pub mod status;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

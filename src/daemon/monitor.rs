@@ -10,17 +10,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::alerting::Alerting;
+use crate::alert::router::Alerting;
 use crate::config::{Config, TargetScope};
-use crate::control::ControlPlane;
-use crate::ec2::PollResult;
+use crate::health::control_plane::ControlPlane;
+use crate::aws::ec2::PollResult;
 use crate::health::{HealthModel, ProbeOutcome, Verdict, VpnState};
 use crate::metrics::Metrics;
-use crate::model::{Clock, TargetId, TunnelId};
-use crate::sinks::DeliveryReport;
+use crate::types::{Clock, TargetId, TunnelId};
+use crate::alert::sinks::DeliveryReport;
 use crate::snapshot::{Meta, Snapshot};
-use crate::stats::TargetStats;
-use crate::systemd::{Heartbeat, Notifier};
+use crate::probe::stats::TargetStats;
+use crate::daemon::systemd::{Heartbeat, Notifier};
 
 /// What the pingers and the EC2 poller tell the monitor.
 #[derive(Clone, Debug, PartialEq)]
@@ -341,7 +341,7 @@ impl Monitor {
     }
 
     /// Ages the control plane; returns true when a verdict changed.
-    fn handle_timeout(&mut self, now: crate::model::Timestamp) -> bool {
+    fn handle_timeout(&mut self, now: crate::types::Timestamp) -> bool {
         let Some(control) = self.control.as_mut() else {
             return false;
         };
@@ -362,7 +362,7 @@ impl Monitor {
     fn apply_control_verdicts(
         &mut self,
         verdicts: Vec<(TunnelId, Verdict)>,
-        now: crate::model::Timestamp,
+        now: crate::types::Timestamp,
     ) -> bool {
         let mut changed = false;
         for (id, verdict) in verdicts {

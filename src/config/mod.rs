@@ -11,14 +11,14 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::alerts::{AlertClass, AlertRules, Severity, Silence};
-use crate::model::{
+use crate::alert::engine::{AlertClass, AlertRules, Severity, Silence};
+use crate::types::{
     ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
     VpnConnectionId,
 };
 
 /// The commented config that runs when no file is given (also what `print-config` prints).
-pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
 /// The largest ICMP payload that crosses a VPN tunnel unfragmented: MTU 1446 less the IPv4
 /// (20) and ICMP (8) headers. A VGW does no path-MTU discovery, so bigger probes only measure

@@ -8,12 +8,12 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::alerts::{AlertClass, AlertView};
+use crate::alert::engine::{AlertClass, AlertView};
 use crate::aws::AwsErrorKind;
 use crate::config::{Config, TargetScope};
-use crate::control::TunnelReading;
+use crate::health::control_plane::TunnelReading;
 use crate::health::{ConnectionState, ProbeOutcome, Verdict, VpnState};
-use crate::model::{TargetId, Timestamp, TunnelId};
+use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// RTT histogram buckets in seconds: from loopback (tens of µs) to a slow tunnel.
 const RTT_BUCKETS: &[f64] = &[
@@ -604,7 +604,7 @@ impl Metrics {
     }
 
     /// Starts a target's counters where an earlier generation left them (after a reload).
-    pub fn seed(&self, target: TargetId, stats: &crate::stats::StatsSummary) {
+    pub fn seed(&self, target: TargetId, stats: &crate::probe::stats::StatsSummary) {
         let Some(s) = self.targets.get(target.0) else {
             return;
         };

@@ -351,9 +351,9 @@ mod tests {
     use crate::config::Config;
     use crate::health::{HealthModel, ProbeOutcome};
     use crate::metrics::Metrics;
-    use crate::model::{TargetId, Timestamp};
+    use crate::types::{TargetId, Timestamp};
     use crate::snapshot::Meta;
-    use crate::stats::TargetStats;
+    use crate::probe::stats::TargetStats;
 
     const CONFIG: &str = r#"
         [[vpn]]

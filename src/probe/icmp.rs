@@ -25,7 +25,7 @@ use tracing::{debug, info};
 
 use crate::config::SocketKind;
 use crate::health::IcmpErrorKind;
-use crate::pinger::{Echo, Prober};
+use crate::probe::pinger::{Echo, Prober};
 
 /// The ICMP socket type actually in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

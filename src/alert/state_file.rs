@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::Alert;
-use crate::model::Timestamp;
-use crate::outbox::Outbox;
+use crate::alert::engine::Alert;
+use crate::types::Timestamp;
+use crate::alert::outbox::Outbox;
 
 /// The file's format version.
 pub const VERSION: u32 = 1;
@@ -142,7 +142,7 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{AlertClass, AlertKey, AlertState, Details};
+    use crate::alert::engine::{AlertClass, AlertKey, AlertState, Details};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tk-state-{name}-{}", std::process::id()));

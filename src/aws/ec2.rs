@@ -14,13 +14,13 @@ use tracing::{debug, warn};
 
 use crate::aws::AwsErrorKind;
 use crate::config::Config;
-use crate::control::{
+use crate::health::control_plane::{
     ApiConnectionState, ApiTunnelStatus, ConnectionReading, Telemetry, TunnelOptionsReading,
     TunnelReading,
 };
 use crate::jitter::Jitter;
-use crate::model::{Timestamp, VpnConnectionId};
-use crate::monitor::Observation;
+use crate::types::{Timestamp, VpnConnectionId};
+use crate::daemon::monitor::Observation;
 
 /// What one poll produced.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,7 +155,7 @@ pub struct Ec2Poller {
     /// Stops the task.
     pub cancel: CancellationToken,
     /// Beats after every call, for the watchdog.
-    pub heartbeat: crate::systemd::Heartbeat,
+    pub heartbeat: crate::daemon::systemd::Heartbeat,
 }
 
 /// The longest wait between two calls while failing, in poll intervals.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::aws::AwsErrorKind;
 use crate::config::Config;
 use crate::health::Verdict;
-use crate::model::{OutsideIp, Timestamp, TunnelId, VpnConnectionId};
+use crate::types::{OutsideIp, Timestamp, TunnelId, VpnConnectionId};
 
 /// The state EC2 gives a VPN connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::alerts::{AlertClass, AlertKey, Condition, Conditions, Details};
+use crate::alert::engine::{AlertClass, AlertKey, Condition, Conditions, Details};
 use crate::config::Config;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
-use crate::model::{Timestamp, TunnelId};
+use crate::types::{Timestamp, TunnelId};
 
 /// Counts each tunnel's changes between up and down within a sliding window.
 #[derive(Clone, Debug)]

@@ -6,6 +6,9 @@
 //! notifications and the watchdog live across generations. SIGTERM or SIGINT stops
 //! everything through one root token; the alert state is saved last.
 
+pub mod monitor;
+pub mod systemd;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,20 +24,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::alerting::{Alerting, SinkHandle};
-use crate::cloudwatch::CloudWatchPublisher;
+use crate::alert::router::{Alerting, SinkHandle};
+use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::config::{Config, ConfigError, SinkKind};
-use crate::ec2::Ec2Poller;
+use crate::aws::ec2::Ec2Poller;
 use crate::http::{self, AppState, ReloadRequest};
-use crate::icmp::IcmpSockets;
+use crate::probe::icmp::IcmpSockets;
 use crate::metrics::{Metrics, ReloadStatus};
-use crate::model::Clock;
-use crate::monitor::{Carry, Hooks, Monitor, MonitorSetup, Observation};
-use crate::pinger::{splay, PingerTask};
-use crate::sinks::{run_sink, AlertmanagerSink, LogSink, PageContext, SnsSink};
+use crate::types::Clock;
+use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup, Observation};
+use crate::probe::pinger::{splay, PingerTask};
+use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, PageContext, SnsSink};
 use crate::snapshot::{Meta, Snapshot};
-use crate::state::{Loaded, SavedState, StateStore};
-use crate::systemd::{run_watchdog, watchdog_interval, Heartbeat, Notifier, Watched};
+use crate::alert::state_file::{Loaded, SavedState, StateStore};
+use crate::daemon::systemd::{run_watchdog, watchdog_interval, Heartbeat, Notifier, Watched};
 
 /// How long tasks get to finish after the shutdown signal or a reload.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -95,7 +98,7 @@ struct Shared {
     pingers: Heartbeat,
     alert_loop: Heartbeat,
     poller: Heartbeat,
-    started_at: crate::model::Timestamp,
+    started_at: crate::types::Timestamp,
 }
 
 /// Resources a generation needs that can fail to come up: got before the running
@@ -453,7 +456,7 @@ fn start_sinks(
     let ctx = PageContext::from_machine(&p.config.alerts.runbook_url);
     let mut sinks = Vec::new();
     for (index, sink) in p.config.alerts.sinks.iter().enumerate() {
-        let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::outbox::CAPACITY + 16);
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::alert::outbox::CAPACITY + 16);
         match (&sink.kind, &p.sdk) {
             (SinkKind::Log, _) => {
                 tasks.spawn(run_sink(

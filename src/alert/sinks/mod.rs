@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::alerts::{Notification, NotificationStatus};
+use crate::alert::engine::{Notification, NotificationStatus};
 use crate::metrics::Metrics;
-use crate::model::Timestamp;
-use crate::monitor::Observation;
-use crate::outbox::Delivery;
+use crate::types::Timestamp;
+use crate::daemon::monitor::Observation;
+use crate::alert::outbox::Delivery;
 
 /// SNS email subjects must stay under 100 characters.
 pub const MAX_SUBJECT_CHARS: usize = 99;
@@ -462,7 +462,7 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{AlertClass, AlertKey, Details};
+    use crate::alert::engine::{AlertClass, AlertKey, Details};
 
     fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
         Notification {

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
 
-use crate::alerts::{AlertEngine, AlertState, AlertView, NotificationStatus};
-use crate::conditions::{conditions, FlapTracker};
+use crate::alert::engine::{AlertEngine, AlertState, AlertView, NotificationStatus};
+use crate::alert::conditions::{conditions, FlapTracker};
 use crate::config::{Config, SinkKind};
-use crate::control::ControlPlane;
+use crate::health::control_plane::ControlPlane;
 use crate::health::HealthModel;
 use crate::jitter::Jitter;
 use crate::metrics::Metrics;
-use crate::model::Timestamp;
-use crate::outbox::{Delivery, Outbox};
-use crate::sinks::{AmAlert, DeliveryReport};
-use crate::state::{SavedState, StateStore, VERSION};
+use crate::types::Timestamp;
+use crate::alert::outbox::{Delivery, Outbox};
+use crate::alert::sinks::{AmAlert, DeliveryReport};
+use crate::alert::state_file::{SavedState, StateStore, VERSION};
 
 /// How long a resolved alert stays in what Alertmanager is sent.
 const AM_KEEP_RESOLVED: std::time::Duration = std::time::Duration::from_secs(900);
@@ -39,13 +39,13 @@ pub struct Alerting {
     store: StateStore,
     sinks: Vec<SinkHandle>,
     am_resolved: Vec<AmAlert>,
-    am_active: std::collections::BTreeMap<crate::alerts::AlertKey, AmAlert>,
+    am_active: std::collections::BTreeMap<crate::alert::engine::AlertKey, AmAlert>,
     metrics: Arc<Metrics>,
     jitter: Jitter,
     saved: Option<SavedState>,
     /// Alerts restored from disk, held until every input has reported once (or the
     /// deadline passes): right after a restart the model knows too little to clear them.
-    restored: Vec<crate::alerts::AlertKey>,
+    restored: Vec<crate::alert::engine::AlertKey>,
     hold_restored_until: Option<Timestamp>,
 }
 
@@ -153,10 +153,10 @@ impl Alerting {
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
-                .entry(crate::alerts::AlertKey::global(
-                    crate::alerts::AlertClass::ControlPlaneUnavailable,
+                .entry(crate::alert::engine::AlertKey::global(
+                    crate::alert::engine::AlertClass::ControlPlaneUnavailable,
                 ))
-                .or_insert(crate::alerts::Condition::Unknown);
+                .or_insert(crate::alert::engine::Condition::Unknown);
         }
         if let Some(until) = self.hold_restored_until {
             if settled || now >= until {
@@ -165,7 +165,7 @@ impl Alerting {
                 for key in &self.restored {
                     conditions
                         .entry(key.clone())
-                        .or_insert(crate::alerts::Condition::Unknown);
+                        .or_insert(crate::alert::engine::Condition::Unknown);
                 }
             }
         }
@@ -183,7 +183,7 @@ impl Alerting {
         }
         if dropped {
             error!(
-                capacity = crate::outbox::CAPACITY,
+                capacity = crate::alert::outbox::CAPACITY,
                 "outbox full: the oldest undelivered notification was dropped"
             );
         }
@@ -259,7 +259,7 @@ impl Alerting {
             })
             .filter_map(|a| match a.state {
                 AlertState::Firing { fired_at, .. } => Some(AmAlert {
-                    notification: crate::alerts::Notification {
+                    notification: crate::alert::engine::Notification {
                         key: a.key.clone(),
                         severity: a.key.class.severity(),
                         status: NotificationStatus::Firing,

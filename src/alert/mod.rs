@@ -1,0 +1,9 @@
+//! Alerting: the pure engine, the conditions it is fed, the router the monitor owns, the
+//! outbox, the state file and the sinks.
+
+pub mod conditions;
+pub mod engine;
+pub mod outbox;
+pub mod router;
+pub mod sinks;
+pub mod state_file;
