@@ -10,15 +10,17 @@ use serde::Serialize;
 
 use crate::metrics::Metrics;
 
-use crate::alert::engine::AlertView;
 use crate::config::{Config, TargetScope};
-use crate::health::control_plane::{ControlPlane, ControlPlaneStatus, TunnelReading};
+use crate::health::control_plane::{ControlPlane, ControlPlaneStatus};
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
+use crate::messages::TunnelReading;
+use crate::probe::stats::{StatsSummary, TargetStats};
+use crate::types::AlertClass;
+use crate::types::Severity;
 use crate::types::{
     ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
     VpnConnectionId,
 };
-use crate::probe::stats::{StatsSummary, TargetStats};
 
 /// Everything `/health` and `/status` show, as of `generated_at`.
 #[derive(Clone, Debug, Serialize)]
@@ -407,4 +409,28 @@ mod tests {
             "{body}"
         );
     }
+}
+
+/// How an alert shows on /status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertView {
+    /// The class name.
+    pub alert: AlertClass,
+    /// Severity.
+    pub severity: Severity,
+    /// Connection, if any.
+    pub vpn: Option<String>,
+    /// Tunnel, if any.
+    pub tunnel: Option<String>,
+    /// `pending`, `firing`, `inhibited` or `silenced`.
+    pub state: &'static str,
+    /// Since when (pending: condition start; others: firing start).
+    pub since: Timestamp,
+    /// The summary line.
+    pub summary: String,
+    /// The reason.
+    pub reason: String,
+    /// What inhibits or silences it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted_by: Option<String>,
 }

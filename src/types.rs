@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -171,5 +171,88 @@ impl Clock {
     /// Returns the timestamp of the present moment.
     pub fn now(&self) -> Timestamp {
         self.at(tokio::time::Instant::now())
+    }
+}
+
+/// The kinds of alert, each with a fixed severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlertClass {
+    /// A tunnel is down (either plane).
+    TunnelDown,
+    /// AWS says a tunnel is up but its pinned targets are unreachable.
+    DataPlaneDead,
+    /// Both tunnels of one connection are down.
+    ConnectionDown,
+    /// No working path to the datacenter.
+    VpnUnreachable,
+    /// A tunnel changed state too often within the flap window.
+    TunnelFlapping,
+    /// The EC2 API has failed for longer than the limit.
+    ControlPlaneUnavailable,
+}
+
+impl AlertClass {
+    /// Every class, for metrics at zero and for config validation.
+    pub const ALL: [AlertClass; 6] = [
+        AlertClass::TunnelDown,
+        AlertClass::DataPlaneDead,
+        AlertClass::ConnectionDown,
+        AlertClass::VpnUnreachable,
+        AlertClass::TunnelFlapping,
+        AlertClass::ControlPlaneUnavailable,
+    ];
+
+    /// Returns the class's severity.
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertClass::ConnectionDown | AlertClass::VpnUnreachable => Severity::Critical,
+            AlertClass::TunnelDown
+            | AlertClass::DataPlaneDead
+            | AlertClass::TunnelFlapping
+            | AlertClass::ControlPlaneUnavailable => Severity::Warning,
+        }
+    }
+
+    /// Returns the class name, as in pages and labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertClass::TunnelDown => "TunnelDown",
+            AlertClass::DataPlaneDead => "DataPlaneDead",
+            AlertClass::ConnectionDown => "ConnectionDown",
+            AlertClass::VpnUnreachable => "VpnUnreachable",
+            AlertClass::TunnelFlapping => "TunnelFlapping",
+            AlertClass::ControlPlaneUnavailable => "ControlPlaneUnavailable",
+        }
+    }
+
+    /// Parses a class name.
+    pub fn parse(name: &str) -> Option<AlertClass> {
+        AlertClass::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl fmt::Display for AlertClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Redundancy lost or something to look at in hours.
+    Warning,
+    /// The datacenter is (partly) cut off: act now.
+    Critical,
+}
+
+impl Severity {
+    /// Returns `warning` or `critical`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
     }
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tunnelkeeper::alert::engine::{
-    AlertClass, AlertEngine, AlertKey, AlertRules, Condition, Conditions, Details,
-    NotificationStatus,
+    AlertEngine, AlertKey, Condition, Conditions, Details, NotificationStatus,
 };
-use tunnelkeeper::types::Timestamp;
+use tunnelkeeper::config::AlertRules;
+use tunnelkeeper::types::{AlertClass, Timestamp};
 
 fn universe() -> Vec<AlertKey> {
     vec![

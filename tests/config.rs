@@ -1,9 +1,14 @@
 //! Config parsing and validation: the shipped files parse, and every kind of bad input
 //! gets a message naming the key, the value and the rule, with the line where known.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tunnelkeeper::config::{Config, ConfigError, SocketKind, TargetScope, EMBEDDED_DEFAULT};
+
+/// A fixed wall-clock time, so that no test depends on the day it runs.
+fn at(rfc3339: &str) -> SystemTime {
+    humantime::parse_rfc3339(rfc3339).unwrap()
+}
 
 fn error_of(text: &str) -> String {
     match Config::parse(text, "test.toml") {
@@ -32,11 +37,67 @@ name = "dc-primary"
   targets = ["172.16.2.10"]
 "#;
 
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml")).unwrap()
+}
+
+/// The example with its commented-out `[[alerts.silence]]` block uncommented.
+fn example_with_its_silence() -> String {
+    let mut out = String::new();
+    let mut in_block = false;
+    let mut uncommented = 0;
+    for line in example().lines() {
+        let trimmed = line.trim_start();
+        if trimmed == "# [[alerts.silence]]" {
+            in_block = true;
+        } else if trimmed.is_empty() {
+            in_block = false;
+        }
+        if in_block {
+            let indent = &line[..line.len() - trimmed.len()];
+            out.push_str(indent);
+            out.push_str(trimmed.strip_prefix("# ").unwrap_or_else(|| {
+                panic!("the example's silence block has an uncommented line: {line:?}")
+            }));
+            uncommented += 1;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert_eq!(
+        uncommented, 7,
+        "the example keeps one commented [[alerts.silence]] with six keys"
+    );
+    out
+}
+
 #[test]
 fn the_example_config_parses_with_every_key() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"))
-        .unwrap();
-    let config = Config::parse(&text, "config/example.toml").unwrap();
+    // As shipped: no silence, so nothing in it can go stale, whatever the date.
+    let config = Config::parse(&example(), "config/example.toml").unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert!(config.alerts.silences.is_empty());
+    // With its example silence uncommented, checked against a clock before the window ends.
+    let config = Config::parse_at(
+        &example_with_its_silence(),
+        "config/example.toml",
+        at("2026-11-30T00:00:00Z"),
+    )
+    .unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let [silence] = &config.alerts.silences[..] else {
+        panic!("one silence: {:?}", config.alerts.silences);
+    };
+    assert_eq!(silence.vpn.as_deref(), Some("dc-primary"));
+    assert_eq!(silence.tunnel.as_deref(), Some("dc-primary-a"));
+    assert!(silence.class.is_some());
+    assert_eq!(
+        silence.starts.map(|t| t.to_string()).as_deref(),
+        Some("2026-12-01T02:00:00Z")
+    );
+    assert_eq!(silence.ends.to_string(), "2026-12-01T06:00:00Z");
+    assert_eq!(silence.comment, "AWS endpoint maintenance on dc-primary-a");
     assert_eq!(config.connections.len(), 2);
     assert_eq!(config.listen.to_string(), "0.0.0.0:9478");
     assert_eq!(config.socket, SocketKind::Auto);
@@ -348,7 +409,7 @@ fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
         put["Condition"]["StringEquals"]["cloudwatch:namespace"], "Tunnelkeeper",
         "PutMetricData is limited to the namespace"
     );
-    let sources = ["src/ec2.rs", "src/cloudwatch.rs"].map(|f| {
+    let sources = ["src/aws/ec2.rs", "src/aws/cloudwatch.rs"].map(|f| {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f).unwrap()
     });
     assert!(sources[0].contains(".describe_vpn_connections()"));
@@ -396,12 +457,16 @@ fn alert_settings_that_would_silently_do_nothing_are_refused() {
             "\"dc-other\" is not the name of a [[vpn.tunnel]]",
         ],
     );
-    let silence = "[[alerts.silence]]\nvpn = \"dc-primary\"\nends = \"2001-01-01T00:00:00Z\"\n";
-    let config = Config::parse(&format!("{TWO_TUNNELS}\n[alerts]\n{silence}"), "t").unwrap();
-    assert_contains(
-        &config.warnings.join("\n"),
-        &["alerts.silence[0] ended at 2001-01-01T00:00:00Z: it silences nothing"],
+    // A silence that has ended warns; the same one checked before its end does not.
+    let silence = "[[alerts.silence]]\nvpn = \"dc-primary\"\nends = \"2026-12-01T06:00:00Z\"\n";
+    let text = format!("{TWO_TUNNELS}\n[aws]\n[alerts]\n{silence}");
+    let config = Config::parse_at(&text, "t", at("2026-12-01T06:00:00Z")).unwrap();
+    assert_eq!(
+        config.warnings,
+        ["alerts.silence[0] ended at 2026-12-01T06:00:00Z: it silences nothing"]
     );
+    let config = Config::parse_at(&text, "t", at("2026-12-01T05:59:59Z")).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let config = Config::parse(TWO_TUNNELS, "t").unwrap();
     assert_contains(
         &config.warnings.join("\n"),

@@ -4,9 +4,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::alert::engine::{AlertClass, AlertKey, Condition, Conditions, Details};
+use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
 use crate::config::Config;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
+use crate::types::AlertClass;
 use crate::types::{Timestamp, TunnelId};
 
 /// Counts each tunnel's changes between up and down within a sliding window.
@@ -21,21 +22,8 @@ impl FlapTracker {
     /// Tracks every tunnel of `config`: `threshold` changes within `window` is flapping.
     pub fn new(config: &Config, threshold: u32, window: Duration) -> Self {
         let tunnels = config
-            .connections
-            .iter()
-            .enumerate()
-            .flat_map(|(ci, c)| {
-                (0..c.tunnels.len()).map(move |ti| {
-                    (
-                        TunnelId {
-                            connection: ci,
-                            tunnel: ti,
-                        },
-                        None,
-                        VecDeque::new(),
-                    )
-                })
-            })
+            .tunnel_ids()
+            .map(|id| (id, None, VecDeque::new()))
             .collect();
         Self {
             window,

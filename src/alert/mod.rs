@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod engine;
 pub mod outbox;
+pub mod page;
 pub mod router;
 pub mod sinks;
 pub mod state_file;

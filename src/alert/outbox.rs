@@ -154,7 +154,8 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::engine::{AlertClass, AlertKey, Details, NotificationStatus, Severity};
+    use crate::alert::engine::{AlertKey, Details, NotificationStatus};
+    use crate::types::{AlertClass, Severity};
 
     fn note() -> Notification {
         Notification {

@@ -7,17 +7,19 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
 
-use crate::alert::engine::{AlertEngine, AlertState, AlertView, NotificationStatus};
 use crate::alert::conditions::{conditions, FlapTracker};
+use crate::alert::engine::{AlertEngine, AlertState, NotificationStatus};
+use crate::alert::outbox::{Delivery, Outbox};
+use crate::alert::sinks::AmAlert;
+use crate::alert::state_file::{SavedState, StateStore, VERSION};
 use crate::config::{Config, SinkKind};
 use crate::health::control_plane::ControlPlane;
 use crate::health::HealthModel;
 use crate::jitter::Jitter;
+use crate::messages::DeliveryReport;
 use crate::metrics::Metrics;
+use crate::snapshot::AlertView;
 use crate::types::Timestamp;
-use crate::alert::outbox::{Delivery, Outbox};
-use crate::alert::sinks::{AmAlert, DeliveryReport};
-use crate::alert::state_file::{SavedState, StateStore, VERSION};
 
 /// How long a resolved alert stays in what Alertmanager is sent.
 const AM_KEEP_RESOLVED: std::time::Duration = std::time::Duration::from_secs(900);
@@ -154,7 +156,7 @@ impl Alerting {
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
                 .entry(crate::alert::engine::AlertKey::global(
-                    crate::alert::engine::AlertClass::ControlPlaneUnavailable,
+                    crate::types::AlertClass::ControlPlaneUnavailable,
                 ))
                 .or_insert(crate::alert::engine::Condition::Unknown);
         }
@@ -358,7 +360,14 @@ impl Alerting {
     }
 
     fn refresh_metrics(&self, now: Timestamp) {
-        self.metrics.set_alerts(&self.engine.views(now));
+        let firing: Vec<_> = self
+            .engine
+            .views(now)
+            .iter()
+            .filter(|v| v.state != "pending")
+            .map(|v| v.alert)
+            .collect();
+        self.metrics.set_alerts(&firing);
         self.metrics
             .set_outbox(self.outbox.len(), self.outbox.dropped());
     }

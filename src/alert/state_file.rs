@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::engine::Alert;
-use crate::types::Timestamp;
 use crate::alert::outbox::Outbox;
+use crate::types::Timestamp;
 
 /// The file's format version.
 pub const VERSION: u32 = 1;
@@ -142,7 +142,8 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::engine::{AlertClass, AlertKey, AlertState, Details};
+    use crate::alert::engine::{AlertKey, AlertState, Details};
+    use crate::types::AlertClass;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tk-state-{name}-{}", std::process::id()));

@@ -12,29 +12,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::aws::AwsErrorKind;
 use crate::config::Config;
-use crate::health::control_plane::{
-    ApiConnectionState, ApiTunnelStatus, ConnectionReading, Telemetry, TunnelOptionsReading,
-    TunnelReading,
-};
 use crate::jitter::Jitter;
+use crate::messages::AwsErrorKind;
+use crate::messages::{
+    ApiConnectionState, ApiTunnelStatus, ConnectionReading, Observation, PollResult, Telemetry,
+    TunnelOptionsReading, TunnelReading,
+};
 use crate::types::{Timestamp, VpnConnectionId};
-use crate::daemon::monitor::Observation;
-
-/// What one poll produced.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PollResult {
-    /// A good answer, one reading per polled connection.
-    Answer(Vec<ConnectionReading>),
-    /// A failed call.
-    Failed {
-        /// Its kind.
-        kind: AwsErrorKind,
-        /// What the SDK said (no response body: it may hold secrets).
-        message: String,
-    },
-}
 
 /// Turns EC2's answer into readings for the configured connections. Only the fields
 /// tunnelkeeper uses are copied: `CustomerGatewayConfiguration` and the tunnels'
@@ -155,7 +140,7 @@ pub struct Ec2Poller {
     /// Stops the task.
     pub cancel: CancellationToken,
     /// Beats after every call, for the watchdog.
-    pub heartbeat: crate::daemon::systemd::Heartbeat,
+    pub heartbeat: crate::liveness::Heartbeat,
 }
 
 /// The longest wait between two calls while failing, in poll intervals.

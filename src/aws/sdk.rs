@@ -12,9 +12,9 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use serde::Serialize;
 
 use crate::config::AwsConfig;
+use crate::messages::AwsErrorKind;
 
 /// How long one AWS call may take, at most.
 pub fn call_timeout(aws: &AwsConfig) -> Duration {
@@ -44,56 +44,6 @@ pub async fn load(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
         bail!("no AWS region: set aws.region in the config, or AWS_REGION in the environment");
     }
     Ok(sdk)
-}
-
-/// Why an AWS call failed, in bounded kinds for metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AwsErrorKind {
-    /// `RequestLimitExceeded`.
-    Throttled,
-    /// HTTP 5xx.
-    ServerError,
-    /// No answer in time.
-    Timeout,
-    /// Credentials missing, expired or not allowed.
-    Auth,
-    /// An answer the SDK could not read.
-    Unparsable,
-    /// A configured connection id does not exist.
-    NotFound,
-    /// Could not connect.
-    Network,
-    /// Anything else.
-    Other,
-}
-
-impl AwsErrorKind {
-    /// Every kind, for creating metric series at zero.
-    pub const ALL: [AwsErrorKind; 8] = [
-        AwsErrorKind::Throttled,
-        AwsErrorKind::ServerError,
-        AwsErrorKind::Timeout,
-        AwsErrorKind::Auth,
-        AwsErrorKind::Unparsable,
-        AwsErrorKind::NotFound,
-        AwsErrorKind::Network,
-        AwsErrorKind::Other,
-    ];
-
-    /// Returns the metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            AwsErrorKind::Throttled => "throttled",
-            AwsErrorKind::ServerError => "server_error",
-            AwsErrorKind::Timeout => "timeout",
-            AwsErrorKind::Auth => "auth",
-            AwsErrorKind::Unparsable => "unparsable",
-            AwsErrorKind::NotFound => "not_found",
-            AwsErrorKind::Network => "network",
-            AwsErrorKind::Other => "other",
-        }
-    }
 }
 
 /// Sorts an SDK failure into a bounded kind, with a message fit for logs.

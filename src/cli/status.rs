@@ -2,35 +2,29 @@
 //! running daemon, and the table an engineer on the instance wants to see first.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// Makes a GET request; returns the status code and body.
+/// Makes a GET request to a running daemon; returns the status code and body.
 pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let timeout = Duration::from_secs(5);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot reach tunnelkeeper at {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading the answer from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
-    Ok((status, body.to_string()))
+    let answer = runtime
+        .block_on(crate::http_client::call(
+            &format!("http://{addr}"),
+            path,
+            None,
+            Duration::from_secs(5),
+        ))
+        .map_err(|e| format!("cannot reach tunnelkeeper at {addr}: {e}"))?;
+    Ok((
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    ))
 }
 
 /// Fetches `/status`.

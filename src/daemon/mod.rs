@@ -24,20 +24,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::alert::page::PageContext;
 use crate::alert::router::{Alerting, SinkHandle};
-use crate::aws::cloudwatch::CloudWatchPublisher;
-use crate::config::{Config, ConfigError, SinkKind};
-use crate::aws::ec2::Ec2Poller;
-use crate::http::{self, AppState, ReloadRequest};
-use crate::probe::icmp::IcmpSockets;
-use crate::metrics::{Metrics, ReloadStatus};
-use crate::types::Clock;
-use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup, Observation};
-use crate::probe::pinger::{splay, PingerTask};
-use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, PageContext, SnsSink};
-use crate::snapshot::{Meta, Snapshot};
+use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, SnsSink};
 use crate::alert::state_file::{Loaded, SavedState, StateStore};
-use crate::daemon::systemd::{run_watchdog, watchdog_interval, Heartbeat, Notifier, Watched};
+use crate::aws::cloudwatch::CloudWatchPublisher;
+use crate::aws::ec2::Ec2Poller;
+use crate::config::{Config, ConfigError, SinkKind};
+use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
+use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier, Watched};
+use crate::http::{self, AppState, ReloadRequest};
+use crate::liveness::Heartbeat;
+use crate::messages::Observation;
+use crate::metrics::{Metrics, ReloadStatus};
+use crate::probe::icmp::IcmpSockets;
+use crate::probe::pinger::{splay, PingerTask};
+use crate::snapshot::{Meta, Snapshot};
+use crate::types::Clock;
 
 /// How long tasks get to finish after the shutdown signal or a reload.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -90,7 +93,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 }
 
 /// What lives across generations.
-struct Shared {
+struct Lasting {
     clock: Clock,
     store: StateStore,
     snapshots: watch::Sender<Arc<Snapshot>>,
@@ -152,7 +155,7 @@ pub async fn run_until(
         clock.now(),
     );
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder));
-    let shared = Shared {
+    let shared = Lasting {
         clock,
         store,
         snapshots,
@@ -330,7 +333,7 @@ enum Previous {
 fn start_generation(
     p: &Prepared,
     previous: Previous,
-    shared: &Shared,
+    shared: &Lasting,
     reload: ReloadStatus,
     root: &CancellationToken,
 ) -> Generation {
@@ -550,7 +553,7 @@ fn longest_probe(config: &Config) -> Duration {
 }
 
 /// The loops the watchdog watches, with how long each may be silent.
-fn watched(shared: &Shared, config: &Config) -> Vec<Watched> {
+fn watched(shared: &Lasting, config: &Config) -> Vec<Watched> {
     let longest = longest_probe(config);
     let mut loops = vec![
         Watched {

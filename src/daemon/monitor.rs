@@ -12,62 +12,16 @@ use tracing::{info, warn};
 
 use crate::alert::router::Alerting;
 use crate::config::{Config, TargetScope};
+use crate::daemon::systemd::Notifier;
 use crate::health::control_plane::ControlPlane;
-use crate::aws::ec2::PollResult;
-use crate::health::{HealthModel, ProbeOutcome, Verdict, VpnState};
+use crate::health::{HealthModel, Verdict, VpnState};
+use crate::liveness::Heartbeat;
+use crate::messages::PollResult;
+use crate::messages::{Observation, ProbeOutcome};
 use crate::metrics::Metrics;
-use crate::types::{Clock, TargetId, TunnelId};
-use crate::alert::sinks::DeliveryReport;
-use crate::snapshot::{Meta, Snapshot};
 use crate::probe::stats::TargetStats;
-use crate::daemon::systemd::{Heartbeat, Notifier};
-
-/// What the pingers and the EC2 poller tell the monitor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Observation {
-    /// One probe finished.
-    Probe {
-        /// Which target.
-        target: TargetId,
-        /// Its sequence number.
-        seq: u16,
-        /// When the outcome was known.
-        at: Instant,
-        /// What happened.
-        outcome: ProbeOutcome,
-        /// How long after its scheduled time the request went out.
-        send_delay: Duration,
-    },
-    /// A reply arrived for another request than the one waited for (a late reply to an
-    /// earlier, timed-out request); it is not counted as a reply.
-    StrayReply {
-        /// Which target.
-        target: TargetId,
-    },
-    /// The pinger moved to a fresh socket after consecutive timeouts.
-    SocketReopened {
-        /// Which target.
-        target: TargetId,
-        /// Whether the new socket could be opened.
-        ok: bool,
-    },
-    /// The EC2 poller finished a call.
-    Ec2 {
-        /// When.
-        at: Instant,
-        /// What came of it.
-        result: PollResult,
-    },
-    /// A sink finished a delivery.
-    Delivery(DeliveryReport),
-    /// Ticks were skipped because the task fell behind its schedule.
-    ScheduleSlip {
-        /// Which target.
-        target: TargetId,
-        /// How many sends were skipped.
-        missed: u64,
-    },
-}
+use crate::snapshot::{Meta, Snapshot};
+use crate::types::{Clock, TargetId, TunnelId};
 
 /// How often counters reach `/status` when no verdict changes (verdict changes publish at once).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
@@ -411,13 +365,9 @@ impl Monitor {
         let vpn = self.model.vpn();
         self.metrics.set_vpn(vpn);
         // systemd's STATUS= line, e.g. "OK: 4/4 tunnels up".
-        let tunnels: Vec<&Verdict> = (0..self.config.connections.len())
-            .flat_map(|ci| {
-                (0..self.config.connections[ci].tunnels.len()).map(move |ti| TunnelId {
-                    connection: ci,
-                    tunnel: ti,
-                })
-            })
+        let tunnels: Vec<&Verdict> = self
+            .config
+            .tunnel_ids()
             .map(|id| &self.model.tunnel(id).verdict)
             .collect();
         let up = tunnels.iter().filter(|v| v.is_up()).count();
@@ -443,13 +393,8 @@ impl Monitor {
 
     /// Sets every state gauge from the model (at start, and after a reload).
     fn refresh_all_gauges(&self) {
-        for (ci, c) in self.config.connections.iter().enumerate() {
-            for ti in 0..c.tunnels.len() {
-                self.refresh_tunnel(TunnelId {
-                    connection: ci,
-                    tunnel: ti,
-                });
-            }
+        for id in self.config.tunnel_ids() {
+            self.refresh_tunnel(id);
         }
         for t in &self.config.targets {
             self.metrics

@@ -3,11 +3,10 @@
 //! every loop of the daemon makes progress, so that a hung task gets the service restarted.
 
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::liveness::Heartbeat;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -60,41 +59,6 @@ pub fn watchdog_interval() -> Option<Duration> {
         }
     }
     (usec > 0).then(|| Duration::from_micros(usec))
-}
-
-/// Progress of one loop: the time of its last beat.
-#[derive(Clone, Debug)]
-pub struct Heartbeat {
-    start: Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Heartbeat {
-    /// Starts as if it had just beaten.
-    pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Records progress now.
-    pub fn beat(&self) {
-        self.last_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Returns how long since the last beat.
-    pub fn silence(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A loop the watchdog watches, with how long it may stay silent.

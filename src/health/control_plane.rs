@@ -7,106 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::aws::AwsErrorKind;
 use crate::config::Config;
 use crate::health::Verdict;
-use crate::types::{OutsideIp, Timestamp, TunnelId, VpnConnectionId};
-
-/// The state EC2 gives a VPN connection.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiConnectionState {
-    /// In service.
-    Available,
-    /// Being created.
-    Pending,
-    /// Being deleted.
-    Deleting,
-    /// Deleted.
-    Deleted,
-    /// A value this build does not know: never taken for up.
-    Unknown(String),
-    /// The connection was not in the answer at all.
-    Missing,
-}
-
-/// The status EC2 telemetry gives a tunnel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiTunnelStatus {
-    /// `UP`.
-    Up,
-    /// `DOWN`.
-    Down,
-    /// A value this build does not know: never taken for up.
-    Unknown(String),
-    /// No status in the telemetry.
-    Missing,
-}
-
-/// One configured connection as EC2 described it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ConnectionReading {
-    /// Position of the connection in the config.
-    #[serde(skip)]
-    pub connection: usize,
-    /// Its id.
-    pub id: VpnConnectionId,
-    /// Its state.
-    pub state: ApiConnectionState,
-    /// True for static routing (no BGP: accepted routes mean nothing).
-    pub static_routes_only: bool,
-    /// Per configured tunnel, in config order.
-    pub tunnels: Vec<TunnelReading>,
-    /// The outside IPs EC2 listed for this connection.
-    pub listed_outside_ips: Vec<String>,
-}
-
-/// One configured tunnel as EC2 described it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct TunnelReading {
-    /// The configured outside IP it was joined on.
-    pub outside_ip: Option<OutsideIp>,
-    /// VgwTelemetry for that outside IP, if listed.
-    pub telemetry: Option<Telemetry>,
-    /// TunnelOptions for that outside IP, if listed.
-    pub options: Option<TunnelOptionsReading>,
-}
-
-/// The telemetry fields tunnelkeeper uses.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Telemetry {
-    /// UP/DOWN.
-    pub status: ApiTunnelStatus,
-    /// AWS's text, on error.
-    pub status_message: Option<String>,
-    /// When IKE/IPsec/BGP last changed.
-    pub last_status_change: Option<Timestamp>,
-    /// BGP routes accepted.
-    pub accepted_route_count: Option<i32>,
-}
-
-/// The tunnel options that decide how a dropped tunnel comes back.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct TunnelOptionsReading {
-    /// `add` (default: wait for the customer gateway) or `start`.
-    pub startup_action: Option<String>,
-    /// `clear` (default), `none` or `restart`.
-    pub dpd_timeout_action: Option<String>,
-    /// Dead peer detection timeout.
-    pub dpd_timeout_seconds: Option<i32>,
-    /// IKE versions allowed.
-    pub ike_versions: Vec<String>,
-}
-
-impl TunnelOptionsReading {
-    /// True when a dropped tunnel stays down until the datacenter sends traffic:
-    /// `StartupAction=add` with `DpdTimeoutAction=clear` (both AWS's defaults).
-    pub fn waits_for_datacenter(&self) -> bool {
-        self.startup_action.as_deref().unwrap_or("add") == "add"
-            && self.dpd_timeout_action.as_deref().unwrap_or("clear") == "clear"
-    }
-}
+use crate::messages::ApiConnectionState;
+use crate::messages::ApiTunnelStatus;
+use crate::messages::AwsErrorKind;
+use crate::messages::ConnectionReading;
+use crate::messages::TunnelReading;
+use crate::types::{Timestamp, TunnelId};
 
 /// What `/status` shows of the control plane as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -143,21 +51,9 @@ impl ControlPlane {
     /// Starts with no answer, for the polled connections of `config` (those with an id).
     pub fn new(config: &Config, stale_after: Duration) -> Self {
         let tunnels = config
-            .connections
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.id.is_some())
-            .flat_map(|(ci, c)| {
-                c.tunnels.iter().enumerate().map(move |(ti, t)| {
-                    (
-                        TunnelId {
-                            connection: ci,
-                            tunnel: ti,
-                        },
-                        t.name.to_string(),
-                    )
-                })
-            })
+            .tunnel_ids()
+            .filter(|id| config.connections[id.connection].id.is_some())
+            .map(|id| (id, config.tunnel(id).name.to_string()))
             .collect();
         Self {
             stale_after,
@@ -394,6 +290,11 @@ pub fn tunnel_verdict(c: &ConnectionReading, t: &TunnelReading, now: Timestamp) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages::{
+        ApiConnectionState, ApiTunnelStatus, ConnectionReading, Telemetry, TunnelOptionsReading,
+        TunnelReading,
+    };
+    use crate::types::{OutsideIp, VpnConnectionId};
 
     fn reading(
         state: ApiConnectionState,

@@ -1,7 +1,10 @@
-//! The health model, pure and sans-IO: probe results and EC2 readings in, with the time;
-//! verdicts on targets, tunnels, connections and the VPN out.
+//! The health model, pure and sans-IO: probe results and EC2 readings come in with the
+//! time they were made; verdicts on targets, tunnels, connections and the VPN come out.
 
 pub mod control_plane;
 pub mod model;
+pub mod verdict;
 
-pub use model::*;
+pub use control_plane::ControlPlane;
+pub use model::{combine_planes, HealthModel, TargetHealth, TunnelHealth};
+pub use verdict::{ConnectionState, Verdict, VpnState};

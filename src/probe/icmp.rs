@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::config::SocketKind;
-use crate::health::IcmpErrorKind;
+use crate::messages::IcmpErrorKind;
 use crate::probe::pinger::{Echo, Prober};
 
 /// The ICMP socket type actually in use.
@@ -92,10 +92,10 @@ pub enum IcmpOpenError {
 pub struct IcmpSockets {
     socket_type: SocketType,
     receive_buffer: usize,
-    current: Mutex<Generation>,
+    current: Mutex<SocketGeneration>,
 }
 
-struct Generation {
+struct SocketGeneration {
     number: u64,
     socket: Arc<EchoSocket>,
     opened: Instant,
@@ -155,7 +155,7 @@ impl IcmpSockets {
         Ok(Arc::new(Self {
             socket_type,
             receive_buffer: effective,
-            current: Mutex::new(Generation {
+            current: Mutex::new(SocketGeneration {
                 number: 0,
                 socket,
                 opened: Instant::now(),
@@ -185,7 +185,7 @@ impl IcmpSockets {
             return Ok((g.number, g.socket.clone()));
         }
         let socket = EchoSocket::open(self.socket_type, self.receive_buffer)?;
-        *g = Generation {
+        *g = SocketGeneration {
             number: g.number + 1,
             socket,
             opened: Instant::now(),
@@ -242,7 +242,7 @@ struct Waiter {
 }
 
 /// What the socket and its receive task share.
-struct Shared {
+struct ReceiveState {
     udp: UdpSocket,
     socket_type: SocketType,
     kernel_timestamps: bool,
@@ -252,7 +252,7 @@ struct Shared {
 
 /// One ICMP socket and the task that reads it; the task stops when the socket goes.
 pub struct EchoSocket {
-    shared: Arc<Shared>,
+    shared: Arc<ReceiveState>,
     receiver: tokio::task::JoinHandle<()>,
 }
 
@@ -287,7 +287,7 @@ impl EchoSocket {
         let kernel_timestamps =
             set_int_option(socket.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
         let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ReceiveState {
             udp,
             socket_type,
             kernel_timestamps,
@@ -324,7 +324,7 @@ impl EchoSocket {
     }
 }
 
-impl Shared {
+impl ReceiveState {
     /// Removes waiter `id` of `key`, unless a later probe has registered under it since.
     fn unregister(&self, key: Key, id: u64) {
         let mut waiters = self.waiters.lock().expect("waiters lock");
@@ -336,7 +336,7 @@ impl Shared {
 
 /// Removes its waiter when dropped (a failed send, a cancelled probe), unless kept.
 struct Registration<'a> {
-    shared: &'a Shared,
+    shared: &'a ReceiveState,
     key: Key,
     id: u64,
     armed: bool,
@@ -359,7 +359,7 @@ impl Drop for Registration<'_> {
 }
 
 /// Reads the socket for as long as it is open, handing each reply to its waiter.
-async fn receive(shared: Arc<Shared>) {
+async fn receive(shared: Arc<ReceiveState>) {
     let mut buf = vec![0u8; 2048];
     loop {
         let read = shared

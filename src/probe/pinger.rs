@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 use crate::config::ProbeSettings;
-use crate::health::{IcmpErrorKind, ProbeOutcome};
+use crate::messages::Observation;
+use crate::messages::{IcmpErrorKind, ProbeOutcome};
 use crate::types::TargetId;
-use crate::daemon::monitor::Observation;
 
 /// What the socket layer reports for one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::health::ProbeOutcome;
+use crate::messages::ProbeOutcome;
 
 /// How many recent probes the loss and RTT percentiles look at.
 pub const WINDOW: usize = 100;

@@ -1,0 +1,310 @@
+//! What a page says: SNS subjects, messages and attributes, and the runbook link, pure
+//! functions of a notification.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::alert::engine::{Notification, NotificationStatus};
+
+/// SNS email subjects must stay under 100 characters.
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// Reasons are cut to this length in messages (SNS allows 256 KiB; phones do not).
+const MAX_REASON_CHARS: usize = 4000;
+
+/// What a page needs to know beyond the notification.
+#[derive(Clone, Debug)]
+pub struct PageContext {
+    /// The instance the daemon runs on.
+    pub host: String,
+    /// The runbook's location.
+    pub runbook_url: String,
+}
+
+impl PageContext {
+    /// Builds the context from this machine.
+    pub fn from_machine(runbook_url: &str) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        Self {
+            host,
+            runbook_url: runbook_url.to_string(),
+        }
+    }
+
+    /// Returns the runbook section for an alert.
+    pub fn runbook(&self, n: &Notification) -> String {
+        format!(
+            "{}#{}",
+            self.runbook_url,
+            n.key.class.name().to_ascii_lowercase()
+        )
+    }
+}
+
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn place(n: &Notification) -> String {
+    match (&n.key.vpn, &n.key.tunnel) {
+        (_, Some(t)) => t.clone(),
+        (Some(v), None) => v.clone(),
+        (None, None) => "VPN".into(),
+    }
+}
+
+/// Returns the email subject: `[CRITICAL] ConnectionDown dc-primary: both tunnels down`,
+/// under 100 characters, with no control characters.
+pub fn subject(n: &Notification) -> String {
+    let tag = match n.status {
+        NotificationStatus::Resolved => "RESOLVED".to_string(),
+        NotificationStatus::Firing => n.severity.label().to_ascii_uppercase(),
+    };
+    let text = clean(&format!(
+        "[{tag}] {} {}: {}",
+        n.key.class,
+        place(n),
+        n.details.summary
+    ));
+    if text.chars().count() <= MAX_SUBJECT_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_SUBJECT_CHARS - 3).collect();
+    cut.push_str("...");
+    cut
+}
+
+fn duration_text(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Returns the message: lines a person on a phone understands, then every field as JSON.
+pub fn message(n: &Notification, ctx: &PageContext) -> String {
+    let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
+    let vpn_id = n
+        .details
+        .vpn_id
+        .as_deref()
+        .map(|id| format!(" ({id})"))
+        .unwrap_or_default();
+    let mut where_ = Vec::new();
+    if let Some(t) = &n.key.tunnel {
+        where_.push(format!("tunnel {t}"));
+    }
+    if let Some(v) = &n.key.vpn {
+        where_.push(format!("VPN connection {v}{vpn_id}"));
+    }
+    if where_.is_empty() {
+        where_.push("the whole VPN to the datacenter".into());
+    }
+    let mut text = match n.status {
+        NotificationStatus::Firing => format!(
+            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\nWhat to do: Contact the NOC; follow the runbook: {}\nReason: {}\n",
+            n.severity.label().to_ascii_uppercase(),
+            n.key.class,
+            n.details.summary,
+            where_.join(", "),
+            ctx.host,
+            n.starts_at,
+            if n.repeat { format!(" (still firing, {} so far)", duration_text(n.created_at.since(n.starts_at))) } else { String::new() },
+            ctx.runbook(n),
+            reason
+        ),
+        NotificationStatus::Resolved => {
+            let end = n.ends_at.unwrap_or(n.created_at);
+            format!(
+                "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
+                n.key.class,
+                n.details.summary,
+                where_.join(", "),
+                ctx.host,
+                n.starts_at,
+                end,
+                duration_text(end.since(n.starts_at)),
+                ctx.runbook(n),
+                reason
+            )
+        }
+    };
+    let details = json!({
+        "alert": n.key.class.name(),
+        "severity": n.severity.label(),
+        "status": status_label(n),
+        "repeat": n.repeat,
+        "vpn": n.key.vpn,
+        "vpn_id": n.details.vpn_id,
+        "tunnel": n.key.tunnel,
+        "summary": n.details.summary,
+        "reason": reason,
+        "starts_at": n.starts_at,
+        "ends_at": n.ends_at,
+        "created_at": n.created_at,
+        "host": ctx.host,
+        "runbook": ctx.runbook(n),
+    });
+    text.push_str("\n--- details (JSON) ---\n");
+    text.push_str(&serde_json::to_string_pretty(&details).unwrap_or_default());
+    text.push('\n');
+    text
+}
+
+fn status_label(n: &Notification) -> &'static str {
+    match n.status {
+        NotificationStatus::Firing => "firing",
+        NotificationStatus::Resolved => "resolved",
+    }
+}
+
+/// Returns the message attributes subscribers filter on: `severity`, `alert`, `vpn_id`,
+/// `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
+pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
+    vec![
+        ("severity", n.severity.label().to_string()),
+        ("alert", n.key.class.name().to_string()),
+        (
+            "vpn_id",
+            n.details
+                .vpn_id
+                .clone()
+                .or_else(|| n.key.vpn.clone())
+                .unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "tunnel",
+            n.key.tunnel.clone().unwrap_or_else(|| "none".into()),
+        ),
+        ("state", status_label(n).to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::engine::{AlertKey, Details};
+    use crate::types::{AlertClass, Timestamp};
+
+    fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
+        Notification {
+            key: AlertKey::connection(class, "dc-primary"),
+            severity: class.severity(),
+            status,
+            repeat: false,
+            details: Details {
+                summary: summary.into(),
+                reason: "both tunnels down (dc-primary-a down: x; dc-primary-b down: y)".into(),
+                vpn_id: Some("vpn-0123456789abcdef0".into()),
+            },
+            starts_at: Timestamp::from_secs(1_795_000_000),
+            ends_at: (status == NotificationStatus::Resolved)
+                .then(|| Timestamp::from_secs(1_795_000_750)),
+            created_at: Timestamp::from_secs(1_795_000_750),
+        }
+    }
+
+    fn ctx() -> PageContext {
+        PageContext {
+            host: "ip-10-0-1-5".into(),
+            runbook_url: "https://wiki.example/tunnelkeeper".into(),
+        }
+    }
+
+    #[test]
+    fn subjects_say_severity_alert_place_and_summary() {
+        let firing = note(
+            AlertClass::ConnectionDown,
+            NotificationStatus::Firing,
+            "both tunnels down",
+        );
+        assert_eq!(
+            subject(&firing),
+            "[CRITICAL] ConnectionDown dc-primary: both tunnels down"
+        );
+        let resolved = note(
+            AlertClass::ConnectionDown,
+            NotificationStatus::Resolved,
+            "both tunnels down",
+        );
+        assert_eq!(
+            subject(&resolved),
+            "[RESOLVED] ConnectionDown dc-primary: both tunnels down"
+        );
+    }
+
+    #[test]
+    fn subjects_stay_under_100_characters_without_control_characters() {
+        let long = note(
+            AlertClass::TunnelDown,
+            NotificationStatus::Firing,
+            &format!("line\nbreak\t{}", "x".repeat(200)),
+        );
+        let s = subject(&long);
+        assert!(s.chars().count() < 100, "{}", s.len());
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+        assert!(s.ends_with("..."));
+        let unicode = note(
+            AlertClass::TunnelDown,
+            NotificationStatus::Firing,
+            &"é".repeat(200),
+        );
+        assert!(subject(&unicode).chars().count() < 100);
+    }
+
+    #[test]
+    fn messages_open_with_what_where_since_and_what_to_do_then_json() {
+        let m = message(
+            &note(
+                AlertClass::ConnectionDown,
+                NotificationStatus::Firing,
+                "both tunnels down",
+            ),
+            &ctx(),
+        );
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(lines[0], "CRITICAL: ConnectionDown - both tunnels down.");
+        assert_eq!(
+            lines[1],
+            "Where: VPN connection dc-primary (vpn-0123456789abcdef0), seen from ip-10-0-1-5."
+        );
+        assert_eq!(lines[2], "Since: 2026-11-18T11:06:40Z.");
+        assert_eq!(lines[3], "What to do: Contact the NOC; follow the runbook: https://wiki.example/tunnelkeeper#connectiondown");
+        let json_start =
+            m.find("--- details (JSON) ---\n").unwrap() + "--- details (JSON) ---\n".len();
+        let details: serde_json::Value = serde_json::from_str(&m[json_start..]).unwrap();
+        assert_eq!(details["alert"], "ConnectionDown");
+        assert_eq!(details["vpn_id"], "vpn-0123456789abcdef0");
+        assert_eq!(details["status"], "firing");
+        let r = message(
+            &note(
+                AlertClass::ConnectionDown,
+                NotificationStatus::Resolved,
+                "both tunnels down",
+            ),
+            &ctx(),
+        );
+        assert!(r.starts_with("RESOLVED: ConnectionDown"), "{r}");
+        assert!(r.contains("(12m 30s)"), "{r}");
+    }
+
+    #[test]
+    fn attributes_support_filter_policies() {
+        let a = attributes(&note(
+            AlertClass::ConnectionDown,
+            NotificationStatus::Resolved,
+            "x",
+        ));
+        assert_eq!(
+            a,
+            vec![
+                ("severity", "critical".to_string()),
+                ("alert", "ConnectionDown".to_string()),
+                ("vpn_id", "vpn-0123456789abcdef0".to_string()),
+                ("tunnel", "none".to_string()),
+                ("state", "resolved".to_string()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! The Alertmanager sink: keeps `/api/v2/alerts` in step with the alert set, re-posting
+//! firing alerts on a timer as Alertmanager expects of its clients.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::alert::engine::Notification;
+use crate::alert::page::PageContext;
+use crate::metrics::Metrics;
+use crate::types::Timestamp;
+
+/// An alert as Alertmanager receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmAlert {
+    /// The notification it comes from (its latest).
+    pub notification: Notification,
+    /// When it resolved, if it has.
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// How often firing alerts are sent again, as Alertmanager expects of its clients.
+pub const AM_RESEND: Duration = Duration::from_secs(60);
+
+/// Builds the `/api/v2/alerts` body. Labels carry nothing instance-specific, so that the
+/// alerts of several tunnelkeepers watching the same VPN deduplicate in Alertmanager.
+pub fn alertmanager_body(
+    alerts: &[AmAlert],
+    ctx: &PageContext,
+    now: Timestamp,
+) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|a| {
+            let n = &a.notification;
+            let mut labels = serde_json::Map::new();
+            labels.insert("alertname".into(), json!(n.key.class.name()));
+            labels.insert("severity".into(), json!(n.severity.label()));
+            labels.insert("service".into(), json!("tunnelkeeper"));
+            if let Some(v) = &n.key.vpn {
+                labels.insert("vpn".into(), json!(v));
+            }
+            if let Some(id) = &n.details.vpn_id {
+                labels.insert("vpn_id".into(), json!(id));
+            }
+            if let Some(t) = &n.key.tunnel {
+                labels.insert("tunnel".into(), json!(t));
+            }
+            // A firing alert that is not re-sent expires on its own after four resends.
+            let ends = a.resolved_at.unwrap_or(now.plus(AM_RESEND * 4));
+            json!({
+                "labels": labels,
+                "annotations": {
+                    "summary": n.details.summary,
+                    "description": n.details.reason,
+                    "runbook_url": ctx.runbook(n),
+                },
+                "startsAt": n.starts_at,
+                "endsAt": ends,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items)
+}
+
+/// Keeps Alertmanager in step with the alerts: posts on every change and every
+/// [`AM_RESEND`].
+pub struct AlertmanagerSink {
+    /// Base URL (`http://host:9093`).
+    pub url: String,
+    /// Runbook and host.
+    pub ctx: PageContext,
+    /// The alerts to hold firing (and recently resolved).
+    pub alerts: watch::Receiver<Vec<AmAlert>>,
+    /// Outcome counters.
+    pub metrics: Arc<Metrics>,
+    /// The sink's label in metrics.
+    pub label: String,
+    /// Stops the task.
+    pub cancel: CancellationToken,
+}
+
+impl AlertmanagerSink {
+    /// Runs until cancelled.
+    pub async fn run(mut self) {
+        let mut resend = tokio::time::interval(AM_RESEND);
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry_soon = false;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                changed = self.alerts.changed() => if changed.is_err() { return },
+                _ = resend.tick() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)), if retry_soon => {}
+            }
+            let alerts = self.alerts.borrow_and_update().clone();
+            if alerts.is_empty() {
+                retry_soon = false;
+                continue;
+            }
+            let now = Timestamp::from_millis(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64,
+            );
+            let body = alertmanager_body(&alerts, &self.ctx, now).to_string();
+            match post_json(&self.url, "/api/v2/alerts", body).await {
+                Ok(()) => {
+                    retry_soon = false;
+                    self.metrics.notification(&self.label, "delivered");
+                }
+                Err(e) => {
+                    retry_soon = true;
+                    self.metrics.notification(&self.label, "failed");
+                    warn!(url = %self.url, error = %e, "Alertmanager did not take the alerts; retrying in 5 s");
+                }
+            }
+        }
+    }
+}
+
+/// POSTs the alerts and checks for a 2xx answer.
+async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
+    let answer = crate::http_client::call(base, path, Some(body), Duration::from_secs(10)).await?;
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::engine::{AlertKey, Details, NotificationStatus};
+    use crate::types::AlertClass;
+
+    fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
+        Notification {
+            key: AlertKey::connection(class, "dc-primary"),
+            severity: class.severity(),
+            status,
+            repeat: false,
+            details: Details {
+                summary: summary.into(),
+                reason: "both tunnels down (dc-primary-a down: x; dc-primary-b down: y)".into(),
+                vpn_id: Some("vpn-0123456789abcdef0".into()),
+            },
+            starts_at: Timestamp::from_secs(1_795_000_000),
+            ends_at: (status == NotificationStatus::Resolved)
+                .then(|| Timestamp::from_secs(1_795_000_750)),
+            created_at: Timestamp::from_secs(1_795_000_750),
+        }
+    }
+
+    fn ctx() -> PageContext {
+        PageContext {
+            host: "ip-10-0-1-5".into(),
+            runbook_url: "https://wiki.example/tunnelkeeper".into(),
+        }
+    }
+
+    #[test]
+    fn alertmanager_alerts_carry_no_instance_labels() {
+        let firing = AmAlert {
+            notification: note(
+                AlertClass::ConnectionDown,
+                NotificationStatus::Firing,
+                "both tunnels down",
+            ),
+            resolved_at: None,
+        };
+        let body = alertmanager_body(&[firing], &ctx(), Timestamp::from_secs(1_795_000_800));
+        let labels = &body[0]["labels"];
+        assert_eq!(labels["alertname"], "ConnectionDown");
+        assert_eq!(labels["severity"], "critical");
+        assert_eq!(labels["vpn_id"], "vpn-0123456789abcdef0");
+        assert!(labels.get("instance").is_none() && !labels.to_string().contains("ip-10-0-1-5"));
+        assert_eq!(
+            body[0]["endsAt"], "2026-11-18T11:24:00.000Z",
+            "now + 4 resends"
+        );
+    }
+}

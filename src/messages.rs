@@ -1,0 +1,333 @@
+//! What crosses the channels between tasks: probe outcomes from the pingers, EC2 readings
+//! from the poller, delivery reports from the sinks. Every task imports this module and it
+//! imports none of them, so no task module depends on another.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::types::{OutsideIp, TargetId, Timestamp, VpnConnectionId};
+
+/// What the pingers and the EC2 poller tell the monitor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// One probe finished.
+    Probe {
+        /// Which target.
+        target: TargetId,
+        /// Its sequence number.
+        seq: u16,
+        /// When the outcome was known.
+        at: Instant,
+        /// What happened.
+        outcome: ProbeOutcome,
+        /// How long after its scheduled time the request went out.
+        send_delay: Duration,
+    },
+    /// A reply arrived for another request than the one waited for (a late reply to an
+    /// earlier, timed-out request); it is not counted as a reply.
+    StrayReply {
+        /// Which target.
+        target: TargetId,
+    },
+    /// The pinger moved to a fresh socket after consecutive timeouts.
+    SocketReopened {
+        /// Which target.
+        target: TargetId,
+        /// Whether the new socket could be opened.
+        ok: bool,
+    },
+    /// The EC2 poller finished a call.
+    Ec2 {
+        /// When.
+        at: Instant,
+        /// What came of it.
+        result: PollResult,
+    },
+    /// A sink finished a delivery.
+    Delivery(DeliveryReport),
+    /// Ticks were skipped because the task fell behind its schedule.
+    ScheduleSlip {
+        /// Which target.
+        target: TargetId,
+        /// How many sends were skipped.
+        missed: u64,
+    },
+}
+
+/// What became of one echo request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The echo reply came back after `rtt`.
+    Reply {
+        /// Round-trip time.
+        rtt: Duration,
+    },
+    /// No reply within the timeout.
+    Timeout {
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// A router answered with an ICMP error instead of the target's reply.
+    IcmpError {
+        /// Who sent the error.
+        from: IpAddr,
+        /// What kind of error.
+        kind: IcmpErrorKind,
+    },
+    /// The request could not be sent at all (no route, socket error).
+    SendFailed {
+        /// What the OS said.
+        error: String,
+    },
+}
+
+impl ProbeOutcome {
+    /// Returns a bounded label for metrics: `reply`, `timeout`, `unreachable`,
+    /// `time_exceeded`, `icmp_other` or `send_failed`.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            ProbeOutcome::Reply { .. } => "reply",
+            ProbeOutcome::Timeout { .. } => "timeout",
+            ProbeOutcome::IcmpError { kind, .. } => kind.label(),
+            ProbeOutcome::SendFailed { .. } => "send_failed",
+        }
+    }
+}
+
+impl fmt::Display for ProbeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeOutcome::Reply { rtt } => write!(f, "reply in {rtt:?}"),
+            ProbeOutcome::Timeout { after } => {
+                write!(f, "no reply within {}", humantime::format_duration(*after))
+            }
+            ProbeOutcome::IcmpError { from, kind } => write!(f, "{kind} (ICMP from {from})"),
+            ProbeOutcome::SendFailed { error } => write!(f, "send failed: {error}"),
+        }
+    }
+}
+
+/// The ICMP errors a router may send back in place of an echo reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpErrorKind {
+    /// Destination unreachable, with its code (0 net, 1 host, 3 port, 13 prohibited...).
+    Unreachable {
+        /// The ICMP code.
+        code: u8,
+    },
+    /// TTL exceeded in transit (a routing loop, often).
+    TimeExceeded,
+    /// Any other ICMP type.
+    Other {
+        /// The ICMP type.
+        icmp_type: u8,
+        /// The ICMP code.
+        code: u8,
+    },
+}
+
+impl IcmpErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            IcmpErrorKind::Unreachable { .. } => "unreachable",
+            IcmpErrorKind::TimeExceeded => "time_exceeded",
+            IcmpErrorKind::Other { .. } => "icmp_other",
+        }
+    }
+}
+
+impl fmt::Display for IcmpErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IcmpErrorKind::Unreachable { code } => {
+                let what = match code {
+                    0 => "network unreachable",
+                    1 => "host unreachable",
+                    3 => "port unreachable",
+                    9 | 10 | 13 => "administratively prohibited",
+                    _ => "destination unreachable",
+                };
+                write!(f, "{what} (code {code})")
+            }
+            IcmpErrorKind::TimeExceeded => f.write_str("TTL exceeded in transit"),
+            IcmpErrorKind::Other { icmp_type, code } => {
+                write!(f, "ICMP type {icmp_type} code {code}")
+            }
+        }
+    }
+}
+
+/// What one poll produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PollResult {
+    /// A good answer, one reading per polled connection.
+    Answer(Vec<ConnectionReading>),
+    /// A failed call.
+    Failed {
+        /// Its kind.
+        kind: AwsErrorKind,
+        /// What the SDK said (no response body: it may hold secrets).
+        message: String,
+    },
+}
+
+/// Why an AWS call failed, in bounded kinds for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AwsErrorKind {
+    /// `RequestLimitExceeded`.
+    Throttled,
+    /// HTTP 5xx.
+    ServerError,
+    /// No answer in time.
+    Timeout,
+    /// Credentials missing, expired or not allowed.
+    Auth,
+    /// An answer the SDK could not read.
+    Unparsable,
+    /// A configured connection id does not exist.
+    NotFound,
+    /// Could not connect.
+    Network,
+    /// Anything else.
+    Other,
+}
+
+impl AwsErrorKind {
+    /// Every kind, for creating metric series at zero.
+    pub const ALL: [AwsErrorKind; 8] = [
+        AwsErrorKind::Throttled,
+        AwsErrorKind::ServerError,
+        AwsErrorKind::Timeout,
+        AwsErrorKind::Auth,
+        AwsErrorKind::Unparsable,
+        AwsErrorKind::NotFound,
+        AwsErrorKind::Network,
+        AwsErrorKind::Other,
+    ];
+
+    /// Returns the metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::ServerError => "server_error",
+            AwsErrorKind::Timeout => "timeout",
+            AwsErrorKind::Auth => "auth",
+            AwsErrorKind::Unparsable => "unparsable",
+            AwsErrorKind::NotFound => "not_found",
+            AwsErrorKind::Network => "network",
+            AwsErrorKind::Other => "other",
+        }
+    }
+}
+
+/// The state EC2 gives a VPN connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiConnectionState {
+    /// In service.
+    Available,
+    /// Being created.
+    Pending,
+    /// Being deleted.
+    Deleting,
+    /// Deleted.
+    Deleted,
+    /// A value this build does not know: never taken for up.
+    Unknown(String),
+    /// The connection was not in the answer at all.
+    Missing,
+}
+
+/// The status EC2 telemetry gives a tunnel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiTunnelStatus {
+    /// `UP`.
+    Up,
+    /// `DOWN`.
+    Down,
+    /// A value this build does not know: never taken for up.
+    Unknown(String),
+    /// No status in the telemetry.
+    Missing,
+}
+
+/// One configured connection as EC2 described it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionReading {
+    /// Position of the connection in the config.
+    #[serde(skip)]
+    pub connection: usize,
+    /// Its id.
+    pub id: VpnConnectionId,
+    /// Its state.
+    pub state: ApiConnectionState,
+    /// True for static routing (no BGP: accepted routes mean nothing).
+    pub static_routes_only: bool,
+    /// Per configured tunnel, in config order.
+    pub tunnels: Vec<TunnelReading>,
+    /// The outside IPs EC2 listed for this connection.
+    pub listed_outside_ips: Vec<String>,
+}
+
+/// One configured tunnel as EC2 described it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TunnelReading {
+    /// The configured outside IP it was joined on.
+    pub outside_ip: Option<OutsideIp>,
+    /// VgwTelemetry for that outside IP, if listed.
+    pub telemetry: Option<Telemetry>,
+    /// TunnelOptions for that outside IP, if listed.
+    pub options: Option<TunnelOptionsReading>,
+}
+
+/// The telemetry fields tunnelkeeper uses.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Telemetry {
+    /// UP/DOWN.
+    pub status: ApiTunnelStatus,
+    /// AWS's text, on error.
+    pub status_message: Option<String>,
+    /// When IKE/IPsec/BGP last changed.
+    pub last_status_change: Option<Timestamp>,
+    /// BGP routes accepted.
+    pub accepted_route_count: Option<i32>,
+}
+
+/// The tunnel options that decide how a dropped tunnel comes back.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TunnelOptionsReading {
+    /// `add` (default: wait for the customer gateway) or `start`.
+    pub startup_action: Option<String>,
+    /// `clear` (default), `none` or `restart`.
+    pub dpd_timeout_action: Option<String>,
+    /// Dead peer detection timeout.
+    pub dpd_timeout_seconds: Option<i32>,
+    /// IKE versions allowed.
+    pub ike_versions: Vec<String>,
+}
+
+impl TunnelOptionsReading {
+    /// True when a dropped tunnel stays down until the datacenter sends traffic:
+    /// `StartupAction=add` with `DpdTimeoutAction=clear` (both AWS's defaults).
+    pub fn waits_for_datacenter(&self) -> bool {
+        self.startup_action.as_deref().unwrap_or("add") == "add"
+            && self.dpd_timeout_action.as_deref().unwrap_or("clear") == "clear"
+    }
+}
+
+/// What became of one delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryReport {
+    /// The outbox id.
+    pub id: u64,
+    /// The sink index.
+    pub sink: usize,
+    /// `Ok`, or the failure's kind label and message.
+    pub result: Result<(), (&'static str, String)>,
+}
