@@ -41,3 +41,22 @@ impl Default for Heartbeat {
         Self::new()
     }
 }
+
+/// A loop the watchdog watches, with how long it may stay silent.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    /// Its name, for the log.
+    pub name: &'static str,
+    /// Its heartbeat.
+    pub heartbeat: Heartbeat,
+    /// The longest silence that is still progress.
+    pub max_silence: Duration,
+}
+
+/// Returns the first loop silent for too long, if any (pure: silences are passed in).
+pub fn stalled(loops: &[(&'static str, Duration, Duration)]) -> Option<&'static str> {
+    loops
+        .iter()
+        .find(|(_, silence, max)| silence > max)
+        .map(|(name, _, _)| *name)
+}

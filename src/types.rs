@@ -177,10 +177,11 @@ impl Clock {
 /// The kinds of alert, each with a fixed severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AlertClass {
-    /// A tunnel is down (either plane).
+    /// A tunnel is down, whichever plane saw it first: one outage is one alert, whatever
+    /// the planes do during it. (Releases before 0.2 split off `DataPlaneDead` for "AWS
+    /// says UP, pinned targets unreachable"; a state file naming it loads as this class.)
+    #[serde(alias = "DataPlaneDead")]
     TunnelDown,
-    /// AWS says a tunnel is up but its pinned targets are unreachable.
-    DataPlaneDead,
     /// Both tunnels of one connection are down.
     ConnectionDown,
     /// No working path to the datacenter.
@@ -193,9 +194,8 @@ pub enum AlertClass {
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 6] = [
+    pub const ALL: [AlertClass; 5] = [
         AlertClass::TunnelDown,
-        AlertClass::DataPlaneDead,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
         AlertClass::TunnelFlapping,
@@ -207,7 +207,6 @@ impl AlertClass {
         match self {
             AlertClass::ConnectionDown | AlertClass::VpnUnreachable => Severity::Critical,
             AlertClass::TunnelDown
-            | AlertClass::DataPlaneDead
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable => Severity::Warning,
         }
@@ -217,7 +216,6 @@ impl AlertClass {
     pub fn name(self) -> &'static str {
         match self {
             AlertClass::TunnelDown => "TunnelDown",
-            AlertClass::DataPlaneDead => "DataPlaneDead",
             AlertClass::ConnectionDown => "ConnectionDown",
             AlertClass::VpnUnreachable => "VpnUnreachable",
             AlertClass::TunnelFlapping => "TunnelFlapping",

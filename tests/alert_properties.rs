@@ -19,8 +19,6 @@ fn universe() -> Vec<AlertKey> {
         AlertKey::connection(AlertClass::ConnectionDown, "dc2"),
         AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-a"),
         AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-b"),
-        AlertKey::tunnel(AlertClass::DataPlaneDead, "dc", "dc-b"),
-        AlertKey::tunnel(AlertClass::DataPlaneDead, "dc", "dc-a"),
         AlertKey::tunnel(AlertClass::TunnelDown, "dc2", "dc2-a"),
         AlertKey::tunnel(AlertClass::TunnelFlapping, "dc", "dc-a"),
         AlertKey::global(AlertClass::ControlPlaneUnavailable),
@@ -51,6 +49,7 @@ fn rules() -> impl Strategy<Value = AlertRules> {
             group_wait: Duration::from_secs(k / 10),
             repeat_interval: Duration::from_secs(r),
             send_resolved: true,
+            release_wait: Duration::from_secs(k / 20),
         })
 }
 
@@ -78,10 +77,7 @@ fn conditions(active: u16, unknown: u16) -> Conditions {
 /// What would inhibit `key`, if firing.
 fn inhibitors(key: &AlertKey) -> Vec<AlertKey> {
     let mut out = Vec::new();
-    let tunnel_level = matches!(
-        key.class,
-        AlertClass::TunnelDown | AlertClass::DataPlaneDead
-    );
+    let tunnel_level = key.class == AlertClass::TunnelDown;
     if tunnel_level || key.class == AlertClass::ConnectionDown {
         out.push(AlertKey::global(AlertClass::VpnUnreachable));
     }

@@ -1,8 +1,9 @@
 //! End-to-end scenarios in the tunnel lab: the real daemon inside a `vpc` namespace, two
 //! tunnel routers and a datacenter namespace, the AWS double (EC2 and SNS) inside the vpc,
 //! tunnels broken with nftables, routes and links. Each scenario asserts on `/health`,
-//! `/status` and the pages the SNS double received. Needs root (network namespaces); where
-//! it cannot run, each test says so loudly, and fails under CI.
+//! `/status` and the pages the SNS double received. Needs root (network namespaces) and
+//! iproute2, nftables, util-linux and procps: every test is `#[ignore]`d by default, and run
+//! with `--include-ignored` it fails, saying why, where the lab cannot run.
 
 mod common;
 #[path = "support/netlab.rs"]
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{aws_double_binary, aws_env, binary, temp_dir, write_temp, AwsDouble, Daemon};
-use netlab::{available, Lab, PINNED_A, PINNED_B, SHARED};
+use netlab::{need_lab, Lab, PINNED_A, PINNED_B, SHARED};
 use serde_json::Value;
 
 const ID: &str = "vpn-0123456789abcdef0";
@@ -43,7 +44,8 @@ struct Scenario {
 
 fn config_text(double_port: u16, mode: Mode, alerts: &str, ec2: bool) -> String {
     // Without an id the connection is only pinged: AWS's view stays unknown, and a
-    // blackholed tunnel is plain TunnelDown (with AWS saying UP it would be DataPlaneDead).
+    // blackholed tunnel is plain TunnelDown (with AWS saying UP it is the same TunnelDown,
+    // its summary saying that AWS reports UP).
     let id = if ec2 {
         format!("id = \"{ID}\"")
     } else {
@@ -321,10 +323,9 @@ fn blackhole_one_tunnel(mode: Mode) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn all_healthy_for_a_while_is_ok_without_pages() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup(Mode::RawRoot, "");
     std::thread::sleep(Duration::from_secs(6));
     let (status, body) = s.health();
@@ -339,18 +340,16 @@ fn all_healthy_for_a_while_is_ok_without_pages() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn a_blackholed_tunnel_pages_once_within_the_bound_as_root_with_raw_icmp() {
-    if !available() {
-        return;
-    }
+    need_lab();
     blackhole_one_tunnel(Mode::RawRoot);
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn unprivileged_dgram_icmp_gives_the_same_results_as_raw_root() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let (raw_pages, raw_health) = blackhole_one_tunnel(Mode::RawRoot);
     let (dgram_pages, dgram_health) = blackhole_one_tunnel(Mode::DgramUnprivileged);
     assert_eq!(raw_pages, dgram_pages);
@@ -358,10 +357,9 @@ fn unprivileged_dgram_icmp_gives_the_same_results_as_raw_root() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn both_tunnels_blackholed_is_critical_with_exactly_one_critical_page() {
-    if !available() {
-        return;
-    }
+    need_lab();
     // A moment of group_wait lets the connection's verdict inhibit the first tunnel's page.
     let s = setup(Mode::RawRoot, "group_wait = \"1s\"");
     s.lab.blackhole(1);
@@ -402,10 +400,9 @@ fn both_tunnels_blackholed_is_critical_with_exactly_one_critical_page() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn thirty_percent_loss_does_not_flood_the_noc() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup(Mode::RawRoot, "keep_firing_for = \"1m\"");
     s.lab.loss(1, 30);
     std::thread::sleep(Duration::from_secs(30));
@@ -436,10 +433,9 @@ fn thirty_percent_loss_does_not_flood_the_noc() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn a_flapping_tunnel_pages_one_tunnel_flapping_not_dozens() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup(Mode::RawRoot, "");
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
@@ -460,10 +456,9 @@ fn a_flapping_tunnel_pages_one_tunnel_flapping_not_dozens() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn aws_down_while_pings_pass_and_aws_up_while_pings_fail() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup_with_ec2("");
     ec2(&s.double, "DOWN", "UP");
     // One poll interval (5 s, plus up to a tenth of jitter).
@@ -483,7 +478,7 @@ fn aws_down_while_pings_pass_and_aws_up_while_pings_fail() {
     assert_eq!(pages.len(), 3, "{pages:?}");
     assert!(
         pages[2].starts_with(
-            "[WARNING] DataPlaneDead dc-b: AWS reports UP but pinned targets are unreachable"
+            "[WARNING] TunnelDown dc-b: AWS reports UP but pinned targets are unreachable"
         ),
         "{pages:?}"
     );
@@ -495,10 +490,9 @@ fn aws_down_while_pings_pass_and_aws_up_while_pings_fail() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn ec2_throttling_keeps_probing_and_paging_and_goes_stale_not_down() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup_with_ec2("");
     s.double.fail("ec2", "throttle", None);
     s.lab.blackhole(1);
@@ -509,9 +503,9 @@ fn ec2_throttling_keeps_probing_and_paging_and_goes_stale_not_down() {
         "paging goes on: {pages:?}; log:\n{}",
         s.daemon.log()
     );
-    // AWS's last good answer says UP, so the dead tunnel is DataPlaneDead.
+    // AWS's last good answer says UP: the dead tunnel is TunnelDown, saying so.
     assert!(
-        pages[0].starts_with("[WARNING] DataPlaneDead dc-a"),
+        pages[0].starts_with("[WARNING] TunnelDown dc-a: AWS reports UP"),
         "{pages:?}"
     );
     s.wait_health(Duration::from_secs(25), |_, b| {
@@ -535,10 +529,9 @@ fn ec2_throttling_keeps_probing_and_paging_and_goes_stale_not_down() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn sns_down_during_an_outage_then_kill_9_pages_once_after_restart() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let mut s = setup(Mode::RawRoot, "");
     s.double.fail("sns", "server_error", None);
     s.lab.blackhole(1);
@@ -563,10 +556,9 @@ fn sns_down_during_an_outage_then_kill_9_pages_once_after_restart() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn a_link_taken_down_and_brought_back_with_its_routes() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let s = setup(Mode::RawRoot, "");
     s.lab.link_down(2);
     s.wait_health(BOUND * 2, |_, b| {
@@ -583,10 +575,9 @@ fn a_link_taken_down_and_brought_back_with_its_routes() {
 /// Repeated breaks of tunnel A: time from the break to the page at the SNS double and to
 /// `/health` turning, printed as p50/max (BENCHMARKS.md records a run).
 #[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn detection_latency_over_repeated_breaks() {
-    if !available() {
-        return;
-    }
+    need_lab();
     let runs: usize = std::env::var("TK_LAB_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

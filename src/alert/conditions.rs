@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
 use crate::config::Config;
-use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
+use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
 use crate::types::AlertClass;
 use crate::types::{Timestamp, TunnelId};
 
-/// Counts each tunnel's changes between up and down within a sliding window.
+/// Counts each tunnel's drops (up to down) within a sliding window.
 #[derive(Clone, Debug)]
 pub struct FlapTracker {
     window: Duration,
@@ -19,7 +19,7 @@ pub struct FlapTracker {
 }
 
 impl FlapTracker {
-    /// Tracks every tunnel of `config`: `threshold` changes within `window` is flapping.
+    /// Tracks every tunnel of `config`: `threshold` drops within `window` is flapping.
     pub fn new(config: &Config, threshold: u32, window: Duration) -> Self {
         let tunnels = config
             .tunnel_ids()
@@ -41,7 +41,9 @@ impl FlapTracker {
                 Verdict::Unknown { .. } => None,
             };
             if let Some(up) = up {
-                if last.is_some_and(|l| l != up) {
+                // Only drops count: a flap is announced when the tunnel goes down again,
+                // never in the instant it comes back.
+                if *last == Some(true) && !up {
                     changes.push_back(now);
                 }
                 *last = Some(up);
@@ -73,7 +75,7 @@ impl FlapTracker {
         }
     }
 
-    /// Returns how many changes a tunnel made within the window, if that is flapping.
+    /// Returns how many times a tunnel dropped within the window, if that is flapping.
     pub fn flapping(&self, id: TunnelId) -> Option<usize> {
         self.tunnels
             .iter()
@@ -109,16 +111,25 @@ fn short(reason: &str) -> String {
     s.chars().take(80).collect()
 }
 
-/// Derives every alert condition from the model as of `now`. `control_unavailable` is how
-/// long EC2 has been failing, with the last error, when it has been for longer than the limit.
+/// Derives every alert condition from the model. `control_unavailable` is since when EC2
+/// has been failing, with the last error, once that has lasted longer than the limit.
+///
+/// One continuous outage of a tunnel is one `TunnelDown`, whichever plane saw it first and
+/// whatever the planes do meanwhile: the reason says which plane, the identity does not.
+/// Details never carry counters or elapsed times, so a steady outage changes nothing.
 pub fn conditions(
     config: &Config,
     model: &HealthModel,
+    control: Option<&ControlPlane>,
     flaps: &FlapTracker,
-    control_unavailable: Option<(Duration, String)>,
+    control_unavailable: Option<(Timestamp, String)>,
 ) -> Conditions {
     let mut out = Conditions::new();
+    // Whether some tunnel's end is not known because AWS is silent: the alerts above it
+    // hold too, rather than resolve on a half-known picture.
+    let mut any_held = false;
     for (ci, c) in config.connections.iter().enumerate() {
+        let mut connection_held = false;
         let vpn = c.name.as_str();
         let vpn_id = c.id.as_ref().map(|id| id.to_string());
         for (ti, t) in c.tunnels.iter().enumerate() {
@@ -127,21 +138,11 @@ pub fn conditions(
                 tunnel: ti,
             };
             let tunnel = model.tunnel(id);
-            let down_key = AlertKey::tunnel(AlertClass::TunnelDown, vpn, t.name.as_str());
-            let dead_key = AlertKey::tunnel(AlertClass::DataPlaneDead, vpn, t.name.as_str());
+            let key = AlertKey::tunnel(AlertClass::TunnelDown, vpn, t.name.as_str());
+            let down = tunnel.verdict.is_down();
             match &tunnel.verdict {
                 Verdict::Down { reason, .. } => {
-                    let dead = tunnel.control_plane.is_up() && tunnel.data_plane.is_down();
-                    if !dead
-                        && matches!(tunnel.control_plane, Verdict::Unknown { .. })
-                        && tunnel.data_plane.is_down()
-                    {
-                        // AWS's view went stale: whether it still says UP is unknown, so a
-                        // DataPlaneDead alert holds (and inhibits the TunnelDown below).
-                        out.insert(dead_key.clone(), Condition::Unknown);
-                    }
-                    let key = if dead { dead_key } else { down_key };
-                    let summary = if dead {
+                    let summary = if tunnel.control_plane.is_up() {
                         "AWS reports UP but pinned targets are unreachable".to_string()
                     } else {
                         short(reason)
@@ -149,28 +150,49 @@ pub fn conditions(
                     out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
                 }
                 Verdict::Unknown { .. } => {
-                    out.insert(down_key, Condition::Unknown);
-                    out.insert(dead_key, Condition::Unknown);
+                    out.insert(key, Condition::Unknown);
                 }
-                Verdict::Up { .. } => {}
+                Verdict::Up { .. } => {
+                    // Pings pass, but AWS has not answered since a restart, or went quiet
+                    // after saying DOWN: whether an outage is over is not known yet, so an
+                    // alert holds (a new one does not start).
+                    let aws_silent = matches!(tunnel.control_plane, Verdict::Unknown { .. })
+                        && control.is_some_and(|cp| {
+                            cp.polls(id)
+                                && (!cp.has_succeeded()
+                                    || (cp.is_stale() && cp.last_answer_said_down(id)))
+                        });
+                    if aws_silent {
+                        connection_held = true;
+                        out.insert(key, Condition::Unknown);
+                    }
+                }
             }
-            if let Some(changes) = flaps.flapping(id) {
-                out.insert(
-                    AlertKey::tunnel(AlertClass::TunnelFlapping, vpn, t.name.as_str()),
-                    active(
-                        format!(
-                            "changed state {changes} times in {}",
-                            humantime::format_duration(flaps.window())
+            let flap_key = AlertKey::tunnel(AlertClass::TunnelFlapping, vpn, t.name.as_str());
+            match (flaps.flapping(id), down) {
+                (Some(drops), true) => {
+                    out.insert(
+                        flap_key,
+                        active(
+                            format!(
+                                "dropped {drops} times in {}",
+                                humantime::format_duration(flaps.window())
+                            ),
+                            format!(
+                                "tunnel {} went down {drops} times within {}",
+                                t.name,
+                                humantime::format_duration(flaps.window())
+                            ),
+                            vpn_id.clone(),
                         ),
-                        format!(
-                            "tunnel {} went up and down {changes} times within {}; now {}",
-                            t.name,
-                            humantime::format_duration(flaps.window()),
-                            tunnel.verdict.label()
-                        ),
-                        vpn_id.clone(),
-                    ),
-                );
+                    );
+                }
+                // Flapping but up right now, or calm again but still down: a flapping alert
+                // holds (no page at a recovery, no "resolved" mid-outage), none starts.
+                (Some(_), false) | (None, true) => {
+                    out.insert(flap_key, Condition::Unknown);
+                }
+                (None, false) => {}
             }
         }
         let key = AlertKey::connection(AlertClass::ConnectionDown, vpn);
@@ -186,8 +208,13 @@ pub fn conditions(
             ConnectionState::Unknown { .. } => {
                 out.insert(key, Condition::Unknown);
             }
-            ConnectionState::Healthy { .. } | ConnectionState::Degraded { .. } => {}
+            ConnectionState::Healthy { .. } | ConnectionState::Degraded { .. } => {
+                if connection_held {
+                    out.insert(key, Condition::Unknown);
+                }
+            }
         }
+        any_held |= connection_held;
     }
     let key = AlertKey::global(AlertClass::VpnUnreachable);
     match model.vpn() {
@@ -200,20 +227,18 @@ pub fn conditions(
         VpnState::Starting => {
             out.insert(key, Condition::Unknown);
         }
-        VpnState::Ok { .. } | VpnState::Degraded { .. } => {}
+        VpnState::Ok { .. } | VpnState::Degraded { .. } => {
+            if any_held {
+                out.insert(key, Condition::Unknown);
+            }
+        }
     }
-    if let Some((failing_for, error)) = control_unavailable {
+    if let Some((since, error)) = control_unavailable {
         out.insert(
             AlertKey::global(AlertClass::ControlPlaneUnavailable),
             active(
-                format!(
-                    "EC2 API failing for {}",
-                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
-                ),
-                format!(
-                    "DescribeVpnConnections has failed for {}; last error: {error}",
-                    humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
-                ),
+                format!("EC2 API failing since {since}"),
+                format!("DescribeVpnConnections has failed since {since}; last error: {error}"),
                 None,
             ),
         );

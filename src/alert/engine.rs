@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -304,26 +305,28 @@ impl AlertEngine {
             }
         }
         // Notify firing alerts that are due and neither inhibited nor silenced.
-        let due: Vec<AlertKey> = self
-            .alerts
-            .values()
-            .filter(|a| match a.state {
-                AlertState::Firing {
-                    last_notified: None,
-                    visible_since,
-                    ..
-                } => visible_since.is_some_and(|v| now.since(v) >= self.rules.group_wait),
-                AlertState::Firing {
-                    last_notified: Some(t),
-                    ..
-                } => now.since(t) >= self.rules.repeat_interval,
-                AlertState::Pending { .. } => false,
-            })
-            .filter(|a| self.muted_by(&a.key, now).is_none())
-            // A condition nobody can see right now (just restarted) pages nothing, repeats included.
-            .filter(|a| !matches!(conditions.get(&a.key), Some(Condition::Unknown)))
-            .map(|a| a.key.clone())
-            .collect();
+        let due: Vec<AlertKey> =
+            self.alerts
+                .values()
+                .filter(|a| match a.state {
+                    AlertState::Firing {
+                        last_notified: None,
+                        visible_since,
+                        fired_at,
+                        ..
+                    } => visible_since
+                        .is_some_and(|v| now.since(v) >= self.first_page_wait(fired_at, v)),
+                    AlertState::Firing {
+                        last_notified: Some(t),
+                        ..
+                    } => now.since(t) >= self.rules.repeat_interval,
+                    AlertState::Pending { .. } => false,
+                })
+                .filter(|a| self.muted_by(&a.key, now).is_none())
+                // A condition nobody can see right now (just restarted) pages nothing, repeats included.
+                .filter(|a| !matches!(conditions.get(&a.key), Some(Condition::Unknown)))
+                .map(|a| a.key.clone())
+                .collect();
         for key in due {
             let alert = self.alerts.get_mut(&key).expect("collected from the map");
             let AlertState::Firing {
@@ -346,6 +349,17 @@ impl AlertEngine {
                 ends_at: None,
                 created_at: now,
             });
+        }
+    }
+
+    /// How long a firing alert waits, from when it became visible, before its first page:
+    /// `group_wait`, and at least `release_wait` when it was muted at first (the bigger
+    /// outage that muted it has just cleared, and its own tunnel may be a moment behind).
+    pub fn first_page_wait(&self, fired_at: Timestamp, visible_since: Timestamp) -> Duration {
+        if visible_since > fired_at {
+            self.rules.group_wait.max(self.rules.release_wait)
+        } else {
+            self.rules.group_wait
         }
     }
 
@@ -372,10 +386,7 @@ impl AlertEngine {
             )
         };
         let vpn_unreachable = AlertKey::global(AlertClass::VpnUnreachable);
-        let tunnel_level = matches!(
-            key.class,
-            AlertClass::TunnelDown | AlertClass::DataPlaneDead
-        );
+        let tunnel_level = key.class == AlertClass::TunnelDown;
         if (tunnel_level || key.class == AlertClass::ConnectionDown) && firing(&vpn_unreachable) {
             return self.alerts.get_key_value(&vpn_unreachable).map(|(k, _)| k);
         }
@@ -384,13 +395,6 @@ impl AlertEngine {
                 let connection_down = AlertKey::connection(AlertClass::ConnectionDown, vpn);
                 if firing(&connection_down) {
                     return self.alerts.get_key_value(&connection_down).map(|(k, _)| k);
-                }
-                if let (AlertClass::TunnelDown, Some(tunnel)) = (key.class, &key.tunnel) {
-                    // The same tunnel's more specific alert already said it.
-                    let dead = AlertKey::tunnel(AlertClass::DataPlaneDead, vpn, tunnel);
-                    if firing(&dead) {
-                        return self.alerts.get_key_value(&dead).map(|(k, _)| k);
-                    }
                 }
                 if let Some(tunnel) = &key.tunnel {
                     // A flapping tunnel would otherwise page on every flap.
@@ -425,8 +429,9 @@ impl AlertEngine {
             AlertState::Firing {
                 last_notified: None,
                 visible_since,
+                fired_at,
                 ..
-            } => visible_since.map(|v| v.plus(self.rules.group_wait)),
+            } => visible_since.map(|v| v.plus(self.first_page_wait(fired_at, v))),
         });
         // Deadlines already past (under an unknown condition, say) are not wake-ups.
         let alerts = alerts.filter(|t| *t > now);

@@ -8,3 +8,4 @@ pub mod page;
 pub mod router;
 pub mod sinks;
 pub mod state_file;
+pub mod state_writer;

@@ -8,10 +8,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
 
 use crate::alert::conditions::{conditions, FlapTracker};
-use crate::alert::engine::{AlertEngine, AlertState, NotificationStatus};
+use crate::alert::engine::{AlertEngine, AlertKey, AlertState, NotificationStatus};
 use crate::alert::outbox::{Delivery, Outbox};
 use crate::alert::sinks::AmAlert;
-use crate::alert::state_file::{SavedState, StateStore, VERSION};
+use crate::alert::state_file::{SavedState, VERSION};
+use crate::alert::state_writer::StateWriter;
 use crate::config::{Config, SinkKind};
 use crate::health::control_plane::ControlPlane;
 use crate::health::HealthModel;
@@ -38,13 +39,15 @@ pub struct Alerting {
     engine: AlertEngine,
     flaps: FlapTracker,
     outbox: Outbox,
-    store: StateStore,
+    writer: StateWriter,
     sinks: Vec<SinkHandle>,
     am_resolved: Vec<AmAlert>,
     am_active: std::collections::BTreeMap<crate::alert::engine::AlertKey, AmAlert>,
     metrics: Arc<Metrics>,
     jitter: Jitter,
-    saved: Option<SavedState>,
+    /// What the last save held, as alert keys and states (never details, which carry
+    /// reasons) and the outbox: a save happens only when this changes.
+    saved: Option<Fingerprint>,
     /// Alerts restored from disk, held until every input has reported once (or the
     /// deadline passes): right after a restart the model knows too little to clear them.
     restored: Vec<crate::alert::engine::AlertKey>,
@@ -56,7 +59,7 @@ impl Alerting {
     pub fn new(
         config: Arc<Config>,
         saved: Option<SavedState>,
-        store: StateStore,
+        writer: StateWriter,
         sinks: Vec<SinkHandle>,
         metrics: Arc<Metrics>,
         started: Timestamp,
@@ -64,35 +67,37 @@ impl Alerting {
         let a = &config.alerts;
         let mut engine = AlertEngine::new(a.rules.clone(), a.silences.clone());
         let mut outbox = Outbox::default();
-        if let Some(saved) = saved.clone() {
+        let mut saved_fingerprint = None;
+        if let Some(saved) = saved {
             // Alerts about tunnels no longer configured resolve at the first evaluation
             // (their condition is gone), with a resolved page if they had paged.
             engine.restore(saved.alerts);
             outbox = saved.outbox;
             outbox.remap_sinks(|d| a.sinks.iter().position(|s| s.kind.identity() == d.sink_id));
+            saved_fingerprint = Some(fingerprint(&engine, &outbox));
         }
         let flaps = FlapTracker::new(&config, a.flap_changes, a.flap_window);
         let restored: Vec<_> = engine.alerts().map(|a| a.key.clone()).collect();
-        let hold = config
-            .aws
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(30), |aws| {
-                (aws.poll_interval * 2 + crate::aws::call_timeout(aws))
-                    .max(std::time::Duration::from_secs(30))
-            });
+        // Long enough for the first probe rounds and, where EC2 is polled, two polls.
+        let polled = config.connections.iter().any(|c| c.id.is_some());
+        let hold = match &config.aws {
+            Some(aws) if polled => (aws.poll_interval * 2 + crate::aws::call_timeout(aws))
+                .max(std::time::Duration::from_secs(30)),
+            Some(_) | None => std::time::Duration::from_secs(30),
+        };
         let hold_restored_until = (!restored.is_empty()).then(|| started.plus(hold));
         let alerting = Self {
             config,
             engine,
             flaps,
             outbox,
-            store,
+            writer,
             sinks,
             am_resolved: Vec::new(),
             am_active: Default::default(),
             metrics,
             jitter: Jitter::seeded(),
-            saved,
+            saved: saved_fingerprint,
             restored,
             hold_restored_until,
         };
@@ -100,13 +105,14 @@ impl Alerting {
         alerting
     }
 
-    /// Builds the alerting of a reloaded config from the previous generation's: alerts and
-    /// undelivered notifications carry over (to the same sinks, where they still exist),
-    /// and so does the flap history of tunnels that are still configured.
+    /// Builds the alerting of a reloaded config from the previous generation's: alerts
+    /// (pending ones with their `since`) and undelivered notifications carry over (to the
+    /// same sinks, where they still exist), and so does the flap history of tunnels that
+    /// are still configured.
     pub fn resume(
         previous: Alerting,
         config: Arc<Config>,
-        store: StateStore,
+        writer: StateWriter,
         sinks: Vec<SinkHandle>,
         metrics: Arc<Metrics>,
         now: Timestamp,
@@ -121,15 +127,15 @@ impl Alerting {
                 .iter()
                 .position(|s| s.kind.identity() == d.sink_id)
         });
-        let saved = SavedState {
-            version: VERSION,
-            saved_at: None,
-            alerts: previous.engine.alerts().cloned().collect(),
-            outbox,
-        };
-        let mut next = Alerting::new(config.clone(), Some(saved), store, sinks, metrics, now);
-        // The model carried over too: nothing to hold back.
-        next.hold_restored_until = None;
+        let mut next = Alerting::new(config.clone(), None, writer, sinks, metrics, now);
+        // The engine goes on as it was, under the new rules: a reload in the middle of a
+        // `for` wait neither restarts the wait nor moves the alert's since. The model
+        // carried over too, so nothing is held back.
+        next.engine = previous.engine;
+        next.engine
+            .set_rules(config.alerts.rules.clone(), config.alerts.silences.clone());
+        next.outbox = outbox;
+        next.saved = previous.saved;
         next.flaps.adopt(&previous.flaps, &old_config, &config);
         next.am_resolved = previous.am_resolved;
         next.am_active = previous.am_active;
@@ -150,8 +156,14 @@ impl Alerting {
         self.flaps.update(model, now);
         let unavailable = control
             .and_then(|c| c.failing_for(now))
-            .filter(|(d, _)| *d > self.config.alerts.control_plane_unavailable_after);
-        let mut conditions = conditions(&self.config, model, &self.flaps, unavailable);
+            .filter(|(d, _)| *d > self.config.alerts.control_plane_unavailable_after)
+            .map(|(d, error)| {
+                (
+                    Timestamp::from_millis(now.as_millis() - d.as_millis() as u64),
+                    error,
+                )
+            });
+        let mut conditions = conditions(&self.config, model, control, &self.flaps, unavailable);
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
@@ -244,7 +256,6 @@ impl Alerting {
             a.resolved_at
                 .is_some_and(|t| now.since(t) < AM_KEEP_RESOLVED)
         });
-        let group_wait = self.config.alerts.rules.group_wait;
         let mut alerts: Vec<AmAlert> = self
             .engine
             .visible_firing(now)
@@ -254,9 +265,12 @@ impl Alerting {
                     last_notified: Some(_),
                     ..
                 } => true,
-                AlertState::Firing { visible_since, .. } => {
-                    visible_since.is_some_and(|v| now.since(v) >= group_wait)
-                }
+                AlertState::Firing {
+                    visible_since,
+                    fired_at,
+                    ..
+                } => visible_since
+                    .is_some_and(|v| now.since(v) >= self.engine.first_page_wait(fired_at, v)),
                 AlertState::Pending { .. } => false,
             })
             .filter_map(|a| match a.state {
@@ -310,9 +324,9 @@ impl Alerting {
             tx.send_if_modified(|current| {
                 let same = current.len() == mine.len()
                     && current.iter().zip(&mine).all(|(a, b)| {
-                        a.notification.key == b.notification.key
-                            && a.resolved_at == b.resolved_at
-                            && a.notification.details == b.notification.details
+                        // The worker re-sends on its timer anyway: a reworded reason is
+                        // no reason to wake it.
+                        a.notification.key == b.notification.key && a.resolved_at == b.resolved_at
                     });
                 if !same {
                     *current = mine.clone();
@@ -322,34 +336,29 @@ impl Alerting {
         }
     }
 
-    /// Saves engine and outbox together when either changed.
+    /// Hands engine and outbox to the writer thread when an alert's state or the outbox
+    /// changed; details alone (a reason's wording) do not count.
     fn save(&mut self, now: Timestamp) {
-        let state = SavedState {
-            version: VERSION,
-            saved_at: None,
-            alerts: self.engine.alerts().cloned().collect(),
-            outbox: self.outbox.clone(),
-        };
-        if self.saved.as_ref() == Some(&state) {
+        let current = fingerprint(&self.engine, &self.outbox);
+        if self.saved.as_ref() == Some(&current) {
             return;
         }
-        let stamped = SavedState {
+        self.writer.submit(SavedState {
+            version: VERSION,
             saved_at: Some(now),
-            ..state.clone()
-        };
-        match self.store.save(&stamped) {
-            Ok(()) => self.saved = Some(state),
-            Err(e) => {
-                self.metrics.state_save_failed();
-                error!(path = %self.store.path().display(), error = %e, "cannot save the alert state; pages already queued stay in memory");
-            }
-        }
+            alerts: self.engine.alerts().cloned().collect(),
+            outbox: self.outbox.clone(),
+        });
+        self.saved = Some(current);
     }
 
-    /// Saves once more (shutdown).
+    /// Saves once more and waits for the disk (shutdown).
     pub fn flush(&mut self, now: Timestamp) {
         self.saved = None;
         self.save(now);
+        if !self.writer.flush(std::time::Duration::from_secs(2)) {
+            error!(path = %self.writer.store().path().display(), "the alert state did not reach the disk within 2 s");
+        }
     }
 
     fn sink_label(&self, index: usize) -> String {
@@ -370,6 +379,7 @@ impl Alerting {
         self.metrics.set_alerts(&firing);
         self.metrics
             .set_outbox(self.outbox.len(), self.outbox.dropped());
+        self.metrics.set_state_save_failures(self.writer.failures());
     }
 
     /// Returns every alert for /status.
@@ -381,4 +391,18 @@ impl Alerting {
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }
+}
+
+/// What decides whether the state must be saved again: each alert's key and state, and the
+/// outbox.
+type Fingerprint = (Vec<(AlertKey, AlertState)>, Outbox);
+
+fn fingerprint(engine: &AlertEngine, outbox: &Outbox) -> Fingerprint {
+    (
+        engine
+            .alerts()
+            .map(|a| (a.key.clone(), a.state.clone()))
+            .collect(),
+        outbox.clone(),
+    )
 }

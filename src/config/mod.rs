@@ -471,6 +471,12 @@ pub struct AlertRules {
     pub repeat_interval: Duration,
     /// Whether clearing sends a resolved notification.
     pub send_resolved: bool,
+    /// How long an alert that a bigger outage kept quiet waits before its first page once
+    /// that outage clears: long enough for a target to be judged up again (`up_after`
+    /// intervals and a timeout), so that a tunnel coming back a moment after its neighbour
+    /// never pages in the instant the connection recovers. Derived from the probe
+    /// settings, not configured.
+    pub release_wait: Duration,
 }
 
 impl Default for AlertRules {
@@ -481,6 +487,7 @@ impl Default for AlertRules {
             group_wait: Duration::ZERO,
             repeat_interval: Duration::from_secs(4 * 3600),
             send_resolved: true,
+            release_wait: Duration::ZERO,
         }
     }
 }

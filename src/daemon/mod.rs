@@ -28,13 +28,14 @@ use crate::alert::page::PageContext;
 use crate::alert::router::{Alerting, SinkHandle};
 use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, SnsSink};
 use crate::alert::state_file::{Loaded, SavedState, StateStore};
+use crate::alert::state_writer::StateWriter;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
 use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
-use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier, Watched};
+use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
 use crate::http::{self, AppState, ReloadRequest};
-use crate::liveness::Heartbeat;
+use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
@@ -95,7 +96,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 /// What lives across generations.
 struct Lasting {
     clock: Clock,
-    store: StateStore,
+    writer: StateWriter,
     snapshots: watch::Sender<Arc<Snapshot>>,
     notifier: Arc<Notifier>,
     pingers: Heartbeat,
@@ -157,7 +158,7 @@ pub async fn run_until(
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder));
     let shared = Lasting {
         clock,
-        store,
+        writer: StateWriter::start(store),
         snapshots,
         notifier: Arc::new(Notifier::from_env()),
         pingers: Heartbeat::new(),
@@ -171,6 +172,7 @@ pub async fn run_until(
         snapshots: snapshots_rx,
         ready: ready.clone(),
         reload: Some(reload_tx),
+        watched: watched(&shared, &prepared.config),
     });
     lasting.spawn(http::serve(listener, app, cancel.clone()));
     if let Some(interval) = watchdog_interval() {
@@ -218,7 +220,7 @@ pub async fn run_until(
                 generation.cancel.cancel();
                 let previous = match stop_generation(generation).await {
                     Some((carry, alerting)) => Previous::Generation(Box::new((carry, alerting))),
-                    None => Previous::Disk(load_state(&shared.store, &shared.clock)),
+                    None => Previous::Disk(load_state(shared.writer.store(), &shared.clock)),
                 };
                 reload_status = ReloadStatus {
                     successful: true,
@@ -357,7 +359,7 @@ fn start_generation(
             Alerting::new(
                 config.clone(),
                 saved,
-                shared.store.clone(),
+                shared.writer.clone(),
                 sinks,
                 metrics.clone(),
                 shared.clock.now(),
@@ -370,7 +372,7 @@ fn start_generation(
                 Alerting::resume(
                     old,
                     config.clone(),
-                    shared.store.clone(),
+                    shared.writer.clone(),
                     sinks,
                     metrics.clone(),
                     shared.clock.now(),
@@ -555,16 +557,17 @@ fn longest_probe(config: &Config) -> Duration {
 /// The loops the watchdog watches, with how long each may be silent.
 fn watched(shared: &Lasting, config: &Config) -> Vec<Watched> {
     let longest = longest_probe(config);
+    // The monitor first: /health reads its heartbeat for staleness.
     let mut loops = vec![
+        Watched {
+            name: "monitor",
+            heartbeat: shared.alert_loop.clone(),
+            max_silence: Duration::from_secs(10),
+        },
         Watched {
             name: "pingers",
             heartbeat: shared.pingers.clone(),
             max_silence: longest * 3 + Duration::from_secs(10),
-        },
-        Watched {
-            name: "alert loop",
-            heartbeat: shared.alert_loop.clone(),
-            max_silence: Duration::from_secs(10),
         },
     ];
     if let Some(aws) = &config.aws {

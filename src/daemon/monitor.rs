@@ -25,6 +25,8 @@ use crate::types::{Clock, TargetId, TunnelId};
 
 /// How often counters reach `/status` when no verdict changes (verdict changes publish at once).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How long a stopping monitor waits for the sinks' last delivery reports.
+const DRAIN_REPORTS: Duration = Duration::from_secs(2);
 /// How many queued observations one wake-up applies before publishing.
 const BATCH: usize = 1024;
 
@@ -115,7 +117,7 @@ impl Monitor {
                 stats[new] = carry.stats[old].clone();
             }
             if let (Some(new), Some(old)) = (control.as_mut(), carry.control.as_ref()) {
-                new.adopt(old);
+                new.adopt(old, &config);
             }
         }
         let monitor = Self {
@@ -185,6 +187,20 @@ impl Monitor {
                 }
             }
         }
+        // Reports of deliveries that finished (or finish now, within their grace) must
+        // reach the outbox before it is handed on, or the next generation sends them again.
+        // Every sender goes when its task ends, which closes the channel.
+        let drain_until = Instant::now() + DRAIN_REPORTS;
+        loop {
+            let next = tokio::time::timeout_at(drain_until, observations.recv()).await;
+            match next {
+                Ok(Some(Observation::Delivery(report))) => {
+                    self.alerting.delivery_report(report, self.clock.now());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
         self.alerting.flush(self.clock.now());
         let carry = Carry {
             config: self.config,
@@ -237,18 +253,13 @@ impl Monitor {
         self.hooks.pingers.beat();
         let first = self.stats[target.0].summary_sent() == 0;
         self.stats[target.0].record(outcome);
-        if first
-            && !*self.hooks.first_round.borrow()
-            && self.stats.iter().all(|s| s.summary_sent() > 0)
-        {
-            self.hooks.first_round.send_replace(true);
-        }
         let before = self.model.target(target).verdict.clone();
         let changed = self.model.handle_probe(target, outcome, now);
         let health = self.model.target(target);
         self.metrics
             .record_probe(target, outcome, health.consecutive_lost);
-        if before != health.verdict {
+        // A reworded reason is not a change: log and set gauges only when the kind moves.
+        if before.label() != health.verdict.label() {
             self.metrics.set_target(target, &health.verdict);
             self.log_target(target);
         }
@@ -257,6 +268,14 @@ impl Monitor {
                 self.refresh_tunnel(tunnel);
             }
             self.refresh_vpn();
+        }
+        // Ready only once the verdict this round makes is in place (systemd hears STATUS=
+        // before READY=1).
+        if first
+            && !*self.hooks.first_round.borrow()
+            && self.stats.iter().all(|s| s.summary_sent() > 0)
+        {
+            self.hooks.first_round.send_replace(true);
         }
         changed
     }
@@ -294,8 +313,39 @@ impl Monitor {
         }
     }
 
-    /// Ages the control plane; returns true when a verdict changed.
+    /// Ages the targets' results and the control plane; returns true when a verdict changed.
     fn handle_timeout(&mut self, now: crate::types::Timestamp) -> bool {
+        let silent_changed = self.handle_silent_targets(now);
+        self.handle_control_timeout(now) | silent_changed
+    }
+
+    /// Makes targets whose pinger went quiet unknown, loudly.
+    fn handle_silent_targets(&mut self, now: crate::types::Timestamp) -> bool {
+        let before: Vec<&'static str> = self
+            .config
+            .targets
+            .iter()
+            .map(|t| self.model.target(t.id).verdict.label())
+            .collect();
+        if !self.model.handle_timeout(now) {
+            return false;
+        }
+        for t in &self.config.targets {
+            if before[t.id.0] != self.model.target(t.id).verdict.label() {
+                warn!(target = %t.name, address = %t.address, "no probe result for three intervals: its verdict is unknown until results come again");
+                self.metrics
+                    .set_target(t.id, &self.model.target(t.id).verdict);
+                if let TargetScope::Pinned(tunnel) = t.scope {
+                    self.refresh_tunnel(tunnel);
+                }
+            }
+        }
+        self.refresh_vpn();
+        true
+    }
+
+    /// Ages the control plane; returns true when a verdict changed.
+    fn handle_control_timeout(&mut self, now: crate::types::Timestamp) -> bool {
         let Some(control) = self.control.as_mut() else {
             return false;
         };
@@ -417,7 +467,10 @@ impl Monitor {
             .targets
             .iter()
             .all(|t| !matches!(self.model.target(t.id).verdict, Verdict::Unknown { .. }));
-        let control_known = self.control.as_ref().is_none_or(|c| c.has_reported());
+        // Restored alerts wait for a *good* EC2 answer where EC2 is polled at all: a failed
+        // first call says nothing about the tunnels.
+        let polled = self.config.connections.iter().any(|c| c.id.is_some());
+        let control_known = !polled || self.control.as_ref().is_none_or(|c| c.has_succeeded());
         self.alerting.evaluate(
             &self.model,
             self.control.as_ref(),

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::liveness::Heartbeat;
+use crate::liveness::{stalled, Watched};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
@@ -61,25 +61,6 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// A loop the watchdog watches, with how long it may stay silent.
-#[derive(Clone, Debug)]
-pub struct Watched {
-    /// Its name, for the log.
-    pub name: &'static str,
-    /// Its heartbeat.
-    pub heartbeat: Heartbeat,
-    /// The longest silence that is still progress.
-    pub max_silence: Duration,
-}
-
-/// Returns the first loop silent for too long, if any (pure: silences are passed in).
-pub fn stalled(loops: &[(&'static str, Duration, Duration)]) -> Option<&'static str> {
-    loops
-        .iter()
-        .find(|(_, silence, max)| silence > max)
-        .map(|(name, _, _)| *name)
-}
-
 /// Pings systemd's watchdog every `interval / 2` while no loop has stalled.
 pub async fn run_watchdog(
     notifier: Arc<Notifier>,
@@ -116,6 +97,7 @@ pub async fn run_watchdog(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::liveness::Heartbeat;
 
     #[test]
     fn a_loop_silent_past_its_limit_is_stalled() {

@@ -146,6 +146,21 @@ impl ControlPlane {
             .and_then(|c| c.tunnels.get(id.tunnel))
     }
 
+    /// Returns true when EC2 is asked about this tunnel.
+    pub fn polls(&self, id: TunnelId) -> bool {
+        self.tunnels.iter().any(|(t, _)| *t == id)
+    }
+
+    /// Returns true when the last good answer said the tunnel is down: while that answer
+    /// is stale, a tunnel whose pings pass may still be down in AWS's eyes.
+    pub fn last_answer_said_down(&self, id: TunnelId) -> bool {
+        self.last_reading
+            .iter()
+            .find(|c| c.connection == id.connection)
+            .and_then(|c| c.tunnels.get(id.tunnel).map(|t| (c, t)))
+            .is_some_and(|(c, t)| tunnel_verdict(c, t, Timestamp::from_millis(0)).is_down())
+    }
+
     /// Returns the status for `/status`.
     pub fn status(&self, now: Timestamp) -> ControlPlaneStatus {
         ControlPlaneStatus {
@@ -172,9 +187,30 @@ impl ControlPlane {
         self.last_success.is_some()
     }
 
-    /// Takes over what `old` knew of EC2's health (not its readings, which are keyed by
-    /// the old config's positions): after a reload, staleness and failure streaks go on.
-    pub fn adopt(&mut self, old: &ControlPlane) {
+    /// Takes over what `old` knew: EC2's health (staleness and failure streaks go on after
+    /// a reload) and the last answer for every connection `config` still polls with the
+    /// same tunnels, moved to its new position.
+    pub fn adopt(&mut self, old: &ControlPlane, config: &Config) {
+        self.last_reading = old
+            .last_reading
+            .iter()
+            .filter_map(|r| {
+                let (ci, c) = config
+                    .connections
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| c.id.as_ref() == Some(&r.id))?;
+                let same_tunnels = c.tunnels.len() == r.tunnels.len()
+                    && c.tunnels
+                        .iter()
+                        .zip(&r.tunnels)
+                        .all(|(t, read)| t.outside_ip == read.outside_ip);
+                same_tunnels.then(|| ConnectionReading {
+                    connection: ci,
+                    ..r.clone()
+                })
+            })
+            .collect();
         self.last_success = old.last_success;
         self.stale = old.stale;
         self.errors = old.errors.clone();

@@ -2,7 +2,9 @@
 //! with the time they were made; verdicts for targets, tunnels, connections and the VPN
 //! come out. Nothing here reads a clock or touches a socket.
 
-use crate::config::{Config, TargetScope};
+use std::time::Duration;
+
+use crate::config::{Config, ProbeSettings, TargetScope};
 use crate::health::verdict::{settle, Settle};
 use crate::health::ConnectionState;
 use crate::health::Verdict;
@@ -19,20 +21,30 @@ pub struct TargetHealth {
     pub consecutive_replies: u32,
     /// Lost probes in a row.
     pub consecutive_lost: u32,
+    /// Whether it has had a verdict other than unknown at least once.
+    pub judged: bool,
+    /// When its last probe result came.
+    pub last_result: Option<Timestamp>,
     streak_since: Option<Timestamp>,
     down_after: u32,
     up_after: u32,
+    /// Silence after which its verdict becomes unknown: three intervals without a result
+    /// means its pinger is stuck or gone, and its last verdict is no longer true.
+    silent_after: Duration,
 }
 
 impl TargetHealth {
-    fn new(down_after: u32, up_after: u32) -> Self {
+    fn new(probe: &ProbeSettings) -> Self {
         Self {
             verdict: Verdict::unknown("waiting for the first probe results"),
             consecutive_replies: 0,
             consecutive_lost: 0,
+            judged: false,
+            last_result: None,
             streak_since: None,
-            down_after,
-            up_after,
+            down_after: probe.down_after,
+            up_after: probe.up_after,
+            silent_after: probe.interval * 3,
         }
     }
 
@@ -49,6 +61,7 @@ impl TargetHealth {
         }
         *streak = streak.saturating_add(1);
         *other = 0;
+        self.last_result = Some(now);
         let since = self.streak_since.unwrap_or(now);
 
         let next = match (&self.verdict, replied) {
@@ -62,22 +75,42 @@ impl TargetHealth {
             {
                 Some(Verdict::Down {
                     since,
-                    reason: loss_reason(self.consecutive_lost, outcome),
+                    reason: loss_reason(self.down_after, outcome),
                 })
             }
             // Still down: keep the reason current (a timeout may turn into an ICMP error).
             (Verdict::Down { .. }, false) => Some(Verdict::Down {
                 since,
-                reason: loss_reason(self.consecutive_lost, outcome),
+                reason: loss_reason(self.down_after, outcome),
             }),
             (Verdict::Up { .. } | Verdict::Down { .. } | Verdict::Unknown { .. }, _) => None,
         };
-        next.is_some_and(|v| settle(&mut self.verdict, v))
+        let changed = next.is_some_and(|v| settle(&mut self.verdict, v));
+        self.judged |= !matches!(self.verdict, Verdict::Unknown { .. });
+        changed
+    }
+
+    /// Makes the verdict unknown when no result came for too long; returns true if it did.
+    fn handle_timeout(&mut self, now: Timestamp) -> bool {
+        let Some(last) = self.last_result else {
+            return false;
+        };
+        if now.since(last) <= self.silent_after || matches!(self.verdict, Verdict::Unknown { .. }) {
+            return false;
+        }
+        self.verdict = Verdict::Unknown {
+            reason: format!("no probe result since {last}"),
+        };
+        self.consecutive_lost = 0;
+        self.consecutive_replies = 0;
+        true
     }
 }
 
-fn loss_reason(lost: u32, last: &ProbeOutcome) -> String {
-    format!("{lost} probe(s) lost in a row, last: {last}")
+/// Says why a target is down without counting: a count would change the reason with every
+/// probe, and with it the alert's details, the state file and the log.
+fn loss_reason(down_after: u32, last: &ProbeOutcome) -> String {
+    format!("{down_after} or more probes lost in a row, last: {last}")
 }
 
 /// One tunnel: its two planes and the verdict that combines them.
@@ -117,7 +150,7 @@ impl HealthModel {
         let targets = config
             .targets
             .iter()
-            .map(|t| TargetHealth::new(t.probe.down_after, t.probe.up_after))
+            .map(|t| TargetHealth::new(&t.probe))
             .collect();
         let tunnel_targets: Vec<Vec<Vec<TargetId>>> = config
             .connections
@@ -200,14 +233,32 @@ impl HealthModel {
             return false;
         }
         let since = health.verdict_since().unwrap_or(now);
+        self.propagate(target, since) | changed
+    }
+
+    /// Makes every target that has been silent for three intervals unknown (its pinger is
+    /// stuck or gone); returns true when any verdict changed kind.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> bool {
+        let mut changed = false;
+        for i in 0..self.targets.len() {
+            if self.targets[i].handle_timeout(now) {
+                changed = true;
+                self.propagate(TargetId(i), now);
+            }
+        }
+        changed
+    }
+
+    /// Carries a target's new verdict up to its tunnel (or the VPN, for a shared target).
+    fn propagate(&mut self, target: TargetId, since: Timestamp) -> bool {
         match self.scopes[target.0] {
             TargetScope::Pinned(tunnel) => {
                 let data = self.data_plane(tunnel, since);
                 let slot = &mut self.tunnels[tunnel.connection][tunnel.tunnel];
                 settle(&mut slot.data_plane, data);
-                self.recompute_tunnel(tunnel, since) | changed
+                self.recompute_tunnel(tunnel, since)
             }
-            TargetScope::Shared => self.recompute_vpn(since) | changed,
+            TargetScope::Shared => self.recompute_vpn(since),
         }
     }
 
@@ -342,13 +393,9 @@ impl HealthModel {
                 ));
             }
         }
-        let anything_known = self
-            .connections
-            .iter()
-            .any(|c| !matches!(c, ConnectionState::Unknown { .. }))
-            || shared
-                .iter()
-                .any(|&i| !matches!(self.targets[i].verdict, Verdict::Unknown { .. }));
+        // OK is a promise about every target: until each has been judged once, the best
+        // the VPN can be is STARTING.
+        let every_target_judged = self.targets.iter().all(|t| t.judged);
 
         let next = if all_connections_down {
             VpnState::Critical {
@@ -365,7 +412,7 @@ impl HealthModel {
                 since,
                 reason: problems.join("; "),
             }
-        } else if anything_known {
+        } else if every_target_judged {
             VpnState::Ok { since }
         } else {
             VpnState::Starting
@@ -389,6 +436,7 @@ impl HealthModel {
             self.targets[new] = TargetHealth {
                 down_after: probe.down_after,
                 up_after: probe.up_after,
+                silent_after: probe.interval * 3,
                 ..old.targets[old_index].clone()
             };
         }

@@ -17,6 +17,7 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
 mod server;
@@ -34,6 +35,9 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where `POST /-/reload` asks for a reload; `None` disables it.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// The core loops (monitor first): `/-/healthy` fails when one stops, and `/health`
+    /// says STALE when the monitor does.
+    pub watched: Vec<Watched>,
 }
 
 /// A request to reload the config; the answer says whether it was applied.
@@ -69,8 +73,30 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// How long the monitor may go without a tick before `/health` stops vouching for its
+/// last verdict (it ticks every 500 ms).
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
 async fn health(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
+    if let Some(monitor) = state.watched.first() {
+        let silence = monitor.heartbeat.silence();
+        if silence > STALE_AFTER {
+            let body = format!(
+                "TUNNELKEEPER STALE: the monitor has not run for {} s; its last verdict was {}\n",
+                silence.as_secs(),
+                snapshot.vpn.token()
+            );
+            return no_store(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, TEXT)],
+                    body,
+                )
+                    .into_response(),
+            );
+        }
+    }
     let status =
         StatusCode::from_u16(snapshot.health.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     no_store(
@@ -206,8 +232,21 @@ async fn reload(State(state): State<AppState>, peer: Option<axum::Extension<Peer
     }
 }
 
-async fn healthy() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "OK\n").into_response()
+async fn healthy(State(state): State<AppState>) -> Response {
+    let silences: Vec<_> = state
+        .watched
+        .iter()
+        .map(|w| (w.name, w.heartbeat.silence(), w.max_silence))
+        .collect();
+    match stalled(&silences) {
+        None => (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "OK\n").into_response(),
+        Some(name) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("NOT HEALTHY: the {name} stopped making progress\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -332,6 +371,7 @@ mod tests {
             snapshots,
             ready: Arc::new(AtomicBool::new(ready)),
             reload: None,
+            watched: Vec::new(),
         })
     }
 
@@ -375,7 +415,8 @@ mod tests {
         let mut lines = body.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "TUNNELKEEPER OK since 2023-11-14T22:13:20Z"
+            // OK since the last target was judged.
+            "TUNNELKEEPER OK since 2023-11-14T22:13:21Z"
         );
         assert_eq!(
             lines.next().unwrap(),

@@ -643,9 +643,12 @@ impl Metrics {
         }
     }
 
-    /// Counts a failed state write.
-    pub fn state_save_failed(&self) {
-        self.state_save_failures.inc();
+    /// Brings the failed-state-write counter up to the writer's total.
+    pub fn set_state_save_failures(&self, total: u64) {
+        let seen = self.state_save_failures.get();
+        if total > seen {
+            self.state_save_failures.inc_by(total - seen);
+        }
     }
 
     /// Records how late after its scheduled time a request went out.

@@ -397,7 +397,6 @@ fn severities_follow_the_class() {
     assert_eq!(AlertClass::VpnUnreachable.severity(), Severity::Critical);
     for c in [
         AlertClass::TunnelDown,
-        AlertClass::DataPlaneDead,
         AlertClass::TunnelFlapping,
         AlertClass::ControlPlaneUnavailable,
     ] {

@@ -27,6 +27,9 @@ pub trait Deliver: Send + 'static {
 }
 
 /// Runs one sink: takes deliveries, reports what became of each.
+/// How long a delivery under way may still take once its generation ends.
+pub const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 pub async fn run_sink<D: Deliver>(
     index: usize,
     mut sink: D,
@@ -39,8 +42,14 @@ pub async fn run_sink<D: Deliver>(
             _ = cancel.cancelled() => return,
             d = deliveries.recv() => match d { Some(d) => d, None => return },
         };
+        // A delivery under way is finished and reported even when the generation ends, so
+        // that a reload never sends a page twice; a sink that hangs gets a bounded grace.
+        let grace = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(DELIVERY_GRACE).await;
+        };
         let result = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = grace => return,
             r = sink.deliver(&delivery.notification) => r,
         };
         let report = DeliveryReport {

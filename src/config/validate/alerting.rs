@@ -41,6 +41,7 @@ impl Validator<'_> {
                 day * 7,
             ),
             send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
+            release_wait: Duration::ZERO,
         };
         let flap_changes = raw
             .flap_changes

@@ -210,10 +210,15 @@ impl<'a> Validator<'a> {
                     .into(),
             );
         }
-        let alerts = match &raw.alerts {
+        let mut alerts = match &raw.alerts {
             Some(a) => self.alerts(a, &connections, aws.is_some()),
             None => AlertsConfig::default(),
         };
+        alerts.rules.release_wait = targets
+            .iter()
+            .map(|t| t.probe.interval * t.probe.up_after + t.probe.timeout)
+            .max()
+            .unwrap_or_default();
         let state_dir = match &raw.state_dir {
             Some(d) if d.get_ref().is_empty() => {
                 self.problem(
