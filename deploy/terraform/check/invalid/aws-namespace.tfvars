@@ -1,0 +1,2 @@
+# expect: "AWS/" is reserved for AWS
+cloudwatch_namespace = "AWS/VPN"

@@ -1,0 +1,11 @@
+# expect: must be a VPN connection id
+vpn_connections = [
+  {
+    id   = "vpn-0123456789ABCDEF0"
+    name = "dc-primary"
+    tunnels = [
+      { name = "dc-primary-a", outside_ip = "52.2.144.13", targets = ["172.16.1.10"] },
+      { name = "dc-primary-b", outside_ip = "52.2.144.14", targets = ["172.16.2.10"] },
+    ]
+  },
+]

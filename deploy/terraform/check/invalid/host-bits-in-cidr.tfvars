@@ -1,0 +1,2 @@
+# expect: written with its network address
+datacenter_cidrs = ["10.20.0.5/16"]
