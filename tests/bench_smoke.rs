@@ -7,9 +7,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{binary, require_tool, temp_dir};
+use common::{binary, need_root, need_tool, temp_dir};
 
 #[test]
+#[ignore = "needs root and prometheus-smokeping-prober, fping, wrk, h2load, ping, ip, nft, setpriv, python3"]
 fn the_benchmark_harness_runs_and_writes_its_tables() {
     for (tool, package) in [
         ("prometheus-smokeping-prober", "prometheus-smokeping-prober"),
@@ -22,23 +23,9 @@ fn the_benchmark_harness_runs_and_writes_its_tables() {
         ("setpriv", "util-linux"),
         ("python3", "python3"),
     ] {
-        if !require_tool(tool, package) {
-            return;
-        }
+        need_tool(tool, package);
     }
-    let uid = std::fs::read_to_string("/proc/self/status").unwrap();
-    if !uid
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "the benchmark smoke test needs root under CI"
-        );
-        eprintln!("\n*** SKIPPED: the benchmark needs root (raw ICMP, a namespace) ***\n");
-        return;
-    }
+    need_root("the benchmark opens raw ICMP sockets and a network namespace");
     let out = temp_dir("bench").join("BENCHMARKS.md");
     let run = Command::new("python3")
         .args([

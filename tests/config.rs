@@ -91,7 +91,7 @@ fn the_example_config_parses_with_every_key() {
     };
     assert_eq!(silence.vpn.as_deref(), Some("dc-primary"));
     assert_eq!(silence.tunnel.as_deref(), Some("dc-primary-a"));
-    assert!(silence.class.is_some());
+    assert_eq!(format!("{:?}", silence.class), "Some(TunnelDown)");
     assert_eq!(
         silence.starts.map(|t| t.to_string()).as_deref(),
         Some("2026-12-01T02:00:00Z")
@@ -101,7 +101,6 @@ fn the_example_config_parses_with_every_key() {
     assert_eq!(config.connections.len(), 2);
     assert_eq!(config.listen.to_string(), "0.0.0.0:9478");
     assert_eq!(config.socket, SocketKind::Auto);
-    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     let overridden = config
         .targets
         .iter()

@@ -266,24 +266,42 @@ pub fn exists(p: &str) -> bool {
     Path::new(p).exists()
 }
 
-/// Returns true when `tool` is on PATH. Where it is not, a test that needs it says so
-/// loudly; under CI (`CI=true`) it fails instead, since `.ci/run` installs every tool.
-pub fn require_tool(tool: &str, package: &str) -> bool {
-    let found = Command::new("sh")
+/// True when `tool` is on PATH.
+pub fn on_path(tool: &str) -> bool {
+    Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let message = format!(
-            "{tool} is not installed (apt-get install {package}); this test cannot run without it"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message}");
-        }
-        eprintln!("\n*** SKIPPED: {message} ***\n");
-    }
-    found
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails the test unless `tool` is on PATH, naming the Debian package that has it. For the
+/// tests marked `#[ignore = "needs ..."]`: `cargo test` lists them as ignored, and when they
+/// are asked for (`cargo test -- --include-ignored`, as `.ci/run` does) a missing tool is a
+/// failure, never a silent pass.
+pub fn need_tool(tool: &str, package: &str) {
+    assert!(
+        on_path(tool),
+        "`{tool}` is not installed (apt-get install {package}); this test cannot run without it"
+    );
+}
+
+/// True when the test runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Fails the test unless it runs as root; `why` says what needs root.
+pub fn need_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}); run the ignored tests as root"
+    );
 }
 
 /// Makes a request with a JSON body and returns status and body.

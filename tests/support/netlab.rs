@@ -36,33 +36,32 @@ pub fn unavailable() -> Option<String> {
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         });
     if uid.as_deref() != Some("0") {
-        return Some("the tunnel lab needs root (it creates network namespaces): run the tests as root, e.g. `sudo -E cargo test --test lab`".into());
+        return Some("the tunnel lab needs root (it creates network namespaces): run the ignored tests as root, e.g. `sudo -E cargo test --locked --test lab -- --include-ignored`".into());
     }
-    for tool in ["ip", "nft", "setpriv"] {
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("setpriv", "util-linux"),
+        ("sysctl", "procps"),
+    ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
             .is_ok_and(|o| o.status.success());
         if !found {
             return Some(format!(
-                "the tunnel lab needs `{tool}` (apt-get install iproute2 nftables util-linux)"
+                "the tunnel lab needs `{tool}` (apt-get install {package})"
             ));
         }
     }
     None
 }
 
-/// Returns true when the lab can run; otherwise says why, loudly, and fails under CI.
-pub fn available() -> bool {
-    match unavailable() {
-        None => true,
-        Some(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{why}");
-            }
-            eprintln!("\n*** LAB TEST SKIPPED: {why} ***\n");
-            false
-        }
+/// Fails the test unless the lab can run here, saying why. The lab tests are
+/// `#[ignore = "needs root ..."]`: this is for when they are asked for.
+pub fn need_lab() {
+    if let Some(why) = unavailable() {
+        panic!("{why}");
     }
 }
 
