@@ -10,7 +10,7 @@ use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnStat
 use crate::types::AlertClass;
 use crate::types::{Timestamp, TunnelId};
 
-/// Counts each tunnel's drops (up to down) within a sliding window.
+/// Counts each tunnel's changes between up and down within a sliding window.
 #[derive(Clone, Debug)]
 pub struct FlapTracker {
     window: Duration,
@@ -19,7 +19,7 @@ pub struct FlapTracker {
 }
 
 impl FlapTracker {
-    /// Tracks every tunnel of `config`: `threshold` drops within `window` is flapping.
+    /// Tracks every tunnel of `config`: `threshold` changes within `window` is flapping.
     pub fn new(config: &Config, threshold: u32, window: Duration) -> Self {
         let tunnels = config
             .tunnel_ids()
@@ -41,9 +41,7 @@ impl FlapTracker {
                 Verdict::Unknown { .. } => None,
             };
             if let Some(up) = up {
-                // Only drops count: a flap is announced when the tunnel goes down again,
-                // never in the instant it comes back.
-                if *last == Some(true) && !up {
+                if last.is_some_and(|l| l != up) {
                     changes.push_back(now);
                 }
                 *last = Some(up);
@@ -75,7 +73,7 @@ impl FlapTracker {
         }
     }
 
-    /// Returns how many times a tunnel dropped within the window, if that is flapping.
+    /// Returns how many changes a tunnel made within the window, if that is flapping.
     pub fn flapping(&self, id: TunnelId) -> Option<usize> {
         self.tunnels
             .iter()
@@ -169,17 +167,19 @@ pub fn conditions(
                 }
             }
             let flap_key = AlertKey::tunnel(AlertClass::TunnelFlapping, vpn, t.name.as_str());
+            // A flapping alert starts only while the tunnel is down: the threshold is often
+            // crossed by a recovery, and nothing may page in the instant a tunnel comes back.
             match (flaps.flapping(id), down) {
-                (Some(drops), true) => {
+                (Some(changes), true) => {
                     out.insert(
                         flap_key,
                         active(
                             format!(
-                                "dropped {drops} times in {}",
+                                "changed state {changes} times in {}",
                                 humantime::format_duration(flaps.window())
                             ),
                             format!(
-                                "tunnel {} went down {drops} times within {}",
+                                "tunnel {} went up and down {changes} times within {}",
                                 t.name,
                                 humantime::format_duration(flaps.window())
                             ),
