@@ -75,8 +75,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit code of a daemon taken down by a panicking task.
+const EXIT_PANIC: i32 = 70;
+
 fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
     init_logging(log_format);
+    // A task that panics would otherwise leave the daemon limping (a dead monitor behind a
+    // frozen /health, a pinger that never reports): log it and exit, and let systemd or
+    // ECS restart the process. The state file is saved after every change, so nothing
+    // already decided is lost.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        error!(%panic, "a task panicked: exiting so that the service manager restarts tunnelkeeper");
+        default_hook(panic);
+        std::process::exit(EXIT_PANIC);
+    }));
     let options = RunOptions {
         source: match &args.config {
             Some(path) => ConfigSource::File(path.clone()),

@@ -58,6 +58,19 @@ pub enum Observation {
     },
 }
 
+impl Observation {
+    /// Re-addresses a pinger's message to its target's id in another config.
+    pub fn set_target(&mut self, id: TargetId) {
+        match self {
+            Observation::Probe { target, .. }
+            | Observation::StrayReply { target }
+            | Observation::SocketReopened { target, .. }
+            | Observation::ScheduleSlip { target, .. } => *target = id,
+            Observation::Ec2 { .. } | Observation::Delivery(_) => {}
+        }
+    }
+}
+
 /// What became of one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeOutcome {

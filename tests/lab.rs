@@ -491,6 +491,42 @@ fn aws_down_while_pings_pass_and_aws_up_while_pings_fail() {
 
 #[test]
 #[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+fn a_real_outage_pings_first_then_aws_then_recovery_is_one_page_and_one_resolved() {
+    need_lab();
+    let s = setup_with_ec2("");
+    // The way tunnels drop in production: the pings fail first...
+    s.lab.blackhole(1);
+    let pages = s.wait_pages(1, BOUND);
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(
+        pages[0].starts_with("[WARNING] TunnelDown dc-a: AWS reports UP but pinned targets"),
+        "{pages:?}"
+    );
+    // ...EC2's telemetry says DOWN some 10 s later...
+    std::thread::sleep(Duration::from_secs(10));
+    ec2(&s.double, "DOWN", "UP");
+    s.wait_health(Duration::from_secs(8), |_, b| {
+        b.contains("AWS reports DOWN")
+    });
+    // ...and a poll later still nothing new: the outage keeps its one alert.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(s.pages(), pages, "no page while the planes change");
+    // Both recover, the data plane first: still down in AWS's eyes, so no resolved yet.
+    s.lab.mend(1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.pages(), pages, "no resolved page while AWS says DOWN");
+    ec2(&s.double, "UP", "UP");
+    let pages = s.wait_pages(2, Duration::from_secs(10));
+    assert!(
+        pages[1].starts_with("[RESOLVED] TunnelDown dc-a"),
+        "{pages:?}"
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(s.pages().len(), 2, "{:?}", s.pages());
+}
+
+#[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
 fn ec2_throttling_keeps_probing_and_paging_and_goes_stale_not_down() {
     need_lab();
     let s = setup_with_ec2("");

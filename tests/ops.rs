@@ -94,7 +94,13 @@ fn sighup_reload_adds_and_removes_targets_and_keeps_unchanged_tunnels() {
     assert!(metrics.contains("address=\"127.0.4.9\""));
     assert!(!metrics.contains("address=\"127.0.4.3\""));
     assert!(metrics.contains("tunnelkeeper_config_last_reload_successful 1"));
-    assert!(daemon.log().contains("config reloaded"));
+    // The pingers of unchanged targets went on; only the removed and the added changed.
+    let log = daemon.log();
+    assert!(log.contains("config reloaded"), "{log}");
+    assert!(
+        log.contains("pingers_kept=2 pingers_started=1 pingers_stopped=1"),
+        "{log}"
+    );
 
     // An invalid config is refused and the old one keeps running.
     std::fs::write(

@@ -105,7 +105,7 @@ pub struct TargetSpec {
 }
 
 /// How one target is probed and judged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ProbeSettings {
     /// Time between two echo requests.
     #[serde(with = "humantime_serde")]

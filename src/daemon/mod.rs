@@ -7,6 +7,7 @@
 //! everything through one root token; the alert state is saved last.
 
 pub mod monitor;
+pub mod pingers;
 pub mod systemd;
 
 use std::net::SocketAddr;
@@ -33,13 +34,13 @@ use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
 use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
+use crate::daemon::pingers::PingerPool;
 use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
 use crate::http::{self, AppState, ReloadRequest};
 use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
-use crate::probe::pinger::{splay, PingerTask};
 use crate::snapshot::{Meta, Snapshot};
 use crate::types::Clock;
 
@@ -189,12 +190,16 @@ pub async fn run_until(
         successful: true,
         last_success: shared.clock.now(),
     };
+    let mut pingers = PingerPool::new(cancel.clone());
+    let channel = observation_channel(&prepared.config);
+    pingers.update(&prepared.config, &prepared.sockets, &channel.0);
     let mut generation = start_generation(
         &prepared,
         Previous::Disk(saved),
         &shared,
         reload_status,
         &cancel,
+        channel,
     );
     wait_first_round(&mut generation, &prepared.config).await;
     ready.store(true, Ordering::Release);
@@ -217,7 +222,12 @@ pub async fn run_until(
         let outcome = reload(&options, &prepared, bound).await;
         let answer = match outcome {
             Ok(next) => {
+                // Pingers of unchanged targets are re-pointed at the next monitor before the
+                // running one stops, so that they never pause and lose nothing.
+                let channel = observation_channel(&next.config);
+                let changes = pingers.update(&next.config, &next.sockets, &channel.0);
                 generation.cancel.cancel();
+                let old_metrics = generation.metrics.clone();
                 let previous = match stop_generation(generation).await {
                     Some((carry, alerting)) => Previous::Generation(Box::new((carry, alerting))),
                     None => Previous::Disk(load_state(shared.writer.store(), &shared.clock)),
@@ -227,8 +237,22 @@ pub async fn run_until(
                     last_success: shared.clock.now(),
                 };
                 prepared = next;
-                generation = start_generation(&prepared, previous, &shared, reload_status, &cancel);
-                info!(summary = %prepared.config.summary(), "config reloaded");
+                generation = start_generation(
+                    &prepared,
+                    previous,
+                    &shared,
+                    reload_status,
+                    &cancel,
+                    channel,
+                );
+                generation.metrics.carry_counters(&old_metrics);
+                info!(
+                    summary = %prepared.config.summary(),
+                    pingers_kept = changes.kept,
+                    pingers_started = changes.started,
+                    pingers_stopped = changes.stopped,
+                    "config reloaded"
+                );
                 Ok(prepared.config.summary())
             }
             Err(e) => {
@@ -244,6 +268,7 @@ pub async fn run_until(
 
     info!("shutting down");
     shared.notifier.notify("STOPPING=1");
+    pingers.stop(DRAIN).await;
     generation.cancel.cancel();
     let saved_in_time = tokio::time::timeout(DRAIN, stop_generation(generation))
         .await
@@ -332,12 +357,21 @@ enum Previous {
     Generation(Box<(Carry, Alerting)>),
 }
 
+/// The channel into a generation's monitor: room for a few rounds of results from every
+/// target before pingers wait on the monitor.
+fn observation_channel(
+    config: &Config,
+) -> (mpsc::Sender<Observation>, mpsc::Receiver<Observation>) {
+    mpsc::channel((config.targets.len() * 4).clamp(64, 65_536))
+}
+
 fn start_generation(
     p: &Prepared,
     previous: Previous,
     shared: &Lasting,
     reload: ReloadStatus,
     root: &CancellationToken,
+    (tx, rx): (mpsc::Sender<Observation>, mpsc::Receiver<Observation>),
 ) -> Generation {
     let config = &p.config;
     let cancel = root.child_token();
@@ -349,8 +383,6 @@ fn start_generation(
         p.sockets.receive_buffer(),
         reload,
     ));
-    // Room for a few rounds of results from every target before pingers wait on the monitor.
-    let (tx, rx) = mpsc::channel::<Observation>((config.targets.len() * 4).clamp(64, 65_536));
 
     let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
     let (carry, alerting) = match previous {
@@ -401,23 +433,6 @@ fn start_generation(
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
 
-    let count = config.targets.len();
-    let ident_base = std::process::id() as u16;
-    for (index, target) in config.targets.iter().enumerate() {
-        let prober = p.sockets.prober(
-            target.address,
-            target.probe.payload_bytes,
-            ident_base.wrapping_add(index as u16),
-        );
-        let task = PingerTask {
-            target: target.id,
-            settings: target.probe,
-            splay: splay(index, count, target.probe.interval),
-            observations: tx.clone(),
-            cancel: cancel.clone(),
-        };
-        tasks.spawn(task.run(prober));
-    }
     if let (Some(aws), Some(sdk)) = (&config.aws, &p.sdk) {
         if config.connections.iter().any(|c| c.id.is_some()) {
             let poller = Ec2Poller {

@@ -47,7 +47,7 @@ pub struct Carry {
 pub struct Hooks {
     /// systemd notifications (STATUS=).
     pub notifier: Arc<Notifier>,
-    /// Beats whenever a probe result arrives: the pingers make progress.
+    /// Beats while every target has a recent probe result: the pingers make progress.
     pub pingers: Heartbeat,
     /// Beats on every tick: the alert loop makes progress.
     pub alert_loop: Heartbeat,
@@ -177,6 +177,11 @@ impl Monitor {
                 _ = tick.tick() => {
                     self.hooks.alert_loop.beat();
                     let now = self.clock.now();
+                    // The pingers make progress when every one of them does, not when any
+                    // result arrives: one stuck pinger must starve the watchdog.
+                    if self.model.every_target_reported_since(now) {
+                        self.hooks.pingers.beat();
+                    }
                     let changed = self.handle_timeout(now);
                     // Timers (for, repeat, silences, retries) and time-based conditions.
                     self.evaluate_alerts();
@@ -250,7 +255,6 @@ impl Monitor {
 
     fn apply_probe(&mut self, target: TargetId, outcome: &ProbeOutcome, at: Instant) -> bool {
         let now = self.clock.at(at);
-        self.hooks.pingers.beat();
         let first = self.stats[target.0].summary_sent() == 0;
         self.stats[target.0].record(outcome);
         let before = self.model.target(target).verdict.clone();

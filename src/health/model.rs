@@ -236,6 +236,14 @@ impl HealthModel {
         self.propagate(target, since) | changed
     }
 
+    /// Returns true when every target has a result within its last three intervals.
+    pub fn every_target_reported_since(&self, now: Timestamp) -> bool {
+        self.targets.iter().all(|t| {
+            t.last_result
+                .is_some_and(|l| now.since(l) <= t.silent_after)
+        })
+    }
+
     /// Makes every target that has been silent for three intervals unknown (its pinger is
     /// stuck or gone); returns true when any verdict changed kind.
     pub fn handle_timeout(&mut self, now: Timestamp) -> bool {

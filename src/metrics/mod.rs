@@ -465,6 +465,57 @@ impl Metrics {
             .set(status.last_success.as_millis() as f64 / 1000.0);
     }
 
+    /// Takes over the process-wide counters of the generation a reload ended, so that a
+    /// reload never resets a `_total` (Prometheus would read it as a counter reset).
+    /// Per-target counters are seeded from the carried stats instead ([`Metrics::seed`]);
+    /// the send-delay histogram starts over (a histogram cannot be added to).
+    pub fn carry_counters(&self, old: &Metrics) {
+        let families = old.registry.gather();
+        for family in &families {
+            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
+                continue;
+            }
+            let Some(new) = self
+                .counter_vecs()
+                .into_iter()
+                .find(|(n, _)| *n == family.name())
+            else {
+                continue;
+            };
+            for m in family.get_metric() {
+                let labels: std::collections::HashMap<&str, &str> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                if let Ok(c) = new.1.get_metric_with(&labels) {
+                    c.inc_by(m.get_counter().get_value() as u64);
+                }
+            }
+        }
+        for (new, old) in [
+            (&self.stray_replies, &old.stray_replies),
+            (&self.socket_reopens, &old.socket_reopens),
+            (&self.schedule_slips, &old.schedule_slips),
+            (&self.outbox_dropped, &old.outbox_dropped),
+        ] {
+            new.inc_by(old.get());
+        }
+    }
+
+    /// The labelled counters, by family name.
+    fn counter_vecs(&self) -> Vec<(&'static str, &IntCounterVec)> {
+        let mut out = vec![("tunnelkeeper_notifications_total", &self.notifications)];
+        if let Some(aws) = &self.aws {
+            out.push(("tunnelkeeper_ec2_requests_total", &aws.ec2_requests));
+            out.push((
+                "tunnelkeeper_cloudwatch_requests_total",
+                &aws.cloudwatch_requests,
+            ));
+        }
+        out
+    }
+
     /// Starts a target's counters where an earlier generation left them (after a reload).
     pub fn seed(&self, target: TargetId, stats: &crate::probe::stats::StatsSummary) {
         let Some(s) = self.targets.get(target.0) else {

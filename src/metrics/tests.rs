@@ -36,6 +36,31 @@ mod families {
     }
 
     #[test]
+    fn a_reload_carries_the_process_wide_counters_over() {
+        let old = metrics();
+        for _ in 0..3 {
+            old.stray_reply();
+        }
+        old.notification("log[0]", "delivered");
+        old.notification("log[0]", "delivered");
+        let new = metrics();
+        new.carry_counters(&old);
+        new.stray_reply();
+        let text = String::from_utf8(new.render()).unwrap();
+        assert!(
+            text.contains("tunnelkeeper_probe_stray_replies_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            lines_of(&text, "tunnelkeeper_notifications_total{").contains(
+                &"tunnelkeeper_notifications_total{outcome=\"delivered\",sink=\"log[0]\"} 2"
+                    .to_string()
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn per_target_families_count_every_outcome() {
         let m = metrics();
         let reply = |ms| ProbeOutcome::Reply {

@@ -6,14 +6,13 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 use crate::config::ProbeSettings;
-use crate::messages::Observation;
-use crate::messages::{IcmpErrorKind, ProbeOutcome};
+use crate::messages::{IcmpErrorKind, Observation, ProbeOutcome};
 use crate::types::TargetId;
 
 /// What the socket layer reports for one echo request.
@@ -62,17 +61,21 @@ pub const REOPEN_AFTER: u32 = 5;
 /// The longest streak of timeouts between two re-opens.
 pub const REOPEN_MAX: u32 = 320;
 
+/// Where a pinger's results go: its target's id in the running config and the running
+/// monitor's channel. A reload re-points a pinger whose target did not change instead of
+/// restarting it, so its schedule, sequence numbers and socket go on.
+#[derive(Clone, Debug)]
+pub struct PingerRoute {
+    pub target: TargetId,
+    pub observations: mpsc::Sender<Observation>,
+}
+
 /// Everything a pinger task needs besides its prober.
 pub struct PingerTask {
-    /// The target it probes.
-    pub target: TargetId,
-    /// How it probes.
+    pub route: watch::Receiver<PingerRoute>,
     pub settings: ProbeSettings,
     /// Delay before the first probe, so that targets spread over the interval.
     pub splay: Duration,
-    /// Where outcomes go.
-    pub observations: mpsc::Sender<Observation>,
-    /// Stops the task.
     pub cancel: CancellationToken,
 }
 
@@ -96,10 +99,9 @@ impl PingerTask {
     /// Runs until cancelled or until the monitor is gone.
     pub async fn run<P: Prober>(self, mut prober: P) {
         let PingerTask {
-            target,
+            route,
             settings,
             splay,
-            observations,
             cancel,
         } = self;
         let mut seq: u16 = 0;
@@ -117,6 +119,7 @@ impl PingerTask {
                 _ = cancel.cancelled() => return,
                 echo = prober.probe(seq, settings.timeout) => echo,
             };
+            let target = route.borrow().target;
             let mut messages = Vec::with_capacity(2);
             for _ in 0..prober.late_replies() {
                 debug!(target_id = target.0, "late reply to a timed-out request");
@@ -186,9 +189,28 @@ impl PingerTask {
                 next += settings.interval * missed as u32;
                 messages.push(Observation::ScheduleSlip { target, missed });
             }
+            let (routed_to, mut observations) = {
+                let r = route.borrow();
+                (r.target, r.observations.clone())
+            };
+            if routed_to != target {
+                // Re-pointed mid-probe: the result belongs to the new config's id.
+                for m in &mut messages {
+                    m.set_target(routed_to);
+                }
+            }
             for message in messages {
-                if observations.send(message).await.is_err() {
-                    return;
+                let mut message = Some(message);
+                while let Some(m) = message.take() {
+                    if let Err(failed) = observations.send(m).await {
+                        // The monitor went: a reload may have re-pointed this pinger already.
+                        let next = route.borrow().observations.clone();
+                        if next.same_channel(&observations) {
+                            return;
+                        }
+                        observations = next;
+                        message = Some(failed.0);
+                    }
                 }
             }
         }
@@ -260,11 +282,14 @@ mod tests {
     async fn run(prober: FakeProber, probes: usize) -> Vec<Observation> {
         let (tx, mut rx) = mpsc::channel(64);
         let cancel = CancellationToken::new();
-        let task = PingerTask {
+        let (_route_tx, route) = watch::channel(PingerRoute {
             target: TargetId(0),
+            observations: tx,
+        });
+        let task = PingerTask {
+            route,
             settings: settings(),
             splay: Duration::ZERO,
-            observations: tx,
             cancel: cancel.clone(),
         };
         let handle = tokio::spawn(task.run(prober));
@@ -289,6 +314,53 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repointed_pinger_goes_on_with_its_sequence_at_the_new_monitor() {
+        let (old_tx, mut old_rx) = mpsc::channel(64);
+        let (route_tx, route) = watch::channel(PingerRoute {
+            target: TargetId(3),
+            observations: old_tx,
+        });
+        let cancel = CancellationToken::new();
+        let task = PingerTask {
+            route,
+            settings: settings(),
+            splay: Duration::ZERO,
+            cancel: cancel.clone(),
+        };
+        let handle = tokio::spawn(task.run(FakeProber::new(vec![reply(0), reply(1), reply(2)])));
+        let first = old_rx.recv().await.unwrap();
+        assert!(matches!(
+            first,
+            Observation::Probe {
+                target: TargetId(3),
+                seq: 0,
+                ..
+            }
+        ));
+        // A reload: the target is now the config's eighth, and a new monitor listens.
+        let (new_tx, mut new_rx) = mpsc::channel(64);
+        route_tx.send_replace(PingerRoute {
+            target: TargetId(7),
+            observations: new_tx,
+        });
+        drop(old_rx);
+        let next = new_rx.recv().await.unwrap();
+        assert!(
+            matches!(
+                next,
+                Observation::Probe {
+                    target: TargetId(7),
+                    seq: 1,
+                    ..
+                }
+            ),
+            "{next:?}"
+        );
+        cancel.cancel();
+        handle.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -406,11 +478,14 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(64);
         let cancel = CancellationToken::new();
         let start = Instant::now();
-        let task = PingerTask {
+        let (_route_tx, route) = watch::channel(PingerRoute {
             target: TargetId(0),
+            observations: tx,
+        });
+        let task = PingerTask {
+            route,
             settings: task_settings,
             splay: Duration::ZERO,
-            observations: tx,
             cancel: cancel.clone(),
         };
         let handle = tokio::spawn(task.run(prober));

@@ -1,0 +1,145 @@
+//! The pingers live across config generations: a reload re-points the pinger of every
+//! target whose address and probe settings did not change at the new monitor, stops the
+//! pingers of targets that went, and starts pingers for new ones. Only a change of ICMP
+//! socket kind restarts them all.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ProbeSettings};
+use crate::messages::Observation;
+use crate::probe::icmp::IcmpSockets;
+use crate::probe::pinger::{splay, PingerRoute, PingerTask};
+
+/// What makes a pinger reusable: where it pings and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PingerKey {
+    address: Ipv4Addr,
+    settings: ProbeSettings,
+}
+
+struct Running {
+    route: watch::Sender<PingerRoute>,
+    cancel: CancellationToken,
+}
+
+/// What an update did, for the reload log line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PingerChanges {
+    pub kept: usize,
+    pub started: usize,
+    pub stopped: usize,
+}
+
+/// The running pingers, by what they ping.
+pub struct PingerPool {
+    running: HashMap<PingerKey, Running>,
+    sockets: Option<Arc<IcmpSockets>>,
+    tasks: TaskTracker,
+    root: CancellationToken,
+}
+
+impl PingerPool {
+    /// Starts with no pingers; they stop with `root`.
+    pub fn new(root: CancellationToken) -> Self {
+        Self {
+            running: HashMap::new(),
+            sockets: None,
+            tasks: TaskTracker::new(),
+            root,
+        }
+    }
+
+    /// Makes the pingers match `config`, every one sending to `observations`.
+    pub fn update(
+        &mut self,
+        config: &Config,
+        sockets: &Arc<IcmpSockets>,
+        observations: &mpsc::Sender<Observation>,
+    ) -> PingerChanges {
+        let mut changes = PingerChanges::default();
+        if !self
+            .sockets
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, sockets))
+        {
+            changes.stopped += self.running.len();
+            for (_, r) in self.running.drain() {
+                r.cancel.cancel();
+            }
+            self.sockets = Some(sockets.clone());
+        }
+        let wanted: HashMap<PingerKey, usize> = config
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                (
+                    PingerKey {
+                        address: t.address,
+                        settings: t.probe,
+                    },
+                    i,
+                )
+            })
+            .collect();
+        self.running.retain(|key, r| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                r.cancel.cancel();
+                changes.stopped += 1;
+            }
+            keep
+        });
+        let count = config.targets.len();
+        let ident_base = std::process::id() as u16;
+        for (key, index) in wanted {
+            let route = PingerRoute {
+                target: config.targets[index].id,
+                observations: observations.clone(),
+            };
+            if let Some(r) = self.running.get(&key) {
+                r.route.send_replace(route);
+                changes.kept += 1;
+                continue;
+            }
+            let prober = sockets.prober(
+                key.address,
+                key.settings.payload_bytes,
+                ident_base.wrapping_add(index as u16),
+            );
+            let (route_tx, route_rx) = watch::channel(route);
+            let cancel = self.root.child_token();
+            let task = PingerTask {
+                route: route_rx,
+                settings: key.settings,
+                splay: splay(index, count, key.settings.interval),
+                cancel: cancel.clone(),
+            };
+            self.tasks.spawn(task.run(prober));
+            self.running.insert(
+                key,
+                Running {
+                    route: route_tx,
+                    cancel,
+                },
+            );
+            changes.started += 1;
+        }
+        changes
+    }
+
+    /// Stops every pinger and waits for them, at most `limit`.
+    pub async fn stop(&mut self, limit: std::time::Duration) {
+        for (_, r) in self.running.drain() {
+            r.cancel.cancel();
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+    }
+}
