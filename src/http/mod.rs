@@ -329,6 +329,10 @@ mod tests {
 
     /// Builds the app with the model after `script`: (target, replied) pairs, one per second.
     fn app(script: &[(usize, bool)], ready: bool) -> Router {
+        app_watching(script, ready, Vec::new())
+    }
+
+    fn app_watching(script: &[(usize, bool)], ready: bool, watched: Vec<Watched>) -> Router {
         let config = Config::parse(CONFIG, "test").unwrap();
         let mut model = HealthModel::new(&config);
         let mut stats = vec![TargetStats::default(); config.targets.len()];
@@ -371,8 +375,44 @@ mod tests {
             snapshots,
             ready: Arc::new(AtomicBool::new(ready)),
             reload: None,
-            watched: Vec::new(),
+            watched,
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_monitor_makes_health_stale_and_healthy_fail() {
+        let monitor = crate::liveness::Heartbeat::new();
+        let watched = vec![Watched {
+            name: "monitor",
+            heartbeat: monitor.clone(),
+            max_silence: Duration::from_secs(10),
+        }];
+        let app = app_watching(&[(0, true), (1, true)], true, watched);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        monitor.beat();
+        let (status, body) = get(app.clone(), "/health").await;
+        assert_eq!(
+            (status, body.lines().next()),
+            (
+                StatusCode::OK,
+                Some("TUNNELKEEPER OK since 2023-11-14T22:13:21Z")
+            )
+        );
+        // The monitor stops ticking: its last snapshot is no longer vouched for.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let (status, body) = get(app.clone(), "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.starts_with(
+                "TUNNELKEEPER STALE: the monitor has not run for 6 s; its last verdict was OK"
+            ),
+            "{body}"
+        );
+        assert_eq!(get(app.clone(), "/-/healthy").await.0, StatusCode::OK);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let (status, body) = get(app, "/-/healthy").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "NOT HEALTHY: the monitor stopped making progress\n");
     }
 
     async fn call(
