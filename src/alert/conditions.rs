@@ -160,7 +160,13 @@ pub fn conditions(
                                 && (!cp.has_succeeded()
                                     || (cp.is_stale() && cp.last_answer_said_down(id)))
                         });
-                    if aws_silent {
+                    // Nor is it over while the latest probe through the tunnel was lost:
+                    // a recovery is announced on a reply, never between two losses.
+                    let last_probe_lost = !t.targets.is_empty()
+                        && t.targets
+                            .iter()
+                            .all(|target| model.target(*target).consecutive_lost > 0);
+                    if aws_silent || last_probe_lost {
                         connection_held = true;
                         out.insert(key, Condition::Unknown);
                     }

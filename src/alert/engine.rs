@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -182,7 +181,12 @@ pub struct AlertEngine {
     rules: AlertRules,
     silences: Vec<Silence>,
     alerts: BTreeMap<AlertKey, Alert>,
-    outbox: VecDeque<Notification>,
+    /// Notifications made and not yet taken by [`AlertEngine::poll_notification`].
+    ready: VecDeque<Notification>,
+    /// After something recovers, first pages wait until then (`release_wait`): nothing
+    /// pages in the instant a tunnel or connection comes back, when the picture is still
+    /// settling.
+    settle_until: Option<Timestamp>,
 }
 
 impl AlertEngine {
@@ -192,7 +196,8 @@ impl AlertEngine {
             rules,
             silences,
             alerts: BTreeMap::new(),
-            outbox: VecDeque::new(),
+            ready: VecDeque::new(),
+            settle_until: None,
         }
     }
 
@@ -248,18 +253,23 @@ impl AlertEngine {
         // Cleared conditions: a pending alert goes quietly; a firing one resolves,
         // after keep_firing_for if set.
         let mut resolved = Vec::new();
+        let mut recovered = false;
         self.alerts.retain(|key, alert| {
             if conditions.contains_key(key) {
                 return true;
             }
             match &mut alert.state {
-                AlertState::Pending { .. } => false,
+                AlertState::Pending { .. } => {
+                    recovered = true;
+                    false
+                }
                 AlertState::Firing {
                     cleared_at,
                     last_notified,
                     fired_at,
                     ..
                 } => {
+                    recovered |= cleared_at.is_none();
                     let cleared = *cleared_at.get_or_insert(now);
                     if now.since(cleared) < self.rules.keep_firing_for {
                         return true;
@@ -271,9 +281,12 @@ impl AlertEngine {
                 }
             }
         });
+        if recovered && !self.rules.release_wait.is_zero() {
+            self.settle_until = Some(now.plus(self.rules.release_wait));
+        }
         if self.rules.send_resolved {
             for (key, details, fired_at) in resolved {
-                self.outbox.push_back(Notification {
+                self.ready.push_back(Notification {
                     severity: key.class.severity(),
                     key,
                     status: NotificationStatus::Resolved,
@@ -305,28 +318,29 @@ impl AlertEngine {
             }
         }
         // Notify firing alerts that are due and neither inhibited nor silenced.
-        let due: Vec<AlertKey> =
-            self.alerts
-                .values()
-                .filter(|a| match a.state {
-                    AlertState::Firing {
-                        last_notified: None,
-                        visible_since,
-                        fired_at,
-                        ..
-                    } => visible_since
-                        .is_some_and(|v| now.since(v) >= self.first_page_wait(fired_at, v)),
-                    AlertState::Firing {
-                        last_notified: Some(t),
-                        ..
-                    } => now.since(t) >= self.rules.repeat_interval,
-                    AlertState::Pending { .. } => false,
-                })
-                .filter(|a| self.muted_by(&a.key, now).is_none())
-                // A condition nobody can see right now (just restarted) pages nothing, repeats included.
-                .filter(|a| !matches!(conditions.get(&a.key), Some(Condition::Unknown)))
-                .map(|a| a.key.clone())
-                .collect();
+        let due: Vec<AlertKey> = self
+            .alerts
+            .values()
+            .filter(|a| match a.state {
+                AlertState::Firing {
+                    last_notified: None,
+                    visible_since,
+                    fired_at,
+                    ..
+                } => self
+                    .first_page_at(fired_at, visible_since)
+                    .is_some_and(|t| now >= t),
+                AlertState::Firing {
+                    last_notified: Some(t),
+                    ..
+                } => now.since(t) >= self.rules.repeat_interval,
+                AlertState::Pending { .. } => false,
+            })
+            .filter(|a| self.muted_by(&a.key, now).is_none())
+            // A condition nobody can see right now (just restarted) pages nothing, repeats included.
+            .filter(|a| !matches!(conditions.get(&a.key), Some(Condition::Unknown)))
+            .map(|a| a.key.clone())
+            .collect();
         for key in due {
             let alert = self.alerts.get_mut(&key).expect("collected from the map");
             let AlertState::Firing {
@@ -339,7 +353,7 @@ impl AlertEngine {
             };
             let repeat = last_notified.is_some();
             *last_notified = Some(now);
-            self.outbox.push_back(Notification {
+            self.ready.push_back(Notification {
                 severity: key.class.severity(),
                 key,
                 status: NotificationStatus::Firing,
@@ -352,15 +366,23 @@ impl AlertEngine {
         }
     }
 
-    /// How long a firing alert waits, from when it became visible, before its first page:
-    /// `group_wait`, and at least `release_wait` when it was muted at first (the bigger
-    /// outage that muted it has just cleared, and its own tunnel may be a moment behind).
-    pub fn first_page_wait(&self, fired_at: Timestamp, visible_since: Timestamp) -> Duration {
-        if visible_since > fired_at {
+    /// When a firing alert that is visible since `visible_since` may have its first page:
+    /// `group_wait` after it became visible, at least `release_wait` when it was muted at
+    /// first (the bigger outage that muted it has just cleared, and its own tunnel may be a
+    /// moment behind), and never before the picture settles after a recovery.
+    pub fn first_page_at(
+        &self,
+        fired_at: Timestamp,
+        visible_since: Option<Timestamp>,
+    ) -> Option<Timestamp> {
+        let visible = visible_since?;
+        let wait = if visible > fired_at {
             self.rules.group_wait.max(self.rules.release_wait)
         } else {
             self.rules.group_wait
-        }
+        };
+        let at = visible.plus(wait);
+        Some(self.settle_until.map_or(at, |s| at.max(s)))
     }
 
     /// Returns what mutes an alert now: an inhibiting alert or a silence.
@@ -410,7 +432,7 @@ impl AlertEngine {
 
     /// Takes the next notification to deliver.
     pub fn poll_notification(&mut self) -> Option<Notification> {
-        self.outbox.pop_front()
+        self.ready.pop_front()
     }
 
     /// Returns when `evaluate` must run again even if no condition changes: a pending alert
@@ -431,7 +453,7 @@ impl AlertEngine {
                 visible_since,
                 fired_at,
                 ..
-            } => visible_since.map(|v| v.plus(self.first_page_wait(fired_at, v))),
+            } => self.first_page_at(fired_at, visible_since),
         });
         // Deadlines already past (under an unknown condition, say) are not wake-ups.
         let alerts = alerts.filter(|t| *t > now);

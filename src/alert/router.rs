@@ -269,8 +269,10 @@ impl Alerting {
                     visible_since,
                     fired_at,
                     ..
-                } => visible_since
-                    .is_some_and(|v| now.since(v) >= self.engine.first_page_wait(fired_at, v)),
+                } => self
+                    .engine
+                    .first_page_at(fired_at, visible_since)
+                    .is_some_and(|t| now >= t),
                 AlertState::Pending { .. } => false,
             })
             .filter_map(|a| match a.state {
