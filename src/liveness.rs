@@ -47,7 +47,6 @@ impl Default for Heartbeat {
 pub struct Watched {
     /// Its name, for the log.
     pub name: &'static str,
-    /// Its heartbeat.
     pub heartbeat: Heartbeat,
     /// The longest silence that is still progress.
     pub max_silence: Duration,

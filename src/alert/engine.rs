@@ -19,7 +19,6 @@ use crate::types::Timestamp;
 /// The stable key of an alert across restarts.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AlertKey {
-    /// The class.
     pub class: AlertClass,
     /// The connection's name, for connection and tunnel alerts.
     pub vpn: Option<String>,
@@ -120,9 +119,7 @@ pub enum NotificationStatus {
 /// Something to tell the sinks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
-    /// Which alert.
     pub key: AlertKey,
-    /// Its severity.
     pub severity: Severity,
     /// Firing or resolved.
     pub status: NotificationStatus,
@@ -167,9 +164,7 @@ pub enum AlertState {
 /// One alert the engine tracks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
-    /// Which alert.
     pub key: AlertKey,
-    /// Where it stands.
     pub state: AlertState,
     /// The latest details.
     pub details: Details,

@@ -182,12 +182,17 @@ pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::alert::engine::{AlertKey, Details};
     use crate::types::{AlertClass, Timestamp};
 
-    fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
+    /// A notification about connection `dc-primary`, as the sinks' tests page it.
+    pub(crate) fn note(
+        class: AlertClass,
+        status: NotificationStatus,
+        summary: &str,
+    ) -> Notification {
         Notification {
             key: AlertKey::connection(class, "dc-primary"),
             severity: class.severity(),
@@ -205,7 +210,7 @@ mod tests {
         }
     }
 
-    fn ctx() -> PageContext {
+    pub(crate) fn ctx() -> PageContext {
         PageContext {
             host: "ip-10-0-1-5".into(),
             runbook_url: "https://wiki.example/tunnelkeeper".into(),

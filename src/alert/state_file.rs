@@ -21,7 +21,6 @@ pub const FILE_NAME: &str = "state.json";
 /// What is saved.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SavedState {
-    /// Format version.
     pub version: u32,
     /// When it was written.
     pub saved_at: Option<Timestamp>,
@@ -35,7 +34,6 @@ pub struct SavedState {
 #[derive(Debug, thiserror::Error)]
 #[error("state_dir {dir}: {what}: {source} (set state_dir to a directory this user can write)")]
 pub struct StateDirError {
-    /// The directory.
     pub dir: PathBuf,
     /// What failed.
     pub what: &'static str,

@@ -50,7 +50,6 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// Where the config comes from, so that a reload reads it again.
 #[derive(Clone, Debug)]
 pub enum ConfigSource {
-    /// A file.
     File(PathBuf),
     /// The built-in default.
     Embedded,
@@ -61,9 +60,7 @@ pub enum ConfigSource {
 pub struct RunOptions {
     /// Where the config comes from.
     pub source: ConfigSource,
-    /// `--listen`.
     pub listen: Option<SocketAddr>,
-    /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
 }
 

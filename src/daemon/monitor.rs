@@ -35,7 +35,6 @@ const BATCH: usize = 1024;
 pub struct Carry {
     /// The config they were built for.
     pub config: Arc<Config>,
-    /// The health model.
     pub model: HealthModel,
     /// Per-target stats, indexed like `config.targets`.
     pub stats: Vec<TargetStats>,
@@ -57,13 +56,11 @@ pub struct Hooks {
 
 /// Everything a monitor is built from.
 pub struct MonitorSetup {
-    /// The running config.
     pub config: Arc<Config>,
     /// This generation's metrics.
     pub metrics: Arc<Metrics>,
     /// Alerting, with its state.
     pub alerting: Alerting,
-    /// The clock.
     pub clock: Clock,
     /// Start time and socket type.
     pub meta: Meta,

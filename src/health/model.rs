@@ -15,7 +15,6 @@ use crate::types::{TargetId, Timestamp, TunnelId};
 /// One target's hysteresis: streaks of replies and losses against `up_after`/`down_after`.
 #[derive(Clone, Debug)]
 pub struct TargetHealth {
-    /// The current verdict.
     pub verdict: Verdict,
     /// Replies in a row.
     pub consecutive_replies: u32,

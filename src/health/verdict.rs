@@ -61,29 +61,17 @@ impl Verdict {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     /// No tunnel has a verdict yet.
-    Unknown {
-        /// Why.
-        reason: String,
-    },
+    Unknown { reason: String },
     /// Every tunnel with a verdict is up.
-    Healthy {
-        /// Since when.
-        since: Timestamp,
-    },
+    Healthy { since: Timestamp },
     /// Some tunnel is down and another works: redundancy lost.
     Degraded {
-        /// Since when.
         since: Timestamp,
         /// Which tunnels are down and why.
         reason: String,
     },
     /// Every tunnel is down.
-    Down {
-        /// Since when.
-        since: Timestamp,
-        /// Why.
-        reason: String,
-    },
+    Down { since: Timestamp, reason: String },
 }
 
 impl ConnectionState {
@@ -105,20 +93,15 @@ pub enum VpnState {
     /// No verdict yet: the first probes are still out.
     Starting,
     /// Every connection healthy and every shared target reachable.
-    Ok {
-        /// Since when.
-        since: Timestamp,
-    },
+    Ok { since: Timestamp },
     /// Something is down but a path to the datacenter still works.
     Degraded {
-        /// Since when.
         since: Timestamp,
         /// What is down.
         reason: String,
     },
     /// No working path to the datacenter.
     Critical {
-        /// Since when.
         since: Timestamp,
         /// Why no path works.
         reason: String,

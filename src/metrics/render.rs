@@ -1,6 +1,8 @@
 //! The Prometheus text format: the registry's families and the per-target families,
 //! written in pieces so that a scrape of 10,000 targets never sits in memory whole.
 
+use prometheus::proto::{MetricFamily, MetricType};
+
 use super::*;
 
 pub(super) struct TargetCounters {
@@ -127,6 +129,68 @@ impl<F: FnMut(String) -> bool> std::fmt::Write for Chunks<F> {
     }
 }
 
+/// Writes the families the prometheus crate's registry holds (the process-wide ones, few
+/// series each) with the same writer as the per-target families: one text format, one
+/// escaping, one place.
+pub(super) fn write_gathered(out: &mut dyn std::fmt::Write, families: &[MetricFamily]) {
+    for family in families {
+        let name = family.name();
+        let kind = match family.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            // The daemon registers none of these.
+            MetricType::SUMMARY | MetricType::UNTYPED => continue,
+        };
+        let help = family.help().replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for m in family.get_metric() {
+            let labels: Vec<String> = m
+                .get_label()
+                .iter()
+                .map(|l| format!("{}=\"{}\"", l.name(), escape_label_value(l.value())))
+                .collect();
+            let with = |extra: Option<String>| {
+                let all: Vec<&str> = labels
+                    .iter()
+                    .map(String::as_str)
+                    .chain(extra.as_deref())
+                    .collect();
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", all.join(","))
+                }
+            };
+            match kind {
+                "counter" => {
+                    let _ = writeln!(out, "{name}{} {}", with(None), m.get_counter().get_value());
+                }
+                "gauge" => {
+                    let _ = writeln!(out, "{name}{} {}", with(None), m.get_gauge().get_value());
+                }
+                _ => {
+                    let h = m.get_histogram();
+                    for b in h.get_bucket() {
+                        let le = format!("le=\"{}\"", b.upper_bound());
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {}",
+                            with(Some(le)),
+                            b.cumulative_count()
+                        );
+                    }
+                    let count = h.get_sample_count();
+                    let inf = Some("le=\"+Inf\"".to_string());
+                    let _ = writeln!(out, "{name}_bucket{} {count}", with(inf));
+                    let _ = writeln!(out, "{name}_sum{} {}", with(None), h.get_sample_sum());
+                    let _ = writeln!(out, "{name}_count{} {count}", with(None));
+                }
+            }
+        }
+    }
+}
+
 /// Writes one family of per-target samples: HELP, TYPE, then a line per target.
 pub(super) fn write_family(
     out: &mut dyn std::fmt::Write,
@@ -158,15 +222,12 @@ impl Metrics {
     /// 30 MB) never sits in memory whole. Stops early when `sink` returns false; returns
     /// whether every piece was taken.
     pub fn render_to(&self, sink: impl FnMut(String) -> bool) -> bool {
-        let mut registry = Vec::with_capacity(64 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut registry)
-            .expect("text encoding into a Vec cannot fail");
         let mut out = Chunks {
-            buf: String::from_utf8(registry).expect("the text format is UTF-8"),
+            buf: String::with_capacity(RENDER_CHUNK + 4096),
             sink,
             closed: false,
         };
+        write_gathered(&mut out, &self.registry.gather());
         self.render_targets(&mut out);
         out.flush();
         !out.closed

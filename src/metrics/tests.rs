@@ -36,6 +36,24 @@ mod families {
     }
 
     #[test]
+    fn the_registry_families_render_as_the_prometheus_crate_encodes_them() {
+        use prometheus::Encoder;
+        let m = metrics();
+        m.stray_reply();
+        m.notification("log[0]", "failed");
+        m.record_send_delay(Duration::from_micros(700));
+        m.record_send_delay(Duration::from_secs(3));
+        let families = m.registry.gather();
+        let mut theirs = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&families, &mut theirs)
+            .unwrap();
+        let mut ours = String::new();
+        write_gathered(&mut ours, &families);
+        assert_eq!(ours, String::from_utf8(theirs).unwrap());
+    }
+
+    #[test]
     fn a_reload_carries_the_process_wide_counters_over() {
         let old = metrics();
         for _ in 0..3 {

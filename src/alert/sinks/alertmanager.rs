@@ -141,33 +141,9 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::engine::{AlertKey, Details, NotificationStatus};
+    use crate::alert::engine::NotificationStatus;
+    use crate::alert::page::tests::{ctx, note};
     use crate::types::AlertClass;
-
-    fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
-        Notification {
-            key: AlertKey::connection(class, "dc-primary"),
-            severity: class.severity(),
-            status,
-            repeat: false,
-            details: Details {
-                summary: summary.into(),
-                reason: "both tunnels down (dc-primary-a down: x; dc-primary-b down: y)".into(),
-                vpn_id: Some("vpn-0123456789abcdef0".into()),
-            },
-            starts_at: Timestamp::from_secs(1_795_000_000),
-            ends_at: (status == NotificationStatus::Resolved)
-                .then(|| Timestamp::from_secs(1_795_000_750)),
-            created_at: Timestamp::from_secs(1_795_000_750),
-        }
-    }
-
-    fn ctx() -> PageContext {
-        PageContext {
-            host: "ip-10-0-1-5".into(),
-            runbook_url: "https://wiki.example/tunnelkeeper".into(),
-        }
-    }
 
     #[test]
     fn alertmanager_alerts_carry_no_instance_labels() {

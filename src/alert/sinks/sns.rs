@@ -9,9 +9,7 @@ use crate::alert::page::{attributes, message, subject, PageContext};
 
 /// Publishes notifications to an SNS standard topic.
 pub struct SnsSink {
-    /// The SDK client.
     pub client: aws_sdk_sns::Client,
-    /// The topic.
     pub topic_arn: String,
     /// Runbook and host.
     pub ctx: PageContext,
