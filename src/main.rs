@@ -97,6 +97,7 @@ fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
         },
         listen: args.listen,
         state_dir: args.state_dir.clone(),
+        enable_lifecycle: args.enable_lifecycle,
     };
     match &options.source {
         ConfigSource::File(path) => {

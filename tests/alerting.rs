@@ -296,6 +296,31 @@ fn an_unwritable_state_dir_is_a_clear_error_at_start() {
 }
 
 #[test]
+fn a_second_daemon_on_the_same_state_dir_refuses_to_start() {
+    let dir = temp_dir("shared-state");
+    let first = Daemon::start(&["run", "--state-dir", dir.to_str().unwrap()], &[]);
+    let (code, _, err) = run_cli(&[
+        "run",
+        "--state-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "state_dir {}: is in use: another tunnelkeeper (pid {}) holds tunnelkeeper.lock",
+            dir.display(),
+            first.child.id()
+        )),
+        "{err}"
+    );
+    // The first one is unharmed and its state file is its own.
+    let (status, _) = first.get("/-/healthy");
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn silences_keep_matching_alerts_quiet() {
     let double = AwsDouble::start();
     ec2(&double, "UP", "DOWN");

@@ -73,17 +73,14 @@ fn set_b(double: &AwsDouble, status: &str) {
     double.set_tunnels(ID, "UP", status);
 }
 
-#[test]
-#[ignore = "needs prometheus-alertmanager"]
-fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
-    need_tool("prometheus-alertmanager", "prometheus-alertmanager");
-    let am = start_alertmanager();
-    let double = AwsDouble::start();
-    set_b(&double, "DOWN");
-    let config = write_temp(
+/// How long an alert lives in Alertmanager after its last post (the daemon's AM_LAPSE).
+const LAPSE: Duration = Duration::from_secs(40);
+
+fn config_for(double: &AwsDouble, am: &Alertmanager) -> std::path::PathBuf {
+    write_temp(
         "am.toml",
         &dc_config(
-            &double,
+            double,
             "",
             ["127.0.3.1", "127.0.3.2"],
             &format!(
@@ -91,19 +88,37 @@ fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
                 am.addr
             ),
         ),
-    );
+    )
+}
+
+fn wait_for_alerts(
+    am: &Alertmanager,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let alerts = active_alerts(am);
+        if done(&alerts) || start.elapsed() > limit {
+            return alerts;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[ignore = "needs prometheus-alertmanager"]
+fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
+    need_tool("prometheus-alertmanager", "prometheus-alertmanager");
+    let am = start_alertmanager();
+    let double = AwsDouble::start();
+    set_b(&double, "DOWN");
+    let config = config_for(&double, &am);
     let config = config.to_str().unwrap();
     let _one = Daemon::start(&["run", "--config", config], &aws_env());
     let _two = Daemon::start(&["run", "--config", config], &aws_env());
 
-    let start = Instant::now();
-    let alerts = loop {
-        let alerts = active_alerts(&am);
-        if !alerts.is_empty() || start.elapsed() > Duration::from_secs(15) {
-            break alerts;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let alerts = wait_for_alerts(&am, Duration::from_secs(15), |a| !a.is_empty());
     assert_eq!(alerts.len(), 1, "one alert from two instances: {alerts:#?}");
     let labels = &alerts[0]["labels"];
     assert_eq!(labels["alertname"], "TunnelDown");
@@ -114,15 +129,56 @@ fn two_instances_make_one_alert_in_alertmanager_and_it_resolves() {
         .as_str()
         .unwrap()
         .contains("AWS reports DOWN"));
+    assert_eq!(
+        alerts[0]["annotations"]["notification_id"]
+            .as_str()
+            .map(str::len),
+        Some(16)
+    );
 
     set_b(&double, "UP");
+    let left = wait_for_alerts(&am, LAPSE + Duration::from_secs(20), |a| a.is_empty());
+    assert!(left.is_empty(), "the alert did not end: {left:#?}");
+}
+
+#[test]
+#[ignore = "needs prometheus-alertmanager"]
+fn an_alert_stays_firing_while_any_instance_sees_it_and_ends_once_none_does() {
+    need_tool("prometheus-alertmanager", "prometheus-alertmanager");
+    let am = start_alertmanager();
+    // Two instances that see different things: A's EC2 says tunnel b is DOWN, B's says UP.
+    let (double_a, double_b) = (AwsDouble::start(), AwsDouble::start());
+    set_b(&double_a, "DOWN");
+    set_b(&double_b, "DOWN");
+    let config_a = config_for(&double_a, &am);
+    let config_b = config_for(&double_b, &am);
+    let _a = Daemon::start(&["run", "--config", config_a.to_str().unwrap()], &aws_env());
+    let _b = Daemon::start(&["run", "--config", config_b.to_str().unwrap()], &aws_env());
+    let alerts = wait_for_alerts(&am, Duration::from_secs(15), |a| !a.is_empty());
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+
+    // B sees the tunnel back; A still sees it down. The alert must not flip to resolved in
+    // Alertmanager at any moment, well past the lapse.
+    set_b(&double_b, "UP");
     let start = Instant::now();
-    while !active_alerts(&am).is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the alert did not end: {:#?}",
-            active_alerts(&am)
+    while start.elapsed() < LAPSE + Duration::from_secs(15) {
+        let alerts = active_alerts(&am);
+        assert_eq!(
+            alerts.len(),
+            1,
+            "resolved while instance A still sees it, after {:?}: {alerts:#?}",
+            start.elapsed()
         );
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(500));
     }
+
+    // Now neither sees it: it ends within the lapse (and the poll interval).
+    set_b(&double_a, "UP");
+    let cleared = Instant::now();
+    let left = wait_for_alerts(&am, LAPSE + Duration::from_secs(20), |a| a.is_empty());
+    assert!(left.is_empty(), "the alert did not end: {left:#?}");
+    eprintln!(
+        "resolved in Alertmanager {:?} after the last instance saw the tunnel up",
+        cleared.elapsed()
+    );
 }

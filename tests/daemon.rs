@@ -125,6 +125,60 @@ fn huge_headers_are_refused_and_slow_clients_are_dropped() {
     assert_eq!(daemon.get("/-/healthy").0, 200);
 }
 
+/// Connects to `to` from the loopback address `from` (another "host" on this machine).
+fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(socket.into())
+}
+
+#[test]
+fn one_address_holding_half_sent_requests_cannot_lock_out_the_health_check() {
+    let daemon = Daemon::start(&[], &[]);
+    // 127.0.0.2 opens far more connections than it may hold, each with half a request.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let Ok(mut c) = connect_from([127, 0, 0, 2], daemon.addr) else {
+            continue;
+        };
+        let _ = c.write_all(b"GET /hea");
+        held.push(c);
+    }
+    // The ones past the per-address limit are closed at once by the server.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut closed = 0;
+    for c in &mut held {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut byte = [0u8; 1];
+        // Closed with the request unread: a FIN, or a reset.
+        match c.read(&mut byte) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Ok(_) | Err(_) => {}
+        }
+    }
+    assert_eq!(
+        closed,
+        held.len() - 32,
+        "32 stay open, the rest are refused"
+    );
+    // Meanwhile another address gets its answers, again and again.
+    for _ in 0..5 {
+        let (status, body) = daemon.get("/health");
+        assert!(status == 200 || status == 503, "{status} {body}");
+        assert!(body.starts_with("TUNNELKEEPER "), "{body}");
+    }
+    let (_, metrics) = daemon.get("/metrics");
+    let refused: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tunnelkeeper_http_connections_refused_total{reason=\"per_peer\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert_eq!(refused, held.len() as u64 - 32, "{metrics}");
+    drop(held);
+}
+
 #[test]
 fn check_config_accepts_good_files_with_a_summary() {
     let (code, out, _) = run_cli(&[

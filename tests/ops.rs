@@ -127,12 +127,27 @@ fn sighup_reload_adds_and_removes_targets_and_keeps_unchanged_tunnels() {
 }
 
 #[test]
-fn post_reload_answers_with_the_outcome_from_loopback() {
+fn post_reload_is_off_by_default_and_answers_with_the_outcome_when_enabled() {
     let path = write_temp("reload.toml", &lab_config("\"127.0.5.2\"", ""));
-    let daemon = Daemon::start(&["run", "--config", path.to_str().unwrap()], &[]);
-    daemon.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
     let post =
         "POST /-/reload HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let off = Daemon::start(&["run", "--config", path.to_str().unwrap()], &[]);
+    off.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
+    let (code, body) = http_request(off.addr, post);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("--web.enable-lifecycle"), "{body}");
+    drop(off);
+
+    let daemon = Daemon::start(
+        &[
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--web.enable-lifecycle",
+        ],
+        &[],
+    );
+    daemon.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
     let (code, body) = http_request(daemon.addr, post);
     assert_eq!(code, 200, "{body}");
     assert!(

@@ -391,7 +391,7 @@ impl Harness {
         let ms = self.elapsed.as_millis();
         let tx = self.running.as_ref().unwrap().tx.clone();
         // Each target's probe finishes once a second; a lost one after its 1 s timeout.
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             self.seq = self.seq.wrapping_add(1);
             for t in 0..3 {
                 let answers = match t {

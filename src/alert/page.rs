@@ -163,6 +163,7 @@ fn status_label(n: &Notification) -> &'static str {
 /// `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
 pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
     vec![
+        ("notification_id", notification_id(n)),
         ("severity", n.severity.label().to_string()),
         ("alert", n.key.class.name().to_string()),
         (
@@ -179,6 +180,37 @@ pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
         ),
         ("state", status_label(n).to_string()),
     ]
+}
+
+/// Names one notification the same across retries and restarts (its alert, when it
+/// started firing, firing or resolved, and when it was made, all kept in the outbox), so
+/// that a receiver can drop the duplicate that at-least-once delivery allows.
+pub fn notification_id(n: &Notification) -> String {
+    let status = match n.status {
+        NotificationStatus::Firing => "firing",
+        NotificationStatus::Resolved => "resolved",
+    };
+    stable_hash(&format!(
+        "{}|{}|{status}|{}",
+        n.key,
+        n.starts_at.as_millis(),
+        n.created_at.as_millis()
+    ))
+}
+
+/// Names an alert's firing episode (its key and when it started firing): the same on every
+/// re-post to Alertmanager and after a restart.
+pub fn alert_id(n: &Notification) -> String {
+    stable_hash(&format!("{}|{}", n.key, n.starts_at.as_millis()))
+}
+
+/// FNV-1a, 64 bits, as 16 hex digits: stable across builds and platforms, unlike std's
+/// hasher.
+fn stable_hash(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -304,6 +336,7 @@ pub(crate) mod tests {
         assert_eq!(
             a,
             vec![
+                ("notification_id", "8d091eca986d5f64".to_string()),
                 ("severity", "critical".to_string()),
                 ("alert", "ConnectionDown".to_string()),
                 ("vpn_id", "vpn-0123456789abcdef0".to_string()),

@@ -22,9 +22,6 @@ use crate::metrics::Metrics;
 use crate::snapshot::AlertView;
 use crate::types::Timestamp;
 
-/// How long a resolved alert stays in what Alertmanager is sent.
-const AM_KEEP_RESOLVED: std::time::Duration = std::time::Duration::from_secs(900);
-
 /// Where each sink's deliveries go.
 pub enum SinkHandle {
     /// A worker taking outbox deliveries (log, SNS).
@@ -41,8 +38,6 @@ pub struct Alerting {
     outbox: Outbox,
     writer: StateWriter,
     sinks: Vec<SinkHandle>,
-    am_resolved: Vec<AmAlert>,
-    am_active: std::collections::BTreeMap<crate::alert::engine::AlertKey, AmAlert>,
     metrics: Arc<Metrics>,
     jitter: Jitter,
     /// What the last save held, as alert keys and states (never details, which carry
@@ -93,8 +88,6 @@ impl Alerting {
             outbox,
             writer,
             sinks,
-            am_resolved: Vec::new(),
-            am_active: Default::default(),
             metrics,
             jitter: Jitter::seeded(),
             saved: saved_fingerprint,
@@ -137,8 +130,6 @@ impl Alerting {
         next.outbox = outbox;
         next.saved = previous.saved;
         next.flaps.adopt(&previous.flaps, &old_config, &config);
-        next.am_resolved = previous.am_resolved;
-        next.am_active = previous.am_active;
         next.save(now);
         next
     }
@@ -252,11 +243,10 @@ impl Alerting {
         {
             return;
         }
-        self.am_resolved.retain(|a| {
-            a.resolved_at
-                .is_some_and(|t| now.since(t) < AM_KEEP_RESOLVED)
-        });
-        let mut alerts: Vec<AmAlert> = self
+        // Only firing alerts are posted, never an explicit resolve: an alert ends in
+        // Alertmanager when no instance re-posts it before its endsAt (AM_LAPSE), so one
+        // instance that sees the tunnel up again cannot flip the alert another still sees.
+        let alerts: Vec<AmAlert> = self
             .engine
             .visible_firing(now)
             .into_iter()
@@ -287,31 +277,10 @@ impl Alerting {
                         ends_at: None,
                         created_at: now,
                     },
-                    resolved_at: None,
                 }),
                 AlertState::Pending { .. } => None,
             })
             .collect();
-        // Whatever Alertmanager was told fires and is no longer in the set has ended
-        // (cleared, inhibited, silenced or unconfigured): tell it so.
-        let current: std::collections::BTreeSet<_> =
-            alerts.iter().map(|a| a.notification.key.clone()).collect();
-        for (key, sent) in std::mem::take(&mut self.am_active) {
-            if !current.contains(&key) {
-                self.am_resolved.retain(|a| a.notification.key != key);
-                self.am_resolved.push(AmAlert {
-                    resolved_at: Some(now),
-                    ..sent
-                });
-            }
-        }
-        self.am_active = alerts
-            .iter()
-            .map(|a| (a.notification.key.clone(), a.clone()))
-            .collect();
-        self.am_resolved
-            .retain(|a| !current.contains(&a.notification.key));
-        alerts.extend(self.am_resolved.iter().cloned());
         for (i, handle) in self.sinks.iter().enumerate() {
             let SinkHandle::Alertmanager(tx) = handle else {
                 continue;
@@ -328,7 +297,7 @@ impl Alerting {
                     && current.iter().zip(&mine).all(|(a, b)| {
                         // The worker re-sends on its timer anyway: a reworded reason is
                         // no reason to wake it.
-                        a.notification.key == b.notification.key && a.resolved_at == b.resolved_at
+                        a.notification.key == b.notification.key
                     });
                 if !same {
                     *current = mine.clone();

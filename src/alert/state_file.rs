@@ -6,6 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +33,7 @@ pub struct SavedState {
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("state_dir {dir}: {what}: {source} (set state_dir to a directory this user can write)")]
+#[error("state_dir {dir}: {what}: {source} ({})", hint(what))]
 pub struct StateDirError {
     pub dir: PathBuf,
     /// What failed.
@@ -57,10 +58,78 @@ pub enum Loaded {
     },
 }
 
-/// The state file in its directory.
+/// The lock file inside `state_dir`: whoever holds it is the directory's one writer.
+pub const LOCK_NAME: &str = "tunnelkeeper.lock";
+
+fn hint(what: &str) -> &'static str {
+    if what == "is in use" {
+        "stop the other daemon, or give this one another state_dir"
+    } else {
+        "set state_dir to a directory this user can write"
+    }
+}
+
+/// Counts saves, for unique temporary names.
+static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Takes the directory's lock, or says who holds it. Two daemons on one state directory
+/// would load each other's alerts and outbox and send each other's pages.
+fn lock(dir: &Path) -> Result<File, StateDirError> {
+    let path = dir.join(LOCK_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StateDirError {
+            dir: dir.to_path_buf(),
+            what: "its lock file cannot be opened",
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .and_then(|()| file.sync_all())
+                .map_err(|source| StateDirError {
+                    dir: dir.to_path_buf(),
+                    what: "its lock file cannot be written",
+                    source,
+                })?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("another tunnelkeeper (pid {pid})"),
+            };
+            Err(StateDirError {
+                dir: dir.to_path_buf(),
+                what: "is in use",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "{holder} holds {LOCK_NAME}; every daemon needs a state_dir of its own"
+                    ),
+                ),
+            })
+        }
+        Err(fs::TryLockError::Error(source)) => Err(StateDirError {
+            dir: dir.to_path_buf(),
+            what: "its lock cannot be taken",
+            source,
+        }),
+    }
+}
+
+/// The state file in its directory, locked for this process.
 #[derive(Clone, Debug)]
 pub struct StateStore {
     dir: PathBuf,
+    /// Held (with its exclusive lock) for as long as any clone lives.
+    _lock: Arc<File>,
 }
 
 impl StateStore {
@@ -77,8 +146,10 @@ impl StateStore {
             .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()))
             .map_err(|e| err("is not writable", e))?;
         let _ = fs::remove_file(&probe);
+        let lock = lock(dir)?;
         Ok(StateStore {
             dir: dir.to_path_buf(),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -121,7 +192,13 @@ impl StateStore {
     /// Writes the state atomically: a reader (or a restart) sees the old file or the new
     /// one, never a mix.
     pub fn save(&self, state: &SavedState) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
+        // A name of its own: a second writer (which the lock keeps out) or a crashed earlier
+        // run can never leave half a file where this one renames from.
+        let tmp = self.dir.join(format!(
+            ".{FILE_NAME}.tmp-{}-{}",
+            std::process::id(),
+            SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         let mut file = OpenOptions::new()
             .write(true)
@@ -193,6 +270,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(store.load(Timestamp::from_secs(8)), Loaded::Fresh));
+    }
+
+    #[test]
+    fn a_locked_directory_is_refused_until_its_holder_goes() {
+        let dir = temp_dir("locked");
+        let first = StateStore::open(&dir).unwrap();
+        let err = StateStore::open(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "is in use: another tunnelkeeper (pid {})",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        drop(first);
+        assert!(StateStore::open(&dir).is_ok());
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Directory for the alert state and undelivered notifications, overriding `state_dir`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// Enable `POST /-/reload`, overriding `http.enable_lifecycle` (Prometheus's flag name).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
 }
 
 /// How logs are written.

@@ -41,6 +41,9 @@ pub const MAX_STREAK: u32 = 1000;
 pub struct Config {
     /// Where the HTTP endpoint listens.
     pub listen: SocketAddr,
+    /// Whether `POST /-/reload` works (off by default, as in Prometheus and Alertmanager:
+    /// the TCP peer says nothing about who asks). SIGHUP always reloads.
+    pub enable_lifecycle: bool,
     /// Which kind of ICMP socket to open.
     pub socket: SocketKind,
     /// The VPN connections, in config order.

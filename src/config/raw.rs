@@ -71,6 +71,7 @@ pub(super) struct RawAws {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub(super) listen: Option<SocketAddr>,
+    pub(super) enable_lifecycle: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub source: ConfigSource,
     pub listen: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
+    /// `--web.enable-lifecycle`: `POST /-/reload` works whatever the config says.
+    pub enable_lifecycle: bool,
 }
 
 impl RunOptions {
@@ -77,6 +79,7 @@ impl RunOptions {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
+        config.enable_lifecycle |= self.enable_lifecycle;
         Ok(config)
     }
 }
@@ -166,10 +169,12 @@ pub async fn run_until(
     };
     let lasting = TaskTracker::new();
     let ready = Arc::new(AtomicBool::new(false));
+    let lifecycle = Arc::new(AtomicBool::new(prepared.config.enable_lifecycle));
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
         reload: Some(reload_tx),
+        lifecycle: lifecycle.clone(),
         watched: watched(&shared, &prepared.config),
     });
     lasting.spawn(http::serve(listener, app, cancel.clone()));
@@ -234,6 +239,7 @@ pub async fn run_until(
                     last_success: shared.clock.now(),
                 };
                 prepared = next;
+                lifecycle.store(prepared.config.enable_lifecycle, Ordering::Release);
                 generation = start_generation(
                     &prepared,
                     previous,

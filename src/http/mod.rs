@@ -35,6 +35,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where `POST /-/reload` asks for a reload; `None` disables it.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Whether the running config enables `POST /-/reload`.
+    pub lifecycle: Arc<AtomicBool>,
     /// The core loops (monitor first): `/-/healthy` fails when one stops, and `/health`
     /// says STALE when the monitor does.
     pub watched: Vec<Watched>,
@@ -200,16 +202,18 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// Reloads the config, from loopback only (anyone who reaches the port could otherwise
-/// make the daemon re-read its files).
-async fn reload(State(state): State<AppState>, peer: Option<axum::Extension<Peer>>) -> Response {
+/// Reloads the config when the lifecycle API is enabled (`[http] enable_lifecycle` or
+/// `--web.enable-lifecycle`, Prometheus's convention); SIGHUP always works.
+async fn reload(State(state): State<AppState>) -> Response {
     let text = |status: StatusCode, body: String| {
         (status, [(header::CONTENT_TYPE, TEXT)], body).into_response()
     };
-    if !peer.is_some_and(|p| p.0 .0.ip().is_loopback()) {
+    if !state.lifecycle.load(Ordering::Acquire) {
         return text(
             StatusCode::FORBIDDEN,
-            "reload is only allowed from loopback\n".into(),
+            "POST /-/reload is disabled: set enable_lifecycle = true under [http] or start with \
+             --web.enable-lifecycle (SIGHUP always reloads)\n"
+                .into(),
         );
     }
     let Some(tx) = &state.reload else {
@@ -375,6 +379,7 @@ mod tests {
             snapshots,
             ready: Arc::new(AtomicBool::new(ready)),
             reload: None,
+            lifecycle: Arc::new(AtomicBool::new(false)),
             watched,
         })
     }
@@ -576,7 +581,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reload_is_refused_without_a_loopback_peer() {
+    async fn reload_is_refused_unless_the_lifecycle_api_is_enabled() {
         let (status, body) = call(
             app(&[], true),
             Method::POST,
@@ -586,7 +591,7 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(body.contains("only allowed from loopback"));
+        assert!(body.contains("POST /-/reload is disabled"), "{body}");
         let (status, _) = get(app(&[], true), "/-/reload").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }

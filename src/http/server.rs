@@ -1,8 +1,9 @@
 //! A hardened HTTP/1 server for the routes: bounded headers and bodies, a header timeout,
 //! a connection cap and a maximum connection age, so that no client can hold the check.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,11 +27,46 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// The most connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 512;
+/// The most connections one peer address may hold open: far below [`MAX_CONNECTIONS`], so
+/// that a client holding half-sent requests open can never lock SiteScope out.
+pub const MAX_PER_PEER: usize = 32;
+
+/// Open connections per peer address.
+#[derive(Default)]
+struct PeerSlots(Mutex<HashMap<IpAddr, usize>>);
+
+/// One peer's connection, counted until dropped.
+struct PeerSlot(Arc<PeerSlots>, IpAddr);
+
+impl PeerSlots {
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= MAX_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Serves `app` on `listener` until `cancel`, then lets open requests finish briefly.
 pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) {
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(PeerSlots::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -44,8 +80,14 @@ pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken
                 }
             },
         };
+        let Some(peer_slot) = peers.acquire(peer.ip()) else {
+            debug!(%peer, "too many connections from this address, closing");
+            crate::metrics::http_connection_refused(crate::metrics::RefusedBecause::PerPeer);
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             debug!(%peer, "too many connections, closing");
+            crate::metrics::http_connection_refused(crate::metrics::RefusedBecause::Total);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -54,6 +96,7 @@ pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken
         connections.spawn(async move {
             serve_connection(stream, peer, app, cancel).await;
             drop(permit);
+            drop(peer_slot);
         });
     }
     connections.close();

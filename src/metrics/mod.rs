@@ -35,6 +35,24 @@ const SEND_DELAY_BUCKETS: &[f64] = &[
 /// way (a child per label set per family, each holding its label strings, and a full copy
 /// of every series on each gather) costs kilobytes per target and hundreds of
 /// milliseconds per scrape.
+/// Why the HTTP server closed a connection on accept.
+#[derive(Clone, Copy, Debug)]
+pub enum RefusedBecause {
+    /// The peer address already held `MAX_PER_PEER` connections.
+    PerPeer,
+    /// The server already held `MAX_CONNECTIONS`.
+    Total,
+}
+
+/// Connections refused on accept, by [`RefusedBecause`]: process-wide, since the server
+/// outlives every config generation.
+static HTTP_REFUSED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Counts a connection the HTTP server closed on accept.
+pub fn http_connection_refused(because: RefusedBecause) {
+    HTTP_REFUSED[because as usize].fetch_add(1, Ordering::Relaxed);
+}
+
 /// Whether the last config reload worked, and when one last did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReloadStatus {

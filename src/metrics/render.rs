@@ -191,6 +191,23 @@ pub(super) fn write_gathered(out: &mut dyn std::fmt::Write, families: &[MetricFa
     }
 }
 
+/// Writes the HTTP server's refused connections (a process-wide family).
+fn write_http_refused(out: &mut dyn std::fmt::Write) {
+    let _ = writeln!(
+        out,
+        "# HELP tunnelkeeper_http_connections_refused_total Connections closed on accept: \
+         too many from one address (per_peer) or in all (total).\n\
+         # TYPE tunnelkeeper_http_connections_refused_total counter"
+    );
+    for (reason, count) in ["per_peer", "total"].iter().zip(&HTTP_REFUSED) {
+        let _ = writeln!(
+            out,
+            "tunnelkeeper_http_connections_refused_total{{reason=\"{reason}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// Writes one family of per-target samples: HELP, TYPE, then a line per target.
 pub(super) fn write_family(
     out: &mut dyn std::fmt::Write,
@@ -228,6 +245,7 @@ impl Metrics {
             closed: false,
         };
         write_gathered(&mut out, &self.registry.gather());
+        write_http_refused(&mut out);
         self.render_targets(&mut out);
         out.flush();
         !out.closed

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alert::engine::Notification;
-use crate::alert::page::PageContext;
+use crate::alert::page::{alert_id, PageContext};
 use crate::metrics::Metrics;
 use crate::types::Timestamp;
 
@@ -19,12 +19,16 @@ use crate::types::Timestamp;
 pub struct AmAlert {
     /// The notification it comes from (its latest).
     pub notification: Notification,
-    /// When it resolved, if it has.
-    pub resolved_at: Option<Timestamp>,
 }
 
 /// How often firing alerts are sent again, as Alertmanager expects of its clients.
-pub const AM_RESEND: Duration = Duration::from_secs(60);
+pub const AM_RESEND: Duration = Duration::from_secs(10);
+/// How far ahead each post sets `endsAt`: an alert that no instance re-posts for this long
+/// ends in Alertmanager. That is how alerts resolve there (no instance ever posts an
+/// explicit resolve, which would flip an alert that another instance still sees firing):
+/// within this time of the last instance that saw the condition clearing it. Four resends,
+/// so that three lost posts in a row do not end an alert.
+pub const AM_LAPSE: Duration = Duration::from_secs(40);
 
 /// Builds the `/api/v2/alerts` body. Labels carry nothing instance-specific, so that the
 /// alerts of several tunnelkeepers watching the same VPN deduplicate in Alertmanager.
@@ -50,17 +54,16 @@ pub fn alertmanager_body(
             if let Some(t) = &n.key.tunnel {
                 labels.insert("tunnel".into(), json!(t));
             }
-            // A firing alert that is not re-sent expires on its own after four resends.
-            let ends = a.resolved_at.unwrap_or(now.plus(AM_RESEND * 4));
             json!({
                 "labels": labels,
                 "annotations": {
                     "summary": n.details.summary,
                     "description": n.details.reason,
                     "runbook_url": ctx.runbook(n),
+                    "notification_id": alert_id(n),
                 },
                 "startsAt": n.starts_at,
-                "endsAt": ends,
+                "endsAt": now.plus(AM_LAPSE),
             })
         })
         .collect();
@@ -153,7 +156,6 @@ mod tests {
                 NotificationStatus::Firing,
                 "both tunnels down",
             ),
-            resolved_at: None,
         };
         let body = alertmanager_body(&[firing], &ctx(), Timestamp::from_secs(1_795_000_800));
         let labels = &body[0]["labels"];
@@ -162,8 +164,24 @@ mod tests {
         assert_eq!(labels["vpn_id"], "vpn-0123456789abcdef0");
         assert!(labels.get("instance").is_none() && !labels.to_string().contains("ip-10-0-1-5"));
         assert_eq!(
-            body[0]["endsAt"], "2026-11-18T11:24:00.000Z",
-            "now + 4 resends"
+            body[0]["endsAt"], "2026-11-18T11:20:40.000Z",
+            "now + AM_LAPSE: it ends by itself unless re-posted"
+        );
+        // The same episode has the same id in every post and after a restart.
+        let again = alertmanager_body(
+            &[AmAlert {
+                notification: note(
+                    AlertClass::ConnectionDown,
+                    NotificationStatus::Firing,
+                    "reworded",
+                ),
+            }],
+            &ctx(),
+            Timestamp::from_secs(1_795_000_900),
+        );
+        assert_eq!(
+            body[0]["annotations"]["notification_id"],
+            again[0]["annotations"]["notification_id"]
         );
     }
 }

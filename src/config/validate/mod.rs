@@ -240,6 +240,7 @@ impl<'a> Validator<'a> {
                 .http
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9478))),
+            enable_lifecycle: raw.http.enable_lifecycle.unwrap_or(false),
             socket: raw.probe.socket.unwrap_or_default(),
             connections,
             targets,
