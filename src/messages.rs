@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::types::{OutsideIp, TargetId, Timestamp, VpnConnectionId};
+use crate::types::{OutsideIp, TargetId, Timestamp, TunnelId, VpnConnectionId};
 
 /// What the pingers and the EC2 poller tell the monitor.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +47,21 @@ pub enum Observation {
         /// What came of it.
         result: PollResult,
     },
+    /// When the EC2 poller's next call goes out (sent after every call): an answer is
+    /// due by then plus the call timeout, and staleness is judged against that.
+    Ec2NextCall {
+        /// When the next call starts.
+        at: Instant,
+    },
+    /// The maintenance poller asked EC2 about one tunnel (`GetVpnTunnelReplacementStatus`).
+    Maintenance {
+        /// When.
+        at: Instant,
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// What came of it.
+        result: MaintenanceResult,
+    },
     /// A sink finished a delivery.
     Delivery(DeliveryReport),
     /// Ticks were skipped because the task fell behind its schedule.
@@ -66,7 +81,10 @@ impl Observation {
             | Observation::StrayReply { target }
             | Observation::SocketReopened { target, .. }
             | Observation::ScheduleSlip { target, .. } => *target = id,
-            Observation::Ec2 { .. } | Observation::Delivery(_) => {}
+            Observation::Ec2 { .. }
+            | Observation::Ec2NextCall { .. }
+            | Observation::Maintenance { .. }
+            | Observation::Delivery(_) => {}
         }
     }
 }
@@ -323,6 +341,10 @@ pub struct TunnelOptionsReading {
     pub dpd_timeout_seconds: Option<i32>,
     /// IKE versions allowed.
     pub ike_versions: Vec<String>,
+    /// `LogOptions.CloudWatchLogOptions.LogEnabled`: tunnel (IKE) logs to CloudWatch Logs.
+    pub log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`: BGP logs to CloudWatch Logs.
+    pub bgp_log_enabled: Option<bool>,
 }
 
 impl TunnelOptionsReading {
@@ -331,6 +353,43 @@ impl TunnelOptionsReading {
     pub fn waits_for_datacenter(&self) -> bool {
         self.startup_action.as_deref().unwrap_or("add") == "add"
             && self.dpd_timeout_action.as_deref().unwrap_or("clear") == "clear"
+    }
+}
+
+/// What one `GetVpnTunnelReplacementStatus` call produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MaintenanceResult {
+    /// A good answer.
+    Reading(MaintenanceReading),
+    /// A failed call.
+    Failed {
+        /// Its kind.
+        kind: AwsErrorKind,
+        /// What the SDK said.
+        message: String,
+    },
+}
+
+/// AWS's maintenance details for one tunnel endpoint (`MaintenanceDetails`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReading {
+    /// AWS's text for pending maintenance (`PendingMaintenance`), absent when none.
+    pub pending: Option<String>,
+    /// When AWS applies the pending maintenance by itself (`MaintenanceAutoAppliedAfter`).
+    pub auto_apply_after: Option<Timestamp>,
+    /// When maintenance was last applied (`LastMaintenanceApplied`): the endpoint was
+    /// replaced then.
+    pub last_applied: Option<Timestamp>,
+}
+
+impl MaintenanceReading {
+    /// Returns the pending text when maintenance is pending (AWS may send an empty or
+    /// "None" text when nothing is).
+    pub fn pending_text(&self) -> Option<&str> {
+        self.pending
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("none"))
     }
 }
 

@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::metrics::Metrics;
 
 use crate::config::{Config, TargetScope};
+use crate::health::advice::Advisory;
 use crate::health::control_plane::{ControlPlane, ControlPlaneStatus};
+use crate::health::maintenance::TunnelMaintenance;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::messages::TunnelReading;
 use crate::probe::stats::{StatsSummary, TargetStats};
@@ -46,6 +48,10 @@ pub struct Snapshot {
     pub outbox_length: usize,
     /// Config warnings, and tunnel options that leave a dropped tunnel down.
     pub warnings: Vec<String>,
+    /// Advice from EC2's answers (tunnel options, route health), each with a stable code;
+    /// none of it pages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<Advisory>,
     /// The rendered `/health` page.
     #[serde(skip)]
     pub health: HealthPage,
@@ -96,6 +102,9 @@ pub struct TunnelSnapshot {
     /// The EC2 telemetry and options behind it, from the last good answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<TunnelReading>,
+    /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<TunnelMaintenance>,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
 }
@@ -181,6 +190,7 @@ impl Snapshot {
                         }
                         TunnelSnapshot {
                             aws,
+                            maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
                             state: h.verdict.clone(),
@@ -209,6 +219,9 @@ impl Snapshot {
             alerts: Vec::new(),
             outbox_length: 0,
             warnings,
+            advisories: control
+                .map(|cp| cp.advisories().to_vec())
+                .unwrap_or_default(),
             health: HealthPage::default(),
             metrics: None,
         };
@@ -302,6 +315,20 @@ fn render_health(s: &Snapshot) -> HealthPage {
         }
         for problem in &cp.problems {
             let _ = writeln!(body, "control plane problem: {}", one_line(problem));
+        }
+    }
+    for t in s.connections.iter().flat_map(|c| &c.tunnels) {
+        let Some(m) = &t.maintenance else { continue };
+        if let Some(text) = m.reading.pending_text() {
+            let when = m.reading.auto_apply_after.map_or(String::new(), |a| {
+                format!(", applied automatically after {a}")
+            });
+            let _ = writeln!(
+                body,
+                "maintenance: tunnel {}: AWS endpoint replacement pending ({}){when}",
+                t.name,
+                one_line(text)
+            );
         }
     }
     let listed: Vec<&TargetSnapshot> = if s.shared_targets.len() <= HEALTH_TARGET_LINES {

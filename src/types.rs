@@ -190,25 +190,42 @@ pub enum AlertClass {
     TunnelFlapping,
     /// The EC2 API has failed for longer than the limit.
     ControlPlaneUnavailable,
+    /// A configured connection id is unknown to EC2 (deleted, replaced, another account or
+    /// Region): the config no longer matches AWS.
+    ConnectionNotFound,
+    /// AWS announced maintenance (a tunnel endpoint replacement) for a tunnel.
+    TunnelMaintenancePending,
+    /// A tunnel went down with AWS's endpoint replacement: paged at the configured
+    /// `maintenance_severity` during the grace, after which a tunnel still down pages as
+    /// `TunnelDown`.
+    TunnelDownAfterMaintenance,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 5] = [
+    pub const ALL: [AlertClass; 8] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
         AlertClass::TunnelFlapping,
         AlertClass::ControlPlaneUnavailable,
+        AlertClass::ConnectionNotFound,
+        AlertClass::TunnelMaintenancePending,
+        AlertClass::TunnelDownAfterMaintenance,
     ];
 
-    /// Returns the class's severity.
+    /// Returns the class's default severity (the config may choose another for
+    /// `TunnelDownAfterMaintenance`: see `AlertsConfig::severity`).
     pub fn severity(self) -> Severity {
         match self {
             AlertClass::ConnectionDown | AlertClass::VpnUnreachable => Severity::Critical,
             AlertClass::TunnelDown
             | AlertClass::TunnelFlapping
-            | AlertClass::ControlPlaneUnavailable => Severity::Warning,
+            | AlertClass::ControlPlaneUnavailable
+            | AlertClass::ConnectionNotFound => Severity::Warning,
+            AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
+                Severity::Info
+            }
         }
     }
 
@@ -220,6 +237,9 @@ impl AlertClass {
             AlertClass::VpnUnreachable => "VpnUnreachable",
             AlertClass::TunnelFlapping => "TunnelFlapping",
             AlertClass::ControlPlaneUnavailable => "ControlPlaneUnavailable",
+            AlertClass::ConnectionNotFound => "ConnectionNotFound",
+            AlertClass::TunnelMaintenancePending => "TunnelMaintenancePending",
+            AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
         }
     }
 
@@ -239,6 +259,9 @@ impl fmt::Display for AlertClass {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Worth knowing, nothing to do now (announced AWS maintenance). Below every sink's
+    /// default `min_severity`, so it reaches a sink only where one asks for `info`.
+    Info,
     /// Redundancy lost or something to look at in hours.
     Warning,
     /// The datacenter is (partly) cut off: act now.
@@ -246,11 +269,30 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Returns `warning` or `critical`.
+    /// Returns `info`, `warning` or `critical`.
     pub fn label(self) -> &'static str {
         match self {
+            Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Critical => "critical",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alert_class_has_a_runbook_section() {
+        let runbook = include_str!("../docs/runbook.md");
+        for class in AlertClass::ALL {
+            assert!(
+                runbook.contains(&format!("\n## {}\n", class.name())),
+                "docs/runbook.md has no section for {class}: its pages would link nowhere"
+            );
+            assert_eq!(AlertClass::parse(class.name()), Some(class));
+        }
+        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Critical);
     }
 }

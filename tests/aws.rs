@@ -3,46 +3,14 @@
 //! its figures and heartbeat in the protocol the pinned SDK speaks.
 
 mod common;
+#[path = "support/ec2_daemon.rs"]
+mod ec2_daemon;
 
 use std::time::Duration;
 
 use common::{aws_env, dc_config, write_temp, AwsDouble, Daemon, VPN_ID as ID};
+use ec2_daemon::*;
 use serde_json::{json, Value};
-
-const PSK: &str = "tk-TOP-SECRET-psk-8f3a9c";
-
-fn config(double: &AwsDouble, extra: &str) -> String {
-    let aws = format!("region = \"us-east-1\"\n{extra}");
-    dc_config(double, &aws, ["127.0.1.1", "127.0.1.2"], "")
-}
-
-fn tunnel(ip: &str, status: &str, message: &str) -> Value {
-    json!({
-        "outside_ip": ip, "status": status, "status_message": message,
-        "last_status_change": "2026-11-01T08:00:00.000Z", "accepted_route_count": 2,
-        "startup_action": "start", "dpd_timeout_action": "restart", "dpd_timeout_seconds": 30,
-        "ike_versions": ["ikev2"], "pre_shared_key": PSK,
-    })
-}
-
-fn connection(a: Value, b: Value) -> Value {
-    json!([{
-        "id": ID,
-        "customer_gateway_configuration": format!("<vpn_connection><ike><pre_shared_key>{PSK}</pre_shared_key></ike></vpn_connection>"),
-        "tunnels": [a, b],
-    }])
-}
-
-fn start(double: &AwsDouble, extra: &str) -> Daemon {
-    let path = write_temp("aws.toml", &config(double, extra));
-    let mut env = aws_env();
-    env.push(("RUST_LOG", "trace"));
-    Daemon::start(&["run", "--config", path.to_str().unwrap()], &env)
-}
-
-fn status(daemon: &Daemon) -> Value {
-    serde_json::from_str(&daemon.get("/status").1).unwrap()
-}
 
 #[test]
 fn a_tunnel_turning_down_in_ec2_shows_on_health_within_one_poll() {
@@ -89,7 +57,8 @@ fn one_call_per_interval_covers_every_connection() {
     });
     let requests = double.requests("ec2");
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0]["params"]["VpnConnectionId.1"], ID);
+    assert_eq!(requests[0]["params"]["Filter.1.Name"], "vpn-connection-id");
+    assert_eq!(requests[0]["params"]["Filter.1.Value.1"], ID);
     assert_eq!(requests[0]["params"]["Action"], "DescribeVpnConnections");
 }
 
@@ -128,8 +97,8 @@ fn throttling_backs_off_and_a_stale_answer_is_unknown_not_down() {
     });
     double.fail("ec2", "throttle", None);
 
-    // Good answer at 0 s, throttled at ~5 s, next try only after 2 intervals (~15 s): the
-    // answer is older than 3 intervals from ~15 s on.
+    // Good answer at 0 s, throttled at ~5 s, ~12.5 s and at the 15 s limit itself (the
+    // poller never waits past the limit while the answer is fresh): stale just after.
     let (status, body) = daemon.wait_for("/health", Duration::from_secs(20), |_, b| {
         b.contains("control plane: stale")
     });
@@ -157,13 +126,54 @@ fn throttling_backs_off_and_a_stale_answer_is_unknown_not_down() {
         "{reason}"
     );
 
-    // Calls so far: the first, the throttled one at ~5 s, and at most one more; without
-    // backoff there would have been four.
+    // Calls so far: the first and three throttled ones. Stale, the poller backs off in
+    // full (4 intervals): no call in the next 8 s.
     let calls = double.requests("ec2").len();
-    assert!((2..=3).contains(&calls), "{calls} calls in ~17 s");
+    assert!((3..=4).contains(&calls), "{calls} calls until stale");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        double.requests("ec2").len(),
+        calls,
+        "backing off once stale"
+    );
     let (_, metrics) = daemon.get("/metrics");
     assert!(metrics.contains("tunnelkeeper_ec2_requests_total{outcome=\"throttled\"}"));
     assert!(metrics.contains("tunnelkeeper_control_plane_stale 1"));
+}
+
+#[test]
+fn two_throttled_calls_in_a_row_leave_the_answer_fresh() {
+    let double = AwsDouble::start();
+    double.set_connections(&connection(
+        tunnel("52.2.144.13", "UP", ""),
+        tunnel("52.2.144.14", "UP", ""),
+    ));
+    let daemon = start(&double, "");
+    daemon.wait_for("/health", Duration::from_secs(5), |_, b| {
+        b.contains("control plane up")
+    });
+    double.fail("ec2", "throttle", Some(2));
+    // With a backoff of 2 then 4 intervals the answer (limit 15 s) would go stale; the
+    // third try comes at the limit and its answer is awaited.
+    let until = std::time::Instant::now() + Duration::from_secs(22);
+    while std::time::Instant::now() < until {
+        let json = status(&daemon);
+        assert_eq!(
+            json["control_plane"]["stale"], false,
+            "went stale after two throttled calls: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let json = status(&daemon);
+    assert_eq!(json["control_plane"]["errors"]["throttled"], 2);
+    assert!(json["control_plane"]["next_answer_due"].is_string());
+    let calls = double.requests("ec2");
+    assert!(calls.len() >= 4, "{}", calls.len());
+    assert!(calls
+        .iter()
+        .take(3)
+        .skip(1)
+        .all(|c| c["failed"] == "throttle"));
 }
 
 fn status_after(daemon: &Daemon) -> Value {
@@ -279,12 +289,101 @@ fn a_connection_id_ec2_does_not_know_is_reported() {
     double.set_connections(&json!([]));
     let daemon = start(&double, "");
     let json = wait_json(&daemon, Duration::from_secs(5), |j| {
-        j["control_plane"]["errors"]["not_found"] == 1
+        j["control_plane"]["last_success"].is_string()
     });
-    assert!(json["control_plane"]["last_error"]
-        .as_str()
+    assert_eq!(
+        json["control_plane"]["errors"]["not_found"], 0,
+        "no failed call"
+    );
+    assert_eq!(
+        json["control_plane"]["connections_not_found"],
+        json!([{ "vpn": "dc", "vpn_id": ID, "state": "missing" }])
+    );
+}
+
+#[test]
+fn an_unknown_connection_id_next_to_known_ones_blinds_only_itself() {
+    let double = AwsDouble::start();
+    // EC2 knows dc (tunnel b DOWN) and not `old`: a list call would fail as a whole
+    // (InvalidVpnConnectionID.NotFound); the filter answers what exists.
+    double.set_connections(&connection(
+        tunnel("52.2.144.13", "UP", ""),
+        tunnel("52.2.144.14", "DOWN", "IPSEC IS DOWN"),
+    ));
+    let old = "vpn-0aaaaaaaaaaaaaaaa";
+    let rest = format!(
+        "[[vpn]]\nid = \"{old}\"\nname = \"old\"\n  [[vpn.tunnel]]\n  name = \"old-a\"\n  outside_ip = \"34.193.10.21\"\n  targets = [\"127.0.1.3\"]\n"
+    );
+    let config = dc_config(
+        &double,
+        "region = \"us-east-1\"",
+        ["127.0.1.1", "127.0.1.2"],
+        &rest,
+    );
+    let path = write_temp("aws.toml", &config);
+    let daemon = Daemon::start(&["run", "--config", path.to_str().unwrap()], &aws_env());
+    let (_, body) = daemon.wait_for("/health", Duration::from_secs(5), |_, b| {
+        b.contains("control plane down")
+    });
+    assert!(
+        body.contains(
+            "tunnel dc-b: down since 2026-11-01T08:00:00Z: AWS reports DOWN: IPSEC IS DOWN"
+        ),
+        "AWS's DOWN for a known tunnel reaches /health: {body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "control plane problem: connection old ({old}) is not in EC2's answer"
+        )),
+        "{body}"
+    );
+    let json = wait_json(&daemon, Duration::from_secs(5), |j| {
+        j["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["alert"] == "ConnectionNotFound")
+    });
+    assert_eq!(
+        json["control_plane"]["connections_not_found"],
+        json!([{ "vpn": "old", "vpn_id": old, "state": "missing" }])
+    );
+    assert_eq!(json["control_plane"]["errors"]["not_found"], 0);
+    assert_eq!(
+        json["connections"][1]["tunnels"][0]["control_plane"]["state"],
+        "unknown"
+    );
+    let alert = json["alerts"]
+        .as_array()
         .unwrap()
-        .contains("does not exist"));
+        .iter()
+        .find(|a| a["alert"] == "ConnectionNotFound")
+        .unwrap();
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(alert["vpn"], "old");
+    assert_eq!(alert["state"], "firing");
+    let (_, metrics) = daemon.get("/metrics");
+    assert!(metrics.contains(&format!(
+        "tunnelkeeper_connection_not_found{{vpn=\"old\",vpn_id=\"{old}\"}} 1"
+    )));
+    assert!(metrics.contains(&format!(
+        "tunnelkeeper_connection_not_found{{vpn=\"dc\",vpn_id=\"{ID}\"}} 0"
+    )));
+    let log = daemon.log();
+    assert!(
+        log.contains("EC2 control plane problem") && log.contains(old),
+        "{log}"
+    );
+    assert!(
+        log.contains("ALERT [WARNING] ConnectionNotFound old"),
+        "{log}"
+    );
+    // One call, with a filter: never the list that fails as a whole.
+    let call = &double.requests("ec2")[0]["params"];
+    assert_eq!(call["Filter.1.Name"], "vpn-connection-id");
+    assert_eq!(call["Filter.1.Value.1"], ID);
+    assert_eq!(call["Filter.1.Value.2"], old);
+    assert!(call.get("VpnConnectionId.1").is_none(), "{call}");
 }
 
 #[test]
@@ -422,13 +521,6 @@ fn cloudwatch_gets_figures_and_a_heartbeat_in_rpc_v2_cbor() {
         metrics.contains("tunnelkeeper_cloudwatch_requests_total{outcome=\"server_error\"} 1"),
         "{metrics}"
     );
-}
-
-fn wait_json(daemon: &Daemon, limit: Duration, check: impl Fn(&Value) -> bool) -> Value {
-    let (_, body) = daemon.wait_for("/status", limit, |_, b| {
-        serde_json::from_str::<Value>(b).is_ok_and(|j| check(&j))
-    });
-    serde_json::from_str(&body).unwrap()
 }
 
 #[test]

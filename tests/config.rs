@@ -395,8 +395,23 @@ fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
         [
             "cloudwatch:PutMetricData",
             "ec2:DescribeVpnConnections",
+            "ec2:GetVpnTunnelReplacementStatus",
             "sns:Publish"
         ]
+    );
+    let maintenance = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "ec2:GetVpnTunnelReplacementStatus")
+        .unwrap();
+    assert!(
+        maintenance["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().contains(":vpn-connection/vpn-")),
+        "GetVpnTunnelReplacementStatus is limited to the connections"
     );
     let put = policy["Statement"]
         .as_array()
@@ -408,11 +423,17 @@ fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
         put["Condition"]["StringEquals"]["cloudwatch:namespace"], "Tunnelkeeper",
         "PutMetricData is limited to the namespace"
     );
-    let sources = ["src/aws/ec2.rs", "src/aws/cloudwatch.rs"].map(|f| {
+    let sources = [
+        "src/aws/ec2.rs",
+        "src/aws/cloudwatch.rs",
+        "src/aws/maintenance.rs",
+    ]
+    .map(|f| {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + f).unwrap()
     });
     assert!(sources[0].contains(".describe_vpn_connections()"));
     assert!(sources[1].contains(".put_metric_data()"));
+    assert!(sources[2].contains(".get_vpn_tunnel_replacement_status()"));
 }
 
 #[test]
@@ -441,6 +462,46 @@ fn aws_settings_are_validated() {
     assert_eq!(aws.stale_after(), Duration::from_secs(180));
     assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
     assert_eq!(aws.cloudwatch_namespace, None);
+    assert_eq!(aws.maintenance_interval, Duration::from_secs(900));
+    assert_eq!(config.alerts.maintenance_grace, Duration::from_secs(1800));
+    assert_eq!(
+        format!("{:?}", config.alerts.maintenance_severity),
+        "Info",
+        "info by default"
+    );
+}
+
+#[test]
+fn maintenance_settings_are_validated() {
+    let e = error_of(&format!(
+        "{TWO_TUNNELS}\n[aws]\nmaintenance_interval = \"30s\"\n[alerts]\nmaintenance_grace = \"2d\"\nmaintenance_severity = \"page\"\n[[alerts.sink]]\nkind = \"log\"\nmin_severity = \"debug\"\n"
+    ));
+    assert_contains(
+        &e,
+        &[
+            "aws.maintenance_interval: 30s is out of range: it must be between 1m and 1day",
+            "alerts.maintenance_grace: 2days is out of range",
+            "alerts.maintenance_severity: \"page\" is not a severity: use \"info\", \"warning\" or \"critical\"",
+            "alerts.sink[0].min_severity: \"debug\" is not a severity",
+        ],
+    );
+    let config = Config::parse(
+        &format!(
+            "{TWO_TUNNELS}\n[aws]\nmaintenance_interval = \"1h\"\n[alerts]\nmaintenance_grace = \"10m\"\nmaintenance_severity = \"critical\"\n[[alerts.sink]]\nkind = \"log\"\nmin_severity = \"info\"\n"
+        ),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        config.aws.unwrap().maintenance_interval,
+        Duration::from_secs(3600)
+    );
+    assert_eq!(config.alerts.maintenance_grace, Duration::from_secs(600));
+    assert_eq!(
+        format!("{:?}", config.alerts.maintenance_severity),
+        "Critical"
+    );
+    assert_eq!(format!("{:?}", config.alerts.sinks[0].min_severity), "Info");
 }
 
 #[test]

@@ -55,6 +55,14 @@ locals {
         Resource = "*"
       },
       {
+        Sid    = "ReadVpnTunnelMaintenance"
+        Effect = "Allow"
+        Action = "ec2:GetVpnTunnelReplacementStatus"
+        # Unlike DescribeVpnConnections it takes the vpn-connection resource type: only
+        # the configured connections (any account: connection ids are unique).
+        Resource = [for c in var.vpn_connections : "arn:aws:ec2:${local.region}:*:vpn-connection/${c.id}"]
+      },
+      {
         Sid    = "PublishTunnelFiguresAndHeartbeat"
         Effect = "Allow"
         Action = "cloudwatch:PutMetricData"

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
 use crate::config::Config;
+use crate::health::maintenance::MaintenancePhase;
 use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
 use crate::types::AlertClass;
 use crate::types::{Timestamp, TunnelId};
@@ -109,18 +110,44 @@ fn short(reason: &str) -> String {
     s.chars().take(80).collect()
 }
 
+/// Says when the replacement happened and how it is known.
+fn replacement_text(phase: MaintenancePhase) -> String {
+    match phase.replaced_at() {
+        (at, true) => format!("AWS applied maintenance to this tunnel at {at}"),
+        (at, false) => format!(
+            "maintenance was pending and past its auto-apply time when the tunnel dropped at {at}"
+        ),
+    }
+}
+
+/// Calls out `StartupAction=add`, with which AWS waits for the customer gateway after a
+/// replacement.
+fn startup_add_text(startup_add: bool) -> &'static str {
+    if startup_add {
+        "; StartupAction=add: after a replacement AWS waits for the customer gateway to start IKE, so send traffic from the datacenter or restart IKE on the customer gateway"
+    } else {
+        ""
+    }
+}
+
 /// Derives every alert condition from the model. `control_unavailable` is since when EC2
 /// has been failing, with the last error, once that has lasted longer than the limit.
 ///
 /// One continuous outage of a tunnel is one `TunnelDown`, whichever plane saw it first and
 /// whatever the planes do meanwhile: the reason says which plane, the identity does not.
 /// Details never carry counters or elapsed times, so a steady outage changes nothing.
+///
+/// A tunnel that went down with an AWS endpoint replacement pages as
+/// `TunnelDownAfterMaintenance` (at the configured severity) for `maintenance_grace`, its
+/// `TunnelDown` held; still down after the grace, `TunnelDown` pages (saying why) and the
+/// maintenance alert is held until the outage ends.
 pub fn conditions(
     config: &Config,
     model: &HealthModel,
     control: Option<&ControlPlane>,
     flaps: &FlapTracker,
     control_unavailable: Option<(Timestamp, String)>,
+    now: Timestamp,
 ) -> Conditions {
     let mut out = Conditions::new();
     // Whether some tunnel's end is not known because AWS is silent: the alerts above it
@@ -137,18 +164,65 @@ pub fn conditions(
             };
             let tunnel = model.tunnel(id);
             let key = AlertKey::tunnel(AlertClass::TunnelDown, vpn, t.name.as_str());
+            let maintenance_key =
+                AlertKey::tunnel(AlertClass::TunnelDownAfterMaintenance, vpn, t.name.as_str());
             let down = tunnel.verdict.is_down();
             match &tunnel.verdict {
-                Verdict::Down { reason, .. } => {
+                Verdict::Down { reason, since } => {
                     let summary = if tunnel.control_plane.is_up() {
                         "AWS reports UP but pinned targets are unreachable".to_string()
                     } else {
                         short(reason)
                     };
-                    out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
+                    let grace = config.alerts.maintenance_grace;
+                    let phase = control.and_then(|cp| cp.maintenance_phase(id, *since, now, grace));
+                    let startup_add = control
+                        .and_then(|cp| cp.tunnel_reading(id))
+                        .and_then(|r| r.options.as_ref())
+                        .is_some_and(|o| o.startup_action.as_deref().unwrap_or("add") == "add");
+                    match phase {
+                        Some(p @ MaintenancePhase::Grace { until, .. }) => {
+                            out.insert(key, Condition::Unknown);
+                            out.insert(
+                                maintenance_key,
+                                active(
+                                    "down after AWS tunnel endpoint replacement",
+                                    format!(
+                                        "AWS tunnel endpoint replacement: {}; {reason}; pages as TunnelDown if still down at {until}{}",
+                                        replacement_text(p),
+                                        startup_add_text(startup_add)
+                                    ),
+                                    vpn_id.clone(),
+                                ),
+                            );
+                        }
+                        Some(p @ MaintenancePhase::Overdue { .. }) => {
+                            out.insert(maintenance_key, Condition::Unknown);
+                            out.insert(
+                                key,
+                                active(
+                                    format!(
+                                        "still down {} after AWS tunnel endpoint replacement",
+                                        humantime::format_duration(grace)
+                                    ),
+                                    format!(
+                                        "{reason}; still down {} after the AWS tunnel endpoint replacement ({}){}",
+                                        humantime::format_duration(grace),
+                                        replacement_text(p),
+                                        startup_add_text(startup_add)
+                                    ),
+                                    vpn_id.clone(),
+                                ),
+                            );
+                        }
+                        None => {
+                            out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
+                        }
+                    }
                 }
                 Verdict::Unknown { .. } => {
                     out.insert(key, Condition::Unknown);
+                    out.insert(maintenance_key, Condition::Unknown);
                 }
                 Verdict::Up { .. } => {
                     // Pings pass, but AWS has not answered since a restart, or went quiet
@@ -169,6 +243,7 @@ pub fn conditions(
                     if aws_silent || last_probe_lost {
                         connection_held = true;
                         out.insert(key, Condition::Unknown);
+                        out.insert(maintenance_key, Condition::Unknown);
                     }
                 }
             }
@@ -199,6 +274,59 @@ pub fn conditions(
                     out.insert(flap_key, Condition::Unknown);
                 }
                 (None, false) => {}
+            }
+        }
+        if let Some((state, id)) = control.and_then(|cp| cp.not_found(ci)).zip(c.id.as_ref()) {
+            out.insert(
+                AlertKey::connection(AlertClass::ConnectionNotFound, vpn),
+                active(
+                    format!("{id} not found in EC2"),
+                    match state {
+                        "missing" => format!(
+                            "EC2 does not know connection {vpn} ({id}): deleted or replaced (a new customer gateway means a new connection), or in another account or Region; the config no longer matches AWS, and its tunnels' control plane is unknown"
+                        ),
+                        other => format!(
+                            "connection {vpn} ({id}) is {other} in EC2; the config no longer matches AWS, and its tunnels' control plane is unknown"
+                        ),
+                    },
+                    vpn_id.clone(),
+                ),
+            );
+        }
+        for (ti, t) in c.tunnels.iter().enumerate() {
+            let id = TunnelId {
+                connection: ci,
+                tunnel: ti,
+            };
+            let pending = control
+                .and_then(|cp| cp.maintenance(id))
+                .filter(|m| m.reading.pending_text().is_some());
+            if let Some(m) = pending {
+                let when = m
+                    .reading
+                    .auto_apply_after
+                    .map_or("at a time AWS has not given".to_string(), |t| {
+                        format!("after {t}")
+                    });
+                out.insert(
+                    AlertKey::tunnel(AlertClass::TunnelMaintenancePending, vpn, t.name.as_str()),
+                    active(
+                        format!("AWS maintenance pending, applied automatically {when}"),
+                        format!(
+                            "AWS announced tunnel endpoint maintenance ({}); AWS applies it by itself {when} (MaintenanceAutoAppliedAfter), and the tunnel goes down while its endpoint is replaced. Apply it earlier at a quiet time with ReplaceVpnTunnel (tunnel endpoint lifecycle control){}",
+                            m.reading.pending_text().unwrap_or_default(),
+                            startup_add_text(
+                                control
+                                    .and_then(|cp| cp.tunnel_reading(id))
+                                    .and_then(|r| r.options.as_ref())
+                                    .is_some_and(|o| {
+                                        o.startup_action.as_deref().unwrap_or("add") == "add"
+                                    })
+                            )
+                        ),
+                        vpn_id.clone(),
+                    ),
+                );
             }
         }
         let key = AlertKey::connection(AlertClass::ConnectionDown, vpn);
@@ -250,4 +378,222 @@ pub fn conditions(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{
+        ApiConnectionState, ApiTunnelStatus, ConnectionReading, MaintenanceReading,
+        MaintenanceResult, Telemetry, TunnelOptionsReading, TunnelReading,
+    };
+    use crate::types::{OutsideIp, Severity, VpnConnectionId};
+
+    const CONFIG: &str = r#"
+        [aws]
+        poll_interval = "10s"
+        [[vpn]]
+        id = "vpn-0123456789abcdef0"
+        name = "dc"
+          [[vpn.tunnel]]
+          name = "dc-a"
+          outside_ip = "52.2.144.13"
+          targets = ["172.16.1.10"]
+          [[vpn.tunnel]]
+          name = "dc-b"
+          outside_ip = "52.2.144.14"
+          targets = ["172.16.2.10"]
+        [[vpn]]
+        id = "vpn-0aaaaaaaaaaaaaaaa"
+        name = "old"
+          [[vpn.tunnel]]
+          name = "old-a"
+          outside_ip = "34.193.10.21"
+          targets = ["172.16.3.10"]
+        [alerts]
+        maintenance_grace = "30m"
+        maintenance_severity = "warning"
+    "#;
+
+    const A: TunnelId = TunnelId {
+        connection: 0,
+        tunnel: 0,
+    };
+    const B: TunnelId = TunnelId {
+        connection: 0,
+        tunnel: 1,
+    };
+
+    fn t(s: u64) -> Timestamp {
+        Timestamp::from_secs(s)
+    }
+
+    /// EC2 says dc-b went DOWN at `b_down` (StartupAction=add) and does not know `old`.
+    fn world(b_down: u64) -> (Config, HealthModel, ControlPlane) {
+        let config = Config::parse(CONFIG, "t").unwrap();
+        let mut model = HealthModel::new(&config);
+        let mut cp = ControlPlane::new(&config, Duration::from_secs(30));
+        let tunnel = |ip: &str, up: bool| TunnelReading {
+            outside_ip: Some(OutsideIp(ip.parse().unwrap())),
+            telemetry: Some(Telemetry {
+                status: if up {
+                    ApiTunnelStatus::Up
+                } else {
+                    ApiTunnelStatus::Down
+                },
+                status_message: (!up).then(|| "IPSEC IS DOWN".into()),
+                last_status_change: Some(t(if up { 1 } else { b_down })),
+                accepted_route_count: Some(if up { 2 } else { 0 }),
+            }),
+            options: Some(TunnelOptionsReading {
+                startup_action: Some("add".into()),
+                ..Default::default()
+            }),
+        };
+        let reading = vec![
+            ConnectionReading {
+                connection: 0,
+                id: VpnConnectionId::new("vpn-0123456789abcdef0"),
+                state: ApiConnectionState::Available,
+                static_routes_only: false,
+                tunnels: vec![tunnel("52.2.144.13", true), tunnel("52.2.144.14", false)],
+                listed_outside_ips: Vec::new(),
+            },
+            ConnectionReading {
+                connection: 1,
+                id: VpnConnectionId::new("vpn-0aaaaaaaaaaaaaaaa"),
+                state: ApiConnectionState::Missing,
+                static_routes_only: false,
+                tunnels: vec![TunnelReading::default()],
+                listed_outside_ips: Vec::new(),
+            },
+        ];
+        for (id, v) in cp.handle_reading(reading, t(b_down)) {
+            model.handle_control_plane(id, v, t(b_down));
+        }
+        (config, model, cp)
+    }
+
+    fn maintenance(cp: &mut ControlPlane, id: TunnelId, reading: MaintenanceReading) {
+        cp.handle_maintenance(id, MaintenanceResult::Reading(reading), t(0));
+    }
+
+    fn at(config: &Config, model: &HealthModel, cp: &ControlPlane, now: u64) -> Conditions {
+        let flaps = FlapTracker::new(config, 4, Duration::from_secs(120));
+        conditions(config, model, Some(cp), &flaps, None, t(now))
+    }
+
+    fn details(c: &Conditions, key: &AlertKey) -> Details {
+        match c.get(key) {
+            Some(Condition::Active(d)) => d.clone(),
+            other => panic!("{key} is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tunnel_down_with_an_endpoint_replacement_pages_as_maintenance_then_escalates() {
+        let (config, model, mut cp) = world(10_005);
+        maintenance(
+            &mut cp,
+            B,
+            MaintenanceReading {
+                last_applied: Some(t(10_000)),
+                ..Default::default()
+            },
+        );
+        let down = AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-b");
+        let after = AlertKey::tunnel(AlertClass::TunnelDownAfterMaintenance, "dc", "dc-b");
+
+        let during = at(&config, &model, &cp, 10_100);
+        let d = details(&during, &after);
+        assert_eq!(d.summary, "down after AWS tunnel endpoint replacement");
+        assert!(d.reason.starts_with("AWS tunnel endpoint replacement: AWS applied maintenance to this tunnel at 1970-01-01T02:46:40Z; AWS reports DOWN: IPSEC IS DOWN"), "{}", d.reason);
+        assert!(d.reason.contains("StartupAction=add: after a replacement AWS waits for the customer gateway to start IKE"), "{}", d.reason);
+        assert_eq!(
+            during.get(&down),
+            Some(&Condition::Unknown),
+            "TunnelDown held, not started"
+        );
+        assert_eq!(
+            config
+                .alerts
+                .severity(AlertClass::TunnelDownAfterMaintenance),
+            Severity::Warning
+        );
+
+        // Still down when the grace (from the replacement) runs out: TunnelDown pages.
+        let later = at(&config, &model, &cp, 11_800);
+        let d = details(&later, &down);
+        assert_eq!(
+            d.summary,
+            "still down 30m after AWS tunnel endpoint replacement"
+        );
+        assert!(d.reason.contains("StartupAction=add"), "{}", d.reason);
+        assert_eq!(
+            later.get(&after),
+            Some(&Condition::Unknown),
+            "held until the outage ends"
+        );
+    }
+
+    #[test]
+    fn an_outage_without_maintenance_is_a_plain_tunnel_down() {
+        let (config, model, mut cp) = world(10_005);
+        // Maintenance long ago says nothing of today's outage.
+        maintenance(
+            &mut cp,
+            B,
+            MaintenanceReading {
+                last_applied: Some(t(1_000)),
+                ..Default::default()
+            },
+        );
+        let c = at(&config, &model, &cp, 10_100);
+        let d = details(&c, &AlertKey::tunnel(AlertClass::TunnelDown, "dc", "dc-b"));
+        assert_eq!(d.summary, "AWS reports DOWN: IPSEC IS DOWN");
+        assert!(!c.contains_key(&AlertKey::tunnel(
+            AlertClass::TunnelDownAfterMaintenance,
+            "dc",
+            "dc-b"
+        )));
+    }
+
+    #[test]
+    fn pending_maintenance_and_an_unknown_connection_have_their_alerts() {
+        let (config, model, mut cp) = world(10_005);
+        maintenance(
+            &mut cp,
+            A,
+            MaintenanceReading {
+                pending: Some("Pending".into()),
+                auto_apply_after: Some(t(1_800_000_000)),
+                ..Default::default()
+            },
+        );
+        let c = at(&config, &model, &cp, 10_100);
+        let d = details(
+            &c,
+            &AlertKey::tunnel(AlertClass::TunnelMaintenancePending, "dc", "dc-a"),
+        );
+        assert_eq!(
+            d.summary,
+            "AWS maintenance pending, applied automatically after 2027-01-15T08:00:00Z"
+        );
+        assert!(d.reason.contains("ReplaceVpnTunnel"), "{}", d.reason);
+        let d = details(
+            &c,
+            &AlertKey::connection(AlertClass::ConnectionNotFound, "old"),
+        );
+        assert_eq!(d.summary, "vpn-0aaaaaaaaaaaaaaaa not found in EC2");
+        assert!(
+            d.reason.contains("the config no longer matches AWS"),
+            "{}",
+            d.reason
+        );
+        assert!(!c.contains_key(&AlertKey::connection(AlertClass::ConnectionNotFound, "dc")));
+        assert_eq!(
+            AlertClass::TunnelMaintenancePending.severity(),
+            crate::types::Severity::Info
+        );
+    }
 }

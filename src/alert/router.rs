@@ -154,7 +154,8 @@ impl Alerting {
                     error,
                 )
             });
-        let mut conditions = conditions(&self.config, model, control, &self.flaps, unavailable);
+        let mut conditions =
+            conditions(&self.config, model, control, &self.flaps, unavailable, now);
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
@@ -176,7 +177,9 @@ impl Alerting {
         }
         self.engine.evaluate(&conditions, now);
         let mut dropped = false;
-        while let Some(n) = self.engine.poll_notification() {
+        while let Some(mut n) = self.engine.poll_notification() {
+            // Some classes page at the severity the config chooses.
+            n.severity = self.config.alerts.severity(n.key.class);
             for (i, sink) in self.config.alerts.sinks.iter().enumerate() {
                 if n.severity < sink.min_severity
                     || matches!(sink.kind, SinkKind::Alertmanager { .. })
@@ -269,7 +272,7 @@ impl Alerting {
                 AlertState::Firing { fired_at, .. } => Some(AmAlert {
                     notification: crate::alert::engine::Notification {
                         key: a.key.clone(),
-                        severity: a.key.class.severity(),
+                        severity: self.config.alerts.severity(a.key.class),
                         status: NotificationStatus::Firing,
                         repeat: false,
                         details: a.details.clone(),
@@ -355,7 +358,11 @@ impl Alerting {
 
     /// Returns every alert for /status.
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
-        self.engine.views(now)
+        let mut views = self.engine.views(now);
+        for v in &mut views {
+            v.severity = self.config.alerts.severity(v.alert);
+        }
+        views
     }
 
     /// Returns how many deliveries wait.

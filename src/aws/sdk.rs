@@ -18,7 +18,7 @@ use crate::messages::AwsErrorKind;
 
 /// How long one AWS call may take, at most.
 pub fn call_timeout(aws: &AwsConfig) -> Duration {
-    aws.poll_interval.min(Duration::from_secs(10))
+    aws.call_timeout()
 }
 
 /// Loads the shared SDK config. Never called without an `[aws]` table, so the default

@@ -227,6 +227,15 @@ impl Monitor {
                 self.apply_probe(target, &outcome, at)
             }
             Observation::Ec2 { at, result } => self.apply_ec2(result, at),
+            Observation::Ec2NextCall { at } => {
+                if let Some(control) = self.control.as_mut() {
+                    control.handle_next_call(self.clock.at(at));
+                }
+                false
+            }
+            Observation::Maintenance { at, tunnel, result } => {
+                self.apply_maintenance(tunnel, result, at)
+            }
             Observation::Delivery(report) => {
                 self.alerting.delivery_report(report, self.clock.now());
                 self.alerting.dispatch(self.clock.now());
@@ -299,10 +308,16 @@ impl Monitor {
                         self.metrics.set_tunnel_aws(id, t);
                     }
                 }
+                let before = control.problems().to_vec();
                 let verdicts = control.handle_reading(readings, now);
-                for problem in &control.status(now).problems {
+                // Logged when they appear and when they go, not on every answer.
+                for problem in control.problems().iter().filter(|p| !before.contains(p)) {
                     warn!(%problem, "EC2 control plane problem");
                 }
+                for problem in before.iter().filter(|p| !control.problems().contains(p)) {
+                    info!(%problem, "EC2 control plane problem gone");
+                }
+                self.metrics.set_control_plane(control);
                 self.metrics.set_control_plane_stale(false);
                 self.apply_control_verdicts(verdicts, now)
             }
@@ -312,6 +327,26 @@ impl Monitor {
                 false
             }
         }
+    }
+
+    /// Takes a maintenance check of one tunnel; returns true when what AWS says changed
+    /// (alerts are then evaluated at once).
+    fn apply_maintenance(
+        &mut self,
+        tunnel: TunnelId,
+        result: crate::messages::MaintenanceResult,
+        at: Instant,
+    ) -> bool {
+        let now = self.clock.at(at);
+        let Some(control) = self.control.as_mut() else {
+            return false;
+        };
+        self.metrics.ec2_maintenance_request(&result);
+        let before = control.maintenance(tunnel).map(|m| m.reading.clone());
+        control.handle_maintenance(tunnel, result, now);
+        self.metrics.set_control_plane(control);
+        let after = control.maintenance(tunnel).map(|m| &m.reading);
+        before.as_ref() != after
     }
 
     /// Ages the targets' results and the control plane; returns true when a verdict changed.
@@ -355,7 +390,7 @@ impl Monitor {
         match control.handle_timeout(now) {
             Some(verdicts) => {
                 warn!(
-                    "EC2 answers are stale (older than three poll intervals): control plane of every polled tunnel is unknown"
+                    "EC2 answers are stale (the answers due within three poll intervals did not come): control plane of every polled tunnel is unknown"
                 );
                 self.metrics.set_control_plane_stale(true);
                 self.apply_control_verdicts(verdicts, now)

@@ -1,6 +1,8 @@
 //! The control plane, pure and sans-IO: what EC2 says of each tunnel, turned into a
-//! verdict per tunnel, with staleness when answers stop coming. The EC2 poller feeds it
-//! readings (already stripped of everything secret); it never touches the SDK or a clock.
+//! verdict per tunnel, with staleness when answers stop coming; AWS's maintenance details
+//! per tunnel; and the advisories (tunnel options, route health) drawn from the answers.
+//! The EC2 pollers feed it readings (already stripped of everything secret); it never
+//! touches the SDK or a clock.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,13 +10,16 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::health::advice::{self, Advisory, RouteHistory};
+use crate::health::maintenance::{self, MaintenancePhase, TunnelMaintenance};
 use crate::health::Verdict;
 use crate::messages::ApiConnectionState;
 use crate::messages::ApiTunnelStatus;
 use crate::messages::AwsErrorKind;
 use crate::messages::ConnectionReading;
+use crate::messages::MaintenanceResult;
 use crate::messages::TunnelReading;
-use crate::types::{Timestamp, TunnelId};
+use crate::types::{OutsideIp, Timestamp, TunnelId, VpnConnectionId};
 
 /// What `/status` shows of the control plane as a whole.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -23,7 +28,10 @@ pub struct ControlPlaneStatus {
     pub last_success: Option<Timestamp>,
     /// How old it is, in seconds.
     pub answer_age_seconds: Option<f64>,
-    /// True when older than three poll intervals (tunnels' control plane is then unknown).
+    /// When the next answer is due: the poller's next call plus the call timeout.
+    pub next_answer_due: Option<Timestamp>,
+    /// True when the answers due did not come within the staleness limit (tunnels'
+    /// control plane is then unknown).
     pub stale: bool,
     /// Failed calls by kind since start.
     pub errors: BTreeMap<&'static str, u64>,
@@ -31,20 +39,60 @@ pub struct ControlPlaneStatus {
     pub last_error: Option<String>,
     /// Connection-level problems: missing, deleted, unknown outside IPs.
     pub problems: Vec<String>,
+    /// Configured connections EC2 does not know (or is deleting): the config no longer
+    /// matches AWS.
+    pub connections_not_found: Vec<ConnectionNotFound>,
+    /// Failed `GetVpnTunnelReplacementStatus` calls by kind since start.
+    pub maintenance_errors: BTreeMap<&'static str, u64>,
+    /// The last failure of a maintenance check, if any since the last success.
+    pub maintenance_last_error: Option<String>,
+}
+
+/// A configured connection EC2 does not know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectionNotFound {
+    /// The operator's name for it.
+    pub vpn: String,
+    /// The configured id.
+    pub vpn_id: VpnConnectionId,
+    /// What EC2 said: `missing` (not in the answer), `deleted` or `deleting`.
+    pub state: &'static str,
+}
+
+/// A tunnel EC2 is asked about.
+#[derive(Clone, Debug)]
+struct PolledTunnel {
+    id: TunnelId,
+    name: String,
+    vpn: String,
+    vpn_id: VpnConnectionId,
+    outside_ip: Option<OutsideIp>,
 }
 
 /// Tracks EC2 answers and turns them into per-tunnel control-plane verdicts.
 #[derive(Clone, Debug)]
 pub struct ControlPlane {
     stale_after: Duration,
-    tunnels: Vec<(TunnelId, String)>,
+    call_timeout: Duration,
+    tunnels: Vec<PolledTunnel>,
+    /// Every connection's name, by position in the config.
+    connection_names: Vec<String>,
     last_reading: Vec<ConnectionReading>,
     last_success: Option<Timestamp>,
+    /// Until when an answer is awaited from a call the poller made (or will make) before
+    /// the staleness limit: staleness waits for it.
+    awaited_until: Option<Timestamp>,
+    next_call: Option<Timestamp>,
     stale: bool,
     errors: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
     failing_since: Option<Timestamp>,
     problems: Vec<String>,
+    maintenance: Vec<((VpnConnectionId, OutsideIp), TunnelMaintenance)>,
+    maintenance_errors: BTreeMap<&'static str, u64>,
+    maintenance_last_error: Option<String>,
+    routes: RouteHistory,
+    advisories: Vec<Advisory>,
 }
 
 impl ControlPlane {
@@ -52,19 +100,44 @@ impl ControlPlane {
     pub fn new(config: &Config, stale_after: Duration) -> Self {
         let tunnels = config
             .tunnel_ids()
-            .filter(|id| config.connections[id.connection].id.is_some())
-            .map(|id| (id, config.tunnel(id).name.to_string()))
+            .filter_map(|id| {
+                let c = &config.connections[id.connection];
+                let t = config.tunnel(id);
+                Some(PolledTunnel {
+                    id,
+                    name: t.name.to_string(),
+                    vpn: c.name.to_string(),
+                    vpn_id: c.id.clone()?,
+                    outside_ip: t.outside_ip,
+                })
+            })
             .collect();
         Self {
             stale_after,
+            call_timeout: config
+                .aws
+                .as_ref()
+                .map_or(Duration::from_secs(10), |a| a.call_timeout()),
             tunnels,
+            connection_names: config
+                .connections
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect(),
             last_reading: Vec::new(),
             last_success: None,
+            awaited_until: None,
+            next_call: None,
             stale: false,
             errors: AwsErrorKind::ALL.iter().map(|k| (k.label(), 0)).collect(),
             last_error: None,
             failing_since: None,
             problems: Vec::new(),
+            maintenance: Vec::new(),
+            maintenance_errors: AwsErrorKind::ALL.iter().map(|k| (k.label(), 0)).collect(),
+            maintenance_last_error: None,
+            routes: RouteHistory::default(),
+            advisories: Vec::new(),
         }
     }
 
@@ -78,7 +151,10 @@ impl ControlPlane {
         self.stale = false;
         self.last_error = None;
         self.failing_since = None;
-        self.problems = reading.iter().flat_map(connection_problems).collect();
+        self.problems = reading
+            .iter()
+            .flat_map(|c| connection_problems(c, self.connection_name(c.connection)))
+            .collect();
         let verdicts = reading
             .iter()
             .flat_map(|c| {
@@ -93,8 +169,27 @@ impl ControlPlane {
                 })
             })
             .collect();
+        self.routes.record(&reading, now);
         self.last_reading = reading;
+        self.refresh_advisories(now);
         verdicts
+    }
+
+    fn refresh_advisories(&mut self, now: Timestamp) {
+        let names = |id: TunnelId| {
+            self.tunnels
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| (t.vpn.clone(), t.name.clone()))
+                .unwrap_or_default()
+        };
+        self.advisories = advice::advisories(&self.last_reading, &names, &self.routes, now);
+    }
+
+    fn connection_name(&self, connection: usize) -> &str {
+        self.connection_names
+            .get(connection)
+            .map_or("", String::as_str)
     }
 
     /// Counts a failed call. Verdicts stay as they were until the answer goes stale.
@@ -104,8 +199,23 @@ impl ControlPlane {
         self.last_error = Some(format!("{}: {message}", kind.label()));
     }
 
-    /// Checks the age of the last answer; returns unknown verdicts for every polled tunnel
-    /// when it has just gone stale (never "down": an API outage says nothing of the tunnels).
+    /// Takes the poller's word on when its next call goes out. An answer from a call made
+    /// before the staleness limit is awaited until the call's timeout, even past the limit;
+    /// a call after the limit cannot keep the answer fresh.
+    pub fn handle_next_call(&mut self, at: Timestamp) {
+        self.next_call = Some(at);
+        let limit = self.last_success.map(|s| s.plus(self.stale_after));
+        self.awaited_until = limit
+            .filter(|l| at <= *l)
+            .map(|_| at.plus(self.call_timeout));
+    }
+
+    /// Checks whether the answers due have come; returns unknown verdicts for every polled
+    /// tunnel when the last answer has just gone stale (never "down": an API outage says
+    /// nothing of the tunnels).
+    ///
+    /// Stale means: the last good answer is older than the limit, and no call the poller
+    /// made before the limit can still answer in time.
     pub fn handle_timeout(&mut self, now: Timestamp) -> Option<Vec<(TunnelId, Verdict)>> {
         if self.stale {
             return None;
@@ -114,21 +224,21 @@ impl ControlPlane {
             Some(t) => now.since(t),
             None => return None,
         };
-        if age <= self.stale_after {
+        if age <= self.stale_after || self.awaited_until.is_some_and(|t| now <= t) {
             return None;
         }
         self.stale = true;
         let reason = format!(
-            "stale: no EC2 answer for {} (last error: {})",
+            "stale: no EC2 answer for {}; the answers due since did not come (last error: {})",
             humantime::format_duration(Duration::from_secs(age.as_secs())),
             self.last_error.as_deref().unwrap_or("none")
         );
         Some(
             self.tunnels
                 .iter()
-                .map(|(id, _)| {
+                .map(|t| {
                     (
-                        *id,
+                        t.id,
                         Verdict::Unknown {
                             reason: reason.clone(),
                         },
@@ -136,6 +246,81 @@ impl ControlPlane {
                 })
                 .collect(),
         )
+    }
+
+    /// Takes a maintenance check of one tunnel.
+    pub fn handle_maintenance(&mut self, id: TunnelId, result: MaintenanceResult, now: Timestamp) {
+        match result {
+            MaintenanceResult::Reading(reading) => {
+                self.maintenance_last_error = None;
+                let Some(key) = self.key(id) else { return };
+                let entry = TunnelMaintenance {
+                    reading,
+                    checked_at: now,
+                };
+                match self.maintenance.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, m)) => *m = entry,
+                    None => self.maintenance.push((key, entry)),
+                }
+            }
+            MaintenanceResult::Failed { kind, message } => {
+                *self.maintenance_errors.entry(kind.label()).or_default() += 1;
+                self.maintenance_last_error = Some(format!("{}: {message}", kind.label()));
+            }
+        }
+    }
+
+    fn key(&self, id: TunnelId) -> Option<(VpnConnectionId, OutsideIp)> {
+        let t = self.tunnels.iter().find(|t| t.id == id)?;
+        Some((t.vpn_id.clone(), t.outside_ip?))
+    }
+
+    /// Returns what AWS last said of a tunnel's maintenance.
+    pub fn maintenance(&self, id: TunnelId) -> Option<&TunnelMaintenance> {
+        let key = self.key(id)?;
+        self.maintenance
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, m)| m)
+    }
+
+    /// Returns whether a tunnel down since `down_since` went down with an AWS endpoint
+    /// replacement, and whether the grace has run out.
+    pub fn maintenance_phase(
+        &self,
+        id: TunnelId,
+        down_since: Timestamp,
+        now: Timestamp,
+        grace: Duration,
+    ) -> Option<MaintenancePhase> {
+        maintenance::phase(self.maintenance(id)?, down_since, now, grace)
+    }
+
+    /// Returns the connection-level problems of the last good answer.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Returns the advisories drawn from the last good answer.
+    pub fn advisories(&self) -> &[Advisory] {
+        &self.advisories
+    }
+
+    /// Returns why EC2 does not know a configured connection, from the last good answer:
+    /// `missing`, `deleted` or `deleting`.
+    pub fn not_found(&self, connection: usize) -> Option<&'static str> {
+        let c = self
+            .last_reading
+            .iter()
+            .find(|c| c.connection == connection)?;
+        match c.state {
+            ApiConnectionState::Missing => Some("missing"),
+            ApiConnectionState::Deleted => Some("deleted"),
+            ApiConnectionState::Deleting => Some("deleting"),
+            ApiConnectionState::Available
+            | ApiConnectionState::Pending
+            | ApiConnectionState::Unknown(_) => None,
+        }
     }
 
     /// Returns the reading of a tunnel from the last good answer.
@@ -148,7 +333,7 @@ impl ControlPlane {
 
     /// Returns true when EC2 is asked about this tunnel.
     pub fn polls(&self, id: TunnelId) -> bool {
-        self.tunnels.iter().any(|(t, _)| *t == id)
+        self.tunnels.iter().any(|t| t.id == id)
     }
 
     /// Returns true when the last good answer said the tunnel is down: while that answer
@@ -163,13 +348,28 @@ impl ControlPlane {
 
     /// Returns the status for `/status`.
     pub fn status(&self, now: Timestamp) -> ControlPlaneStatus {
+        let connections_not_found = self
+            .last_reading
+            .iter()
+            .filter_map(|c| {
+                Some(ConnectionNotFound {
+                    state: self.not_found(c.connection)?,
+                    vpn: self.connection_name(c.connection).to_string(),
+                    vpn_id: c.id.clone(),
+                })
+            })
+            .collect();
         ControlPlaneStatus {
             last_success: self.last_success,
             answer_age_seconds: self.last_success.map(|t| now.since(t).as_secs_f64()),
+            next_answer_due: self.next_call.map(|t| t.plus(self.call_timeout)),
             stale: self.stale,
             errors: self.errors.clone(),
             last_error: self.last_error.clone(),
             problems: self.problems.clone(),
+            connections_not_found,
+            maintenance_errors: self.maintenance_errors.clone(),
+            maintenance_last_error: self.maintenance_last_error.clone(),
         }
     }
 
@@ -188,8 +388,9 @@ impl ControlPlane {
     }
 
     /// Takes over what `old` knew: EC2's health (staleness and failure streaks go on after
-    /// a reload) and the last answer for every connection `config` still polls with the
-    /// same tunnels, moved to its new position.
+    /// a reload), the last answer for every connection `config` still polls with the
+    /// same tunnels, moved to its new position, and the maintenance details and route
+    /// history of the tunnels still configured.
     pub fn adopt(&mut self, old: &ControlPlane, config: &Config) {
         self.last_reading = old
             .last_reading
@@ -216,6 +417,36 @@ impl ControlPlane {
         self.errors = old.errors.clone();
         self.last_error = old.last_error.clone();
         self.failing_since = old.failing_since;
+        self.problems = self
+            .last_reading
+            .iter()
+            .flat_map(|c| connection_problems(c, self.connection_name(c.connection)))
+            .collect();
+        let still = |key: &(VpnConnectionId, OutsideIp)| {
+            self.tunnels
+                .iter()
+                .any(|t| t.vpn_id == key.0 && t.outside_ip == Some(key.1))
+        };
+        self.maintenance = old
+            .maintenance
+            .iter()
+            .filter(|(k, _)| still(k))
+            .cloned()
+            .collect();
+        self.maintenance_errors = old.maintenance_errors.clone();
+        self.maintenance_last_error = old.maintenance_last_error.clone();
+        let mut routes = old.routes.clone();
+        routes.remap(|old_id| {
+            let k = old.key(old_id)?;
+            self.tunnels
+                .iter()
+                .find(|t| t.vpn_id == k.0 && t.outside_ip == Some(k.1))
+                .map(|t| t.id)
+        });
+        self.routes = routes;
+        if let Some(at) = self.last_success {
+            self.refresh_advisories(at);
+        }
     }
 
     /// Returns true once a call has succeeded or failed.
@@ -229,15 +460,16 @@ impl ControlPlane {
     }
 }
 
-fn connection_problems(c: &ConnectionReading) -> Vec<String> {
+fn connection_problems(c: &ConnectionReading, name: &str) -> Vec<String> {
     let mut problems = Vec::new();
     match &c.state {
         ApiConnectionState::Available => {}
-        ApiConnectionState::Missing => {
-            problems.push(format!("connection {} is not in EC2's answer", c.id))
-        }
+        ApiConnectionState::Missing => problems.push(format!(
+            "connection {name} ({}) is not in EC2's answer: deleted or replaced, or in another account or Region; the config no longer matches AWS",
+            c.id
+        )),
         ApiConnectionState::Deleting | ApiConnectionState::Deleted => problems.push(format!(
-            "connection {} is {} in EC2",
+            "connection {name} ({}) is {} in EC2; the config no longer matches AWS",
             c.id,
             state_text(&c.state)
         )),
@@ -324,217 +556,4 @@ pub fn tunnel_verdict(c: &ConnectionReading, t: &TunnelReading, now: Timestamp) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::messages::{
-        ApiConnectionState, ApiTunnelStatus, ConnectionReading, Telemetry, TunnelOptionsReading,
-        TunnelReading,
-    };
-    use crate::types::{OutsideIp, VpnConnectionId};
-
-    fn reading(
-        state: ApiConnectionState,
-        telemetry: Option<Telemetry>,
-        static_routes_only: bool,
-    ) -> (ConnectionReading, TunnelReading) {
-        let t = TunnelReading {
-            outside_ip: Some(OutsideIp("52.2.144.13".parse().unwrap())),
-            telemetry,
-            options: None,
-        };
-        let c = ConnectionReading {
-            connection: 0,
-            id: VpnConnectionId::new("vpn-0123456789abcdef0"),
-            state,
-            static_routes_only,
-            tunnels: vec![t.clone()],
-            listed_outside_ips: vec!["52.2.144.99".into()],
-        };
-        (c, t)
-    }
-
-    fn telemetry(status: ApiTunnelStatus, message: &str, routes: Option<i32>) -> Option<Telemetry> {
-        Some(Telemetry {
-            status,
-            status_message: Some(message.into()),
-            last_status_change: Some(Timestamp::from_secs(100)),
-            accepted_route_count: routes,
-        })
-    }
-
-    #[test]
-    fn tunnel_verdict_table() {
-        use ApiConnectionState as C;
-        use ApiTunnelStatus as S;
-        let now = Timestamp::from_secs(500);
-        let cases = [
-            // (connection state, telemetry, static, expected label, reason fragment)
-            (C::Available, telemetry(S::Up, "", Some(3)), false, "up", ""),
-            (C::Available, telemetry(S::Up, "", Some(0)), true, "up", ""),
-            (
-                C::Available,
-                telemetry(S::Up, "", Some(0)),
-                false,
-                "down",
-                "BGP up with zero accepted routes",
-            ),
-            (C::Available, telemetry(S::Up, "", None), false, "up", ""),
-            (
-                C::Available,
-                telemetry(S::Down, "IPSEC IS DOWN", Some(0)),
-                false,
-                "down",
-                "AWS reports DOWN: IPSEC IS DOWN",
-            ),
-            (
-                C::Available,
-                telemetry(S::Down, "", None),
-                false,
-                "down",
-                "AWS reports DOWN: no status message",
-            ),
-            (
-                C::Available,
-                telemetry(S::Unknown("DEGRADED".into()), "", Some(1)),
-                false,
-                "unknown",
-                "does not know: DEGRADED",
-            ),
-            (
-                C::Available,
-                telemetry(S::Missing, "", Some(1)),
-                false,
-                "unknown",
-                "no status",
-            ),
-            (
-                C::Available,
-                None,
-                false,
-                "unknown",
-                "no tunnel with outside IP 52.2.144.13",
-            ),
-            (
-                C::Deleted,
-                telemetry(S::Up, "", Some(1)),
-                false,
-                "unknown",
-                "is deleted in EC2",
-            ),
-            (
-                C::Deleting,
-                telemetry(S::Up, "", Some(1)),
-                false,
-                "unknown",
-                "is deleting in EC2",
-            ),
-            (
-                C::Pending,
-                telemetry(S::Up, "", Some(1)),
-                false,
-                "unknown",
-                "is pending",
-            ),
-            (C::Missing, None, false, "unknown", "is missing"),
-            (
-                C::Unknown("frozen".into()),
-                telemetry(S::Up, "", Some(1)),
-                false,
-                "unknown",
-                "frozen",
-            ),
-        ];
-        for (state, tel, static_only, label, fragment) in cases {
-            let (c, t) = reading(state.clone(), tel.clone(), static_only);
-            let v = tunnel_verdict(&c, &t, now);
-            assert_eq!(v.label(), label, "{state:?} {tel:?}");
-            let reason = match &v {
-                Verdict::Up { since } => {
-                    assert_eq!(
-                        *since,
-                        Timestamp::from_secs(100),
-                        "since comes from LastStatusChange"
-                    );
-                    String::new()
-                }
-                Verdict::Down { reason, .. } | Verdict::Unknown { reason } => reason.clone(),
-            };
-            assert!(reason.contains(fragment), "{reason:?} lacks {fragment:?}");
-        }
-    }
-
-    #[test]
-    fn the_default_tunnel_options_wait_for_the_datacenter() {
-        let mut o = TunnelOptionsReading::default();
-        assert!(o.waits_for_datacenter());
-        o.startup_action = Some("start".into());
-        assert!(!o.waits_for_datacenter());
-        o.startup_action = Some("add".into());
-        o.dpd_timeout_action = Some("restart".into());
-        assert!(!o.waits_for_datacenter());
-    }
-
-    #[test]
-    fn answers_go_stale_after_three_intervals_and_become_unknown_not_down() {
-        let config = Config::parse(
-            r#"
-            [aws]
-            poll_interval = "10s"
-            [[vpn]]
-            id = "vpn-0123456789abcdef0"
-            name = "dc"
-              [[vpn.tunnel]]
-              name = "dc-a"
-              outside_ip = "52.2.144.13"
-              targets = ["172.16.1.10"]
-              [[vpn.tunnel]]
-              name = "dc-b"
-              outside_ip = "52.2.144.14"
-              targets = ["172.16.2.10"]
-            "#,
-            "t",
-        )
-        .unwrap();
-        let mut cp = ControlPlane::new(&config, config.aws.as_ref().unwrap().stale_after());
-        assert_eq!(
-            cp.handle_timeout(Timestamp::from_secs(1000)),
-            None,
-            "no answer yet: nothing goes stale"
-        );
-        let (c, _) = reading(
-            ApiConnectionState::Available,
-            telemetry(ApiTunnelStatus::Down, "x", None),
-            false,
-        );
-        let verdicts = cp.handle_reading(vec![c], Timestamp::from_secs(0));
-        assert_eq!(verdicts.len(), 1);
-        cp.handle_error(
-            AwsErrorKind::Throttled,
-            "RequestLimitExceeded".into(),
-            Timestamp::from_secs(5),
-        );
-        assert_eq!(cp.handle_timeout(Timestamp::from_secs(30)), None);
-        let stale = cp
-            .handle_timeout(Timestamp::from_secs(31))
-            .expect("stale after 30 s");
-        assert_eq!(stale.len(), 2);
-        for (_, v) in &stale {
-            assert!(
-                matches!(v, Verdict::Unknown { reason } if reason.starts_with("stale") && reason.contains("throttled")),
-                "{v:?}"
-            );
-        }
-        assert_eq!(
-            cp.handle_timeout(Timestamp::from_secs(40)),
-            None,
-            "reported once"
-        );
-        let status = cp.status(Timestamp::from_secs(40));
-        assert!(status.stale);
-        assert_eq!(status.errors["throttled"], 1);
-        assert_eq!(
-            cp.failing_for(Timestamp::from_secs(40)).unwrap().0,
-            Duration::from_secs(35)
-        );
-    }
-}
+mod tests;

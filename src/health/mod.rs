@@ -1,7 +1,10 @@
 //! The health model, pure and sans-IO: probe results and EC2 readings come in with the
-//! time they were made; verdicts on targets, tunnels, connections and the VPN come out.
+//! time they were made; verdicts on targets, tunnels, connections and the VPN come out,
+//! with AWS maintenance per tunnel and advisories on tunnel options and routes.
 
+pub mod advice;
 pub mod control_plane;
+pub mod maintenance;
 pub mod model;
 pub mod verdict;
 

@@ -81,6 +81,8 @@ pub struct Metrics {
     schedule_slips: IntCounter,
     aws: Option<AwsSeries>,
     alerts_firing: IntGaugeVec,
+    /// Each alert class with its severity label (the config chooses some).
+    alert_severities: Vec<(AlertClass, &'static str)>,
     notifications: IntCounterVec,
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
@@ -96,6 +98,7 @@ struct AwsSeries {
     accepted_routes: IntGaugeVec,
     waits_for_datacenter: IntGaugeVec,
     cloudwatch_requests: IntCounterVec,
+    control: control_plane::ControlPlaneSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -362,6 +365,7 @@ impl Metrics {
                 accepted_routes,
                 waits_for_datacenter,
                 cloudwatch_requests,
+                control: control_plane::ControlPlaneSeries::new(&registry, config),
             }
         });
         if let Some(a) = &aws {
@@ -379,9 +383,13 @@ impl Metrics {
             )
             .unwrap(),
         );
-        for class in AlertClass::ALL {
+        let alert_severities: Vec<(AlertClass, &'static str)> = AlertClass::ALL
+            .iter()
+            .map(|c| (*c, config.alerts.severity(*c).label()))
+            .collect();
+        for (class, severity) in &alert_severities {
             alerts_firing
-                .with_label_values(&[class.name(), class.severity().label()])
+                .with_label_values(&[class.name(), severity])
                 .set(0);
         }
         let notifications = register(
@@ -430,6 +438,7 @@ impl Metrics {
             reload_successful,
             reload_success_time,
             alerts_firing,
+            alert_severities,
             notifications,
             outbox_length,
             outbox_dropped,
@@ -529,6 +538,10 @@ impl Metrics {
             out.push((
                 "tunnelkeeper_cloudwatch_requests_total",
                 &aws.cloudwatch_requests,
+            ));
+            out.push((
+                "tunnelkeeper_ec2_maintenance_requests_total",
+                &aws.control.maintenance_requests,
             ));
         }
         out
@@ -690,10 +703,10 @@ impl Metrics {
     /// Sets the firing-alert gauges from the classes of the alerts past pending (inhibited
     /// and silenced ones included).
     pub fn set_alerts(&self, firing: &[AlertClass]) {
-        for class in AlertClass::ALL {
-            let n = firing.iter().filter(|c| **c == class).count();
+        for (class, severity) in &self.alert_severities {
+            let n = firing.iter().filter(|c| *c == class).count();
             self.alerts_firing
-                .with_label_values(&[class.name(), class.severity().label()])
+                .with_label_values(&[class.name(), severity])
                 .set(n as i64);
         }
     }
@@ -726,6 +739,7 @@ impl Metrics {
     }
 }
 
+mod control_plane;
 mod render;
 
 use render::TargetCounters;

@@ -1,11 +1,18 @@
 //! A local double of the AWS APIs tunnelkeeper calls, for tests: EC2 `DescribeVpnConnections`
-//! and SNS `Publish` (query protocol: form-encoded POST, XML answers) and CloudWatch
-//! `PutMetricData` (Smithy RPC v2 CBOR, as aws-sdk-cloudwatch 1.100+ speaks it).
+//! and `GetVpnTunnelReplacementStatus`, SNS `Publish` (query protocol: form-encoded POST,
+//! XML answers) and CloudWatch `PutMetricData` (Smithy RPC v2 CBOR, as aws-sdk-cloudwatch
+//! 1.100+ speaks it).
+//!
+//! Like EC2, `DescribeVpnConnections` fails as a whole with `InvalidVpnConnectionID.NotFound`
+//! when one id of a `VpnConnectionId.N` list is unknown, and answers what exists for a
+//! `vpn-connection-id` filter. `GetVpnTunnelReplacementStatus` answers each tunnel's
+//! `maintenance` as set (requests are logged as service `ec2_maintenance`, which has its own
+//! fail plan).
 //!
 //! Run: `aws-double [--listen 127.0.0.1:0]`; it prints `listening on ADDR` on stdout.
 //! Tests steer it over HTTP on the same port:
 //! - `PUT /_double/ec2/connections` with a JSON list of [`Connection`]s: what EC2 reports;
-//! - `PUT /_double/fail/{ec2|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
+//! - `PUT /_double/fail/{ec2|ec2_maintenance|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
 //!   garbage, for `count` requests (or until changed);
 //! - `GET /_double/requests` : every request received, as JSON, in order;
 //! - `DELETE /_double/requests`: forget them.
@@ -68,9 +75,29 @@ struct Tunnel {
     ike_versions: Vec<String>,
     #[serde(default)]
     pre_shared_key: Option<String>,
+    /// `LogOptions.CloudWatchLogOptions.LogEnabled`, left out when absent.
+    #[serde(default)]
+    log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`, left out when absent.
+    #[serde(default)]
+    bgp_log_enabled: Option<bool>,
     /// Leave this tunnel out of the telemetry list.
     #[serde(default)]
     no_telemetry: bool,
+    /// What `GetVpnTunnelReplacementStatus` answers for this tunnel.
+    #[serde(default)]
+    maintenance: Maintenance,
+}
+
+/// `MaintenanceDetails`; each field left out when absent, timestamps written verbatim.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+struct Maintenance {
+    #[serde(default)]
+    pending: Option<String>,
+    #[serde(default)]
+    auto_apply_after: Option<String>,
+    #[serde(default)]
+    last_applied: Option<String>,
 }
 
 fn up() -> String {
@@ -191,6 +218,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
     let action = params.get("Action").cloned().unwrap_or_default();
     let service = match action.as_str() {
         "Publish" => "sns",
+        "GetVpnTunnelReplacementStatus" => "ec2_maintenance",
         _ => "ec2",
     };
     let failure = {
@@ -205,6 +233,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
     }
     match action.as_str() {
         "DescribeVpnConnections" => describe_vpn_connections(&state, &params),
+        "GetVpnTunnelReplacementStatus" => replacement_status(&state, &params),
         "Publish" => {
             let id = state.lock().unwrap().next_id;
             xml(
@@ -225,7 +254,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
 
 async fn fail(service: &str, mode: &str) -> Response {
     match (service, mode) {
-        ("ec2", "throttle") => xml(
+        ("ec2" | "ec2_maintenance", "throttle") => xml(
             StatusCode::SERVICE_UNAVAILABLE,
             "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>".into(),
         ),
@@ -252,19 +281,50 @@ fn xml(status: StatusCode, body: String) -> Response {
     (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
 }
 
+fn not_found(id: &str) -> Response {
+    xml(
+        StatusCode::BAD_REQUEST,
+        format!("<Response><Errors><Error><Code>InvalidVpnConnectionID.NotFound</Code><Message>The vpnConnection ID '{id}' does not exist</Message></Error></Errors><RequestID>x</RequestID></Response>"),
+    )
+}
+
+/// The values of the `vpn-connection-id` filter (`Filter.N.Name` / `Filter.N.Value.M`),
+/// if the request has one.
+fn id_filter(params: &BTreeMap<String, String>) -> Option<Vec<&String>> {
+    let n = params.iter().find_map(|(k, v)| {
+        let n = k.strip_prefix("Filter.")?.strip_suffix(".Name")?;
+        (v == "vpn-connection-id").then_some(n)
+    })?;
+    let prefix = format!("Filter.{n}.Value.");
+    Some(
+        params
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+            .collect(),
+    )
+}
+
 fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -> Response {
-    let wanted: Vec<&String> = params
+    let listed: Vec<&String> = params
         .iter()
         .filter(|(k, _)| k.starts_with("VpnConnectionId."))
         .map(|(_, v)| v)
         .collect();
     let connections = state.lock().unwrap().connections.clone();
-    for id in &wanted {
+    // As EC2 does: one unknown id in the list fails the whole call...
+    for id in &listed {
         if !connections.iter().any(|c| &&c.id == id) {
-            return xml(
-                StatusCode::BAD_REQUEST,
-                format!("<Response><Errors><Error><Code>InvalidVpnConnectionID.NotFound</Code><Message>The vpnConnection ID '{id}' does not exist</Message></Error></Errors><RequestID>x</RequestID></Response>"),
-            );
+            return not_found(id);
+        }
+    }
+    // ...while a filter matches what exists.
+    let mut wanted = listed;
+    if let Some(filtered) = id_filter(params) {
+        if filtered.is_empty() {
+            wanted = vec![];
+        } else {
+            wanted.extend(filtered);
         }
     }
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeVpnConnectionsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>7a62c49f-347e-4fc4-9331-6e8eEXAMPLE</requestId><vpnConnectionSet>");
@@ -306,6 +366,16 @@ fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -
             if let Some(v) = &t.startup_action {
                 out.push_str(&format!("<startupAction>{v}</startupAction>"));
             }
+            if t.log_enabled.is_some() || t.bgp_log_enabled.is_some() {
+                out.push_str("<logOptions><cloudWatchLogOptions>");
+                if let Some(v) = t.log_enabled {
+                    out.push_str(&format!("<logEnabled>{v}</logEnabled>"));
+                }
+                if let Some(v) = t.bgp_log_enabled {
+                    out.push_str(&format!("<bgpLogEnabled>{v}</bgpLogEnabled>"));
+                }
+                out.push_str("</cloudWatchLogOptions></logOptions>");
+            }
             out.push_str("</item>");
         }
         out.push_str("</tunnelOptionSet></options><vgwTelemetry>");
@@ -330,6 +400,42 @@ fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -
     }
     out.push_str("</vpnConnectionSet></DescribeVpnConnectionsResponse>");
     xml(StatusCode::OK, out)
+}
+
+fn replacement_status(state: &Shared, params: &BTreeMap<String, String>) -> Response {
+    let id = params.get("VpnConnectionId").cloned().unwrap_or_default();
+    let ip = params
+        .get("VpnTunnelOutsideIpAddress")
+        .cloned()
+        .unwrap_or_default();
+    let connections = state.lock().unwrap().connections.clone();
+    let Some(c) = connections.iter().find(|c| c.id == id) else {
+        return not_found(&id);
+    };
+    let Some(t) = c.tunnels.iter().find(|t| t.outside_ip == ip) else {
+        return xml(
+            StatusCode::BAD_REQUEST,
+            format!("<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>The VPN tunnel outside IP address '{}' does not belong to {id}</Message></Error></Errors><RequestID>x</RequestID></Response>", escape(&ip)),
+        );
+    };
+    let mut details = String::new();
+    let m = &t.maintenance;
+    for (tag, value) in [
+        ("pendingMaintenance", &m.pending),
+        ("maintenanceAutoAppliedAfter", &m.auto_apply_after),
+        ("lastMaintenanceApplied", &m.last_applied),
+    ] {
+        if let Some(v) = value {
+            details.push_str(&format!("<{tag}>{}</{tag}>", escape(v)));
+        }
+    }
+    xml(
+        StatusCode::OK,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetVpnTunnelReplacementStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>5c1c6d1e-0b55-4c3a-9d4e-EXAMPLE</requestId><vpnConnectionId>{}</vpnConnectionId><customerGatewayId>cgw-b4dc3961</customerGatewayId><vpnGatewayId>vgw-8db04f81</vpnGatewayId><vpnTunnelOutsideIpAddress>{}</vpnTunnelOutsideIpAddress><maintenanceDetails>{details}</maintenanceDetails></GetVpnTunnelReplacementStatusResponse>",
+            c.id, t.outside_ip
+        ),
+    )
 }
 
 fn escape(s: &str) -> String {

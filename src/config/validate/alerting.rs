@@ -71,6 +71,19 @@ impl Validator<'_> {
             Duration::from_secs(1),
             day,
         );
+        let maintenance_grace = self.duration(
+            "alerts.maintenance_grace",
+            raw.maintenance_grace.as_ref(),
+            defaults.maintenance_grace,
+            Duration::ZERO,
+            day,
+        );
+        let maintenance_severity = raw
+            .maintenance_severity
+            .as_ref()
+            .map_or(defaults.maintenance_severity, |v| {
+                self.severity("alerts.maintenance_severity", v)
+            });
         let mut silences = Vec::new();
         for (i, s) in raw.silence.iter().enumerate() {
             let key = format!("alerts.silence[{i}]");
@@ -203,9 +216,30 @@ impl Validator<'_> {
             flap_changes,
             flap_window,
             control_plane_unavailable_after,
+            maintenance_grace,
+            maintenance_severity,
             runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
             silences,
             sinks,
+        }
+    }
+
+    /// Reads a severity name: `info`, `warning` or `critical`.
+    fn severity(&mut self, key: &str, v: &Spanned<String>) -> Severity {
+        match v.get_ref().as_str() {
+            "info" => Severity::Info,
+            "warning" => Severity::Warning,
+            "critical" => Severity::Critical,
+            other => {
+                self.problem(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "{other:?} is not a severity: use \"info\", \"warning\" or \"critical\""
+                    ),
+                );
+                Severity::Warning
+            }
         }
     }
 
@@ -217,18 +251,9 @@ impl Validator<'_> {
     ) -> Option<SinkConfig> {
         let key = format!("alerts.sink[{i}]");
         let s = raw.get_ref();
-        let min_severity = match s.min_severity.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "warning")) => Severity::Warning,
-            Some((_, "critical")) => Severity::Critical,
-            Some((v, other)) => {
-                self.problem(
-                    Some(v.span()),
-                    &format!("{key}.min_severity"),
-                    format!("{other:?} is not a severity: use \"warning\" or \"critical\""),
-                );
-                Severity::Warning
-            }
-        };
+        let min_severity = s.min_severity.as_ref().map_or(Severity::Warning, |v| {
+            self.severity(&format!("{key}.min_severity"), v)
+        });
         let unexpected = |this: &mut Self, field: &str, v: &Option<Spanned<String>>, kind: &str| {
             if let Some(v) = v {
                 this.problem(
@@ -394,6 +419,24 @@ impl Validator<'_> {
                     }
                     d
                 });
+        let maintenance_interval = a.maintenance_interval.as_ref().map_or(
+            Duration::from_secs(15 * 60),
+            |p| {
+                let d = p.get_ref().0;
+                if d < MIN_MAINTENANCE_INTERVAL || d > Duration::from_secs(86_400) {
+                    self.problem(
+                        Some(p.span()),
+                        "aws.maintenance_interval",
+                        format!(
+                            "{} is out of range: it must be between {} and 1day (one GetVpnTunnelReplacementStatus call per tunnel per round, from the account's EC2 rate limit)",
+                            humantime::format_duration(d),
+                            humantime::format_duration(MIN_MAINTENANCE_INTERVAL),
+                        ),
+                    );
+                }
+                d
+            },
+        );
         let polled: Vec<&ConnectionSpec> = connections.iter().filter(|c| c.id.is_some()).collect();
         if polled.is_empty() {
             self.warnings.push(
@@ -423,6 +466,7 @@ impl Validator<'_> {
             endpoint_url,
             cloudwatch_namespace,
             cloudwatch_interval,
+            maintenance_interval,
         }
     }
 }
