@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Some(Command::Status { addr, json }) => match tunnelkeeper::cli::status::fetch(addr) {
+        Some(Command::Status { daemon, json }) => match tunnelkeeper::cli::status::fetch(&daemon) {
             Ok(body) if json => {
                 println!("{body}");
                 ExitCode::SUCCESS
@@ -57,8 +57,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Healthcheck { addr }) => {
-            match tunnelkeeper::cli::status::get(addr, "/-/healthy") {
+        Some(Command::Healthcheck { daemon }) => {
+            match tunnelkeeper::cli::status::get(&daemon, "/-/healthy") {
                 Ok((200, _)) => ExitCode::SUCCESS,
                 Ok((status, _)) => {
                     eprintln!("unhealthy: /-/healthy answered {status}");

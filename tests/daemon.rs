@@ -179,6 +179,134 @@ fn one_address_holding_half_sent_requests_cannot_lock_out_the_health_check() {
     drop(held);
 }
 
+/// A self-signed certificate for 127.0.0.1 and its key, made with openssl.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=tunnelkeeper-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // Not a CA: a self-signed certificate that is its own trust anchor must be an
+        // end-entity certificate for webpki.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
+#[test]
+#[ignore = "needs openssl (to make a test certificate)"]
+fn tls_and_basic_auth_guard_every_route_and_the_cli_speaks_both() {
+    common::need_tool("openssl", "openssl");
+    let dir = common::temp_dir("tls");
+    let (cert, key) = self_signed(&dir);
+    let hash = bcrypt::hash("pa55word", 4).unwrap();
+    let config = write_temp(
+        "tls.toml",
+        &format!(
+            "[http.tls_server_config]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             [http.basic_auth_users]\nnoc = \"{hash}\"\n\
+             [[target]]\naddress = \"127.0.0.1\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let daemon = Daemon::start(&["run", "--config", config.to_str().unwrap()], &[]);
+    let started = Instant::now();
+    while !daemon.log().contains("on https://") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Plain HTTP is not served.
+    let (status, _) = daemon.get("/health");
+    assert_ne!(status, 200);
+
+    let addr = daemon.addr.to_string();
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["healthcheck", "--addr", &addr];
+        args.extend_from_slice(extra);
+        run_cli(&args)
+    };
+    let ca = cert.to_str().unwrap();
+    assert_eq!(
+        cli(&["--tls-ca-file", ca, "--basic-auth", "noc:pa55word"]).0,
+        0
+    );
+    assert_eq!(
+        cli(&["--tls-insecure", "--basic-auth", "noc:pa55word"]).0,
+        0
+    );
+    let (code, _, err) = cli(&["--tls-ca-file", ca]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = cli(&["--tls-ca-file", ca, "--basic-auth", "noc:wrong"]);
+    assert_eq!((code, err.contains("401")), (1, true), "{err}");
+    // Not trusting the certificate is an error too.
+    assert_eq!(cli(&["--basic-auth", "noc:pa55word"]).0, 1);
+    let (code, out, err) = run_cli(&[
+        "status",
+        "--addr",
+        &addr,
+        "--json",
+        "--tls-ca-file",
+        ca,
+        "--basic-auth",
+        "noc:pa55word",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"shared_targets\""), "{out}");
+}
+
+#[test]
+fn bad_tls_files_and_hashes_stop_the_start_naming_the_key() {
+    let config = write_temp(
+        "bad-tls.toml",
+        "[http.tls_server_config]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = \"/nonexistent/tls.key\"\n\
+         [[target]]\naddress = \"127.0.0.1\"\n",
+    );
+    let state = common::temp_dir("bad-tls-state");
+    let (code, _, err) = run_cli(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("http.tls_server_config.cert_file /nonexistent/tls.crt"),
+        "{err}"
+    );
+    let config = write_temp(
+        "bad-hash.toml",
+        "[http.basic_auth_users]\nnoc = \"plaintext\"\n[[target]]\naddress = \"127.0.0.1\"\n",
+    );
+    let (code, _, err) = run_cli(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("http.basic_auth_users.noc: not a bcrypt hash"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_config_accepts_good_files_with_a_summary() {
     let (code, out, _) = run_cli(&[

@@ -43,19 +43,39 @@ pub enum Command {
     PrintConfig,
     /// Show a running daemon's connections, tunnels, targets and alerts as a table.
     Status {
-        /// The daemon's HTTP address.
-        #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        daemon: DaemonAddress,
         /// Print the raw /status JSON instead.
         #[arg(long)]
         json: bool,
     },
     /// Exit 0 when a daemon answers /-/healthy (the container health probe), 1 otherwise.
     Healthcheck {
-        /// The daemon's HTTP address.
-        #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
-        addr: SocketAddr,
+        #[command(flatten)]
+        daemon: DaemonAddress,
     },
+}
+
+/// How `status` and `healthcheck` reach a running daemon, TLS and basic auth included.
+#[derive(Debug, Args, Clone)]
+pub struct DaemonAddress {
+    /// The daemon's HTTP address.
+    #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
+    pub addr: SocketAddr,
+    /// Speak TLS, trusting the CA (or self-signed certificate) in this PEM file.
+    #[arg(long, env = "TUNNELKEEPER_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Speak TLS and accept any certificate (a health check of the daemon on its own host).
+    #[arg(long, env = "TUNNELKEEPER_TLS_INSECURE")]
+    pub tls_insecure: bool,
+    /// Basic-auth credentials as USER:PASSWORD (prefer the environment variable).
+    #[arg(
+        long,
+        env = "TUNNELKEEPER_BASIC_AUTH",
+        value_name = "USER:PASSWORD",
+        hide_env_values = true
+    )]
+    pub basic_auth: Option<String>,
 }
 
 /// Options of `run`.

@@ -2,23 +2,43 @@
 //! running daemon, and the table an engineer on the instance wants to see first.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use super::DaemonAddress;
+use crate::http_client::CallOptions;
 
 use serde_json::Value;
 
 /// Makes a GET request to a running daemon; returns the status code and body.
-pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> {
+    let addr = daemon.addr;
+    let tls = daemon.tls_insecure || daemon.tls_ca_file.is_some();
+    let options = CallOptions {
+        tls: tls
+            .then(|| {
+                crate::http_client::tls_client(daemon.tls_ca_file.as_deref(), daemon.tls_insecure)
+            })
+            .transpose()?,
+        authorization: daemon.basic_auth.as_ref().map(|credentials| {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        }),
+    };
+    let scheme = if tls { "https" } else { "http" };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let answer = runtime
         .block_on(crate::http_client::call(
-            &format!("http://{addr}"),
+            &format!("{scheme}://{addr}"),
             path,
             None,
             Duration::from_secs(5),
+            &options,
         ))
         .map_err(|e| format!("cannot reach tunnelkeeper at {addr}: {e}"))?;
     Ok((
@@ -28,8 +48,8 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
 }
 
 /// Fetches `/status`.
-pub fn fetch(addr: SocketAddr) -> Result<String, String> {
-    match get(addr, "/status")? {
+pub fn fetch(daemon: &DaemonAddress) -> Result<String, String> {
+    match get(daemon, "/status")? {
         (200, body) => Ok(body),
         (status, body) => Err(format!("/status answered {status}: {}", body.trim())),
     }
@@ -138,6 +158,39 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             x["sent"].as_u64().unwrap_or(0)
         );
     }
+    let maintenance: Vec<(&Value, &Value)> = j["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["tunnels"].as_array().into_iter().flatten())
+        .filter_map(|t| t.get("maintenance").map(|m| (t, m)))
+        .collect();
+    if !maintenance.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<18} {:<24} {:<20} {:<20} CHECKED",
+            "TUNNEL", "AWS MAINTENANCE", "AUTO-APPLY AFTER", "LAST APPLIED"
+        );
+        for (t, m) in maintenance {
+            let pending = m["pending"]
+                .as_str()
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("none"));
+            let _ = writeln!(
+                out,
+                "{:<18} {:<24} {:<20} {:<20} {}",
+                s(t, "name"),
+                pending.map_or("none".to_string(), |p| paint_pending(p, color)),
+                if pending.is_some() {
+                    time(&m["auto_apply_after"])
+                } else {
+                    "-".to_string()
+                },
+                time(&m["last_applied"]),
+                time(&m["checked_at"])
+            );
+        }
+    }
     let alerts: Vec<&Value> = j["alerts"].as_array().into_iter().flatten().collect();
     let _ = writeln!(out, "\nALERTS ({})", alerts.len());
     for a in alerts {
@@ -172,10 +225,47 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             }
         );
     }
+    if let Some(cp) = j.get("control_plane") {
+        for c in cp["connections_not_found"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{}: connection {} ({}) is {} in EC2: the config no longer matches AWS",
+                paint("warning", color),
+                s(c, "vpn"),
+                s(c, "vpn_id"),
+                s(c, "state")
+            );
+        }
+    }
     for w in j["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or(""));
     }
+    for a in j["advisories"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "advice [{}] {}/{}: {}",
+            s(a, "code"),
+            s(a, "vpn"),
+            s(a, "tunnel"),
+            s(a, "message")
+        );
+    }
     Ok(out)
+}
+
+/// A `/status` time as `2026-11-28 14:00:00`, or `-`.
+fn time(v: &Value) -> String {
+    v.as_str()
+        .map_or("-".to_string(), |t| t[..t.len().min(19)].replace('T', " "))
+}
+
+fn paint_pending(text: &str, color: bool) -> String {
+    let short: String = text.chars().take(24).collect();
+    if color {
+        format!("\x1b[33m{short}\x1b[0m")
+    } else {
+        short
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +284,41 @@ mod tests {
       "alerts": [{"alert": "TunnelDown", "severity": "warning", "vpn": "dc", "tunnel": "dc-a", "state": "firing", "summary": "AWS reports DOWN: x"}],
       "warnings": ["tunnel dc-b: StartupAction=add"]
     }"#;
+
+    const WITH_MAINTENANCE: &str = r#"{
+      "vpn": {"state": "ok", "since": "2026-11-28T14:00:00.000Z"},
+      "icmp_socket": "dgram",
+      "connections": [{"name": "dc", "state": "healthy", "since": "2026-11-28T14:00:00.000Z",
+        "tunnels": [
+          {"name": "dc-a", "state": "up", "data_plane": {"state": "up"}, "control_plane": {"state": "up"}, "targets": [],
+           "maintenance": {"pending": "Pending", "auto_apply_after": "2026-12-02T03:00:00.000Z",
+                           "last_applied": null, "checked_at": "2026-11-28T14:05:00.000Z"}},
+          {"name": "dc-b", "state": "up", "data_plane": {"state": "up"}, "control_plane": {"state": "up"}, "targets": [],
+           "maintenance": {"pending": null, "auto_apply_after": null,
+                           "last_applied": "2026-10-01T02:00:00.000Z", "checked_at": "2026-11-28T14:05:01.000Z"}}]}],
+      "shared_targets": [],
+      "alerts": [],
+      "control_plane": {"last_success": "2026-11-28T14:05:00.000Z", "stale": false,
+        "connections_not_found": [{"vpn": "old", "vpn_id": "vpn-0aaaaaaaaaaaaaaaa", "state": "missing"}]},
+      "advisories": [{"code": "tunnel_logging_off", "vpn": "dc", "tunnel": "dc-b", "message": "tunnel logging is off"}],
+      "warnings": []
+    }"#;
+
+    #[test]
+    fn the_table_shows_aws_maintenance_unknown_connections_and_advice() {
+        let table = render(WITH_MAINTENANCE, false).unwrap();
+        assert!(table.contains("TUNNEL             AWS MAINTENANCE          AUTO-APPLY AFTER     LAST APPLIED         CHECKED"), "{table}");
+        assert!(table.contains("dc-a               Pending                  2026-12-02 03:00:00  -                    2026-11-28 14:05:00"), "{table}");
+        assert!(table.contains("dc-b               none                     -                    2026-10-01 02:00:00  2026-11-28 14:05:01"), "{table}");
+        assert!(
+            table.contains("warning: connection old (vpn-0aaaaaaaaaaaaaaaa) is missing in EC2"),
+            "{table}"
+        );
+        assert!(
+            table.contains("advice [tunnel_logging_off] dc/dc-b: tunnel logging is off"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn the_table_shows_both_planes_targets_and_alerts() {

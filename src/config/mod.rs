@@ -44,6 +44,11 @@ pub struct Config {
     /// Whether `POST /-/reload` works (off by default, as in Prometheus and Alertmanager:
     /// the TCP peer says nothing about who asks). SIGHUP always reloads.
     pub enable_lifecycle: bool,
+    /// TLS for the HTTP endpoint (then plain HTTP is not served); read at start and on
+    /// every reload.
+    pub tls: Option<TlsFiles>,
+    /// Basic-auth users and their bcrypt hashes; when any is set every route asks.
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
     /// Which kind of ICMP socket to open.
     pub socket: SocketKind,
     /// The VPN connections, in config order.
@@ -107,6 +112,15 @@ pub struct TargetSpec {
     pub probe: ProbeSettings,
 }
 
+/// The files of `[http.tls_server_config]`, by exporter-toolkit's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// How one target is probed and judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ProbeSettings {
@@ -147,6 +161,11 @@ pub struct AlertsConfig {
     pub flap_window: Duration,
     /// How long the EC2 API may fail before `ControlPlaneUnavailable`.
     pub control_plane_unavailable_after: Duration,
+    /// How long after AWS applied maintenance to a tunnel (an endpoint replacement) its
+    /// outage pages as `TunnelDownAfterMaintenance` rather than `TunnelDown`.
+    pub maintenance_grace: Duration,
+    /// The severity of `TunnelDownAfterMaintenance`.
+    pub maintenance_severity: Severity,
     /// Where the runbook lives; pages name `<runbook_url>#<alert>`.
     pub runbook_url: String,
     /// Maintenance windows.
@@ -162,12 +181,31 @@ impl Default for AlertsConfig {
             flap_changes: 4,
             flap_window: Duration::from_secs(120),
             control_plane_unavailable_after: Duration::from_secs(600),
+            maintenance_grace: Duration::from_secs(30 * 60),
+            maintenance_severity: Severity::Info,
             runbook_url: DEFAULT_RUNBOOK.into(),
             silences: Vec::new(),
             sinks: vec![SinkConfig {
                 kind: SinkKind::Log,
                 min_severity: Severity::Warning,
             }],
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Returns the severity an alert of `class` pages at: the class's own, except for
+    /// `TunnelDownAfterMaintenance`, whose severity the config chooses.
+    pub fn severity(&self, class: AlertClass) -> Severity {
+        match class {
+            AlertClass::TunnelDownAfterMaintenance => self.maintenance_severity,
+            AlertClass::TunnelDown
+            | AlertClass::ConnectionDown
+            | AlertClass::VpnUnreachable
+            | AlertClass::TunnelFlapping
+            | AlertClass::ControlPlaneUnavailable
+            | AlertClass::ConnectionNotFound
+            | AlertClass::TunnelMaintenancePending => class.severity(),
         }
     }
 }
@@ -237,15 +275,26 @@ pub struct AwsConfig {
     pub cloudwatch_namespace: Option<String>,
     /// Time between two `PutMetricData` calls.
     pub cloudwatch_interval: Duration,
+    /// Time between two rounds of `GetVpnTunnelReplacementStatus` (one call per tunnel,
+    /// spread over the round).
+    pub maintenance_interval: Duration,
 }
 
 /// The shortest EC2 poll interval: the account's EC2 API bucket is shared with everyone.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest round of maintenance checks: AWS announces maintenance days ahead.
+pub const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
 impl AwsConfig {
-    /// Returns how long a last good EC2 answer stays usable: three poll intervals.
+    /// Returns how long a last good EC2 answer stays usable: three poll intervals, that is
+    /// two answers due and missed.
     pub fn stale_after(&self) -> Duration {
         self.poll_interval * 3
+    }
+
+    /// Returns how long one AWS call may take, at most.
+    pub fn call_timeout(&self) -> Duration {
+        self.poll_interval.min(Duration::from_secs(10))
     }
 }
 

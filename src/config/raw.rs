@@ -30,6 +30,8 @@ pub(super) struct RawAlerts {
     pub(super) flap_changes: Option<Spanned<u32>>,
     pub(super) flap_window: Option<Spanned<HumanDuration>>,
     pub(super) control_plane_unavailable_after: Option<Spanned<HumanDuration>>,
+    pub(super) maintenance_grace: Option<Spanned<HumanDuration>>,
+    pub(super) maintenance_severity: Option<Spanned<String>>,
     pub(super) runbook_url: Option<String>,
     #[serde(default)]
     pub(super) silence: Vec<Spanned<RawSilence>>,
@@ -65,6 +67,7 @@ pub(super) struct RawAws {
     pub(super) endpoint_url: Option<Spanned<String>>,
     pub(super) cloudwatch_namespace: Option<Spanned<String>>,
     pub(super) cloudwatch_interval: Option<Spanned<HumanDuration>>,
+    pub(super) maintenance_interval: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +75,17 @@ pub(super) struct RawAws {
 pub(super) struct RawHttp {
     pub(super) listen: Option<SocketAddr>,
     pub(super) enable_lifecycle: Option<bool>,
+    pub(super) tls_server_config: Option<Spanned<RawTls>>,
+    pub(super) basic_auth_users: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+}
+
+/// exporter-toolkit's `tls_server_config`, the keys this daemon supports.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) client_ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -13,7 +13,7 @@ pub mod systemd;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +36,7 @@ use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
 use crate::daemon::pingers::PingerPool;
 use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
+use crate::http::security::{Security, SharedSecurity};
 use crate::http::{self, AppState, ReloadRequest};
 use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
@@ -112,6 +113,7 @@ struct Prepared {
     config: Arc<Config>,
     sockets: Arc<IcmpSockets>,
     sdk: Option<SdkConfig>,
+    security: Arc<Security>,
 }
 
 /// One running generation.
@@ -170,14 +172,16 @@ pub async fn run_until(
     let lasting = TaskTracker::new();
     let ready = Arc::new(AtomicBool::new(false));
     let lifecycle = Arc::new(AtomicBool::new(prepared.config.enable_lifecycle));
+    let security: SharedSecurity = Arc::new(RwLock::new(prepared.security.clone()));
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
         reload: Some(reload_tx),
         lifecycle: lifecycle.clone(),
+        security: security.clone(),
         watched: watched(&shared, &prepared.config),
     });
-    lasting.spawn(http::serve(listener, app, cancel.clone()));
+    lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     if let Some(interval) = watchdog_interval() {
         lasting.spawn(run_watchdog(
             shared.notifier.clone(),
@@ -206,13 +210,19 @@ pub async fn run_until(
     wait_first_round(&mut generation, &prepared.config).await;
     ready.store(true, Ordering::Release);
     shared.notifier.notify("READY=1");
+    let scheme = if prepared.security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     info!(
         listen = %bound,
         targets = prepared.config.targets.len(),
         connections = prepared.config.connections.len(),
         socket = prepared.sockets.socket_type().label(),
         state_dir = %prepared.config.state_dir.display(),
-        "tunnelkeeper running; /health, /status, /metrics on http://{bound}"
+        basic_auth = prepared.security.asks_for_users(),
+        "tunnelkeeper running; /health, /status, /metrics on {scheme}://{bound}"
     );
 
     loop {
@@ -240,6 +250,8 @@ pub async fn run_until(
                 };
                 prepared = next;
                 lifecycle.store(prepared.config.enable_lifecycle, Ordering::Release);
+                // Certificates and users as the new config has them (read by prepare).
+                *security.write().unwrap_or_else(|p| p.into_inner()) = prepared.security.clone();
                 generation = start_generation(
                     &prepared,
                     previous,
@@ -311,6 +323,8 @@ fn load_state(store: &StateStore, clock: &Clock) -> Option<SavedState> {
 /// Opens what a config needs: the ICMP socket (reused when its kind is unchanged) and
 /// the AWS SDK config.
 async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Result<Prepared> {
+    // TLS files are read first: a bad one refuses the config before anything else moves.
+    let security = Arc::new(Security::load(&config).map_err(anyhow::Error::msg)?);
     let sockets = match running {
         Some(r) if r.config.socket == config.socket => r.sockets.clone(),
         _ => IcmpSockets::open(config.socket, config.targets.len())?,
@@ -327,6 +341,7 @@ async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Res
         config,
         sockets,
         sdk,
+        security,
     })
 }
 

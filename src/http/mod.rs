@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+pub mod security;
 mod server;
 
 pub use server::{
@@ -37,6 +38,8 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Whether the running config enables `POST /-/reload`.
     pub lifecycle: Arc<AtomicBool>,
+    /// TLS and basic auth in force.
+    pub security: security::SharedSecurity,
     /// The core loops (monitor first): `/-/healthy` fails when one stops, and `/health`
     /// says STALE when the monitor does.
     pub watched: Vec<Watched>,
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", post(reload))
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), require_user))
         .with_state(state)
 }
 
@@ -275,6 +279,34 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// Asks for basic-auth credentials when users are configured (every route: SiteScope and
+/// Prometheus both send them). The bcrypt check runs off the async workers.
+async fn require_user(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let security = state
+        .security
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if security.asks_for_users() {
+        let header = request.headers().get(header::AUTHORIZATION).cloned();
+        let allowed = tokio::task::spawn_blocking(move || security.allows(header.as_ref()))
+            .await
+            .unwrap_or(false);
+        if !allowed {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, TEXT),
+                    (header::WWW_AUTHENTICATE, "Basic realm=\"tunnelkeeper\""),
+                ],
+                "unauthorized\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// Refuses request bodies over [`MAX_BODY_BYTES`], and bodies of unknown length, before
 /// any handler runs.
 async fn refuse_bodies(request: Request, next: Next) -> Response {
@@ -380,6 +412,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(ready)),
             reload: None,
             lifecycle: Arc::new(AtomicBool::new(false)),
+            security: security::shared(security::Security::open()),
             watched,
         })
     }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::security::SharedSecurity;
 use super::Peer;
 
 /// The largest request body accepted (no route takes one).
@@ -63,7 +64,12 @@ impl Drop for PeerSlot {
 }
 
 /// Serves `app` on `listener` until `cancel`, then lets open requests finish briefly.
-pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    security: SharedSecurity,
+    cancel: CancellationToken,
+) {
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let peers = Arc::new(PeerSlots::default());
@@ -93,8 +99,24 @@ pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let cancel = cancel.clone();
+        let tls = security
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .tls
+            .clone();
         connections.spawn(async move {
-            serve_connection(stream, peer, app, cancel).await;
+            match tls {
+                // With TLS configured, plain HTTP is not served: a client that does not
+                // finish the handshake within the header timeout is dropped.
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, cancel).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection(stream, peer, app, cancel).await,
+            }
             drop(permit);
             drop(peer_slot);
         });
@@ -103,12 +125,10 @@ pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    app: Router,
-    cancel: CancellationToken,
-) {
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, cancel: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let app = app.clone();

@@ -129,7 +129,9 @@ impl AlertmanagerSink {
 
 /// POSTs the alerts and checks for a 2xx answer.
 async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
-    let answer = crate::http_client::call(base, path, Some(body), Duration::from_secs(10)).await?;
+    let options = crate::http_client::CallOptions::default();
+    let answer =
+        crate::http_client::call(base, path, Some(body), Duration::from_secs(10), &options).await?;
     if (200..300).contains(&answer.status) {
         Ok(())
     } else {

@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod http;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
@@ -241,6 +242,8 @@ impl<'a> Validator<'a> {
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9478))),
             enable_lifecycle: raw.http.enable_lifecycle.unwrap_or(false),
+            tls: self.tls(raw.http.tls_server_config.as_ref()),
+            basic_auth_users: self.basic_auth_users(raw.http.basic_auth_users.as_ref()),
             socket: raw.probe.socket.unwrap_or_default(),
             connections,
             targets,

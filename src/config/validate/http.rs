@@ -1,0 +1,60 @@
+//! Validation of `[http]`'s TLS and basic-auth tables (exporter-toolkit's names). The TLS
+//! files themselves are read where the server starts, so that a reload re-reads them.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn tls(&mut self, raw: Option<&Spanned<RawTls>>) -> Option<TlsFiles> {
+        let raw = raw?;
+        let span = Some(raw.span());
+        let tls = raw.get_ref();
+        let mut path = |key: &str, value: &Option<String>| match value {
+            Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+            Some(_) | None => {
+                self.problem(
+                    span.clone(),
+                    &format!("http.tls_server_config.{key}"),
+                    "missing: give the path of a PEM file, such as \"/etc/tunnelkeeper/tls.crt\""
+                        .into(),
+                );
+                None
+            }
+        };
+        let cert_file = path("cert_file", &tls.cert_file);
+        let key_file = path("key_file", &tls.key_file);
+        Some(TlsFiles {
+            cert_file: cert_file?,
+            key_file: key_file?,
+            client_ca_file: tls.client_ca_file.as_ref().map(PathBuf::from),
+        })
+    }
+
+    pub(super) fn basic_auth_users(
+        &mut self,
+        raw: Option<&std::collections::BTreeMap<String, Spanned<String>>>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut users = std::collections::BTreeMap::new();
+        for (user, hash) in raw.into_iter().flatten() {
+            let key = format!("http.basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                self.problem(
+                    Some(hash.span()),
+                    &key,
+                    "a user name must be non-empty and without ':'".into(),
+                );
+                continue;
+            }
+            if hash.get_ref().parse::<bcrypt::HashParts>().is_err() {
+                self.problem(
+                    Some(hash.span()),
+                    &key,
+                    "not a bcrypt hash: give one such as \"$2y$10$...\" (htpasswd -nBC 10 USER)"
+                        .into(),
+                );
+                continue;
+            }
+            users.insert(user.clone(), hash.get_ref().clone());
+        }
+        users
+    }
+}
