@@ -35,26 +35,27 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        // Exit codes follow the monitoring plugins: 0 OK, 1 DEGRADED, 2 CRITICAL, 3 unknown.
         Some(Command::Status { daemon, json }) => match tunnelkeeper::cli::status::fetch(&daemon) {
             Ok(body) if json => {
                 println!("{body}");
-                ExitCode::SUCCESS
+                ExitCode::from(tunnelkeeper::cli::status::exit_code(&body))
             }
             Ok(body) => {
                 match tunnelkeeper::cli::status::render(&body, std::io::stdout().is_terminal()) {
                     Ok(table) => {
                         print!("{table}");
-                        ExitCode::SUCCESS
+                        ExitCode::from(tunnelkeeper::cli::status::exit_code(&body))
                     }
                     Err(e) => {
                         eprintln!("error: {e}");
-                        ExitCode::FAILURE
+                        ExitCode::from(3)
                     }
                 }
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::FAILURE
+                ExitCode::from(3)
             }
         },
         Some(Command::Healthcheck { daemon }) => {

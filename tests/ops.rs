@@ -246,10 +246,15 @@ fn status_prints_a_table_and_healthcheck_probes_liveness() {
     assert_eq!(code, 0);
     assert!(serde_json::from_str::<Value>(&out).is_ok());
     assert_eq!(run_cli(&["healthcheck", "--addr", &addr]).0, 0);
+    // Host names work as well as addresses.
+    let by_name = format!("localhost:{}", daemon.addr.port());
+    assert_eq!(run_cli(&["status", "--addr", &by_name]).0, 0);
     // Nothing listens on port 1 of loopback.
     let (code, _, err) = run_cli(&["healthcheck", "--addr", "127.0.0.1:1"]);
     assert_eq!(code, 1);
     assert!(err.contains("unhealthy"), "{err}");
+    // As a monitoring plugin, an unreachable daemon is UNKNOWN (3).
+    assert_eq!(run_cli(&["status", "--addr", "127.0.0.1:1"]).0, 3);
 }
 
 #[test]

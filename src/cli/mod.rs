@@ -59,9 +59,9 @@ pub enum Command {
 /// How `status` and `healthcheck` reach a running daemon, TLS and basic auth included.
 #[derive(Debug, Args, Clone)]
 pub struct DaemonAddress {
-    /// The daemon's HTTP address.
-    #[arg(long, default_value = "127.0.0.1:9478", value_name = "ADDR")]
-    pub addr: SocketAddr,
+    /// The daemon's HTTP address: host (or IP) and port, such as localhost:9478.
+    #[arg(long, default_value = "127.0.0.1:9478", value_name = "HOST:PORT")]
+    pub addr: String,
     /// Speak TLS, trusting the CA (or self-signed certificate) in this PEM file.
     #[arg(long, env = "TUNNELKEEPER_TLS_CA_FILE", value_name = "FILE")]
     pub tls_ca_file: Option<PathBuf>,

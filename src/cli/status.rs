@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Makes a GET request to a running daemon; returns the status code and body.
 pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> {
-    let addr = daemon.addr;
+    let addr = &daemon.addr;
     let tls = daemon.tls_insecure || daemon.tls_ca_file.is_some();
     let options = CallOptions {
         tls: tls
@@ -45,6 +45,21 @@ pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> 
         answer.status,
         String::from_utf8_lossy(&answer.body).into_owned(),
     ))
+}
+
+/// The monitoring-plugins exit code for a `/status` body: 0 OK, 1 DEGRADED, 2 CRITICAL,
+/// 3 anything else (starting, unreadable), so that `tunnelkeeper status` serves as a
+/// Nagios or Icinga check too. An unreachable daemon is 3 as well.
+pub fn exit_code(body: &str) -> u8 {
+    let state = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|j| j["vpn"]["state"].as_str().map(str::to_string));
+    match state.as_deref() {
+        Some("ok") => 0,
+        Some("degraded") => 1,
+        Some("critical") => 2,
+        Some(_) | None => 3,
+    }
 }
 
 /// Fetches `/status`.
@@ -270,6 +285,16 @@ fn paint_pending(text: &str, color: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exit_codes_follow_the_monitoring_plugins() {
+        let body = |state: &str| format!("{{\"vpn\": {{\"state\": \"{state}\"}}}}");
+        assert_eq!(super::exit_code(&body("ok")), 0);
+        assert_eq!(super::exit_code(&body("degraded")), 1);
+        assert_eq!(super::exit_code(&body("critical")), 2);
+        assert_eq!(super::exit_code(&body("starting")), 3);
+        assert_eq!(super::exit_code("not json"), 3);
+    }
+
     use super::*;
 
     const STATUS: &str = r#"{
