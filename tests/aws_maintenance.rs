@@ -35,7 +35,19 @@ fn alert<'a>(json: &'a Value, class: &str, tunnel: &str) -> Option<&'a Value> {
 #[test]
 fn aws_maintenance_shows_on_status_metrics_and_the_command_line_and_pages_at_info() {
     let double = AwsDouble::start();
-    let auto = "2026-12-20T03:00:00.000Z";
+    // Two weeks ahead of today, in whole seconds: the test must not change when a fixed
+    // date passes (maintenance past its auto-apply time means something else).
+    let auto_at = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(14 * 86_400),
+    )
+    .to_string();
+    let auto = auto_at.replace('Z', ".000Z");
+    let auto_unix = humantime::parse_rfc3339(&auto_at)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let auto = auto.as_str();
     let mut a = tunnel("52.2.144.13", "UP", "");
     a["maintenance"] = json!({ "pending": "Pending", "auto_apply_after": auto });
     let mut b = tunnel("52.2.144.14", "UP", "");
@@ -59,7 +71,7 @@ fn aws_maintenance_shows_on_status_metrics_and_the_command_line_and_pages_at_inf
     assert_eq!(page["state"], "firing");
     assert_eq!(
         page["summary"],
-        "AWS maintenance pending, applied automatically after 2026-12-20T03:00:00Z"
+        format!("AWS maintenance pending, applied automatically after {auto_at}")
     );
     assert!(alert(&json, "TunnelMaintenancePending", "dc-b").is_none());
 
@@ -81,10 +93,13 @@ fn aws_maintenance_shows_on_status_metrics_and_the_command_line_and_pages_at_inf
     );
 
     let (_, metrics) = daemon.get("/metrics");
+    let auto_line = format!(
+        "tunnelkeeper_tunnel_maintenance_auto_apply_timestamp_seconds{{tunnel=\"dc-a\",vpn=\"dc\"}} {auto_unix}"
+    );
     for line in [
         "tunnelkeeper_tunnel_maintenance_pending{tunnel=\"dc-a\",vpn=\"dc\"} 1",
         "tunnelkeeper_tunnel_maintenance_pending{tunnel=\"dc-b\",vpn=\"dc\"} 0",
-        "tunnelkeeper_tunnel_maintenance_auto_apply_timestamp_seconds{tunnel=\"dc-a\",vpn=\"dc\"} 1797735600",
+        auto_line.as_str(),
         "tunnelkeeper_tunnel_maintenance_auto_apply_timestamp_seconds{tunnel=\"dc-b\",vpn=\"dc\"} 0",
         "tunnelkeeper_tunnel_maintenance_last_applied_timestamp_seconds{tunnel=\"dc-b\",vpn=\"dc\"} 1790820000",
         "tunnelkeeper_ec2_maintenance_requests_total{outcome=\"ok\"} 2",
@@ -94,13 +109,16 @@ fn aws_maintenance_shows_on_status_metrics_and_the_command_line_and_pages_at_inf
     }
     let (_, health) = daemon.get("/health");
     assert!(
-        health.contains("maintenance: tunnel dc-a: AWS endpoint replacement pending (Pending), applied automatically after 2026-12-20T03:00:00Z"),
+        health.contains(&format!("maintenance: tunnel dc-a: AWS endpoint replacement pending (Pending), applied automatically after {auto_at}")),
         "{health}"
     );
     let (code, table, _) = common::run_cli(&["status", "--addr", &daemon.addr.to_string()]);
     assert_eq!(code, 0);
     assert!(
-        table.contains("dc-a               Pending                  2026-12-20 03:00:00  -"),
+        table.contains(&format!(
+            "dc-a               Pending                  {}  -",
+            auto_at.replace('T', " ").trim_end_matches('Z')
+        )),
         "{table}"
     );
     // Info reaches no sink by default (min_severity warning): nothing in the log.
@@ -293,8 +311,7 @@ fn metrics_with_aws_pass_promtool_check_metrics() {
     common::need_tool("promtool", "prometheus");
     let double = AwsDouble::start();
     let mut a = tunnel("52.2.144.13", "UP", "");
-    a["maintenance"] =
-        json!({ "pending": "Pending", "auto_apply_after": "2026-12-20T03:00:00.000Z" });
+    a["maintenance"] = json!({ "pending": "Pending", "auto_apply_after": from_now(14 * 86_400) });
     double.set_connections(&connection(a, tunnel("52.2.144.14", "UP", "")));
     let daemon = start(&double, "cloudwatch_namespace = \"Tunnelkeeper\"");
     wait_json(&daemon, Duration::from_secs(8), |j| {
