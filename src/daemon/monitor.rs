@@ -357,24 +357,18 @@ impl Monitor {
 
     /// Makes targets whose pinger went quiet unknown, loudly.
     fn handle_silent_targets(&mut self, now: crate::types::Timestamp) -> bool {
-        let before: Vec<&'static str> = self
-            .config
-            .targets
-            .iter()
-            .map(|t| self.model.target(t.id).verdict.label())
-            .collect();
-        if !self.model.handle_timeout(now) {
-            return false;
-        }
-        for t in &self.config.targets {
-            if before[t.id.0] != self.model.target(t.id).verdict.label() {
-                warn!(target = %t.name, address = %t.address, "no probe result for three intervals: its verdict is unknown until results come again");
-                self.metrics
-                    .set_target(t.id, &self.model.target(t.id).verdict);
-                if let TargetScope::Pinned(tunnel) = t.scope {
-                    self.refresh_tunnel(tunnel);
-                }
+        let silent = self.model.handle_timeout(now);
+        for id in &silent {
+            let t = &self.config.targets[id.0];
+            warn!(target = %t.name, address = %t.address, "no probe result for three intervals: its verdict is unknown until results come again");
+            self.metrics
+                .set_target(t.id, &self.model.target(t.id).verdict);
+            if let TargetScope::Pinned(tunnel) = t.scope {
+                self.refresh_tunnel(tunnel);
             }
+        }
+        if silent.is_empty() {
+            return false;
         }
         self.refresh_vpn();
         true

@@ -244,16 +244,16 @@ impl HealthModel {
     }
 
     /// Makes every target that has been silent for three intervals unknown (its pinger is
-    /// stuck or gone); returns true when any verdict changed kind.
-    pub fn handle_timeout(&mut self, now: Timestamp) -> bool {
-        let mut changed = false;
+    /// stuck or gone); returns the targets that went unknown.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<TargetId> {
+        let mut silent = Vec::new();
         for i in 0..self.targets.len() {
             if self.targets[i].handle_timeout(now) {
-                changed = true;
+                silent.push(TargetId(i));
                 self.propagate(TargetId(i), now);
             }
         }
-        changed
+        silent
     }
 
     /// Carries a target's new verdict up to its tunnel (or the VPN, for a shared target).

@@ -350,3 +350,26 @@ fn a_tunnel_without_pinned_targets_stays_unknown_and_does_not_block_ok() {
     );
     assert_eq!(m.vpn().token(), "OK");
 }
+
+#[test]
+fn a_target_silent_for_three_intervals_becomes_unknown_and_its_tunnel_with_it() {
+    let mut m = healthy();
+    // Results at 0 s; the interval is 1 s: still fine at 3 s, silent past it.
+    assert!(m.handle_timeout(t(3)).is_empty());
+    assert_eq!(
+        m.handle_timeout(Timestamp::from_millis(t(3).as_millis() + 1)),
+        [A, B, DB]
+    );
+    assert!(
+        matches!(&m.target(A).verdict, Verdict::Unknown { reason } if reason.starts_with("no probe result since"))
+    );
+    assert!(matches!(
+        m.tunnel(TUNNEL_A).verdict,
+        Verdict::Unknown { .. }
+    ));
+    assert!(!m.every_target_reported_since(t(4)));
+    // Said once: a second look changes nothing, and the next result brings it back.
+    assert!(m.handle_timeout(t(5)).is_empty());
+    m.handle_probe(A, &ok(), t(6));
+    assert!(m.target(A).verdict.is_up());
+}
