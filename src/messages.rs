@@ -142,6 +142,18 @@ impl fmt::Display for ProbeOutcome {
     }
 }
 
+/// Says why the OS refused to send an echo request, in words that point at the cause.
+pub fn send_error_text(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(1) => "this instance's own firewall refused it (EPERM: an iptables/nftables OUTPUT rule drops ICMP to this address)".into(),
+        Some(13) => "not allowed to send to this address (EACCES: a broadcast address, or this user is outside net.ipv4.ping_group_range)".into(),
+        Some(101) => "no route from this instance to the address (ENETUNREACH: check the VPC route table and the instance's routes)".into(),
+        Some(113) => "no route to the host (EHOSTUNREACH: a local route or neighbour lookup failed)".into(),
+        Some(105) => "the ICMP socket's send buffer is full (ENOBUFS: too many probes at once for this instance)".into(),
+        _ => format!("the OS refused: {error}"),
+    }
+}
+
 /// The ICMP errors a router may send back in place of an echo reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpErrorKind {
@@ -402,4 +414,18 @@ pub struct DeliveryReport {
     pub sink: usize,
     /// `Ok`, or the failure's kind label and message.
     pub result: Result<(), (&'static str, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_errors_point_at_their_cause() {
+        let text = |code| send_error_text(&std::io::Error::from_raw_os_error(code));
+        assert!(text(1).starts_with("this instance's own firewall refused it (EPERM"));
+        assert!(text(101).contains("ENETUNREACH"));
+        assert!(!text(1).contains("os error"), "{}", text(1));
+        assert!(text(22).starts_with("the OS refused: "), "{}", text(22));
+    }
 }

@@ -24,9 +24,15 @@ use crate::types::{
     VpnConnectionId,
 };
 
+/// The version of `/status` that docs/status.schema.json describes.
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
 /// Everything `/health` and `/status` show, as of `generated_at`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
+    /// The version of the `/status` layout (docs/status.schema.json); it changes only when
+    /// a key changes meaning or goes away.
+    pub schema_version: u32,
     /// The VPN verdict.
     pub vpn: VpnState,
     /// When this snapshot was taken.
@@ -39,8 +45,7 @@ pub struct Snapshot {
     pub connections: Vec<ConnectionSnapshot>,
     /// Shared targets.
     pub shared_targets: Vec<TargetSnapshot>,
-    /// What EC2 said, when `[aws]` is configured.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What EC2 said, when `[aws]` is configured (null without).
     pub control_plane: Option<ControlPlaneStatus>,
     /// Active, pending, inhibited and silenced alerts.
     pub alerts: Vec<AlertView>,
@@ -50,7 +55,6 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// Advice from EC2's answers (tunnel options, route health), each with a stable code;
     /// none of it pages.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub advisories: Vec<Advisory>,
     /// The rendered `/health` page.
     #[serde(skip)]
@@ -100,10 +104,8 @@ pub struct TunnelSnapshot {
     /// What AWS says.
     pub control_plane: Verdict,
     /// The EC2 telemetry and options behind it, from the last good answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<TunnelReading>,
     /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<TunnelMaintenance>,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
@@ -209,6 +211,7 @@ impl Snapshot {
             .map(|t| target(t.id))
             .collect();
         let mut snapshot = Snapshot {
+            schema_version: STATUS_SCHEMA_VERSION,
             vpn: model.vpn().clone(),
             generated_at: now,
             started_at: meta.started_at,
@@ -445,6 +448,9 @@ pub struct AlertView {
     pub alert: AlertClass,
     /// Severity.
     pub severity: Severity,
+    /// The severity its situation calls for, if it depends on one (before the config's).
+    #[serde(skip)]
+    pub situation: Option<Severity>,
     /// Connection, if any.
     pub vpn: Option<String>,
     /// Tunnel, if any.
@@ -458,6 +464,5 @@ pub struct AlertView {
     /// The reason.
     pub reason: String,
     /// What inhibits or silences it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub muted_by: Option<String>,
 }

@@ -62,6 +62,7 @@ fn conditions(active: u16, unknown: u16) -> Conditions {
                 summary: key.to_string(),
                 reason: String::new(),
                 vpn_id: None,
+                severity: None,
             };
             if active & (1 << i) != 0 {
                 Some((key, Condition::Active(details)))

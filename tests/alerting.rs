@@ -95,7 +95,10 @@ fn both_tunnels_down_pages_once_critical_then_resolved() {
         message.starts_with("CRITICAL: VpnUnreachable - no working path to the datacenter.\n"),
         "{message}"
     );
-    assert!(message.contains("What to do: Contact the NOC"), "{message}");
+    assert!(
+        message.contains("What to do: escalate at once to the datacenter network team"),
+        "{message}"
+    );
     assert!(
         message.contains("\"alert\": \"VpnUnreachable\""),
         "{message}"
@@ -135,9 +138,10 @@ fn both_tunnels_down_pages_once_critical_then_resolved() {
     );
     let (_, metrics) = daemon.get("/metrics");
     assert!(metrics
-        .contains("tunnelkeeper_alerts_firing{alert=\"VpnUnreachable\",severity=\"critical\"} 1"));
-    assert!(metrics
-        .contains("tunnelkeeper_notifications_total{outcome=\"delivered\",sink=\"sns[0]\"} 1"));
+        .contains("tunnelkeeper_alerts_firing{alert=\"VpnUnreachable\",severity=\"critical\",tunnel=\"\",vpn=\"\"} 1"));
+    assert!(metrics.contains(
+        "tunnelkeeper_notifications_total{outcome=\"delivered\",sink=\"sns:noc-page\"} 1"
+    ));
 
     ec2(&double, "UP", "UP");
     let all = wait_pages(&double, 2, Duration::from_secs(8));
@@ -191,9 +195,8 @@ fn a_throttled_page_is_retried_with_backoff_until_delivered() {
         "backoff grows: {gaps:?}"
     );
     let (_, metrics) = daemon.get("/metrics");
-    assert!(
-        metrics.contains("tunnelkeeper_notifications_total{outcome=\"failed\",sink=\"sns[0]\"} 2")
-    );
+    assert!(metrics
+        .contains("tunnelkeeper_notifications_total{outcome=\"failed\",sink=\"sns:noc-page\"} 2"));
 }
 
 #[test]

@@ -528,8 +528,11 @@ fn without_aws_nothing_aws_starts() {
     let daemon = Daemon::start(&[], &[]);
     daemon.wait_for("/health", Duration::from_secs(5), |s, _| s == 200);
     let json = status(&daemon);
-    assert!(json.get("control_plane").is_none());
+    assert!(json["control_plane"].is_null());
+    // The EC2 series exist from the start all the same, saying "never answered".
     let (_, metrics) = daemon.get("/metrics");
-    assert!(!metrics.contains("tunnelkeeper_ec2_"));
+    assert!(metrics.contains("tunnelkeeper_ec2_requests_total{outcome=\"ok\"} 0"));
+    assert!(metrics.contains("tunnelkeeper_ec2_last_success_timestamp_seconds 0"));
+    assert!(metrics.contains("tunnelkeeper_ec2_answer_age_seconds -1"));
     assert!(!daemon.log().contains("AWS configured"));
 }

@@ -181,6 +181,36 @@ fn wrong_types_are_errors_with_their_line() {
 }
 
 #[test]
+fn every_type_error_is_reported_in_one_run_with_key_expectation_and_example() {
+    let text = format!(
+        "[probe]\ninterval = 1\ndown_after = \"3\"\ntimeout = \"2x\"\n{}\n[http]\nlisten = \"nope\"\n[alerts]\nflap_changes = 0\nsend_resolved = \"yes\"\n",
+        TWO_TUNNELS.replace("name = \"dc-primary-b\"", "name = 7")
+    );
+    let e = error_of(&text);
+    assert_contains(
+        &e,
+        &[
+            "line 2, column 12: probe.interval: invalid type: integer `1`, expected a string; interval takes a duration in quotes, for example interval = \"1s\"",
+            "line 3, column 14: probe.down_after: invalid type: string \"3\", expected u32; down_after takes a whole number of probes, for example down_after = 3",
+            "line 4",
+            "probe.timeout: \"2x\" is not a duration",
+            "vpn[0].tunnel[1].name: invalid type: integer `7`",
+            "http.listen",
+            "listen takes an address and port in quotes, for example listen = \"0.0.0.0:9478\"",
+            "alerts.send_resolved",
+            // A value rule, found in the same run once the types are read.
+            "alerts.flap_changes",
+        ],
+    );
+    assert!(
+        e.contains("8 problem(s)") || e.contains("7 problem(s)"),
+        "{e}"
+    );
+    // The blanked values are not reported again as missing.
+    assert!(!e.contains("missing"), "{e}");
+}
+
+#[test]
 fn a_bad_ip_address_is_named_with_its_line() {
     let text = TWO_TUNNELS.replace("172.16.2.10", "300.1.1.1");
     let e = error_of(&text);
@@ -259,7 +289,7 @@ fn a_timeout_longer_than_the_interval_is_an_error() {
         &[
             "line 3",
             "probe.timeout",
-            "2s is longer than the interval 1s",
+            "2s is longer than probe.interval 1s",
         ],
     );
     // An override on one target is checked against that target's interval.
@@ -270,10 +300,12 @@ fn a_timeout_longer_than_the_interval_is_an_error() {
     assert_contains(
         &error_of(&text),
         &[
-            "vpn[0].tunnel[1].targets[0].timeout",
-            "1s is longer than the interval 500ms",
+            "vpn[0].tunnel[1].targets[0].interval",
+            "500ms is shorter than the timeout 1s this inherits from [probe] or the default",
         ],
     );
+    // The key the user did not write is never the one blamed.
+    assert!(!error_of(&text).contains("targets[0].timeout: "));
 }
 
 #[test]

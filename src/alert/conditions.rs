@@ -8,7 +8,7 @@ use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
 use crate::config::Config;
 use crate::health::maintenance::MaintenancePhase;
 use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
-use crate::types::AlertClass;
+use crate::types::{AlertClass, Severity};
 use crate::types::{Timestamp, TunnelId};
 
 /// Counts each tunnel's changes between up and down within a sliding window.
@@ -99,6 +99,7 @@ fn active(
         summary: summary.into(),
         reason: reason.into(),
         vpn_id,
+        severity: None,
     })
 }
 
@@ -337,7 +338,23 @@ pub fn conditions(
                 } else {
                     short(reason)
                 };
-                out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
+                // The City's rule: with another connection still carrying traffic this
+                // usually heals by itself; it is critical once it was the last one.
+                let last_path = matches!(model.vpn(), VpnState::Critical { .. });
+                let mut condition = active(summary, reason.clone(), vpn_id.clone());
+                if let Condition::Active(d) = &mut condition {
+                    d.severity = Some(if last_path {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    });
+                    if !last_path {
+                        d.reason.push_str(
+                            "; another path to the datacenter still works (/health says DEGRADED)",
+                        );
+                    }
+                }
+                out.insert(key, condition);
             }
             ConnectionState::Unknown { .. } => {
                 out.insert(key, Condition::Unknown);
@@ -387,7 +404,7 @@ mod tests {
         ApiConnectionState, ApiTunnelStatus, ConnectionReading, MaintenanceReading,
         MaintenanceResult, Telemetry, TunnelOptionsReading, TunnelReading,
     };
-    use crate::types::{OutsideIp, Severity, VpnConnectionId};
+    use crate::types::{OutsideIp, Severity, TargetId, VpnConnectionId};
 
     const CONFIG: &str = r#"
         [aws]
@@ -517,7 +534,7 @@ mod tests {
         assert_eq!(
             config
                 .alerts
-                .severity(AlertClass::TunnelDownAfterMaintenance),
+                .severity(AlertClass::TunnelDownAfterMaintenance, None),
             Severity::Warning
         );
 
@@ -594,6 +611,85 @@ mod tests {
         assert_eq!(
             AlertClass::TunnelMaintenancePending.severity(),
             crate::types::Severity::Info
+        );
+    }
+
+    #[test]
+    fn connection_down_is_a_warning_while_another_connection_carries_traffic() {
+        let config = Config::parse(
+            r#"
+            [[vpn]]
+            name = "one"
+              [[vpn.tunnel]]
+              name = "one-a"
+              targets = ["172.16.1.10"]
+              [[vpn.tunnel]]
+              name = "one-b"
+              targets = ["172.16.2.10"]
+            [[vpn]]
+            name = "two"
+              [[vpn.tunnel]]
+              name = "two-a"
+              targets = ["172.16.3.10"]
+              [[vpn.tunnel]]
+              name = "two-b"
+              targets = ["172.16.4.10"]
+            "#,
+            "t",
+        )
+        .unwrap();
+        let mut model = HealthModel::new(&config);
+        let reply = crate::messages::ProbeOutcome::Reply {
+            rtt: Duration::from_millis(5),
+        };
+        let lost = crate::messages::ProbeOutcome::Timeout {
+            after: Duration::from_secs(1),
+        };
+        let flaps = FlapTracker::new(&config, 4, Duration::from_secs(120));
+        let severity = |model: &HealthModel, vpn: &str| {
+            let c = conditions(&config, model, None, &flaps, None, t(10));
+            let d = details(&c, &AlertKey::connection(AlertClass::ConnectionDown, vpn));
+            (
+                config
+                    .alerts
+                    .severity(AlertClass::ConnectionDown, d.severity),
+                d.reason,
+            )
+        };
+        for target in 0..4 {
+            model.handle_probe(TargetId(target), &reply, t(0));
+        }
+        // Connection one drops; two still carries traffic.
+        for s in 1..=3 {
+            for target in [0, 1] {
+                model.handle_probe(TargetId(target), &lost, t(s));
+            }
+        }
+        let (one, reason) = severity(&model, "one");
+        assert_eq!(one, Severity::Warning, "{reason}");
+        assert!(
+            reason.contains("another path to the datacenter still works"),
+            "{reason}"
+        );
+        // Then two drops: it was the last one.
+        for s in 4..=6 {
+            for target in [2, 3] {
+                model.handle_probe(TargetId(target), &lost, t(s));
+            }
+        }
+        assert_eq!(severity(&model, "two").0, Severity::Critical);
+        assert_eq!(severity(&model, "one").0, Severity::Critical);
+        // The config's word for the class wins over the situation.
+        let mut strict = config.clone();
+        strict
+            .alerts
+            .severity_overrides
+            .insert(AlertClass::ConnectionDown, Severity::Info);
+        assert_eq!(
+            strict
+                .alerts
+                .severity(AlertClass::ConnectionDown, Some(Severity::Critical)),
+            Severity::Info
         );
     }
 }

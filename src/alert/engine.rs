@@ -86,6 +86,10 @@ pub struct Details {
     pub reason: String,
     /// The AWS connection id, when configured.
     pub vpn_id: Option<String>,
+    /// The severity the situation calls for, where it depends on it (ConnectionDown is a
+    /// warning while another connection carries traffic); `None` pages at the class's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 /// Every condition at one evaluation; keys absent here are false.
@@ -477,7 +481,8 @@ impl AlertEngine {
                 };
                 AlertView {
                     alert: a.key.class,
-                    severity: a.key.class.severity(),
+                    severity: a.details.severity.unwrap_or(a.key.class.severity()),
+                    situation: a.details.severity,
                     vpn: a.key.vpn.clone(),
                     tunnel: a.key.tunnel.clone(),
                     state,

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod outbox;
 pub mod page;
 pub mod router;
+pub mod runbook;
 pub mod sinks;
 pub mod state_file;
 pub mod state_writer;

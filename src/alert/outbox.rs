@@ -167,6 +167,7 @@ mod tests {
                 summary: "s".into(),
                 reason: "r".into(),
                 vpn_id: None,
+                severity: None,
             },
             starts_at: Timestamp::from_secs(0),
             ends_at: None,

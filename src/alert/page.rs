@@ -1,11 +1,14 @@
 //! What a page says: SNS subjects, messages and attributes, and the runbook link, pure
 //! functions of a notification.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::alert::engine::{Notification, NotificationStatus};
+use crate::alert::runbook::what_to_do;
+use crate::config::Config;
 
 /// SNS email subjects must stay under 100 characters.
 pub const MAX_SUBJECT_CHARS: usize = 99;
@@ -19,17 +22,30 @@ pub struct PageContext {
     pub host: String,
     /// The runbook's location.
     pub runbook_url: String,
+    /// The configured outside IPs, by connection and tunnel name.
+    pub outside_ips: BTreeMap<(String, String), String>,
 }
 
 impl PageContext {
-    /// Builds the context from this machine.
-    pub fn from_machine(runbook_url: &str) -> Self {
+    /// Builds the context from this machine and the config.
+    pub fn from_machine(config: &Config) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown host".into());
+        let outside_ips = config
+            .connections
+            .iter()
+            .flat_map(|c| {
+                c.tunnels.iter().filter_map(|t| {
+                    let ip = t.outside_ip.as_ref()?;
+                    Some(((c.name.to_string(), t.name.to_string()), ip.to_string()))
+                })
+            })
+            .collect();
         Self {
             host,
-            runbook_url: runbook_url.to_string(),
+            runbook_url: config.alerts.runbook_url.clone(),
+            outside_ips,
         }
     }
 
@@ -41,6 +57,39 @@ impl PageContext {
             n.key.class.name().to_ascii_lowercase()
         )
     }
+
+    /// Returns the outside IP of the alert's tunnel, when configured.
+    pub fn outside_ip(&self, n: &Notification) -> Option<&str> {
+        let key = (n.key.vpn.clone()?, n.key.tunnel.clone()?);
+        self.outside_ips.get(&key).map(String::as_str)
+    }
+
+    /// Says where the alert is: tunnel (with its outside IP), connection (with its AWS
+    /// id), or the whole VPN.
+    pub fn place(&self, n: &Notification) -> String {
+        let mut where_ = Vec::new();
+        if let Some(t) = &n.key.tunnel {
+            match self.outside_ip(n) {
+                Some(ip) => where_.push(format!("tunnel {t} (outside IP {ip})")),
+                None => where_.push(format!("tunnel {t}")),
+            }
+        }
+        if let Some(v) = &n.key.vpn {
+            match &n.details.vpn_id {
+                Some(id) => where_.push(format!("VPN connection {v} ({id})")),
+                None => where_.push(format!("VPN connection {v}")),
+            }
+        }
+        if where_.is_empty() {
+            where_.push("the whole VPN to the datacenter".into());
+        }
+        where_.join(", ")
+    }
+}
+
+/// Returns how long an outage lasted, as pages print it: `12m 30s`.
+pub fn outage_text(n: &Notification) -> String {
+    duration_text(n.ends_at.unwrap_or(n.created_at).since(n.starts_at))
 }
 
 fn clean(text: &str) -> String {
@@ -85,50 +134,32 @@ fn duration_text(d: Duration) -> String {
 /// Returns the message: lines a person on a phone understands, then every field as JSON.
 pub fn message(n: &Notification, ctx: &PageContext) -> String {
     let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
-    let vpn_id = n
-        .details
-        .vpn_id
-        .as_deref()
-        .map(|id| format!(" ({id})"))
-        .unwrap_or_default();
-    let mut where_ = Vec::new();
-    if let Some(t) = &n.key.tunnel {
-        where_.push(format!("tunnel {t}"));
-    }
-    if let Some(v) = &n.key.vpn {
-        where_.push(format!("VPN connection {v}{vpn_id}"));
-    }
-    if where_.is_empty() {
-        where_.push("the whole VPN to the datacenter".into());
-    }
+    let action = what_to_do(n.key.class).unwrap_or_else(|| "see the runbook".into());
     let mut text = match n.status {
         NotificationStatus::Firing => format!(
-            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\nWhat to do: Contact the NOC; follow the runbook: {}\nReason: {}\n",
+            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\nWhat to do: {action}\nRunbook: {}\nReason: {}\n",
             n.severity.label().to_ascii_uppercase(),
             n.key.class,
             n.details.summary,
-            where_.join(", "),
+            ctx.place(n),
             ctx.host,
             n.starts_at,
             if n.repeat { format!(" (still firing, {} so far)", duration_text(n.created_at.since(n.starts_at))) } else { String::new() },
             ctx.runbook(n),
             reason
         ),
-        NotificationStatus::Resolved => {
-            let end = n.ends_at.unwrap_or(n.created_at);
-            format!(
-                "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
-                n.key.class,
-                n.details.summary,
-                where_.join(", "),
-                ctx.host,
-                n.starts_at,
-                end,
-                duration_text(end.since(n.starts_at)),
-                ctx.runbook(n),
-                reason
-            )
-        }
+        NotificationStatus::Resolved => format!(
+            "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
+            n.key.class,
+            n.details.summary,
+            ctx.place(n),
+            ctx.host,
+            n.starts_at,
+            n.ends_at.unwrap_or(n.created_at),
+            outage_text(n),
+            ctx.runbook(n),
+            reason
+        ),
     };
     let details = json!({
         "alert": n.key.class.name(),
@@ -138,6 +169,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
         "vpn": n.key.vpn,
         "vpn_id": n.details.vpn_id,
         "tunnel": n.key.tunnel,
+        "outside_ip": ctx.outside_ip(n),
         "summary": n.details.summary,
         "reason": reason,
         "starts_at": n.starts_at,
@@ -145,6 +177,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
         "created_at": n.created_at,
         "host": ctx.host,
         "runbook": ctx.runbook(n),
+        "what_to_do": action,
     });
     text.push_str("\n--- details (JSON) ---\n");
     text.push_str(&serde_json::to_string_pretty(&details).unwrap_or_default());
@@ -234,6 +267,7 @@ pub(crate) mod tests {
                 summary: summary.into(),
                 reason: "both tunnels down (dc-primary-a down: x; dc-primary-b down: y)".into(),
                 vpn_id: Some("vpn-0123456789abcdef0".into()),
+                severity: None,
             },
             starts_at: Timestamp::from_secs(1_795_000_000),
             ends_at: (status == NotificationStatus::Resolved)
@@ -246,6 +280,11 @@ pub(crate) mod tests {
         PageContext {
             host: "ip-10-0-1-5".into(),
             runbook_url: "https://wiki.example/tunnelkeeper".into(),
+            outside_ips: [(
+                ("dc-primary".to_string(), "dc-primary-a".to_string()),
+                "203.0.113.10".to_string(),
+            )]
+            .into(),
         }
     }
 
@@ -307,7 +346,15 @@ pub(crate) mod tests {
             "Where: VPN connection dc-primary (vpn-0123456789abcdef0), seen from ip-10-0-1-5."
         );
         assert_eq!(lines[2], "Since: 2026-11-18T11:06:40Z.");
-        assert_eq!(lines[3], "What to do: Contact the NOC; follow the runbook: https://wiki.example/tunnelkeeper#connectiondown");
+        assert!(
+            lines[3].starts_with("What to do: as a warning, watch it"),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(
+            lines[4],
+            "Runbook: https://wiki.example/tunnelkeeper#connectiondown"
+        );
         let json_start =
             m.find("--- details (JSON) ---\n").unwrap() + "--- details (JSON) ---\n".len();
         let details: serde_json::Value = serde_json::from_str(&m[json_start..]).unwrap();
@@ -324,6 +371,18 @@ pub(crate) mod tests {
         );
         assert!(r.starts_with("RESOLVED: ConnectionDown"), "{r}");
         assert!(r.contains("(12m 30s)"), "{r}");
+    }
+
+    #[test]
+    fn tunnel_pages_name_the_outside_ip_and_resolved_ones_the_outage() {
+        let mut n = note(AlertClass::TunnelDown, NotificationStatus::Resolved, "x");
+        n.key = AlertKey::tunnel(AlertClass::TunnelDown, "dc-primary", "dc-primary-a");
+        let m = message(&n, &ctx());
+        assert!(m.contains("Where: tunnel dc-primary-a (outside IP 203.0.113.10), VPN connection dc-primary (vpn-0123456789abcdef0), seen from ip-10-0-1-5."), "{m}");
+        assert!(m.contains("\"outside_ip\": \"203.0.113.10\""), "{m}");
+        assert_eq!(outage_text(&n), "12m 30s");
+        n.key = AlertKey::tunnel(AlertClass::TunnelDown, "dc-primary", "dc-primary-b");
+        assert!(message(&n, &ctx()).contains("Where: tunnel dc-primary-b, VPN"));
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Alerting {
         let mut dropped = false;
         while let Some(mut n) = self.engine.poll_notification() {
             // Some classes page at the severity the config chooses.
-            n.severity = self.config.alerts.severity(n.key.class);
+            n.severity = self.config.alerts.severity(n.key.class, n.details.severity);
             for (i, sink) in self.config.alerts.sinks.iter().enumerate() {
                 if n.severity < sink.min_severity
                     || matches!(sink.kind, SinkKind::Alertmanager { .. })
@@ -272,7 +272,7 @@ impl Alerting {
                 AlertState::Firing { fired_at, .. } => Some(AmAlert {
                     notification: crate::alert::engine::Notification {
                         key: a.key.clone(),
-                        severity: self.config.alerts.severity(a.key.class),
+                        severity: self.config.alerts.severity(a.key.class, a.details.severity),
                         status: NotificationStatus::Firing,
                         repeat: false,
                         details: a.details.clone(),
@@ -336,19 +336,18 @@ impl Alerting {
     }
 
     fn sink_label(&self, index: usize) -> String {
-        self.config.alerts.sinks.get(index).map_or_else(
-            || format!("unknown[{index}]"),
-            |s| format!("{}[{index}]", s.kind.label()),
-        )
+        self.config
+            .alerts
+            .sinks
+            .get(index)
+            .map_or_else(|| format!("unknown[{index}]"), |s| s.name.clone())
     }
 
     fn refresh_metrics(&self, now: Timestamp) {
         let firing: Vec<_> = self
-            .engine
             .views(now)
-            .iter()
+            .into_iter()
             .filter(|v| v.state != "pending")
-            .map(|v| v.alert)
             .collect();
         self.metrics.set_alerts(&firing);
         self.metrics
@@ -360,7 +359,7 @@ impl Alerting {
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
         let mut views = self.engine.views(now);
         for v in &mut views {
-            v.severity = self.config.alerts.severity(v.alert);
+            v.severity = self.config.alerts.severity(v.alert, v.situation);
         }
         views
     }

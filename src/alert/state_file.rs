@@ -33,13 +33,13 @@ pub struct SavedState {
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("state_dir {dir}: {what}: {source} ({})", hint(what))]
+#[error("state_dir {dir}: {what}: {os_error} ({})", hint(what))]
 pub struct StateDirError {
     pub dir: PathBuf,
     /// What failed.
     pub what: &'static str,
-    /// What the OS said.
-    pub source: std::io::Error,
+    /// What the OS said (in the message, not as a source, so that it is said once).
+    pub os_error: std::io::Error,
 }
 
 /// What loading found.
@@ -82,20 +82,20 @@ fn lock(dir: &Path) -> Result<File, StateDirError> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|source| StateDirError {
+        .map_err(|os_error| StateDirError {
             dir: dir.to_path_buf(),
             what: "its lock file cannot be opened",
-            source,
+            os_error,
         })?;
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)
                 .and_then(|()| writeln!(file, "{}", std::process::id()))
                 .and_then(|()| file.sync_all())
-                .map_err(|source| StateDirError {
+                .map_err(|os_error| StateDirError {
                     dir: dir.to_path_buf(),
                     what: "its lock file cannot be written",
-                    source,
+                    os_error,
                 })?;
             Ok(file)
         }
@@ -108,7 +108,7 @@ fn lock(dir: &Path) -> Result<File, StateDirError> {
             Err(StateDirError {
                 dir: dir.to_path_buf(),
                 what: "is in use",
-                source: std::io::Error::new(
+                os_error: std::io::Error::new(
                     std::io::ErrorKind::WouldBlock,
                     format!(
                         "{holder} holds {LOCK_NAME}; every daemon needs a state_dir of its own"
@@ -116,10 +116,10 @@ fn lock(dir: &Path) -> Result<File, StateDirError> {
                 ),
             })
         }
-        Err(fs::TryLockError::Error(source)) => Err(StateDirError {
+        Err(fs::TryLockError::Error(os_error)) => Err(StateDirError {
             dir: dir.to_path_buf(),
             what: "its lock cannot be taken",
-            source,
+            os_error,
         }),
     }
 }
@@ -135,10 +135,10 @@ pub struct StateStore {
 impl StateStore {
     /// Creates the directory if needed and checks that it is writable.
     pub fn open(dir: &Path) -> Result<StateStore, StateDirError> {
-        let err = |what, source| StateDirError {
+        let err = |what, os_error| StateDirError {
             dir: dir.to_path_buf(),
             what,
-            source,
+            os_error,
         };
         fs::create_dir_all(dir).map_err(|e| err("cannot be created", e))?;
         let probe = dir.join(format!(".write-test-{}", std::process::id()));
@@ -245,6 +245,7 @@ mod tests {
                     summary: "s".into(),
                     reason: "r".into(),
                     vpn_id: Some("vpn-1".into()),
+                    severity: None,
                 },
             }],
             outbox: Outbox::default(),

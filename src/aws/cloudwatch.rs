@@ -65,7 +65,7 @@ pub fn figures(snapshot: &Snapshot, previous: &mut HashMap<String, (u64, u64)>) 
                 unit: Unit::Count,
             });
             let sent: u64 = t.targets.iter().map(|x| x.stats.sent).sum();
-            let received: u64 = t.targets.iter().map(|x| x.stats.received).sum();
+            let received: u64 = t.targets.iter().map(|x| x.stats.replies).sum();
             let (last_sent, last_received) = previous
                 .insert(t.name.to_string(), (sent, received))
                 .unwrap_or((0, 0));

@@ -88,14 +88,31 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("-")
 }
 
-fn when(v: &Value) -> String {
-    match (v["since"].as_str(), v["reason"].as_str()) {
-        (Some(since), Some(reason)) => {
-            format!("since {} ({reason})", &since[..since.len().min(19)])
+/// How long a reason may be in the table; `/status` has it whole.
+const REASON_CHARS: usize = 100;
+
+fn when(v: &Value, with_reason: bool) -> String {
+    let reason = v["reason"].as_str().filter(|_| with_reason).map(|r| {
+        if r.chars().count() > REASON_CHARS {
+            let cut: String = r.chars().take(REASON_CHARS - 3).collect();
+            format!("{cut}...")
+        } else {
+            r.to_string()
         }
-        (Some(since), None) => format!("since {}", &since[..since.len().min(19)]),
-        (None, Some(reason)) => reason.to_string(),
+    });
+    match (v["since"].as_str(), reason) {
+        (Some(since), Some(reason)) => format!("since {} ({reason})", utc(since)),
+        (Some(since), None) => format!("since {}", utc(since)),
+        (None, Some(reason)) => reason,
         (None, None) => String::new(),
+    }
+}
+
+/// An RFC 3339 time to the second, with its `Z`, as `/health` prints it.
+fn utc(t: &str) -> String {
+    match t.get(..19) {
+        Some(seconds) if t.ends_with('Z') => format!("{seconds}Z"),
+        _ => t.to_string(),
     }
 }
 
@@ -114,7 +131,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         out,
         "TUNNELKEEPER {} {}  (ICMP socket: {})",
         paint(&token, color),
-        when(vpn),
+        when(vpn, true),
         s(&j, "icmp_socket")
     );
     let _ = writeln!(
@@ -125,6 +142,12 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
     let mut targets = Vec::new();
     for c in j["connections"].as_array().into_iter().flatten() {
         let state = s(c, "state");
+        // A reason is shown once, on the most precise row that has it.
+        let tunnels_say_why = c["tunnels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["reason"].is_string());
         let _ = writeln!(
             out,
             "{:<16} {:<18} {:<9} {:<8} {:<8} {}",
@@ -133,7 +156,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             paint(state, color),
             "",
             "",
-            when(c)
+            when(c, !tunnels_say_why)
         );
         for t in c["tunnels"].as_array().into_iter().flatten() {
             let _ = writeln!(
@@ -144,7 +167,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
                 paint(s(t, "state"), color),
                 paint(s(&t["data_plane"], "state"), color),
                 paint(s(&t["control_plane"], "state"), color),
-                when(t)
+                when(t, true)
             );
             for x in t["targets"].as_array().into_iter().flatten() {
                 targets.push((s(t, "name").to_string(), x.clone()));
@@ -156,21 +179,32 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
     }
     let _ = writeln!(
         out,
-        "\n{:<18} {:<20} {:<16} {:<9} {:>7} {:>10} {:>10} {:>9}",
+        "\n{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
         "TUNNEL", "TARGET", "ADDRESS", "STATE", "LOSS", "RTT p50", "RTT p99", "SENT"
     );
     for (tunnel, x) in &targets {
         let _ = writeln!(
             out,
-            "{:<18} {:<20} {:<16} {:<9} {:>6.1}% {:>10} {:>10} {:>9}",
+            "{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
             tunnel,
             s(x, "name"),
             s(x, "address"),
             paint(s(x, "state"), color),
-            x["recent_loss_percent"].as_f64().unwrap_or(0.0),
+            format!(
+                "{:.1}% of {}",
+                x["recent_loss_percent"].as_f64().unwrap_or(0.0),
+                x["recent_probes"].as_u64().unwrap_or(0)
+            ),
             ms(&x["rtt_p50_seconds"]),
             ms(&x["rtt_p99_seconds"]),
             x["sent"].as_u64().unwrap_or(0)
+        );
+    }
+    if !targets.is_empty() {
+        let _ = writeln!(
+            out,
+            "LOSS and RTT: each target's last {} probes (fewer since a start); SENT: since the start.",
+            crate::probe::stats::WINDOW
         );
     }
     let maintenance: Vec<(&Value, &Value)> = j["connections"]
@@ -268,10 +302,9 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
     Ok(out)
 }
 
-/// A `/status` time as `2026-11-28 14:00:00`, or `-`.
+/// A `/status` time as `2026-11-28T14:00:00Z`, or `-`.
 fn time(v: &Value) -> String {
-    v.as_str()
-        .map_or("-".to_string(), |t| t[..t.len().min(19)].replace('T', " "))
+    v.as_str().map_or("-".to_string(), utc)
 }
 
 fn paint_pending(text: &str, color: bool) -> String {
@@ -304,7 +337,7 @@ mod tests {
         "tunnels": [{"name": "dc-a", "state": "down", "since": "2026-11-28T14:00:00.000Z", "reason": "AWS reports DOWN: x",
           "data_plane": {"state": "up"}, "control_plane": {"state": "down"},
           "targets": [{"name": "172.16.1.10", "address": "172.16.1.10", "state": "up", "recent_loss_percent": 2.0,
-                       "rtt_p50_seconds": 0.0041, "rtt_p99_seconds": 0.009, "sent": 120}]}]}],
+                       "recent_probes": 100, "rtt_p50_seconds": 0.0041, "rtt_p99_seconds": 0.009, "sent": 120}]}]}],
       "shared_targets": [],
       "alerts": [{"alert": "TunnelDown", "severity": "warning", "vpn": "dc", "tunnel": "dc-a", "state": "firing", "summary": "AWS reports DOWN: x"}],
       "warnings": ["tunnel dc-b: StartupAction=add"]
@@ -333,8 +366,8 @@ mod tests {
     fn the_table_shows_aws_maintenance_unknown_connections_and_advice() {
         let table = render(WITH_MAINTENANCE, false).unwrap();
         assert!(table.contains("TUNNEL             AWS MAINTENANCE          AUTO-APPLY AFTER     LAST APPLIED         CHECKED"), "{table}");
-        assert!(table.contains("dc-a               Pending                  2026-12-02 03:00:00  -                    2026-11-28 14:05:00"), "{table}");
-        assert!(table.contains("dc-b               none                     -                    2026-10-01 02:00:00  2026-11-28 14:05:01"), "{table}");
+        assert!(table.contains("dc-a               Pending                  2026-12-02T03:00:00Z -                    2026-11-28T14:05:00Z"), "{table}");
+        assert!(table.contains("dc-b               none                     -                    2026-10-01T02:00:00Z 2026-11-28T14:05:01Z"), "{table}");
         assert!(
             table.contains("warning: connection old (vpn-0aaaaaaaaaaaaaaaa) is missing in EC2"),
             "{table}"
@@ -349,12 +382,24 @@ mod tests {
     fn the_table_shows_both_planes_targets_and_alerts() {
         let table = render(STATUS, false).unwrap();
         assert!(
-            table.starts_with("TUNNELKEEPER DEGRADED since 2026-11-28T14:00:00 (dc degraded)"),
+            table.starts_with("TUNNELKEEPER DEGRADED since 2026-11-28T14:00:00Z (dc degraded)"),
             "{table}"
         );
-        assert!(table.contains("dc-a               down      up       down     since 2026-11-28T14:00:00 (AWS reports DOWN: x)"), "{table}");
+        assert!(table.contains("dc-a               down      up       down     since 2026-11-28T14:00:00Z (AWS reports DOWN: x)"), "{table}");
+        // The connection's reason is its tunnel's, said once.
         assert!(
-            table.contains("2.0%    4.10 ms    9.00 ms       120"),
+            table.contains(&format!(
+                "{:<16} {:<18} {:<9} {:<8} {:<8} since 2026-11-28T14:00:00Z\n",
+                "dc", "", "degraded", "", ""
+            )),
+            "{table}"
+        );
+        assert!(
+            table.contains("2.0% of 100    4.10 ms    9.00 ms       120"),
+            "{table}"
+        );
+        assert!(
+            table.contains("LOSS and RTT: each target's last 100 probes"),
             "{table}"
         );
         assert!(

@@ -1,7 +1,7 @@
 //! The TOML configuration: typed raw structs, validation with key paths and positions, and
 //! the embedded default that runs with no file at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,7 +11,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub mod diff;
 mod raw;
+mod type_errors;
 mod validate;
 
 use raw::*;
@@ -59,6 +61,9 @@ pub struct Config {
     pub aws: Option<AwsConfig>,
     /// Where the alert state and the outbox live.
     pub state_dir: PathBuf,
+    /// True when the config did not say (`state_dir` is then the default, and a user who
+    /// cannot write it gets a directory of their own: see [`user_state_dirs`]).
+    pub state_dir_is_default: bool,
     /// Alert rules, silences and sinks.
     pub alerts: AlertsConfig,
     /// Things that are allowed but probably not what the operator meant.
@@ -166,6 +171,9 @@ pub struct AlertsConfig {
     pub maintenance_grace: Duration,
     /// The severity of `TunnelDownAfterMaintenance`.
     pub maintenance_severity: Severity,
+    /// Severities the config sets for whole classes (`[alerts.severity]`), over the
+    /// class's own and over the situation's.
+    pub severity_overrides: BTreeMap<AlertClass, Severity>,
     /// Where the runbook lives; pages name `<runbook_url>#<alert>`.
     pub runbook_url: String,
     /// Maintenance windows.
@@ -183,9 +191,11 @@ impl Default for AlertsConfig {
             control_plane_unavailable_after: Duration::from_secs(600),
             maintenance_grace: Duration::from_secs(30 * 60),
             maintenance_severity: Severity::Info,
+            severity_overrides: BTreeMap::new(),
             runbook_url: DEFAULT_RUNBOOK.into(),
             silences: Vec::new(),
             sinks: vec![SinkConfig {
+                name: "log".into(),
                 kind: SinkKind::Log,
                 min_severity: Severity::Warning,
             }],
@@ -194,30 +204,56 @@ impl Default for AlertsConfig {
 }
 
 impl AlertsConfig {
-    /// Returns the severity an alert of `class` pages at: the class's own, except for
-    /// `TunnelDownAfterMaintenance`, whose severity the config chooses.
-    pub fn severity(&self, class: AlertClass) -> Severity {
+    /// Returns the severity an alert of `class` pages at: the config's for the class if
+    /// it sets one, else the one its situation calls for (`situation`, from the alert's
+    /// details), else the class's own; `maintenance_severity` is the own of
+    /// `TunnelDownAfterMaintenance`.
+    pub fn severity(&self, class: AlertClass, situation: Option<Severity>) -> Severity {
+        if let Some(s) = self.severity_overrides.get(&class) {
+            return *s;
+        }
+        if let Some(s) = situation {
+            return s;
+        }
         match class {
             AlertClass::TunnelDownAfterMaintenance => self.maintenance_severity,
-            AlertClass::TunnelDown
-            | AlertClass::ConnectionDown
-            | AlertClass::VpnUnreachable
-            | AlertClass::TunnelFlapping
-            | AlertClass::ControlPlaneUnavailable
-            | AlertClass::ConnectionNotFound
-            | AlertClass::TunnelMaintenancePending => class.severity(),
+            _ => class.severity(),
         }
     }
 }
 
 /// The runbook shipped with tunnelkeeper.
 pub const DEFAULT_RUNBOOK: &str = "docs/runbook.md";
+/// Where a user who cannot write [`DEFAULT_STATE_DIR`] keeps the state when the config
+/// does not say, in order: `$XDG_STATE_HOME/tunnelkeeper`, `~/.local/state/tunnelkeeper`,
+/// a directory of their own under the temp dir.
+pub fn user_state_dirs() -> Vec<PathBuf> {
+    let from_env = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let mut dirs: Vec<PathBuf> = [
+        from_env("XDG_STATE_HOME"),
+        from_env("HOME").map(|h| h.join(".local/state")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join("tunnelkeeper"))
+    .collect();
+    dirs.push(std::env::temp_dir().join(format!("tunnelkeeper-{}", current_uid())));
+    dirs
+}
+
 /// Where the state lives unless `state_dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tunnelkeeper";
 
 /// One notification sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkConfig {
+    /// What metrics and logs call it (`name`, or one made from kind and destination), so
+    /// that reordering the sinks keeps their series.
+    pub name: String,
     /// Where to.
     pub kind: SinkKind,
     /// The least severity it gets.
@@ -249,6 +285,21 @@ impl SinkKind {
             SinkKind::Log => "log".into(),
             SinkKind::Sns { topic_arn } => format!("sns:{topic_arn}"),
             SinkKind::Alertmanager { url } => format!("alertmanager:{url}"),
+        }
+    }
+
+    /// Returns the name a sink gets when the config gives none: `log`, `sns:<topic name>`,
+    /// `alertmanager:<host:port>`.
+    pub fn default_name(&self) -> String {
+        match self {
+            SinkKind::Log => "log".into(),
+            SinkKind::Sns { topic_arn } => {
+                format!("sns:{}", topic_arn.rsplit(':').next().unwrap_or(topic_arn))
+            }
+            SinkKind::Alertmanager { url } => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+                format!("alertmanager:{}", rest.split('/').next().unwrap_or(rest))
+            }
         }
     }
 
@@ -392,28 +443,45 @@ impl Config {
         origin: &str,
         now: std::time::SystemTime,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        // Syntax first: past a syntax error nothing else can be read.
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(ConfigError::Parse {
+                origin: origin.to_string(),
+                message: e.to_string().trim_end().to_string(),
+            });
+        }
+        let typed = type_errors::read_all(text);
+        let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
             origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+            problems,
+        };
+        let Some(raw) = typed.raw else {
+            return Err(invalid(typed.problems));
+        };
         let mut v = Validator {
-            text,
+            text: &typed.text,
             now,
             problems: Vec::new(),
             warnings: Vec::new(),
         };
         let config = v.validate(raw);
-        if v.problems.is_empty() {
+        // A value blanked for its type is absent to the validator: its "missing" is the
+        // same mistake, told once.
+        let mut problems = typed.problems;
+        let blanked: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
+        problems.extend(v.problems.into_iter().filter(|p| {
+            !blanked
+                .iter()
+                .any(|b| p.key.starts_with(b.as_str()) || b.starts_with(&format!("{}[", p.key)))
+        }));
+        if problems.is_empty() {
             Ok(Config {
                 warnings: v.warnings,
                 ..config
             })
         } else {
-            v.problems.sort_by_key(|p| p.position);
-            Err(ConfigError::Invalid {
-                origin: origin.to_string(),
-                problems: v.problems,
-            })
+            problems.sort_by_key(|p| p.position);
+            Err(invalid(problems))
         }
     }
 

@@ -32,6 +32,7 @@ pub(super) struct RawAlerts {
     pub(super) control_plane_unavailable_after: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_grace: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_severity: Option<Spanned<String>>,
+    pub(super) severity: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     pub(super) runbook_url: Option<String>,
     #[serde(default)]
     pub(super) silence: Vec<Spanned<RawSilence>>,
@@ -54,6 +55,7 @@ pub(super) struct RawSilence {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSink {
     pub(super) kind: Spanned<String>,
+    pub(super) name: Option<Spanned<String>>,
     pub(super) topic_arn: Option<Spanned<String>>,
     pub(super) url: Option<Spanned<String>>,
     pub(super) min_severity: Option<Spanned<String>>,

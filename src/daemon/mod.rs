@@ -137,7 +137,29 @@ pub async fn run_until(
         warn!(%warning, "config warning");
     }
     let clock = Clock::start();
-    let store = StateStore::open(&config.state_dir)?;
+    let mut config = config;
+    let store = match StateStore::open(&config.state_dir) {
+        Err(e)
+            if config.state_dir_is_default
+                && e.os_error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            let mut opened = Err(e);
+            for own in crate::config::user_state_dirs() {
+                if let Ok(store) = StateStore::open(&own) {
+                    warn!(
+                        default = %config.state_dir.display(),
+                        using = %own.display(),
+                        "state_dir is not set and this user cannot write the default: the state goes to a directory of its own (set state_dir to choose)"
+                    );
+                    config.state_dir = own;
+                    opened = Ok(store);
+                    break;
+                }
+            }
+            opened?
+        }
+        other => other?,
+    };
     let saved = load_state(&store, &clock);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -248,6 +270,9 @@ pub async fn run_until(
                     successful: true,
                     last_success: shared.clock.now(),
                 };
+                for change in crate::config::diff::changes(&prepared.config, &next.config) {
+                    info!(%change, "config change");
+                }
                 prepared = next;
                 lifecycle.store(prepared.config.enable_lifecycle, Ordering::Release);
                 // Certificates and users as the new config has them (read by prepare).
@@ -357,9 +382,13 @@ async fn reload(
     }
     if config.listen != running.config.listen && options.listen.is_none() {
         warn!(old = %bound, new = %config.listen, "http.listen changed: it takes a restart; still listening on the old address");
+        config.listen = running.config.listen;
     }
+    let both_default = config.state_dir_is_default && running.config.state_dir_is_default;
     if config.state_dir != running.config.state_dir {
-        warn!(old = %running.config.state_dir.display(), new = %config.state_dir.display(), "state_dir changed: it takes a restart");
+        if !both_default {
+            warn!(old = %running.config.state_dir.display(), new = %config.state_dir.display(), "state_dir changed: it takes a restart");
+        }
         config.state_dir = running.config.state_dir.clone();
     }
     prepare(Arc::new(config), Some(running))
@@ -491,7 +520,7 @@ fn start_sinks(
     cancel: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Vec<SinkHandle> {
-    let ctx = PageContext::from_machine(&p.config.alerts.runbook_url);
+    let ctx = PageContext::from_machine(&p.config);
     let mut sinks = Vec::new();
     for (index, sink) in p.config.alerts.sinks.iter().enumerate() {
         let (deliveries_tx, deliveries_rx) = mpsc::channel(crate::alert::outbox::CAPACITY + 16);
@@ -536,7 +565,7 @@ fn start_sinks(
                     ctx: ctx.clone(),
                     alerts: am_rx,
                     metrics: metrics.clone(),
-                    label: format!("alertmanager[{index}]"),
+                    label: sink.name.clone(),
                     cancel: cancel.clone(),
                 };
                 tasks.spawn(am.run());

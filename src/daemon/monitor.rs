@@ -40,6 +40,8 @@ pub struct Carry {
     pub stats: Vec<TargetStats>,
     /// What EC2 was doing (answer age, failure streak), if polled.
     pub control: Option<ControlPlane>,
+    /// The last STATUS= line, so that a reload does not log the VPN state again.
+    pub last_status: String,
 }
 
 /// How the monitor tells the outside world about itself.
@@ -108,6 +110,10 @@ impl Monitor {
             .aws
             .as_ref()
             .map(|aws| ControlPlane::new(&config, aws.stale_after()));
+        let last_status = carry
+            .as_ref()
+            .map(|c| c.last_status.clone())
+            .unwrap_or_default();
         if let Some(carry) = carry {
             model.adopt(&carry.model, &carry.config, &config, now);
             for (new, old) in crate::config::target_mapping(&carry.config, &config) {
@@ -128,7 +134,7 @@ impl Monitor {
             meta,
             snapshots,
             hooks,
-            last_status: String::new(),
+            last_status,
         };
         for t in &monitor.config.targets {
             let stats = &monitor.stats[t.id.0];
@@ -209,6 +215,7 @@ impl Monitor {
             model: self.model,
             stats: self.stats,
             control: self.control,
+            last_status: self.last_status,
         };
         (carry, self.alerting)
     }
@@ -427,15 +434,20 @@ impl Monitor {
 
     fn log_target(&self, target: TargetId) {
         let spec = &self.config.targets[target.0];
+        // Which tunnel the target rides: the first thing a reader of the log wants.
+        let tunnel = match spec.scope {
+            crate::config::TargetScope::Pinned(id) => self.config.tunnel(id).name.to_string(),
+            crate::config::TargetScope::Shared => "shared".to_string(),
+        };
         match &self.model.target(target).verdict {
             Verdict::Up { since } => {
-                info!(target = %spec.name, address = %spec.address, state = "up", %since, "target state changed")
+                info!(%tunnel, target = %spec.name, address = %spec.address, state = "up", %since, "target state changed")
             }
             Verdict::Down { since, reason } => {
-                info!(target = %spec.name, address = %spec.address, state = "down", %since, %reason, "target state changed")
+                info!(%tunnel, target = %spec.name, address = %spec.address, state = "down", %since, %reason, "target state changed")
             }
             Verdict::Unknown { reason } => {
-                info!(target = %spec.name, address = %spec.address, state = "unknown", %reason, "target state changed")
+                info!(%tunnel, target = %spec.name, address = %spec.address, state = "unknown", %reason, "target state changed")
             }
         }
     }

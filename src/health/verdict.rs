@@ -7,8 +7,7 @@ use serde::Serialize;
 use crate::types::Timestamp;
 
 /// The verdict on a target, a plane of a tunnel, or a tunnel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Not known yet, or not knowable (no pinned targets, no AWS).
     Unknown {
@@ -57,8 +56,7 @@ impl Verdict {
 }
 
 /// The verdict on a VPN connection (its tunnels taken together).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectionState {
     /// No tunnel has a verdict yet.
     Unknown { reason: String },
@@ -87,8 +85,7 @@ impl ConnectionState {
 }
 
 /// The verdict on the VPN as a whole: the path from the VPC to the datacenter.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VpnState {
     /// No verdict yet: the first probes are still out.
     Starting,
@@ -117,6 +114,71 @@ impl VpnState {
             VpnState::Degraded { .. } => "DEGRADED",
             VpnState::Critical { .. } => "CRITICAL",
         }
+    }
+}
+
+/// How every verdict reads in `/status`: the same three keys whatever the state (`since`
+/// and `reason` are null where they do not apply), so that scripts find them.
+#[derive(Serialize)]
+struct StateFields<'a> {
+    state: &'static str,
+    since: Option<Timestamp>,
+    reason: Option<&'a str>,
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (since, reason) = match self {
+            Verdict::Unknown { reason } => (None, Some(reason.as_str())),
+            Verdict::Up { since } => (Some(*since), None),
+            Verdict::Down { since, reason } => (Some(*since), Some(reason.as_str())),
+        };
+        StateFields {
+            state: self.label(),
+            since,
+            reason,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for ConnectionState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (since, reason) = match self {
+            ConnectionState::Unknown { reason } => (None, Some(reason.as_str())),
+            ConnectionState::Healthy { since } => (Some(*since), None),
+            ConnectionState::Degraded { since, reason }
+            | ConnectionState::Down { since, reason } => (Some(*since), Some(reason.as_str())),
+        };
+        StateFields {
+            state: self.label(),
+            since,
+            reason,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for VpnState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (since, reason) = match self {
+            VpnState::Starting => (None, None),
+            VpnState::Ok { since } => (Some(*since), None),
+            VpnState::Degraded { since, reason } | VpnState::Critical { since, reason } => {
+                (Some(*since), Some(reason.as_str()))
+            }
+        };
+        StateFields {
+            state: match self {
+                VpnState::Starting => "starting",
+                VpnState::Ok { .. } => "ok",
+                VpnState::Degraded { .. } => "degraded",
+                VpnState::Critical { .. } => "critical",
+            },
+            since,
+            reason,
+        }
+        .serialize(s)
     }
 }
 

@@ -548,7 +548,7 @@ mod tests {
         let target = &tunnel["targets"][0];
         assert_eq!(target["address"], "172.16.1.10");
         assert_eq!(target["sent"], 2);
-        assert_eq!(target["received"], 1);
+        assert_eq!(target["replies"], 1);
         assert_eq!(target["recent_loss_percent"], 50.0);
         assert_eq!(target["rtt_p50_seconds"], 0.004);
     }

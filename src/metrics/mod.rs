@@ -13,7 +13,6 @@ use crate::health::{ConnectionState, Verdict, VpnState};
 use crate::messages::AwsErrorKind;
 use crate::messages::ProbeOutcome;
 use crate::messages::TunnelReading;
-use crate::types::AlertClass;
 use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// RTT histogram buckets in seconds: from loopback (tens of µs) to a slow tunnel.
@@ -81,8 +80,8 @@ pub struct Metrics {
     schedule_slips: IntCounter,
     aws: Option<AwsSeries>,
     alerts_firing: IntGaugeVec,
-    /// Each alert class with its severity label (the config chooses some).
-    alert_severities: Vec<(AlertClass, &'static str)>,
+    /// The label values of the alerts `alerts_firing` holds now.
+    alerts_shown: std::sync::Mutex<std::collections::BTreeSet<[String; 4]>>,
     notifications: IntCounterVec,
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
@@ -260,6 +259,44 @@ impl Metrics {
             .unwrap(),
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let runbook = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_runbook_info",
+                    "Always 1; url is where pages point (alerts.runbook_url); the Prometheus rules read it for their runbook_url.",
+                ),
+                &["url"],
+            )
+            .unwrap(),
+        );
+        runbook
+            .with_label_values(&[config.alerts.runbook_url.as_str()])
+            .set(1);
+        let tunnel_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tunnel_info",
+                    "Always 1; joins a tunnel's vpn and tunnel labels to its AWS connection id and outside IP (empty when not configured).",
+                ),
+                &["vpn", "tunnel", "vpn_id", "outside_ip"],
+            )
+            .unwrap(),
+        );
+        for c in &config.connections {
+            let vpn_id = c.id.as_ref().map(ToString::to_string).unwrap_or_default();
+            for t in &c.tunnels {
+                let ip = t
+                    .outside_ip
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tunnel_info
+                    .with_label_values(&[c.name.as_str(), t.name.as_str(), &vpn_id, &ip])
+                    .set(1);
+            }
+        }
         let targets_configured = register(
             &registry,
             IntGauge::new(
@@ -316,18 +353,39 @@ impl Metrics {
             .map(|c| c.name.to_string())
             .collect();
 
-        let aws = config.aws.as_ref().map(|_| {
-            let ec2_requests = register(&registry, IntCounterVec::new(
-                Opts::new("tunnelkeeper_ec2_requests_total", "DescribeVpnConnections calls by outcome: ok or the kind of failure."),
-                &["outcome"],
-            ).unwrap());
-            let cloudwatch_requests = register(&registry, IntCounterVec::new(
-                Opts::new("tunnelkeeper_cloudwatch_requests_total", "PutMetricData calls by outcome: ok or the kind of failure."),
-                &["outcome"],
-            ).unwrap());
-            for outcome in std::iter::once("ok").chain(AwsErrorKind::ALL.iter().map(|k| k.label())) {
+        // Every series exists from the start, [aws] or not: without it the EC2 series stay
+        // at "never answered", which an absent() rule would otherwise misread.
+        let aws = Some({
+            let ec2_requests = register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tunnelkeeper_ec2_requests_total",
+                        "DescribeVpnConnections calls by outcome: ok or the kind of failure.",
+                    ),
+                    &["outcome"],
+                )
+                .unwrap(),
+            );
+            let cloudwatch_requests = register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tunnelkeeper_cloudwatch_requests_total",
+                        "PutMetricData calls by outcome: ok or the kind of failure.",
+                    ),
+                    &["outcome"],
+                )
+                .unwrap(),
+            );
+            for outcome in std::iter::once("ok").chain(AwsErrorKind::ALL.iter().map(|k| k.label()))
+            {
                 ec2_requests.with_label_values(&[outcome]);
-                if config.aws.as_ref().is_some_and(|a| a.cloudwatch_namespace.is_some()) {
+                if config
+                    .aws
+                    .as_ref()
+                    .is_some_and(|a| a.cloudwatch_namespace.is_some())
+                {
                     cloudwatch_requests.with_label_values(&[outcome]);
                 }
             }
@@ -344,24 +402,40 @@ impl Metrics {
             ).unwrap());
             for c in config.connections.iter().filter(|c| c.id.is_some()) {
                 for t in &c.tunnels {
-                    accepted_routes.with_label_values(&[c.name.as_str(), t.name.as_str()]).set(-1);
-                    waits_for_datacenter.with_label_values(&[c.name.as_str(), t.name.as_str()]).set(0);
+                    accepted_routes
+                        .with_label_values(&[c.name.as_str(), t.name.as_str()])
+                        .set(-1);
+                    waits_for_datacenter
+                        .with_label_values(&[c.name.as_str(), t.name.as_str()])
+                        .set(0);
                 }
             }
             AwsSeries {
                 ec2_requests,
-                ec2_last_success: register(&registry, Gauge::new(
-                    "tunnelkeeper_ec2_last_success_timestamp_seconds",
-                    "When DescribeVpnConnections last answered, as a Unix time (0: never).",
-                ).unwrap()),
-                ec2_answer_age: register(&registry, Gauge::new(
-                    "tunnelkeeper_ec2_answer_age_seconds",
-                    "Age of the last good EC2 answer (-1: none yet).",
-                ).unwrap()),
-                control_plane_stale: register(&registry, IntGauge::new(
-                    "tunnelkeeper_control_plane_stale",
-                    "1 when the last good EC2 answer is older than three poll intervals.",
-                ).unwrap()),
+                ec2_last_success: register(
+                    &registry,
+                    Gauge::new(
+                        "tunnelkeeper_ec2_last_success_timestamp_seconds",
+                        "When DescribeVpnConnections last answered, as a Unix time (0: never).",
+                    )
+                    .unwrap(),
+                ),
+                ec2_answer_age: register(
+                    &registry,
+                    Gauge::new(
+                        "tunnelkeeper_ec2_answer_age_seconds",
+                        "Age of the last good EC2 answer (-1: none yet).",
+                    )
+                    .unwrap(),
+                ),
+                control_plane_stale: register(
+                    &registry,
+                    IntGauge::new(
+                        "tunnelkeeper_control_plane_stale",
+                        "1 when the last good EC2 answer is older than three poll intervals.",
+                    )
+                    .unwrap(),
+                ),
                 accepted_routes,
                 waits_for_datacenter,
                 cloudwatch_requests,
@@ -377,21 +451,12 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "tunnelkeeper_alerts_firing",
-                    "Alerts firing now, by class (inhibited and silenced ones included).",
+                    "1 for each alert firing now (inhibited and silenced ones included), like Prometheus's ALERTS; vpn and tunnel are empty for VPN-wide alerts.",
                 ),
-                &["alert", "severity"],
+                &["alert", "severity", "vpn", "tunnel"],
             )
             .unwrap(),
         );
-        let alert_severities: Vec<(AlertClass, &'static str)> = AlertClass::ALL
-            .iter()
-            .map(|c| (*c, config.alerts.severity(*c).label()))
-            .collect();
-        for (class, severity) in &alert_severities {
-            alerts_firing
-                .with_label_values(&[class.name(), severity])
-                .set(0);
-        }
         let notifications = register(
             &registry,
             IntCounterVec::new(
@@ -403,10 +468,9 @@ impl Metrics {
             )
             .unwrap(),
         );
-        for (i, sink) in config.alerts.sinks.iter().enumerate() {
+        for sink in &config.alerts.sinks {
             for outcome in ["delivered", "failed"] {
-                notifications
-                    .with_label_values(&[format!("{}[{i}]", sink.kind.label()).as_str(), outcome]);
+                notifications.with_label_values(&[sink.name.as_str(), outcome]);
             }
         }
         let outbox_length = register(
@@ -438,7 +502,7 @@ impl Metrics {
             reload_successful,
             reload_success_time,
             alerts_firing,
-            alert_severities,
+            alerts_shown: Default::default(),
             notifications,
             outbox_length,
             outbox_dropped,
@@ -553,7 +617,7 @@ impl Metrics {
             return;
         };
         s.sent.fetch_add(stats.sent, Ordering::Relaxed);
-        s.replies.fetch_add(stats.received, Ordering::Relaxed);
+        s.replies.fetch_add(stats.replies, Ordering::Relaxed);
         s.lost[0].fetch_add(stats.timeouts, Ordering::Relaxed);
         s.lost[1].fetch_add(stats.icmp_errors, Ordering::Relaxed);
         s.lost[2].fetch_add(stats.send_failures, Ordering::Relaxed);
@@ -700,15 +764,30 @@ impl Metrics {
         }
     }
 
-    /// Sets the firing-alert gauges from the classes of the alerts past pending (inhibited
-    /// and silenced ones included).
-    pub fn set_alerts(&self, firing: &[AlertClass]) {
-        for (class, severity) in &self.alert_severities {
-            let n = firing.iter().filter(|c| *c == class).count();
-            self.alerts_firing
-                .with_label_values(&[class.name(), severity])
-                .set(n as i64);
+    /// Shows one series for each alert past pending (inhibited and silenced ones
+    /// included) and drops the series of alerts that are gone.
+    pub fn set_alerts(&self, firing: &[crate::snapshot::AlertView]) {
+        let now: std::collections::BTreeSet<[String; 4]> = firing
+            .iter()
+            .map(|a| {
+                [
+                    a.alert.name().to_string(),
+                    a.severity.label().to_string(),
+                    a.vpn.clone().unwrap_or_default(),
+                    a.tunnel.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let mut shown = self.alerts_shown.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in shown.difference(&now) {
+            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let _ = self.alerts_firing.remove_label_values(&labels);
         }
+        for labels in &now {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            self.alerts_firing.with_label_values(&labels).set(1);
+        }
+        *shown = now;
     }
 
     /// Counts one delivery outcome of a sink.

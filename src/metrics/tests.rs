@@ -40,7 +40,7 @@ mod families {
         use prometheus::Encoder;
         let m = metrics();
         m.stray_reply();
-        m.notification("log[0]", "failed");
+        m.notification("log", "failed");
         m.record_send_delay(Duration::from_micros(700));
         m.record_send_delay(Duration::from_secs(3));
         let families = m.registry.gather();
@@ -59,8 +59,8 @@ mod families {
         for _ in 0..3 {
             old.stray_reply();
         }
-        old.notification("log[0]", "delivered");
-        old.notification("log[0]", "delivered");
+        old.notification("log", "delivered");
+        old.notification("log", "delivered");
         let new = metrics();
         new.carry_counters(&old);
         new.stray_reply();
@@ -71,7 +71,7 @@ mod families {
         );
         assert!(
             lines_of(&text, "tunnelkeeper_notifications_total{").contains(
-                &"tunnelkeeper_notifications_total{outcome=\"delivered\",sink=\"log[0]\"} 2"
+                &"tunnelkeeper_notifications_total{outcome=\"delivered\",sink=\"log\"} 2"
                     .to_string()
             ),
             "{text}"

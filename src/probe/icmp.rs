@@ -593,7 +593,7 @@ impl Prober for EchoProber {
         let sent_wall = SystemTime::now();
         let sent = Instant::now();
         if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
-            return Echo::SendFailed(error.to_string());
+            return Echo::SendFailed(crate::messages::send_error_text(&error));
         }
         let arrival = match tokio::time::timeout(timeout, &mut reply).await {
             Ok(Ok(arrival)) => arrival,

@@ -31,8 +31,8 @@ pub struct TargetStats {
 pub struct StatsSummary {
     /// Echo requests whose outcome is known.
     pub sent: u64,
-    /// Echo replies received in time.
-    pub received: u64,
+    /// Echo replies received in time (`tunnelkeeper_probe_replies_total`).
+    pub replies: u64,
     /// Requests without a reply in time.
     pub timeouts: u64,
     /// Requests answered by an ICMP error.
@@ -96,7 +96,7 @@ impl TargetStats {
         };
         StatsSummary {
             sent: self.sent,
-            received: self.replies,
+            replies: self.replies,
             timeouts: self.timeouts,
             icmp_errors: self.icmp_errors,
             send_failures: self.send_failures,
@@ -143,7 +143,7 @@ mod tests {
         }
         let s = stats.summary();
         assert_eq!(s.sent, 2 * WINDOW as u64);
-        assert_eq!(s.received, WINDOW as u64);
+        assert_eq!(s.replies, WINDOW as u64);
         assert_eq!(s.timeouts, WINDOW as u64);
         assert_eq!(s.recent_loss_percent, 0.0);
         assert_eq!(s.rtt_p50_seconds, Some(500e-6));

@@ -11,6 +11,7 @@ fn details(summary: &str) -> Details {
         summary: summary.into(),
         reason: format!("{summary} (reason)"),
         vpn_id: Some("vpn-0123456789abcdef0".into()),
+        severity: None,
     }
 }
 

@@ -4,7 +4,8 @@ use tracing::{info, warn};
 
 use super::Deliver;
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::page::{subject, PageContext};
+use crate::alert::page::{outage_text, subject, PageContext};
+use crate::alert::runbook::what_to_do;
 
 /// Writes notifications to the daemon's log.
 pub struct LogSink {
@@ -15,19 +16,32 @@ pub struct LogSink {
 impl Deliver for LogSink {
     async fn deliver(&mut self, n: &Notification) -> Result<(), (&'static str, String)> {
         let subject = subject(n);
+        let vpn_id = n.details.vpn_id.as_deref().unwrap_or("-");
+        let outside_ip = self.ctx.outside_ip(n).unwrap_or("-");
         match n.status {
             NotificationStatus::Firing => warn!(
                 alert = n.key.class.name(),
                 severity = n.severity.label(),
                 key = %n.key,
+                vpn_id,
+                outside_ip,
                 since = %n.starts_at,
                 reason = %n.details.reason,
+                what_to_do = %what_to_do(n.key.class).unwrap_or_default(),
                 runbook = %self.ctx.runbook(n),
                 "ALERT {subject}"
             ),
-            NotificationStatus::Resolved => {
-                info!(alert = n.key.class.name(), key = %n.key, "ALERT {subject}")
-            }
+            NotificationStatus::Resolved => info!(
+                alert = n.key.class.name(),
+                key = %n.key,
+                vpn_id,
+                outside_ip,
+                since = %n.starts_at,
+                until = %n.ends_at.unwrap_or(n.created_at),
+                outage = %outage_text(n),
+                "ALERT {subject} (down {})",
+                outage_text(n)
+            ),
         }
         Ok(())
     }

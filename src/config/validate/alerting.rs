@@ -84,6 +84,38 @@ impl Validator<'_> {
             .map_or(defaults.maintenance_severity, |v| {
                 self.severity("alerts.maintenance_severity", v)
             });
+        let mut severity_overrides = BTreeMap::new();
+        for (name, v) in raw.severity.iter().flatten() {
+            let key = format!("alerts.severity.{name}");
+            match AlertClass::parse(name) {
+                Some(class) => {
+                    let severity = self.severity(&key, v);
+                    severity_overrides.insert(class, severity);
+                }
+                None => {
+                    let names: Vec<&str> = AlertClass::ALL.iter().map(|c| c.name()).collect();
+                    self.problem(
+                        Some(v.span()),
+                        &key,
+                        format!(
+                            "{name:?} is not an alert; use one of {} (for example ConnectionDown = \"critical\")",
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        if let (Some(m), Some(_)) = (
+            &raw.maintenance_severity,
+            severity_overrides.get(&AlertClass::TunnelDownAfterMaintenance),
+        ) {
+            self.problem(
+                Some(m.span()),
+                "alerts.maintenance_severity",
+                "set twice: also in [alerts.severity] as TunnelDownAfterMaintenance; keep one"
+                    .into(),
+            );
+        }
         let mut silences = Vec::new();
         for (i, s) in raw.silence.iter().enumerate() {
             let key = format!("alerts.silence[{i}]");
@@ -203,14 +235,35 @@ impl Validator<'_> {
                     .into(),
             );
         }
-        let sinks = match &raw.sink {
-            None => defaults.sinks,
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| self.sink(i, s, has_aws))
-                .collect(),
-        };
+        let mut sinks: Vec<SinkConfig> = Vec::new();
+        match &raw.sink {
+            None => sinks = defaults.sinks,
+            Some(list) => {
+                let mut named: Vec<usize> = Vec::new();
+                for (i, raw_sink) in list.iter().enumerate() {
+                    let Some(sink) = self.sink(i, raw_sink, has_aws) else {
+                        continue;
+                    };
+                    if let Some(pos) = sinks.iter().position(|s| s.name == sink.name) {
+                        let span = raw_sink
+                            .get_ref()
+                            .name
+                            .as_ref()
+                            .map_or(raw_sink.span(), |n| n.span());
+                        self.problem(
+                            Some(span),
+                            &format!("alerts.sink[{i}].name"),
+                            format!(
+                                "{:?} is also the name of alerts.sink[{}]: give each sink its own `name` (metrics and logs tell them apart by it)",
+                                sink.name, named[pos]
+                            ),
+                        );
+                    }
+                    named.push(i);
+                    sinks.push(sink);
+                }
+            }
+        }
         AlertsConfig {
             rules,
             flap_changes,
@@ -218,6 +271,7 @@ impl Validator<'_> {
             control_plane_unavailable_after,
             maintenance_grace,
             maintenance_severity,
+            severity_overrides,
             runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
             silences,
             sinks,
@@ -337,7 +391,26 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(SinkConfig { kind, min_severity })
+        let name = match &s.name {
+            Some(n) if n.get_ref().trim().is_empty() || n.get_ref().contains(char::is_control) => {
+                self.problem(
+                    Some(n.span()),
+                    &format!("{key}.name"),
+                    format!(
+                        "{:?} is not a usable name: give a short word such as \"noc-pager\"",
+                        n.get_ref()
+                    ),
+                );
+                kind.default_name()
+            }
+            Some(n) => n.get_ref().clone(),
+            None => kind.default_name(),
+        };
+        Some(SinkConfig {
+            name,
+            kind,
+            min_severity,
+        })
     }
 
     pub(super) fn aws(

@@ -236,6 +236,7 @@ impl<'a> Validator<'a> {
         Config {
             aws,
             alerts,
+            state_dir_is_default: raw.state_dir.is_none(),
             state_dir,
             listen: raw
                 .http
@@ -356,17 +357,49 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        if (f.timeout.is_some() || f.interval.is_some()) && s.timeout > s.interval {
-            let span = f.timeout.or(f.interval).map(|v| v.span());
-            self.problem(
-                span,
-                &format!("{key}.timeout"),
-                format!(
-                    "{} is longer than the interval {}: a probe must end before the next one starts",
-                    humantime::format_duration(s.timeout),
-                    humantime::format_duration(s.interval)
-                ),
-            );
+        if s.timeout > s.interval {
+            // Blame the key the user wrote here, and say where the other value came from.
+            let inherited = if key == "probe" {
+                "the default"
+            } else {
+                "[probe] or the default"
+            };
+            let blame = match (f.timeout, f.interval) {
+                (Some(t), Some(_)) => Some((
+                    t.span(),
+                    "timeout",
+                    format!(
+                        "{} is longer than {key}.interval {}: a probe must end before the next one starts (for example timeout = \"{}\")",
+                        humantime::format_duration(s.timeout),
+                        humantime::format_duration(s.interval),
+                        humantime::format_duration(s.interval * 4 / 5)
+                    ),
+                )),
+                (Some(t), None) => Some((
+                    t.span(),
+                    "timeout",
+                    format!(
+                        "{} is longer than the interval {} this inherits from {inherited}: a probe must end before the next one starts (set {key}.interval too, or a shorter timeout)",
+                        humantime::format_duration(s.timeout),
+                        humantime::format_duration(s.interval)
+                    ),
+                )),
+                (None, Some(i)) => Some((
+                    i.span(),
+                    "interval",
+                    format!(
+                        "{} is shorter than the timeout {} this inherits from {inherited}: a probe must end before the next one starts (set {key}.timeout too, for example timeout = \"{}\")",
+                        humantime::format_duration(s.interval),
+                        humantime::format_duration(s.timeout),
+                        humantime::format_duration(s.interval * 4 / 5)
+                    ),
+                )),
+                // Both inherited: reported where they were set.
+                (None, None) => None,
+            };
+            if let Some((span, blamed, message)) = blame {
+                self.problem(Some(span), &format!("{key}.{blamed}"), message);
+            }
         }
         if let Some(v) = f.payload_bytes {
             s.payload_bytes = *v.get_ref();

@@ -1,0 +1,97 @@
+//! `/status` against its documented schema (docs/status.schema.json), checked by an
+//! independent validator (python3-jsonschema) on real output: the embedded default
+//! without AWS, and a daemon polling the AWS double with a tunnel down, maintenance
+//! pending, advisories and alerts, so that every optional part is present once.
+
+mod common;
+#[path = "support/ec2_daemon.rs"]
+mod ec2_daemon;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{AwsDouble, Daemon};
+use ec2_daemon::*;
+use serde_json::{json, Value};
+
+const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.schema.json");
+
+/// Validates `body` with python3-jsonschema (Draft 2020-12); panics with every error.
+fn validate(body: &str) {
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(sys.stdin)))\n\
+        for e in errors: print('/'.join(str(p) for p in e.absolute_path) + ': ' + e.message)\n\
+        sys.exit(1 if errors else 0)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, SCHEMA])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "/status does not match docs/status.schema.json:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn need_jsonschema() {
+    common::need_tool("python3", "python3");
+    let ok = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3's jsonschema module is not installed (apt-get install python3-jsonschema); this test cannot run without it"
+    );
+}
+
+#[test]
+#[ignore = "needs python3-jsonschema"]
+fn status_matches_its_schema_with_and_without_aws() {
+    need_jsonschema();
+    // The schema refuses what it does not know: a sample with an extra key must fail.
+    let daemon = Daemon::start(&["run"], &common::aws_env());
+    let status = wait_json(&daemon, Duration::from_secs(10), |j| {
+        j["vpn"]["state"] == "ok"
+    });
+    assert!(status["control_plane"].is_null());
+    let body = status.to_string();
+    validate(&body);
+    let mut extra: Value = serde_json::from_str(&body).unwrap();
+    extra["connections"][0]["tunnels"][0]["surprise"] = json!(1);
+    let refused = std::panic::catch_unwind(|| validate(&extra.to_string()));
+    assert!(refused.is_err(), "the schema let an unknown key through");
+    drop(daemon);
+
+    let double = AwsDouble::start();
+    let mut a = tunnel("52.2.144.13", "UP", "");
+    a["maintenance"] =
+        json!({ "pending": "Pending", "auto_apply_after": "2030-01-01T00:00:00.000Z" });
+    let mut b = tunnel("52.2.144.14", "DOWN", "IPSEC IS DOWN");
+    b["dpd_timeout_seconds"] = json!(10);
+    b["maintenance"] = json!({ "last_applied": "2026-10-01T02:00:00.000Z" });
+    double.set_connections(&connection(a, b));
+    let daemon = start(&double, "");
+    let json = wait_json(&daemon, Duration::from_secs(10), |j| {
+        j["connections"][0]["tunnels"][1]["maintenance"]["checked_at"].is_string()
+            && j["alerts"].as_array().is_some_and(|a| a.len() >= 2)
+            && j["advisories"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    assert!(json["control_plane"].is_object());
+    assert!(json["connections"][0]["tunnels"][1]["aws"]["telemetry"].is_object());
+    validate(&json.to_string());
+}
