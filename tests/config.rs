@@ -114,6 +114,29 @@ fn the_example_config_parses_with_every_key() {
         .filter(|t| t.scope == TargetScope::Shared)
         .count();
     assert_eq!(shared, 2);
+    let names: Vec<&str> = config
+        .alerts
+        .sinks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["noc-pager", "log", "alertmanager:127.0.0.1:9093"]);
+    assert_eq!(config.alerts.severity_overrides.len(), 1);
+}
+
+#[test]
+fn severities_per_class_and_sink_names_are_checked() {
+    let e = error_of(&format!(
+        "{TWO_TUNNELS}[alerts.severity]\nTunnelDwn = \"critical\"\nConnectionDown = \"loud\"\n[[alerts.sink]]\nkind = \"log\"\n[[alerts.sink]]\nkind = \"log\"\n"
+    ));
+    assert_contains(
+        &e,
+        &[
+            "alerts.severity.TunnelDwn: \"TunnelDwn\" is not an alert; use one of TunnelDown",
+            "alerts.severity.ConnectionDown: \"loud\" is not a severity",
+            "alerts.sink[1].name: \"log\" is also the name of alerts.sink[0]",
+        ],
+    );
 }
 
 #[test]

@@ -101,6 +101,14 @@ fn sighup_reload_adds_and_removes_targets_and_keeps_unchanged_tunnels() {
         log.contains("pingers_kept=2 pingers_started=1 pingers_stopped=1"),
         "{log}"
     );
+    // The log says what changed, and the VPN state only when it changes (once, at start).
+    for change in [
+        "target 127.0.4.9 (dc-host) added on shared",
+        "target 127.0.4.3 (127.0.4.3) removed from tunnel lab-b of lab",
+    ] {
+        assert!(log.contains(change), "{change} not in:\n{log}");
+    }
+    assert_eq!(log.matches("VPN state").count(), 1, "{log}");
 
     // An invalid config is refused and the old one keeps running.
     std::fs::write(
