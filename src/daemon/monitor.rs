@@ -413,14 +413,25 @@ impl Monitor {
             }
             let after = &self.model.tunnel(id).control_plane;
             if before != after.label() {
-                let tunnel = &self.config.tunnel(id).name;
+                let spec = self.config.tunnel(id);
+                let tunnel = &spec.name;
+                let outside_ip = spec
+                    .outside_ip
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), ToString::to_string);
+                let vpn_id = self.config.connections[id.connection]
+                    .id
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), ToString::to_string);
                 match after {
                     Verdict::Down { reason, .. } => {
-                        warn!(%tunnel, state = "down", %reason, "control plane changed")
+                        warn!(%tunnel, %vpn_id, %outside_ip, state = "down", %reason, "control plane changed")
                     }
-                    Verdict::Up { .. } => info!(%tunnel, state = "up", "control plane changed"),
+                    Verdict::Up { .. } => {
+                        info!(%tunnel, %vpn_id, %outside_ip, state = "up", "control plane changed")
+                    }
                     Verdict::Unknown { reason } => {
-                        info!(%tunnel, state = "unknown", %reason, "control plane changed")
+                        info!(%tunnel, %vpn_id, %outside_ip, state = "unknown", %reason, "control plane changed")
                     }
                 }
             }

@@ -54,14 +54,21 @@ pub fn alertmanager_body(
             if let Some(t) = &n.key.tunnel {
                 labels.insert("tunnel".into(), json!(t));
             }
+            // Alertmanager takes strings only: absent annotations are left out.
+            let mut annotations = serde_json::Map::new();
+            annotations.insert("summary".into(), json!(n.details.summary));
+            annotations.insert("description".into(), json!(n.details.reason));
+            annotations.insert("runbook_url".into(), json!(ctx.runbook(n)));
+            annotations.insert("notification_id".into(), json!(alert_id(n)));
+            if let Some(action) = crate::alert::runbook::what_to_do(n.key.class) {
+                annotations.insert("what_to_do".into(), json!(action));
+            }
+            if let Some(ip) = ctx.outside_ip(n) {
+                annotations.insert("outside_ip".into(), json!(ip));
+            }
             json!({
                 "labels": labels,
-                "annotations": {
-                    "summary": n.details.summary,
-                    "description": n.details.reason,
-                    "runbook_url": ctx.runbook(n),
-                    "notification_id": alert_id(n),
-                },
+                "annotations": annotations,
                 "startsAt": n.starts_at,
                 "endsAt": now.plus(AM_LAPSE),
             })
