@@ -58,6 +58,9 @@ pub struct Snapshot {
     /// The metrics of the generation that made this snapshot (they change on reload).
     #[serde(skip)]
     pub metrics: Option<Arc<Metrics>>,
+    /// The latency history the NOC page charts (it lives across reloads).
+    #[serde(skip)]
+    pub history: Option<crate::history::SharedHistory>,
 }
 
 /// The `/health` answer: status code and plain-text body.
@@ -224,6 +227,7 @@ impl Snapshot {
                 .unwrap_or_default(),
             health: HealthPage::default(),
             metrics: None,
+            history: None,
         };
         snapshot.health = render_health(&snapshot);
         snapshot
