@@ -194,7 +194,7 @@ impl Series {
             ProbeOutcome::Reply { rtt } => {
                 let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
                 open.replies_seen += 1;
-                if open.replies_seen % (1 << open.thinning) == 0 {
+                if open.replies_seen.is_multiple_of(1 << open.thinning.min(31)) {
                     if open.rtts.len() == MAX_SAMPLES_PER_MINUTE {
                         // Thin what is kept to every other sample and keep fewer from now on.
                         let mut i = 0;
@@ -431,6 +431,42 @@ impl History {
             .and_then(|c| c.get(tunnel.tunnel))
     }
 
+    /// Returns the series of the tunnel so named (by name: a reader's snapshot may come
+    /// from the config before a reload).
+    pub fn tunnel_named(&self, connection: &str, tunnel: &str) -> Option<&Series> {
+        let ci = self
+            .config
+            .connections
+            .iter()
+            .position(|c| c.name.as_str() == connection)?;
+        let ti = self.config.connections[ci]
+            .tunnels
+            .iter()
+            .position(|t| t.name.as_str() == tunnel)?;
+        self.tunnels.get(ci)?.get(ti)
+    }
+
+    /// Returns the series of the target at `address`, pinned to the tunnel so named or
+    /// shared (`None`).
+    pub fn target_at(
+        &self,
+        address: std::net::Ipv4Addr,
+        tunnel: Option<(&str, &str)>,
+    ) -> Option<&Series> {
+        let spec = self.config.targets.iter().find(|t| {
+            t.address == address
+                && match (t.scope, tunnel) {
+                    (TargetScope::Shared, None) => true,
+                    (TargetScope::Pinned(id), Some((connection, name))) => {
+                        self.config.connections[id.connection].name.as_str() == connection
+                            && self.config.tunnel(id).name.as_str() == name
+                    }
+                    _ => false,
+                }
+        })?;
+        self.targets.get(spec.id.0)
+    }
+
     /// Returns the config the history is shaped for.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
@@ -475,7 +511,10 @@ mod tests {
         assert_eq!(points.len(), FINE_SLOTS);
         let closed = points[FINE_SLOTS - 2];
         assert_eq!(closed.minute, (T0 / 60) as u32);
-        assert_eq!((closed.p10_us, closed.p50_us, closed.p90_us), (1_000, 5_000, 9_000));
+        assert_eq!(
+            (closed.p10_us, closed.p50_us, closed.p90_us),
+            (1_000, 5_000, 9_000)
+        );
         assert_eq!((closed.sent, closed.lost), (12, 2));
         assert!(closed.has(Mark::Down) && !closed.has(Mark::Up));
         let open = points[FINE_SLOTS - 1];

@@ -61,6 +61,9 @@ pub struct Snapshot {
     /// The latency history the NOC page charts (it lives across reloads).
     #[serde(skip)]
     pub history: Option<crate::history::SharedHistory>,
+    /// Where the runbook lives (`[alerts] runbook_url`), for the NOC page's alert links.
+    #[serde(skip)]
+    pub runbook_url: String,
 }
 
 /// The `/health` answer: status code and plain-text body.
@@ -228,6 +231,7 @@ impl Snapshot {
             health: HealthPage::default(),
             metrics: None,
             history: None,
+            runbook_url: config.alerts.runbook_url.clone(),
         };
         snapshot.health = render_health(&snapshot);
         snapshot

@@ -1,5 +1,5 @@
 //! The HTTP endpoint: `/health` (the SiteScope check), `/status` (JSON), `/metrics`
-//! (Prometheus), `/-/healthy` and `/-/ready`, served from snapshots so that no request
+//! (Prometheus), `/-/healthy` and `/-/ready`, the NOC page (`/`, `/target/ADDR`), served from snapshots so that no request
 //! waits on probing. The server refuses oversized requests and drops slow clients.
 
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+pub mod page;
 pub mod security;
 mod server;
 
@@ -58,6 +59,8 @@ pub struct Peer(pub SocketAddr);
 /// Builds every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page::index_page))
+        .route("/target/{address}", get(page::target_page))
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -274,7 +277,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, TEXT)],
-        "not found: try /health, /status, /metrics, /-/healthy, /-/ready or POST /-/reload\n",
+        "not found: try / (the NOC page), /health, /status, /metrics, /-/healthy, /-/ready or POST /-/reload\n",
     )
         .into_response()
 }
