@@ -63,13 +63,14 @@ impl LossClass {
     }
 }
 
-/// Rounds an RTT up to a round axis top (1, 2 or 5 times a power of ten µs), at least 1 ms.
+/// Rounds an RTT up to a round axis top (1, 2 or 5 times a power of ten µs), at least
+/// 0.1 ms.
 pub fn axis_top_us(max_us: u32) -> u32 {
     let mut decade: u64 = 1;
     loop {
         for step in [1u64, 2, 5] {
             let top = step * decade;
-            if top >= u64::from(max_us.max(1_000)) {
+            if top >= u64::from(max_us.max(100)) {
                 return u32::try_from(top).unwrap_or(u32::MAX);
             }
         }
@@ -223,10 +224,11 @@ pub fn render(points: &[MinuteSummary], range: Range, title: &str) -> String {
 
 /// Formats µs as milliseconds for an axis label.
 fn milliseconds(us: u32) -> String {
-    if us >= 10_000 || us == 0 || us.is_multiple_of(1_000) {
+    if us >= 10_000 {
         format!("{} ms", us / 1_000)
     } else {
-        format!("{:.1} ms", f64::from(us) / 1_000.0)
+        // Axis values are round: the shortest form is exact (0.05, 2.5, 1).
+        format!("{} ms", f64::from(us) / 1_000.0)
     }
 }
 
@@ -249,8 +251,9 @@ mod tests {
     #[test]
     fn the_axis_top_is_a_round_number_above_the_highest_p90() {
         for (max, top) in [
-            (0, 1_000),
-            (400, 1_000),
+            (0, 100),
+            (101, 200),
+            (400, 500),
             (1_000, 1_000),
             (1_001, 2_000),
             (4_900, 5_000),
@@ -330,6 +333,9 @@ mod tests {
         // 600 minutes after the epoch is 10:00 UTC.
         assert!(svg.contains(">10:00</text>"));
         assert!(svg.contains(">20 ms</text>") && svg.contains(">10 ms</text>"));
+        assert_eq!(milliseconds(50), "0.05 ms");
+        assert_eq!(milliseconds(2_500), "2.5 ms");
+        assert_eq!(milliseconds(0), "0 ms");
     }
 
     #[test]

@@ -224,12 +224,14 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ranges a[aria-current]{font-weight:bold;text-decoration:none}
 "#;
 
-// Fetches the page again and swaps <main>, keeping the scroll position; a failed fetch
-// shows the offline banner instead of silently showing old numbers.
+// Fetches the page again and swaps <main>, keeping the scroll position, and counts the
+// swaps in <body data-refreshes>; a failed fetch shows the offline banner instead of
+// silently showing old numbers.
 const SCRIPT: &str = r#"(function(){var busy=false;setInterval(function(){if(busy||document.hidden)return;busy=true;
 fetch(location.href,{cache:"no-store",credentials:"same-origin"}).then(function(r){if(!r.ok)throw new Error(r.status);return r.text()})
 .then(function(t){var d=new DOMParser().parseFromString(t,"text/html"),n=d.getElementById("page");
-if(n){document.getElementById("page").replaceWith(n);document.title=d.title}document.body.classList.remove("offline")})
+if(n){document.getElementById("page").replaceWith(n);document.title=d.title;
+var b=document.body.dataset;b.refreshes=(+b.refreshes||0)+1}document.body.classList.remove("offline")})
 .catch(function(){document.getElementById("offline-at").textContent=new Date().toISOString();document.body.classList.add("offline")})
 .finally(function(){busy=false})},REFRESH)})();"#;
 
