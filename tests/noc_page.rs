@@ -243,3 +243,36 @@ fn headless_chromium_renders_the_noc_page_with_both_tunnels_and_refreshes_it_in_
     assert!(dom.contains("pinned to tunnel local-b of local"), "{dom}");
     assert!(dom.contains("last 6 hours, per 5 minutes"), "{dom}");
 }
+
+#[test]
+fn the_charts_history_survives_a_reload() {
+    let config = |extra: &str| {
+        format!(
+            "[[vpn]]\nname = \"lab\"\n[[vpn.tunnel]]\nname = \"lab-a\"\ntargets = [\"127.0.5.2\"]\n\
+             [[vpn.tunnel]]\nname = \"lab-b\"\ntargets = [\"127.0.5.3\"]\n{extra}"
+        )
+    };
+    let path = common::write_temp("noc-reload.toml", &config(""));
+    let daemon = Daemon::start(&["run", "--config", path.to_str().unwrap()], &[]);
+    // The tunnels' first verdicts (unknown, then up) leave an "up" mark on their charts.
+    let (_, page) = daemon.wait_for("/", Duration::from_secs(10), |s, b| {
+        s == 200 && b.matches(r#"<line class="mark up""#).count() == 2
+    });
+    assert!(page.contains(r#"class="smoke""#), "{page}");
+    std::fs::write(
+        &path,
+        config("[[target]]\nname = \"dc-host\"\naddress = \"127.0.5.9\"\n"),
+    )
+    .unwrap();
+    let pid = daemon.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let (_, page) = daemon.wait_for("/", Duration::from_secs(10), |_, b| {
+        b.contains("dc-host")
+    });
+    // A fresh history would start at the tunnels' carried "up" with no change to mark.
+    assert_eq!(
+        page.matches(r#"<line class="mark up""#).count(),
+        2,
+        "the marks went with the reload:\n{page}"
+    );
+}
