@@ -150,9 +150,13 @@ fn verdict_line(now: Timestamp, v: &Verdict) -> String {
     }
 }
 
-/// Formats seconds as milliseconds, `–` when absent.
+/// Formats seconds as milliseconds (two decimals below 1 ms), `–` when absent.
 fn ms(seconds: Option<f64>) -> String {
-    seconds.map_or("–".into(), |s| format!("{:.1} ms", s * 1_000.0))
+    match seconds {
+        None => "–".into(),
+        Some(s) if s < 0.001 => format!("{:.2} ms", s * 1_000.0),
+        Some(s) => format!("{:.1} ms", s * 1_000.0),
+    }
 }
 
 /// The query of both pages: `?range=1h` (default) or `?range=6h`.

@@ -62,12 +62,17 @@ pub fn render_target(s: &Snapshot, view: &View, address: Ipv4Addr) -> Option<Str
     let now = s.generated_at;
     let first = found[0].target;
     let mut main = String::with_capacity(16 * 1024);
+    // A target named after its address (the default) is not named twice.
+    let heading = if first.name.as_str() == address.to_string() {
+        address.to_string()
+    } else {
+        format!("{} <small>{address}</small>", escape(first.name.as_str()))
+    };
     let _ = write!(
         main,
-        r#"<main id="page">{}<p><a href="/">← overview</a> · VPN {}</p><h1>{} <small>{address}</small></h1>{}"#,
+        r#"<main id="page">{}<p><a href="/">← overview</a> · VPN {}</p><h1>{heading}</h1>{}"#,
         stale_banner(view),
         escape(s.vpn.token()),
-        escape(first.name.as_str()),
         range_links(&format!("/target/{address}"), view.range),
     );
     for (f, points) in found.iter().zip(&charts) {

@@ -271,7 +271,7 @@ fn alerts_come_firing_first_with_their_runbook_sections() {
 }
 
 #[test]
-fn ages_read_at_a_glance() {
+fn ages_and_rtts_read_at_a_glance() {
     let at = |s: u64| Timestamp::from_secs(T0 + s);
     for (secs, text) in [
         (0, "0 s"),
@@ -282,6 +282,13 @@ fn ages_read_at_a_glance() {
         (2 * 86_400 + 4 * 3_600, "2 d 4 h"),
     ] {
         assert_eq!(age(at(secs), at(0)), text);
+    }
+    for (seconds, text) in [
+        (None, "–"),
+        (Some(0.000_05), "0.05 ms"),
+        (Some(0.0123), "12.3 ms"),
+    ] {
+        assert_eq!(ms(seconds), text);
     }
 }
 
