@@ -198,7 +198,7 @@ fn target_table<'a>(
     view: &View,
 ) {
     out.push_str(
-        r#"<table class="targets"><thead><tr><th>target</th><th>address</th><th>state</th><th>loss</th><th>median</th><th>p99</th><th>last</th></tr></thead><tbody>"#,
+        r#"<div class="scroll"><table class="targets"><thead><tr><th>target</th><th>address</th><th>state</th><th>loss</th><th>median</th><th>p99</th><th>last</th></tr></thead><tbody>"#,
     );
     for target in targets {
         let l = verdict_look(&target.state);
@@ -223,7 +223,7 @@ fn target_table<'a>(
             name = escape(target.name.as_str()),
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 }
 
 fn shared_targets(out: &mut String, now: Timestamp, targets: &[TargetSnapshot], view: &View) {
@@ -283,7 +283,7 @@ fn alerts(out: &mut String, now: Timestamp, alerts: &[AlertView], runbook_url: &
     let mut sorted: Vec<&AlertView> = alerts.iter().collect();
     sorted.sort_by_key(|a| (alert_rank(a), std::cmp::Reverse(a.severity), a.since));
     out.push_str(
-        r#"<table><thead><tr><th>state</th><th>severity</th><th>alert</th><th>where</th><th>since</th><th>what</th><th>runbook</th></tr></thead><tbody>"#,
+        r#"<div class="scroll"><table><thead><tr><th>state</th><th>severity</th><th>alert</th><th>where</th><th>since</th><th>what</th><th>runbook</th></tr></thead><tbody>"#,
     );
     for a in sorted {
         let place = match (&a.vpn, &a.tunnel) {
@@ -313,7 +313,7 @@ fn alerts(out: &mut String, now: Timestamp, alerts: &[AlertView], runbook_url: &
             reason = escape(&a.reason),
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></div></section>");
 }
 
 fn advisories(out: &mut String, s: &Snapshot) {

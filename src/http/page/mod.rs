@@ -216,6 +216,7 @@ a{color:inherit}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em .6em;margin:.3em 0}dt{color:var(--mute)}dd{margin:0}
 table{border-collapse:collapse;width:100%;margin:.3em 0}th,td{text-align:left;padding:.15em .4em;border-bottom:1px solid var(--line)}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto}
 .chart{width:100%;height:auto;display:block}
 .chart .plot{fill:none;stroke:var(--line)}.chart .grid{stroke:var(--line);stroke-dasharray:2 3}
 .chart .axis{fill:var(--mute);font-size:11px}.chart .smoke{fill:var(--smoke);opacity:.55}
