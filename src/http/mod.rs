@@ -1,6 +1,7 @@
 //! The HTTP endpoint: `/health` (the SiteScope check), `/status` (JSON), `/metrics`
-//! (Prometheus), `/-/healthy` and `/-/ready`, the NOC page (`/`, `/target/ADDR`), served from snapshots so that no request
+//! (Prometheus), `/-/healthy` and `/-/ready`, served from snapshots so that no request
 //! waits on probing. The server refuses oversized requests and drops slow clients.
+//! The NOC page (`/`, `/target/ADDR`) is in [`page`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
