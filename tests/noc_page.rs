@@ -266,9 +266,7 @@ fn the_charts_history_survives_a_reload() {
     .unwrap();
     let pid = daemon.child.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    let (_, page) = daemon.wait_for("/", Duration::from_secs(10), |_, b| {
-        b.contains("dc-host")
-    });
+    let (_, page) = daemon.wait_for("/", Duration::from_secs(10), |_, b| b.contains("dc-host"));
     // A fresh history would start at the tunnels' carried "up" with no change to mark.
     assert_eq!(
         page.matches(r#"<line class="mark up""#).count(),
