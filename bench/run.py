@@ -16,6 +16,12 @@ the largest size. Writes the tables into BENCHMARKS.md between the `bench:start`
     sudo python3 bench/run.py                 # full run: installs peers, release build
     sudo python3 bench/run.py --smoke --binary target/debug/tunnelkeeper --no-install --out /tmp/b.md
     sudo python3 bench/run.py --baseline /path/to/an/earlier/tunnelkeeper   # adds before/after
+    sudo python3 bench/run.py --noc-page [--baseline OLD] [--binary B]   # the NOC page's memory only
+
+`--noc-page` measures only the NOC page's cost: RSS at the embedded default and at the
+largest size once the history's rings are written (after a minute and more), with the
+baseline's RSS for the difference per target, and how long `/` and a target page take.
+It writes between the `noc:start` and `noc:end` markers.
 
 Every number comes from this run; nothing is typed by hand.
 """
@@ -634,6 +640,93 @@ def write(out, body):
         f.write(before + start + "\n" + body + end + after)
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed_get(port, path, times=5):
+    took = []
+    for _ in range(times):
+        t = time.time()
+        body = http_get(port, path)
+        took.append(time.time() - t)
+    return statistics.median(took), len(body)
+
+
+class Embedded(Tunnelkeeper):
+    """tunnelkeeper with no config file: the embedded default (127.0.0.1 and .2)."""
+
+    def __init__(self, binary):
+        self.port = free_port()
+        state = tempfile.mkdtemp(prefix="tk-bench-state-")
+        self.proc = subprocess.Popen(
+            [binary, "run", "--listen", f"127.0.0.1:{self.port}", "--state-dir", state],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "RUST_LOG": "warn", "AWS_EC2_METADATA_DISABLED": "true"})
+        wait_http(self.port, "/-/ready", proc=self.proc)
+
+
+def noc_page(args, workdir):
+    """RSS with the history's rings written (the first minutes closed), per binary and size."""
+    n = max(args.size_list)
+    binaries = [("this build", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    rows = []
+    for label, binary in binaries:
+        for size in ["embedded", n]:
+            tool = Embedded(binary) if size == "embedded" else Tunnelkeeper(binary, targets(n), workdir, "raw")
+            try:
+                print(f"  {label}, {size}: waiting {args.noc_seconds:.0f} s", flush=True)
+                time.sleep(args.noc_seconds)
+                row = {"label": label, "size": size, "rss": rss_mib(tool.proc.pid), "hwm": peak_rss_mib(tool.proc.pid)}
+                if label == "this build":
+                    row["index_s"], row["index_bytes"] = timed_get(tool.port, "/")
+                    address = "127.0.0.1" if size == "embedded" else targets(1)[0]
+                    row["target_s"], row["target_bytes"] = timed_get(tool.port, f"/target/{address}?range=6h")
+                    row["rss_after"] = rss_mib(tool.proc.pid)
+                rows.append(row)
+                print("   " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+            finally:
+                tool.stop()
+    lines = ["## The NOC page's cost", "",
+             f"`bench/run.py --noc-page`: {platform.node()}, {os.cpu_count()} cores, binary `{args.binary}`"
+             + (f", baseline `{args.baseline}`" if args.baseline else "") + f", {args.noc_seconds:.0f} s after start "
+             "(so that minutes have closed into the rings), raw ICMP, 1 s interval.", "",
+             "| binary | targets | RSS | peak RSS | `GET /` | its size | `GET /target/ADDR?range=6h` | RSS after the pages |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = "embedded default (2)" if r["size"] == "embedded" else f"{r['size']:,}"
+        page = (f"{fmt(r['index_s'] * 1000, 1)} ms | {r['index_bytes'] / 1024:.0f} KiB | {fmt(r['target_s'] * 1000, 1)} ms | "
+                f"{fmt(r['rss_after'], 1)} MiB") if "index_s" in r else "— | — | — | —"
+        lines.append(f"| {r['label']} | {size} | {fmt(r['rss'], 1)} MiB | {fmt(r['hwm'], 1)} MiB | {page} |")
+    mine = {r["size"]: r for r in rows if r["label"] == "this build"}
+    base = {r["size"]: r for r in rows if r["label"] == "baseline"}
+    embedded = max(mine["embedded"]["rss"], mine["embedded"]["rss_after"])
+    lines += ["", f"At the embedded default the daemon holds {fmt(embedded, 1)} MiB with the page served "
+              f"({'within' if embedded < 16 else 'OVER'} the 16 MiB budget)."]
+    if base:
+        per = (mine[n]["rss"] - base[n]["rss"]) * 1024 * 1024 / n
+        lines += [f"At {n:,} targets this build holds {fmt(mine[n]['rss'] - base[n]['rss'], 1)} MiB more than the "
+                  f"baseline: {per:,.0f} bytes per target (a series is 1,896 bytes, 60 one-minute and 72 "
+                  "five-minute slots of 14 bytes, plus 2 bytes per reply of the minute being filled; each "
+                  "target has one and each tunnel one more)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_noc(out, body):
+    start, end = "<!-- noc:start -->", "<!-- noc:end -->"
+    text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
+    if start not in text:
+        text += "\n" + start + "\n" + end + "\n"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    with open(out, "w") as f:
+        f.write(before + start + "\n" + body + end + after)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="seconds, small N: for CI, so the harness cannot rot")
@@ -646,6 +739,8 @@ def main():
     p.add_argument("--baseline", help="an earlier tunnelkeeper build to measure RTT and HTTP load against, in the same run")
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--warmup", type=float, default=5)
+    p.add_argument("--noc-page", action="store_true", help="measure only the NOC page's memory and render time")
+    p.add_argument("--noc-seconds", type=float, default=130, help="how long the daemon runs before --noc-page reads its RSS")
     args = p.parse_args()
     args.rtt_count, args.http_seconds, args.http_rate = 150, 10, 10000
     if args.smoke:
@@ -655,10 +750,10 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     if os.geteuid() != 0:
         raise SystemExit("the benchmark needs root (raw ICMP sockets, a network namespace): sudo python3 bench/run.py")
-    if not args.no_install:
+    if not args.no_install and not args.noc_page:
         subprocess.run(["apt-get", "install", "-y", "-qq"] + PACKAGES, check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    for tool in [args.smokeping] + TOOLS:
+    for tool in [] if args.noc_page else [args.smokeping] + TOOLS:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install {' '.join(PACKAGES)}")
     pwd.getpwnam("nobody")
@@ -668,6 +763,11 @@ def main():
         args.binary = os.path.join(target, "release", "tunnelkeeper")
     workdir = tempfile.mkdtemp(prefix="tk-bench-")
     os.chmod(workdir, 0o755)
+    if args.noc_page:
+        body = noc_page(args, workdir)
+        write_noc(args.out, body)
+        print(body)
+        return
     range_file = "/proc/sys/net/ipv4/ping_group_range"
     saved_range = open(range_file).read().strip()
     results = {}

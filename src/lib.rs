@@ -22,6 +22,7 @@
 //! - [`messages`]: what crosses channels between tasks.
 //! - [`snapshot`]: what readers see: the `/health` page and the `/status` JSON.
 //! - [`metrics`]: the Prometheus series every task writes to.
+//! - [`history`]: per-minute latency rings for the NOC page's smoke charts.
 //! - [`liveness`]: heartbeats of the loops, for the watchdog.
 //! - [`http_client`]: one small HTTP/1.1 client.
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod http_client;
 pub mod jitter;

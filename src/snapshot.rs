@@ -62,6 +62,12 @@ pub struct Snapshot {
     /// The metrics of the generation that made this snapshot (they change on reload).
     #[serde(skip)]
     pub metrics: Option<Arc<Metrics>>,
+    /// The latency history the NOC page charts (it lives across reloads).
+    #[serde(skip)]
+    pub history: Option<crate::history::SharedHistory>,
+    /// Where the runbook lives (`[alerts] runbook_url`), for the NOC page's alert links.
+    #[serde(skip)]
+    pub runbook_url: String,
 }
 
 /// The `/health` answer: status code and plain-text body.
@@ -227,6 +233,8 @@ impl Snapshot {
                 .unwrap_or_default(),
             health: HealthPage::default(),
             metrics: None,
+            history: None,
+            runbook_url: config.alerts.runbook_url.clone(),
         };
         snapshot.health = render_health(&snapshot);
         snapshot

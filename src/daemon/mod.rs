@@ -36,6 +36,7 @@ use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
 use crate::daemon::pingers::PingerPool;
 use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
+use crate::history::{History, SharedHistory};
 use crate::http::security::{Security, SharedSecurity};
 use crate::http::{self, AppState, ReloadRequest};
 use crate::liveness::{Heartbeat, Watched};
@@ -105,6 +106,8 @@ struct Lasting {
     alert_loop: Heartbeat,
     poller: Heartbeat,
     started_at: crate::types::Timestamp,
+    /// The smoke charts' history: kept across reloads, lost on restart.
+    history: SharedHistory,
 }
 
 /// Resources a generation needs that can fail to come up: got before the running
@@ -190,6 +193,7 @@ pub async fn run_until(
         alert_loop: Heartbeat::new(),
         poller: Heartbeat::new(),
         started_at: clock.now(),
+        history: History::shared(&prepared.config),
     };
     let lasting = TaskTracker::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -477,6 +481,7 @@ fn start_generation(
             alert_loop: shared.alert_loop.clone(),
             first_round: first_round_tx,
         },
+        history: shared.history.clone(),
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
 

@@ -15,6 +15,7 @@ use crate::config::{Config, TargetScope};
 use crate::daemon::systemd::Notifier;
 use crate::health::control_plane::ControlPlane;
 use crate::health::{HealthModel, Verdict, VpnState};
+use crate::history::{History, SharedHistory};
 use crate::liveness::Heartbeat;
 use crate::messages::PollResult;
 use crate::messages::{Observation, ProbeOutcome};
@@ -72,6 +73,8 @@ pub struct MonitorSetup {
     pub carry: Option<Carry>,
     /// Notifications and heartbeats.
     pub hooks: Hooks,
+    /// The latency history (shared by every generation; reshaped to this config).
+    pub history: SharedHistory,
 }
 
 /// Owns the model; fed by pingers and the poller; read through snapshots.
@@ -87,6 +90,7 @@ pub struct Monitor {
     snapshots: watch::Sender<Arc<Snapshot>>,
     hooks: Hooks,
     last_status: String,
+    history: SharedHistory,
 }
 
 impl Monitor {
@@ -102,7 +106,9 @@ impl Monitor {
             snapshots,
             carry,
             hooks,
+            history,
         } = setup;
+        lock(&history).reshape(&config);
         let now = clock.now();
         let mut model = HealthModel::new(&config);
         let mut stats = vec![TargetStats::default(); config.targets.len()];
@@ -135,6 +141,7 @@ impl Monitor {
             snapshots,
             hooks,
             last_status,
+            history,
         };
         for t in &monitor.config.targets {
             let stats = &monitor.stats[t.id.0];
@@ -273,6 +280,11 @@ impl Monitor {
         let before = self.model.target(target).verdict.clone();
         let changed = self.model.handle_probe(target, outcome, now);
         let health = self.model.target(target);
+        {
+            let mut history = lock(&self.history);
+            history.record(target, outcome, now);
+            history.note_target(target, health.verdict.label(), now);
+        }
         self.metrics
             .record_probe(target, outcome, health.consecutive_lost);
         // A reworded reason is not a change: log and set gauges only when the kind moves.
@@ -368,6 +380,7 @@ impl Monitor {
         for id in &silent {
             let t = &self.config.targets[id.0];
             warn!(target = %t.name, address = %t.address, "no probe result for three intervals: its verdict is unknown until results come again");
+            lock(&self.history).note_target(t.id, "unknown", now);
             self.metrics
                 .set_target(t.id, &self.model.target(t.id).verdict);
             if let TargetScope::Pinned(tunnel) = t.scope {
@@ -508,6 +521,8 @@ impl Monitor {
 
     fn refresh_tunnel(&self, id: TunnelId) {
         let t = self.model.tunnel(id);
+        // Every path that can change a tunnel's verdict comes here: the smoke chart's marks.
+        lock(&self.history).note_tunnel(id, t.verdict.label(), self.clock.now());
         self.metrics
             .set_tunnel(id, &t.verdict, &t.data_plane, &t.control_plane);
         self.metrics
@@ -545,6 +560,12 @@ impl Monitor {
         snapshot.alerts = self.alerting.views(now);
         snapshot.outbox_length = self.alerting.outbox_len();
         snapshot.metrics = Some(self.metrics.clone());
+        snapshot.history = Some(self.history.clone());
         self.snapshots.send_replace(Arc::new(snapshot));
     }
+}
+
+/// Locks the history; a panic elsewhere while it was held leaves numbers worth showing.
+fn lock(history: &SharedHistory) -> std::sync::MutexGuard<'_, History> {
+    history.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,6 +1,7 @@
 //! The HTTP endpoint: `/health` (the SiteScope check), `/status` (JSON), `/metrics`
 //! (Prometheus), `/-/healthy` and `/-/ready`, served from snapshots so that no request
 //! waits on probing. The server refuses oversized requests and drops slow clients.
+//! The NOC page (`/`, `/target/ADDR`) is in [`page`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+pub mod page;
 pub mod security;
 mod server;
 
@@ -58,6 +60,8 @@ pub struct Peer(pub SocketAddr);
 /// Builds every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(page::index_page))
+        .route("/target/{address}", get(page::target_page))
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -274,7 +278,7 @@ async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, TEXT)],
-        "not found: try /health, /status, /metrics, /-/healthy, /-/ready or POST /-/reload\n",
+        "not found: try / (the NOC page), /health, /status, /metrics, /-/healthy, /-/ready or POST /-/reload\n",
     )
         .into_response()
 }

@@ -146,6 +146,8 @@ pub struct Harness {
     pub started: Timestamp,
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     pub snapshot_rx: watch::Receiver<Arc<Snapshot>>,
+    /// The smoke-chart history, kept across generations as the daemon keeps it.
+    pub history: tunnelkeeper::history::SharedHistory,
     pub running: Option<Running>,
     pub world: World,
     pub elapsed: Duration,
@@ -189,8 +191,11 @@ impl Harness {
             started,
         );
         let (snapshots, snapshot_rx) = watch::channel(Arc::new(placeholder));
+        let config = Arc::new(config);
+        let history = tunnelkeeper::history::History::shared(&config);
         let mut h = Harness {
-            config: Arc::new(config),
+            history,
+            config,
             writer,
             clock,
             started,
@@ -275,6 +280,7 @@ impl Harness {
                 alert_loop: Heartbeat::new(),
                 first_round,
             },
+            history: self.history.clone(),
         });
         let (tx, rx) = mpsc::channel(4096);
         let cancel = CancellationToken::new();

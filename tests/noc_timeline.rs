@@ -1,0 +1,71 @@
+//! The smoke charts' history through the real monitor on paused time: an outage of one
+//! tunnel, with a reload in the middle, leaves its marks and its loss on that tunnel's
+//! chart and nothing on the other's.
+
+#[path = "support/timeline.rs"]
+mod timeline;
+
+use std::time::Duration;
+
+use timeline::*;
+use tunnelkeeper::history::{Mark, MinuteSummary, Range};
+use tunnelkeeper::types::TunnelId;
+use Event::*;
+
+fn chart(h: &Harness, tunnel: usize) -> Vec<MinuteSummary> {
+    let id = TunnelId {
+        connection: 0,
+        tunnel,
+    };
+    let history = h.history.lock().unwrap();
+    history
+        .tunnel(id)
+        .unwrap()
+        .points(Range::Hour, h.clock.now())
+}
+
+fn marked(points: &[MinuteSummary], mark: Mark) -> Vec<usize> {
+    (0..points.len()).filter(|&i| points[i].has(mark)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_marks_and_colours_its_tunnels_chart_across_a_reload() {
+    let mut h = Harness::new("0s");
+    h.run_for(Duration::from_secs(60)).await;
+    h.play(&[(60, Pings(0, false)), (150, Reload), (240, Pings(0, true))])
+        .await;
+    h.run_for(Duration::from_secs(60)).await;
+
+    let a = chart(&h, 0);
+    let downs = marked(&a, Mark::Down);
+    let ups = marked(&a, Mark::Up);
+    assert_eq!(downs.len(), 1, "{a:?}");
+    // Up at the start (from unknown) and again after the outage: the reload kept the first.
+    assert_eq!(ups.len(), 2, "{a:?}");
+    let (start, down, up) = (ups[0], downs[0], ups[1]);
+    assert!(start < down && down < up, "{start} {down} {up}");
+    // Three minutes of outage: the minutes wholly inside it lost everything.
+    let inside: Vec<&MinuteSummary> = a[down + 1..up].iter().collect();
+    assert!(!inside.is_empty());
+    for p in inside {
+        assert!(p.sent >= 59 && p.lost == p.sent && !p.has_rtt(), "{p:?}");
+    }
+    // Before it, replies at the harness's 12 ms, no loss.
+    for p in &a[start..down] {
+        assert_eq!((p.lost, p.p50_us), (0, 12_000), "{p:?}");
+    }
+
+    let b = chart(&h, 1);
+    assert!(marked(&b, Mark::Down).is_empty(), "{b:?}");
+    assert!(b.iter().all(|p| p.lost == 0), "{b:?}");
+
+    // The page draws it from the snapshot the monitor published.
+    let snapshot = h.snapshot_rx.borrow().clone();
+    let view = tunnelkeeper::http::page::View {
+        range: Range::Hour,
+        stale_for: None,
+    };
+    let page = tunnelkeeper::http::page::render_index(&snapshot, &view);
+    assert_eq!(page.matches(r#"<line class="mark down""#).count(), 1);
+    assert!(page.contains(r#"<rect class="loss l3""#), "{page}");
+}
