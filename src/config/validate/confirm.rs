@@ -67,3 +67,80 @@ impl Validator<'_> {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::time::Duration;
+
+    const TUNNEL: &str =
+        "[[vpn]]\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\ntargets = [\"10.0.0.1\"]\n";
+
+    fn parse(probe: &str) -> Result<Config, String> {
+        Config::parse(&format!("[probe]\n{probe}\n{TUNNEL}"), "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_fast_detection_keys_set_every_targets_settings() {
+        let p = parse("adaptive_timeout = false\nfast_confirm = false\ntimeout_floor = \"50ms\"\ntimeout_rtt_multiplier = 8")
+            .unwrap()
+            .targets[0]
+            .probe;
+        assert!(!p.adaptive_timeout && !p.fast_confirm);
+        assert_eq!(p.timeout_floor, Duration::from_millis(50));
+        assert_eq!(p.timeout_rtt_multiplier, 8);
+        let d = parse("").unwrap().targets[0].probe;
+        assert!(d.adaptive_timeout && d.fast_confirm);
+        assert_eq!(
+            (d.timeout_floor, d.timeout_rtt_multiplier, d.down_after),
+            (Duration::from_millis(100), 4, 5)
+        );
+    }
+
+    #[test]
+    fn nonsense_is_rejected_naming_the_key_and_the_bound() {
+        let cases = [
+            (
+                "timeout_rtt_multiplier = 0",
+                "line 2, column 26: probe.timeout_rtt_multiplier: 0 is out of range: it must be between 1 and 100",
+            ),
+            (
+                "timeout_rtt_multiplier = 1000",
+                "probe.timeout_rtt_multiplier: 1000 is out of range",
+            ),
+            (
+                "timeout_floor = \"0s\"",
+                "probe.timeout_floor: 0s is too short: the floor must be at least 1ms",
+            ),
+            (
+                "timeout = \"200ms\"\ntimeout_floor = \"300ms\"",
+                "probe.timeout_floor: 300ms is longer than the timeout 200ms",
+            ),
+            (
+                "timeout = \"50ms\"",
+                "probe.timeout_floor: 100ms is longer than the timeout 50ms",
+            ),
+            ("fast_confirm = \"yes\"", "invalid type: string \"yes\", expected a boolean"),
+        ];
+        for (probe, want) in cases {
+            let error = parse(probe).expect_err(probe);
+            assert!(error.contains(want), "{probe}: {error}");
+        }
+    }
+
+    #[test]
+    fn fast_confirm_without_room_for_a_confirmation_is_a_warning() {
+        let c = parse("adaptive_timeout = false").unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("probe.fast_confirm")),
+            "{:?}",
+            c.warnings
+        );
+        let c = parse("adaptive_timeout = false\ntimeout = \"300ms\"").unwrap();
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("probe.fast_confirm")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}
