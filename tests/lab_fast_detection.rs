@@ -118,6 +118,7 @@ fn a_blackholed_tunnel_is_degraded_within_two_seconds_at_any_phase() {
         std::thread::sleep(Duration::from_secs(1) + random_phase(&mut seed));
         let broke = Instant::now();
         lab.blackhole(1);
+        let installed = broke.elapsed();
         let latency = loop {
             let (_, body) = daemon.get("/health");
             if body.starts_with("TUNNELKEEPER DEGRADED") && body.contains("dc-a down") {
@@ -129,7 +130,7 @@ fn a_blackholed_tunnel_is_degraded_within_two_seconds_at_any_phase() {
             );
             std::thread::sleep(Duration::from_millis(10));
         };
-        eprintln!("break -> DEGRADED in {latency:?}");
+        eprintln!("break -> DEGRADED in {latency:?} (the drop rule took {installed:?} to install)");
         latencies.push(latency);
         lab.mend(1);
         wait_ok(&daemon, Duration::from_secs(10));

@@ -281,6 +281,9 @@ mod tests {
 
     use super::*;
 
+    /// Late replies as (sequence number, round-trip time).
+    type LateAnswers = Vec<(u16, Duration)>;
+
     /// A scripted prober: each call pops the next answer; records calls.
     #[derive(Clone, Default)]
     struct FakeProber {
@@ -289,7 +292,7 @@ mod tests {
         reopens: Arc<Mutex<u32>>,
         late: Arc<Mutex<u32>>,
         /// What each call of `late_answers` returns, in turn.
-        late_answers: Arc<Mutex<VecDeque<Vec<(u16, Duration)>>>>,
+        late_answers: Arc<Mutex<VecDeque<LateAnswers>>>,
         /// When each request went out and the timeout it was given.
         sends: Arc<Mutex<Vec<(Instant, Duration)>>>,
     }
