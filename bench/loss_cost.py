@@ -16,6 +16,10 @@ target answers, so each one is false). Prints a Markdown table.
 
     sudo python3 bench/loss_cost.py --binary target/release/tunnelkeeper
     sudo python3 bench/loss_cost.py --binary ... --sizes 1000 --loss 5 --duration 120
+
+Use the release build: a debug build's monitor takes minutes to get through the first
+verdicts of 10,000 targets (each one recomputes the VPN verdict and publishes a snapshot),
+and its pingers wait on the full channel meanwhile, so nothing it measures is steady state.
 """
 
 import argparse
@@ -125,7 +129,7 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--loss", type=int, default=2)
-    ap.add_argument("--warmup", type=float, default=20)
+    ap.add_argument("--warmup", type=float, default=30)
     ap.add_argument("--duration", type=float, default=60)
     args = ap.parse_args()
     if os.geteuid() != 0:
