@@ -64,6 +64,25 @@ pub enum Observation {
     },
     /// A sink finished a delivery.
     Delivery(DeliveryReport),
+    /// A reply came after the adaptive timeout gave its request up but within the
+    /// configured `timeout`: the request was late, not lost, and counts as answered.
+    LateReply {
+        /// Which target.
+        target: TargetId,
+        /// The sequence number it answers.
+        seq: u16,
+        /// When the pinger saw it.
+        at: Instant,
+        /// Its round-trip time.
+        rtt: Duration,
+    },
+    /// The timeout a pinger gives its requests changed (sent at start and on changes).
+    TimeoutInForce {
+        /// Which target.
+        target: TargetId,
+        /// The timeout now in force and where it comes from.
+        timeout: TimeoutInForce,
+    },
     /// Ticks were skipped because the task fell behind its schedule.
     ScheduleSlip {
         /// Which target.
@@ -80,6 +99,8 @@ impl Observation {
             Observation::Probe { target, .. }
             | Observation::StrayReply { target }
             | Observation::SocketReopened { target, .. }
+            | Observation::LateReply { target, .. }
+            | Observation::TimeoutInForce { target, .. }
             | Observation::ScheduleSlip { target, .. } => *target = id,
             Observation::Ec2 { .. }
             | Observation::Ec2NextCall { .. }
@@ -87,6 +108,33 @@ impl Observation {
             | Observation::Delivery(_) => {}
         }
     }
+}
+
+/// The timeout a target's requests get, and why that one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TimeoutInForce {
+    /// How long a request waits before it counts as lost.
+    #[serde(rename = "timeout_seconds", serialize_with = "seconds")]
+    pub timeout: Duration,
+    /// Where that figure comes from.
+    #[serde(rename = "timeout_mode")]
+    pub mode: TimeoutMode,
+}
+
+/// Where a target's timeout comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutMode {
+    /// The configured `timeout` (`adaptive_timeout = false`).
+    Fixed,
+    /// The configured `timeout`, until enough replies came to learn the target's RTT.
+    Learning,
+    /// Learned from the target's recent RTTs.
+    Adaptive,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// What became of one echo request.

@@ -165,7 +165,7 @@ fn defaults_apply_where_keys_are_absent() {
             p.down_after,
             p.up_after
         ),
-        (Duration::from_secs(1), Duration::from_secs(1), 56, 3, 2)
+        (Duration::from_secs(1), Duration::from_secs(1), 56, 5, 2)
     );
     assert_eq!(
         config.summary(),

@@ -141,6 +141,17 @@ pub struct ProbeSettings {
     pub down_after: u32,
     /// Consecutive replies before a down target counts as up again.
     pub up_after: u32,
+    /// Whether a request waits only as long as the target's recent RTTs call for
+    /// (never longer than `timeout`) rather than the whole `timeout`.
+    pub adaptive_timeout: bool,
+    /// The shortest adaptive timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout_floor: Duration,
+    /// The adaptive timeout is this many times the target's high RTT percentile.
+    pub timeout_rtt_multiplier: u32,
+    /// Whether a lost probe is confirmed at once by a burst of up to `down_after - 1`
+    /// more, instead of by the next intervals' probes.
+    pub fast_confirm: bool,
 }
 
 impl Default for ProbeSettings {
@@ -149,8 +160,12 @@ impl Default for ProbeSettings {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             payload_bytes: 56,
-            down_after: 3,
+            down_after: 5,
             up_after: 2,
+            adaptive_timeout: true,
+            timeout_floor: Duration::from_millis(100),
+            timeout_rtt_multiplier: 4,
+            fast_confirm: true,
         }
     }
 }

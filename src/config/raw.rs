@@ -99,6 +99,10 @@ pub(super) struct RawProbe {
     pub(super) socket: Option<SocketKind>,
     pub(super) down_after: Option<Spanned<u32>>,
     pub(super) up_after: Option<Spanned<u32>>,
+    pub(super) adaptive_timeout: Option<bool>,
+    pub(super) timeout_floor: Option<Spanned<HumanDuration>>,
+    pub(super) timeout_rtt_multiplier: Option<Spanned<u32>>,
+    pub(super) fast_confirm: Option<bool>,
 }
 
 #[derive(Deserialize)]

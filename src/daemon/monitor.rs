@@ -270,7 +270,32 @@ impl Monitor {
                 self.metrics.schedule_slipped(missed);
                 false
             }
+            Observation::LateReply {
+                target, at, rtt, ..
+            } => self.apply_late_reply(target, rtt, at),
+            Observation::TimeoutInForce { target, timeout } => {
+                if let Some(stats) = self.stats.get_mut(target.0) {
+                    stats.set_timeout(timeout);
+                }
+                false
+            }
         }
+    }
+
+    /// A reply after the adaptive timeout but within the configured one: the request was
+    /// late, not lost. The stats re-count it as answered and the model takes it as a reply
+    /// (the loss streak ends); the metrics' counters, which never go down, keep the timeout.
+    fn apply_late_reply(&mut self, target: TargetId, rtt: Duration, at: Instant) -> bool {
+        let Some(stats) = self.stats.get_mut(target.0) else {
+            return false;
+        };
+        stats.record_late(rtt);
+        let now = self.clock.at(at);
+        let before = self.model.target(target).verdict.clone();
+        let changed = self
+            .model
+            .handle_probe(target, &ProbeOutcome::Reply { rtt }, now);
+        self.after_target_change(target, &before, changed)
     }
 
     fn apply_probe(&mut self, target: TargetId, outcome: &ProbeOutcome, at: Instant) -> bool {
@@ -287,6 +312,21 @@ impl Monitor {
         }
         self.metrics
             .record_probe(target, outcome, health.consecutive_lost);
+        let changed = self.after_target_change(target, &before, changed);
+        // Ready only once the verdict this round makes is in place (systemd hears STATUS=
+        // before READY=1).
+        if first
+            && !*self.hooks.first_round.borrow()
+            && self.stats.iter().all(|s| s.summary_sent() > 0)
+        {
+            self.hooks.first_round.send_replace(true);
+        }
+        changed
+    }
+
+    /// Logs, sets gauges and refreshes the tunnel and VPN views after a target's result.
+    fn after_target_change(&mut self, target: TargetId, before: &Verdict, changed: bool) -> bool {
+        let health = self.model.target(target);
         // A reworded reason is not a change: log and set gauges only when the kind moves.
         if before.label() != health.verdict.label() {
             self.metrics.set_target(target, &health.verdict);
@@ -297,14 +337,6 @@ impl Monitor {
                 self.refresh_tunnel(tunnel);
             }
             self.refresh_vpn();
-        }
-        // Ready only once the verdict this round makes is in place (systemd hears STATUS=
-        // before READY=1).
-        if first
-            && !*self.hooks.first_round.borrow()
-            && self.stats.iter().all(|s| s.summary_sent() > 0)
-        {
-            self.hooks.first_round.send_replace(true);
         }
         changed
     }

@@ -356,6 +356,8 @@ mod tests {
     use crate::types::{TargetId, Timestamp};
 
     const CONFIG: &str = r#"
+        [probe]
+        down_after = 3
         [[vpn]]
         id = "vpn-0123456789abcdef0"
         name = "dc"

@@ -8,7 +8,7 @@
 //! packets; its own client stamps the send after the send call returns and the reply in
 //! user space, which on a fast path under-reads by the whole send path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -208,8 +208,8 @@ impl IcmpSockets {
             address,
             ident,
             request: vec![0u8; 8 + payload_bytes as usize],
-            timed_out: None,
-            late: 0,
+            timed_out: VecDeque::new(),
+            late: Vec::new(),
         }
     }
 }
@@ -558,34 +558,65 @@ pub struct EchoProber {
     ident: u16,
     /// The echo request, rewritten in place for each sequence number.
     request: Vec<u8>,
-    /// The waiter of the last request that timed out, left in place until the next probe:
-    /// a reply that turns up meanwhile is a late one.
-    timed_out: Option<(Key, u64, oneshot::Receiver<Arrival>)>,
-    /// Late replies seen since [`Prober::late_replies`] was last asked.
-    late: u32,
+    /// The waiters of the last requests that timed out, left in place: a reply that
+    /// turns up meanwhile is a late one (an adaptive timeout gives up on a request well
+    /// before the configured timeout, and confirmations follow at once).
+    timed_out: VecDeque<TimedOut>,
+    /// Late replies seen since [`Prober::late_answers`] was last asked.
+    late: Vec<(u16, Duration)>,
 }
 
+/// A request given up as timed out whose waiter stays, to catch a late reply.
+struct TimedOut {
+    key: Key,
+    id: u64,
+    reply: oneshot::Receiver<Arrival>,
+    sent: Instant,
+    sent_wall: SystemTime,
+}
+
+/// How many timed-out requests per target keep their waiters: a burst of confirmations
+/// and a few intervals' worth.
+const KEPT_TIMED_OUT: usize = 8;
+
 impl EchoProber {
-    /// Retires the waiter of the last timed-out request, counting a reply it got.
-    fn retire_timed_out(&mut self) {
-        if let Some((key, id, mut reply)) = self.timed_out.take() {
-            if reply.try_recv().is_ok() {
-                self.late += 1;
+    /// Collects the late replies of timed-out requests; retires those that got one and,
+    /// beyond the newest `keep`, the oldest.
+    fn retire_timed_out(&mut self, keep: usize) {
+        let mut kept = VecDeque::with_capacity(self.timed_out.len());
+        let excess = self.timed_out.len().saturating_sub(keep);
+        for (i, mut waiter) in self.timed_out.drain(..).enumerate() {
+            if let Ok(arrival) = waiter.reply.try_recv() {
+                if arrival.packet.get_icmp_type().0 == 0 {
+                    let rtt = round_trip(
+                        waiter.sent,
+                        waiter.sent_wall,
+                        arrival.kernel_time,
+                        arrival.read_at,
+                    );
+                    self.late.push((waiter.key.2, rtt));
+                }
+                continue;
             }
-            self.socket.shared.unregister(key, id);
+            if i < excess {
+                self.socket.shared.unregister(waiter.key, waiter.id);
+            } else {
+                kept.push_back(waiter);
+            }
         }
+        self.timed_out = kept;
     }
 }
 
 impl Drop for EchoProber {
     fn drop(&mut self) {
-        self.retire_timed_out();
+        self.retire_timed_out(0);
     }
 }
 
 impl Prober for EchoProber {
     async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
-        self.retire_timed_out();
+        self.retire_timed_out(KEPT_TIMED_OUT - 1);
         let key = self.socket.key(self.address, self.ident, seq);
         let (registration, mut reply) = self.socket.register(key);
         write_echo_request(&mut self.request, self.ident, seq);
@@ -600,7 +631,13 @@ impl Prober for EchoProber {
             Ok(Err(_)) => return Echo::SendFailed("the ICMP socket closed".into()),
             Err(_) => {
                 let (key, id) = registration.keep();
-                self.timed_out = Some((key, id, reply));
+                self.timed_out.push_back(TimedOut {
+                    key,
+                    id,
+                    reply,
+                    sent,
+                    sent_wall,
+                });
                 return Echo::Timeout;
             }
         };
@@ -624,7 +661,8 @@ impl Prober for EchoProber {
         }
     }
 
-    fn late_replies(&mut self) -> u32 {
+    fn late_answers(&mut self) -> Vec<(u16, Duration)> {
+        self.retire_timed_out(KEPT_TIMED_OUT);
         std::mem::take(&mut self.late)
     }
 
@@ -634,7 +672,7 @@ impl Prober for EchoProber {
             .newer_than(self.generation)
             .map_err(|e| e.to_string())?;
         if generation != self.generation {
-            self.retire_timed_out();
+            self.retire_timed_out(0);
             // A new identifier too: with RAW sockets the identifier is ours, and a flow
             // wedged in a firewall is keyed by it (with DGRAM the kernel picks a new one).
             self.ident = self
@@ -676,7 +714,7 @@ mod tests {
                 other => panic!("probe {seq}: {other:?}"),
             }
         }
-        assert_eq!(prober.late_replies(), 0);
+        assert!(prober.late_answers().is_empty());
     }
 
     #[tokio::test]
@@ -695,13 +733,22 @@ mod tests {
             .send_to(&prober.request, &to.into())
             .unwrap();
         let (key, id) = registration.keep();
-        prober.timed_out = Some((key, id, reply));
+        prober.timed_out.push_back(TimedOut {
+            key,
+            id,
+            reply,
+            sent: Instant::now(),
+            sent_wall: SystemTime::now(),
+        });
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let next = prober.probe(1, Duration::from_secs(1)).await;
         assert!(matches!(next, Echo::Reply { seq: 1, .. }), "{next:?}");
-        assert_eq!(prober.late_replies(), 1);
-        assert_eq!(prober.late_replies(), 0);
+        let late = prober.late_answers();
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert_eq!(late[0].0, 0, "the late reply answers request 0");
+        assert!(late[0].1 < Duration::from_millis(200), "{late:?}");
+        assert!(prober.late_answers().is_empty());
         assert!(
             prober.socket.shared.waiters.lock().unwrap().is_empty(),
             "no waiter is left behind"

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 use crate::config::ProbeSettings;
-use crate::messages::{IcmpErrorKind, Observation, ProbeOutcome};
+use crate::messages::{IcmpErrorKind, Observation, ProbeOutcome, TimeoutInForce};
+use crate::probe::confirm::{worth_reporting, AdaptiveTimeout, Confirmer, NextSend};
 use crate::types::TargetId;
 
 /// What the socket layer reports for one echo request.
@@ -52,6 +53,13 @@ pub trait Prober: Send + 'static {
     /// Replies that came for requests already given up as timed out, since last asked.
     fn late_replies(&mut self) -> u32 {
         0
+    }
+
+    /// Replies to requests given up as timed out, since last asked: their sequence numbers
+    /// and round-trip times. The pinger counts those within the configured timeout as
+    /// answered (an adaptive timeout gave up on them early) and the rest as strays.
+    fn late_answers(&mut self) -> Vec<(u16, Duration)> {
+        Vec::new()
     }
 }
 
@@ -105,25 +113,56 @@ impl PingerTask {
             cancel,
         } = self;
         let mut seq: u16 = 0;
+        // `next` is the interval's schedule; `send_at` is `next` or a confirmation's time.
         let mut next = Instant::now() + splay;
+        let mut send_at = next;
         let mut timeouts_in_a_row: u32 = 0;
         let mut reopen_at = REOPEN_AFTER;
+        let mut adaptive = AdaptiveTimeout::new(&settings);
+        let mut confirmer = Confirmer::new(&settings);
+        let mut reported: Option<TimeoutInForce> = None;
 
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(send_at) => {}
             }
-            let send_delay = Instant::now().saturating_duration_since(next);
+            let sent = Instant::now();
+            let send_delay = sent.saturating_duration_since(send_at);
+            let in_force = adaptive.in_force();
             let echo = tokio::select! {
                 _ = cancel.cancelled() => return,
-                echo = prober.probe(seq, settings.timeout) => echo,
+                echo = prober.probe(seq, in_force.timeout) => echo,
             };
             let target = route.borrow().target;
             let mut messages = Vec::with_capacity(2);
+            if worth_reporting(reported, in_force) {
+                messages.push(Observation::TimeoutInForce {
+                    target,
+                    timeout: in_force,
+                });
+                reported = Some(in_force);
+            }
             for _ in 0..prober.late_replies() {
                 debug!(target_id = target.0, "late reply to a timed-out request");
                 messages.push(Observation::StrayReply { target });
+            }
+            let mut answered_late = false;
+            for (late_seq, rtt) in prober.late_answers() {
+                if rtt <= settings.timeout {
+                    trace!(target_id = target.0, seq = late_seq, ?rtt, "late reply");
+                    adaptive.observe(rtt);
+                    answered_late = true;
+                    messages.push(Observation::LateReply {
+                        target,
+                        seq: late_seq,
+                        at: Instant::now(),
+                        rtt,
+                    });
+                } else {
+                    debug!(target_id = target.0, "late reply to a timed-out request");
+                    messages.push(Observation::StrayReply { target });
+                }
             }
             let outcome = match echo {
                 Echo::Reply { seq: got, rtt } if got == seq => ProbeOutcome::Reply { rtt },
@@ -141,15 +180,21 @@ impl PingerTask {
                     );
                     messages.push(Observation::StrayReply { target });
                     ProbeOutcome::Timeout {
-                        after: settings.timeout,
+                        after: in_force.timeout,
                     }
                 }
                 Echo::Timeout => ProbeOutcome::Timeout {
-                    after: settings.timeout,
+                    after: in_force.timeout,
                 },
                 Echo::SendFailed(error) => ProbeOutcome::SendFailed { error },
             };
             trace!(target_id = target.0, seq, %outcome, "probe done");
+            let reply_rtt = match outcome {
+                ProbeOutcome::Reply { rtt } => Some(rtt),
+                ProbeOutcome::Timeout { .. }
+                | ProbeOutcome::IcmpError { .. }
+                | ProbeOutcome::SendFailed { .. } => None,
+            };
 
             if matches!(outcome, ProbeOutcome::Timeout { .. }) {
                 timeouts_in_a_row += 1;
@@ -177,18 +222,30 @@ impl PingerTask {
                 reopen_at = (reopen_at * 2).min(REOPEN_MAX);
             }
 
-            seq = seq.wrapping_add(1);
-            next += settings.interval;
-            // A probe that ran its full timeout ends about when the next one is due (the
-            // timeout may equal the interval): that one goes out at once. Only a whole
-            // interval of lag skips sends, so the schedule never runs to catch up.
-            let now = Instant::now();
-            if now >= next + settings.interval {
-                let behind = now - next;
-                let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64;
-                next += settings.interval * missed as u32;
-                messages.push(Observation::ScheduleSlip { target, missed });
+            if let Some(rtt) = reply_rtt {
+                adaptive.observe(rtt);
             }
+
+            seq = seq.wrapping_add(1);
+            if !confirmer.confirming() {
+                next += settings.interval;
+                // A probe that ran its full timeout ends about when the next one is due
+                // (the timeout may equal the interval): that one goes out at once. Only a
+                // whole interval of lag skips sends, so the schedule never runs to catch up.
+                let now = Instant::now();
+                if now >= next + settings.interval {
+                    let behind = now - next;
+                    let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64;
+                    next += settings.interval * missed as u32;
+                    messages.push(Observation::ScheduleSlip { target, missed });
+                }
+            }
+            // A late reply to an earlier request shows the path alive: it ends a burst too.
+            let lost = reply_rtt.is_none() && !answered_late;
+            send_at = match confirmer.after_probe(lost, sent, in_force.timeout, next) {
+                NextSend::Confirm(at) => at,
+                NextSend::Scheduled => next,
+            };
             let (routed_to, mut observations) = {
                 let r = route.borrow();
                 (r.target, r.observations.clone())
@@ -224,6 +281,9 @@ mod tests {
 
     use super::*;
 
+    /// Late replies as (sequence number, round-trip time).
+    type LateAnswers = Vec<(u16, Duration)>;
+
     /// A scripted prober: each call pops the next answer; records calls.
     #[derive(Clone, Default)]
     struct FakeProber {
@@ -231,6 +291,10 @@ mod tests {
         probes: Arc<Mutex<Vec<u16>>>,
         reopens: Arc<Mutex<u32>>,
         late: Arc<Mutex<u32>>,
+        /// What each call of `late_answers` returns, in turn.
+        late_answers: Arc<Mutex<VecDeque<LateAnswers>>>,
+        /// When each request went out and the timeout it was given.
+        sends: Arc<Mutex<Vec<(Instant, Duration)>>>,
     }
 
     impl FakeProber {
@@ -245,6 +309,7 @@ mod tests {
     impl Prober for FakeProber {
         async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
             self.probes.lock().unwrap().push(seq);
+            self.sends.lock().unwrap().push((Instant::now(), timeout));
             let next = self.script.lock().unwrap().pop_front();
             match next {
                 Some(Echo::Timeout) | None => {
@@ -260,6 +325,13 @@ mod tests {
         }
         fn late_replies(&mut self) -> u32 {
             std::mem::take(&mut *self.late.lock().unwrap())
+        }
+        fn late_answers(&mut self) -> Vec<(u16, Duration)> {
+            self.late_answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_default()
         }
     }
 
@@ -331,7 +403,10 @@ mod tests {
             cancel: cancel.clone(),
         };
         let handle = tokio::spawn(task.run(FakeProber::new(vec![reply(0), reply(1), reply(2)])));
-        let first = old_rx.recv().await.unwrap();
+        let mut first = old_rx.recv().await.unwrap();
+        if matches!(first, Observation::TimeoutInForce { .. }) {
+            first = old_rx.recv().await.unwrap();
+        }
         assert!(matches!(
             first,
             Observation::Probe {
@@ -508,6 +583,159 @@ mod tests {
                 Duration::from_secs(3)
             ]
         );
+    }
+
+    /// Ten replies of 3 ms teach the adaptive timeout its floor of 100 ms.
+    fn ten_replies() -> Vec<Echo> {
+        (0..10).map(reply).collect()
+    }
+
+    /// Send times relative to `start` in ms, and the timeouts given, from probe `from` on.
+    fn sends_from(prober: &FakeProber, start: Instant, from: usize) -> Vec<(u64, u64)> {
+        prober.sends.lock().unwrap()[from..]
+            .iter()
+            .map(|(at, t)| ((*at - start).as_millis() as u64, t.as_millis() as u64))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_is_confirmed_by_a_burst_at_the_adaptive_timeout() {
+        let prober = FakeProber::new(ten_replies());
+        let start = Instant::now();
+        // 10 replies, the lost probe at 10 s, its 4 confirmations, and two intervals more.
+        let seen = run(prober.clone(), 17).await;
+        assert_eq!(
+            sends_from(&prober, start, 8),
+            [
+                // Learning until the tenth reply.
+                (8000, 800),
+                (9000, 800),
+                (10000, 100),
+                (10100, 100),
+                (10200, 100),
+                (10300, 100),
+                (10400, 100),
+                (11000, 100),
+                (12000, 100)
+            ],
+            "one probe per interval, a burst one adaptive timeout apart after the loss"
+        );
+        let lost_at: Vec<u64> = seen
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Probe {
+                    at,
+                    outcome: ProbeOutcome::Timeout { after },
+                    ..
+                } => {
+                    assert_eq!(*after, Duration::from_millis(100));
+                    Some((*at - start).as_millis() as u64)
+                }
+                _ => None,
+            })
+            .collect();
+        // down_after = 5 losses in a row known 0.5 s after the first lost send, not 5 s.
+        assert_eq!(lost_at[..5], [10100, 10200, 10300, 10400, 10500]);
+        let timeouts: Vec<TimeoutInForce> = seen
+            .iter()
+            .filter_map(|o| match o {
+                Observation::TimeoutInForce { timeout, .. } => Some(*timeout),
+                _ => None,
+            })
+            .collect();
+        use crate::messages::TimeoutMode;
+        assert_eq!(
+            timeouts,
+            [
+                TimeoutInForce {
+                    timeout: Duration::from_millis(800),
+                    mode: TimeoutMode::Learning
+                },
+                TimeoutInForce {
+                    timeout: Duration::from_millis(100),
+                    mode: TimeoutMode::Adaptive
+                }
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_timeout_without_fast_confirm_keeps_the_old_schedule() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let (_route_tx, route) = watch::channel(PingerRoute {
+            target: TargetId(0),
+            observations: tx,
+        });
+        let prober = FakeProber::new(ten_replies());
+        let start = Instant::now();
+        let task = PingerTask {
+            route,
+            settings: ProbeSettings {
+                adaptive_timeout: false,
+                fast_confirm: false,
+                ..settings()
+            },
+            splay: Duration::ZERO,
+            cancel: cancel.clone(),
+        };
+        let handle = tokio::spawn(task.run(prober.clone()));
+        let mut probes = 0;
+        while probes < 13 {
+            if let Observation::Probe { .. } = rx.recv().await.unwrap() {
+                probes += 1;
+            }
+        }
+        cancel.cancel();
+        handle.await.unwrap();
+        assert_eq!(
+            sends_from(&prober, start, 9),
+            [(9000, 800), (10000, 800), (11000, 800), (12000, 800)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_after_the_adaptive_timeout_is_late_not_lost_and_ends_the_burst() {
+        let prober = FakeProber::new(ten_replies());
+        {
+            let mut late = prober.late_answers.lock().unwrap();
+            // Asked once after each probe: request 10 (sent at 10 s, given up at 10.1 s)
+            // is answered after 150 ms, seen when its first confirmation gives up.
+            late.extend(vec![Vec::new(); 11]);
+            late.push_back(vec![(10, Duration::from_millis(150))]);
+            // A reply after the configured 800 ms is a stray, as before.
+            late.push_back(vec![(11, Duration::from_millis(900))]);
+        }
+        let start = Instant::now();
+        let seen = run(prober.clone(), 14).await;
+        assert_eq!(
+            sends_from(&prober, start, 10),
+            [(10000, 100), (10100, 100), (11000, 600), (12000, 600)],
+            "the late reply ended the burst (the next probe waits for the interval) and, the \
+             highest of 11 RTTs, set the timeout to 4 × 150 ms"
+        );
+        let late: Vec<&Observation> = seen
+            .iter()
+            .filter(|o| matches!(o, Observation::LateReply { .. }))
+            .collect();
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert!(matches!(
+            late[0],
+            Observation::LateReply { seq: 10, rtt, .. } if *rtt == Duration::from_millis(150)
+        ));
+        let strays = seen
+            .iter()
+            .filter(|o| matches!(o, Observation::StrayReply { .. }))
+            .count();
+        assert_eq!(strays, 1);
+        // The late reply came before the confirmation's outcome, in the order they happened.
+        let late_index = seen
+            .iter()
+            .position(|o| matches!(o, Observation::LateReply { .. }));
+        let confirmation_index = seen
+            .iter()
+            .position(|o| matches!(o, Observation::Probe { seq: 11, .. }));
+        assert!(late_index < confirmation_index);
     }
 
     #[test]

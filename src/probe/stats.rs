@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::messages::ProbeOutcome;
+use crate::messages::{ProbeOutcome, TimeoutInForce};
 
 /// How many recent probes the loss and RTT percentiles look at.
 pub const WINDOW: usize = 100;
@@ -24,6 +24,7 @@ pub struct TargetStats {
     send_failures: u64,
     last_rtt: Option<Duration>,
     recent: VecDeque<u32>,
+    timeout: Option<TimeoutInForce>,
 }
 
 /// What `/status` shows of a target's numbers.
@@ -49,6 +50,10 @@ pub struct StatsSummary {
     pub rtt_p50_seconds: Option<f64>,
     /// 99th percentile round-trip time over the recent window, in seconds.
     pub rtt_p99_seconds: Option<f64>,
+    /// The timeout the target's requests get (`timeout_seconds`) and whether it is the
+    /// configured one (`fixed`, or `learning` until enough replies came) or `adaptive`.
+    #[serde(flatten)]
+    pub timeout: Option<TimeoutInForce>,
 }
 
 impl TargetStats {
@@ -80,6 +85,23 @@ impl TargetStats {
         self.recent.push_back(sample);
     }
 
+    /// Re-counts a request given up at the adaptive timeout as answered, its reply having
+    /// come within the configured timeout: the latest loss in the window becomes its RTT.
+    pub fn record_late(&mut self, rtt: Duration) {
+        let Some(slot) = self.recent.iter_mut().rev().find(|s| **s == LOST) else {
+            return;
+        };
+        *slot = u32::try_from(rtt.as_micros()).unwrap_or(LOST - 1);
+        self.timeouts = self.timeouts.saturating_sub(1);
+        self.replies += 1;
+        self.last_rtt = Some(rtt);
+    }
+
+    /// Records the timeout the target's pinger now uses.
+    pub fn set_timeout(&mut self, timeout: TimeoutInForce) {
+        self.timeout = Some(timeout);
+    }
+
     /// Returns how many probes have an outcome (cheap, unlike [`TargetStats::summary`]).
     pub fn summary_sent(&self) -> u64 {
         self.sent
@@ -105,6 +127,7 @@ impl TargetStats {
             rtt_last_seconds: self.last_rtt.map(|d| d.as_secs_f64()),
             rtt_p50_seconds: percentile(&mut rtts, 50),
             rtt_p99_seconds: percentile(&mut rtts, 99),
+            timeout: self.timeout,
         }
     }
 }
@@ -149,6 +172,24 @@ mod tests {
         assert_eq!(s.rtt_p50_seconds, Some(500e-6));
         assert_eq!(s.rtt_p99_seconds, Some(990e-6));
         assert_eq!(s.rtt_last_seconds, Some(1000e-6));
+    }
+
+    #[test]
+    fn a_late_reply_turns_the_latest_loss_into_an_answer() {
+        let mut stats = TargetStats::default();
+        stats.record(&reply(1000));
+        stats.record(&ProbeOutcome::Timeout {
+            after: Duration::from_millis(100),
+        });
+        stats.record(&ProbeOutcome::Timeout {
+            after: Duration::from_millis(100),
+        });
+        stats.record_late(Duration::from_millis(150));
+        let s = stats.summary();
+        assert_eq!((s.sent, s.received, s.timeouts), (3, 2, 1));
+        assert_eq!(s.recent_loss_percent, 100.0 / 3.0);
+        assert_eq!(s.rtt_p99_seconds, Some(0.15));
+        assert_eq!(s.rtt_last_seconds, Some(0.15));
     }
 
     #[test]

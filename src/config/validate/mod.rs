@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod confirm;
 mod http;
 
 /// Collects every problem of one config text.
@@ -75,6 +76,7 @@ impl<'a> Validator<'a> {
                 up_after: raw.probe.up_after.as_ref(),
             },
         );
+        let defaults = self.fast_detection(&raw.probe, defaults);
 
         let mut targets: Vec<TargetSpec> = Vec::new();
         let mut connections = Vec::new();
