@@ -77,7 +77,11 @@ async fn a_late_reply_ends_the_loss_streak_and_counts_as_answered() {
         target.stats.timeouts, 3,
         "four given up, one of them answered late"
     );
-    assert_eq!(target.stats.timeout, Some(ADAPTIVE));
+    assert_eq!(
+        target.stats.timeout_seconds,
+        Some(ADAPTIVE.timeout.as_secs_f64())
+    );
+    assert_eq!(target.stats.timeout_mode, Some(ADAPTIVE.mode));
     let json = serde_json::to_value(target).unwrap();
     assert_eq!(json["timeout_seconds"], 0.1, "{json}");
     assert_eq!(json["timeout_mode"], "adaptive", "{json}");

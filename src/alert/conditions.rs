@@ -618,6 +618,8 @@ mod tests {
     fn connection_down_is_a_warning_while_another_connection_carries_traffic() {
         let config = Config::parse(
             r#"
+            [probe]
+            down_after = 3
             [[vpn]]
             name = "one"
               [[vpn.tunnel]]

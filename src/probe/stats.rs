@@ -50,10 +50,11 @@ pub struct StatsSummary {
     pub rtt_p50_seconds: Option<f64>,
     /// 99th percentile round-trip time over the recent window, in seconds.
     pub rtt_p99_seconds: Option<f64>,
-    /// The timeout the target's requests get (`timeout_seconds`) and whether it is the
-    /// configured one (`fixed`, or `learning` until enough replies came) or `adaptive`.
-    #[serde(flatten)]
-    pub timeout: Option<TimeoutInForce>,
+    /// The timeout the target's requests get now, in seconds (null before its pinger said).
+    pub timeout_seconds: Option<f64>,
+    /// Where it comes from: the configured one (`fixed`, or `learning` until enough replies
+    /// came) or `adaptive`.
+    pub timeout_mode: Option<crate::messages::TimeoutMode>,
 }
 
 impl TargetStats {
@@ -127,7 +128,8 @@ impl TargetStats {
             rtt_last_seconds: self.last_rtt.map(|d| d.as_secs_f64()),
             rtt_p50_seconds: percentile(&mut rtts, 50),
             rtt_p99_seconds: percentile(&mut rtts, 99),
-            timeout: self.timeout,
+            timeout_seconds: self.timeout.map(|t| t.timeout.as_secs_f64()),
+            timeout_mode: self.timeout.map(|t| t.mode),
         }
     }
 }
@@ -186,7 +188,7 @@ mod tests {
         });
         stats.record_late(Duration::from_millis(150));
         let s = stats.summary();
-        assert_eq!((s.sent, s.received, s.timeouts), (3, 2, 1));
+        assert_eq!((s.sent, s.replies, s.timeouts), (3, 2, 1));
         assert_eq!(s.recent_loss_percent, 100.0 / 3.0);
         assert_eq!(s.rtt_p99_seconds, Some(0.15));
         assert_eq!(s.rtt_last_seconds, Some(0.15));

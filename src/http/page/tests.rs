@@ -22,7 +22,10 @@ use crate::probe::stats::TargetStats;
 use crate::snapshot::{AlertView, Meta, Snapshot, HEALTH_TARGET_LINES};
 use crate::types::{AlertClass, Severity, TargetId, Timestamp};
 
+// The scenarios count three lost probes as down.
 const CONFIG: &str = r#"
+    [probe]
+    down_after = 3
     [[vpn]]
     id = "vpn-0123456789abcdef0"
     name = "dc"
