@@ -118,7 +118,7 @@ pub enum ProbeOutcome {
 
 impl ProbeOutcome {
     /// Returns a bounded label for metrics: `reply`, `timeout`, `unreachable`,
-    /// `time_exceeded`, `icmp_other` or `send_failed`.
+    /// `time_exceeded`, `frag_needed`, `icmp_other` or `send_failed`.
     pub fn kind_label(&self) -> &'static str {
         match self {
             ProbeOutcome::Reply { .. } => "reply",
@@ -152,6 +152,12 @@ pub enum IcmpErrorKind {
     },
     /// TTL exceeded in transit (a routing loop, often).
     TimeExceeded,
+    /// Destination unreachable, fragmentation needed and DF set (code 4), with the
+    /// next-hop MTU the router gave (0 when it gave none).
+    FragmentationNeeded {
+        /// The next-hop MTU in bytes.
+        mtu: u32,
+    },
     /// Any other ICMP type.
     Other {
         /// The ICMP type.
@@ -166,6 +172,7 @@ impl IcmpErrorKind {
         match self {
             IcmpErrorKind::Unreachable { .. } => "unreachable",
             IcmpErrorKind::TimeExceeded => "time_exceeded",
+            IcmpErrorKind::FragmentationNeeded { .. } => "frag_needed",
             IcmpErrorKind::Other { .. } => "icmp_other",
         }
     }
@@ -185,6 +192,9 @@ impl fmt::Display for IcmpErrorKind {
                 write!(f, "{what} (code {code})")
             }
             IcmpErrorKind::TimeExceeded => f.write_str("TTL exceeded in transit"),
+            IcmpErrorKind::FragmentationNeeded { mtu } => {
+                write!(f, "fragmentation needed and DF set (mtu = {mtu})")
+            }
             IcmpErrorKind::Other { icmp_type, code } => {
                 write!(f, "ICMP type {icmp_type} code {code}")
             }

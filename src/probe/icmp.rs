@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use surge_ping::Icmpv4Packet;
 use tokio::io::Interest;
@@ -25,7 +25,9 @@ use tracing::{debug, info};
 
 use crate::config::SocketKind;
 use crate::messages::IcmpErrorKind;
+use crate::probe::icmp_error::{error_kind, raw_next_hop_mtu, recv_queued, QueuedError};
 use crate::probe::pinger::{Echo, Prober};
+use crate::probe::syscall::{recv_with_timestamp, set_int_option, Datagram};
 
 /// The ICMP socket type actually in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,9 +229,21 @@ impl SocketType {
 /// kernel owns it and delivers only this socket's replies) and sequence number.
 type Key = (Ipv4Addr, u16, u16);
 
-/// A reply as the receive task saw it.
+/// What came back for a request: its echo reply, or a router's ICMP error quoting it.
+enum Answer {
+    Reply,
+    Error {
+        /// The router that sent the error.
+        from: Ipv4Addr,
+        kind: IcmpErrorKind,
+    },
+}
+
+/// A reply or error as the receive task saw it.
 struct Arrival {
-    packet: Icmpv4Packet,
+    /// The sequence number it answers.
+    seq: u16,
+    answer: Answer,
     /// When the kernel received it (`SO_TIMESTAMPNS`, wall clock), if it said.
     kernel_time: Option<SystemTime>,
     /// When the receive task read it.
@@ -248,6 +262,8 @@ struct ReceiveState {
     kernel_timestamps: bool,
     waiters: Mutex<HashMap<Key, Waiter>>,
     next_waiter: AtomicU64,
+    /// The path MTU the kernel gave with its last local `EMSGSIZE` per target (DGRAM).
+    local_mtu: Mutex<HashMap<Ipv4Addr, u32>>,
 }
 
 /// One ICMP socket and the task that reads it; the task stops when the socket goes.
@@ -286,6 +302,11 @@ impl EchoSocket {
         }
         let kernel_timestamps =
             set_int_option(socket.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
+        // A ping socket hears of routers' ICMP errors only through its error queue, and
+        // only with IP_RECVERR (net/ipv4/ping.c); a raw socket reads them as packets.
+        if socket_type == SocketType::Dgram {
+            set_int_option(socket.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1)?;
+        }
         let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
         let shared = Arc::new(ReceiveState {
             udp,
@@ -293,6 +314,7 @@ impl EchoSocket {
             kernel_timestamps,
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
+            local_mtu: Mutex::new(HashMap::new()),
         });
         let receiver = tokio::spawn(receive(Arc::clone(&shared)));
         Ok(Arc::new(Self { shared, receiver }))
@@ -332,6 +354,57 @@ impl ReceiveState {
             waiters.remove(&key);
         }
     }
+
+    /// Hands an answer to the probe waiting for `key`.
+    fn deliver(&self, key: Key, arrival: Arrival) {
+        let waiter = self.waiters.lock().expect("waiters lock").remove(&key);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.reply.send(arrival);
+            }
+            None => debug!(?key, "ICMP packet nobody waits for"),
+        }
+    }
+
+    /// Acts on one entry of the error queue read at `read_at`.
+    fn handle_queued(&self, queued: QueuedError, read_at: Instant) {
+        match queued {
+            QueuedError::Remote {
+                target,
+                seq,
+                offender,
+                kind,
+            } => {
+                let arrival = Arrival {
+                    seq,
+                    answer: Answer::Error {
+                        from: offender.unwrap_or(target),
+                        kind,
+                    },
+                    kernel_time: None,
+                    read_at,
+                };
+                self.deliver((target, 0, seq), arrival);
+            }
+            QueuedError::Local { target, errno, mtu } => {
+                debug!(%target, errno, mtu, "local ICMP send error");
+                if errno == libc::EMSGSIZE {
+                    self.local_mtu
+                        .lock()
+                        .expect("local mtu lock")
+                        .insert(target, mtu);
+                }
+            }
+            QueuedError::Ignored => debug!("error queue entry for no echo of ours"),
+        }
+    }
+
+    /// Reads the error queue until it is empty, without waiting.
+    fn drain_queued(&self) {
+        while let Ok(queued) = recv_queued(self.udp.as_fd()) {
+            self.handle_queued(queued, Instant::now());
+        }
+    }
 }
 
 /// Removes its waiter when dropped (a failed send, a cancelled probe), unless kept.
@@ -358,21 +431,40 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// Reads the socket for as long as it is open, handing each reply to its waiter.
+/// What one read of an ICMP socket gave.
+enum Read {
+    Datagram(Datagram),
+    Queued(QueuedError),
+}
+
+/// Reads the socket for as long as it is open, handing each reply or error to its waiter.
 async fn receive(shared: Arc<ReceiveState>) {
     let mut buf = vec![0u8; 2048];
+    let dgram = shared.socket_type == SocketType::Dgram;
     loop {
+        // A queued ICMP error wakes the socket as an error, not as readable.
         let read = shared
             .udp
-            .async_io(Interest::READABLE, || {
-                recv_with_timestamp(shared.udp.as_fd(), &mut buf)
+            .async_io(Interest::READABLE | Interest::ERROR, || {
+                if dgram {
+                    match recv_queued(shared.udp.as_fd()) {
+                        Ok(queued) => return Ok(Read::Queued(queued)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                recv_with_timestamp(shared.udp.as_fd(), &mut buf).map(Read::Datagram)
             })
             .await;
         let read_at = Instant::now();
         let datagram = match read {
-            Ok(datagram) => datagram,
-            // A DGRAM socket reports an ICMP error that arrived for it as a read error;
-            // the probe it answers times out.
+            Ok(Read::Datagram(datagram)) => datagram,
+            Ok(Read::Queued(queued)) => {
+                shared.handle_queued(queued, read_at);
+                continue;
+            }
+            // The pending error of an ICMP error whose details wait in the error queue,
+            // read on the next turn.
             Err(error) => {
                 debug!(%error, "ICMP socket read error");
                 continue;
@@ -384,111 +476,30 @@ async fn receive(shared: Arc<ReceiveState>) {
         };
         // A RAW socket sees every ICMP packet for this host, the requests it sends to
         // loopback targets included: whatever does not decode as an answer is skipped.
-        let Ok(packet) = Icmpv4Packet::decode(
-            &buf[..datagram.len],
-            kind,
-            datagram.from,
-            Ipv4Addr::UNSPECIFIED,
-        ) else {
+        let bytes = &buf[..datagram.len];
+        let Ok(packet) = Icmpv4Packet::decode(bytes, kind, datagram.from, Ipv4Addr::UNSPECIFIED)
+        else {
             continue;
         };
         let ident = match shared.socket_type {
             SocketType::Dgram => 0,
             SocketType::Raw => packet.get_identifier().0,
         };
-        let key = (packet.get_real_dest(), ident, packet.get_sequence().0);
-        let waiter = shared.waiters.lock().expect("waiters lock").remove(&key);
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.reply.send(Arrival {
-                    packet,
-                    kernel_time: datagram.kernel_time,
-                    read_at,
-                });
-            }
-            None => debug!(from = %datagram.from, ?key, "ICMP packet nobody waits for"),
-        }
-    }
-}
-
-/// One datagram read from an ICMP socket.
-struct Datagram {
-    len: usize,
-    from: Ipv4Addr,
-    kernel_time: Option<SystemTime>,
-}
-
-/// `recvmsg` with room for the kernel's receive timestamp.
-#[allow(unsafe_code)]
-fn recv_with_timestamp(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Datagram> {
-    // u64s keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: sockaddr_in and msghdr are plain C structs for which all-zero is valid.
-    let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at a live local (or `buf`) of the length given,
-    // and they all outlive the call; the descriptor is borrowed for it.
-    let len = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if len < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut kernel_time = None;
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
-    // msg_controllen; the timestamp is read unaligned from inside that buffer.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                kernel_time = u64::try_from(ts.tv_sec)
-                    .ok()
-                    .map(|s| UNIX_EPOCH + Duration::new(s, ts.tv_nsec as u32));
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok(Datagram {
-        len: len as usize,
-        from: Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
-        kernel_time,
-    })
-}
-
-/// Sets an integer socket option.
-#[allow(unsafe_code)]
-fn set_int_option(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the descriptor is borrowed for the call, and the option value is a c_int
-    // that lives on the stack for its whole duration.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        let seq = packet.get_sequence().0;
+        let answer = match packet.get_icmp_type().0 {
+            0 => Answer::Reply,
+            icmp_type => Answer::Error {
+                from: packet.get_source(),
+                kind: error_kind(icmp_type, packet.get_icmp_code().0, raw_next_hop_mtu(bytes)),
+            },
+        };
+        let arrival = Arrival {
+            seq,
+            answer,
+            kernel_time: datagram.kernel_time,
+            read_at,
+        };
+        shared.deliver((packet.get_real_dest(), ident, seq), arrival);
     }
 }
 
@@ -577,6 +588,32 @@ impl EchoProber {
     }
 }
 
+impl EchoProber {
+    /// Says why a send failed with `EMSGSIZE`: a local error, nothing left this host. The
+    /// kernel queues the MTU it knows before the send returns.
+    fn over_local_mtu(&self) -> String {
+        let shared = &self.socket.shared;
+        shared.drain_queued();
+        let mtu = shared
+            .local_mtu
+            .lock()
+            .expect("local mtu lock")
+            .remove(&self.address);
+        let bytes = self.request.len() + 20;
+        match mtu {
+            Some(mtu) => format!(
+                "local error: a {bytes}-byte packet is over the path MTU of {mtu} bytes this \
+                 host knows for {}",
+                self.address
+            ),
+            None => format!(
+                "local error: a {bytes}-byte packet is over the path MTU this host knows for {}",
+                self.address
+            ),
+        }
+    }
+}
+
 impl Drop for EchoProber {
     fn drop(&mut self) {
         self.retire_timed_out();
@@ -593,6 +630,9 @@ impl Prober for EchoProber {
         let sent_wall = SystemTime::now();
         let sent = Instant::now();
         if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
+            if error.raw_os_error() == Some(libc::EMSGSIZE) {
+                return Echo::SendFailed(self.over_local_mtu());
+            }
             return Echo::SendFailed(error.to_string());
         }
         let arrival = match tokio::time::timeout(timeout, &mut reply).await {
@@ -604,23 +644,16 @@ impl Prober for EchoProber {
                 return Echo::Timeout;
             }
         };
-        let packet = &arrival.packet;
-        let seq = packet.get_sequence().0;
-        let icmp_type = packet.get_icmp_type().0;
-        let code = packet.get_icmp_code().0;
-        let kind = match icmp_type {
-            0 => {
-                let rtt = round_trip(sent, sent_wall, arrival.kernel_time, arrival.read_at);
-                return Echo::Reply { seq, rtt };
-            }
-            3 => IcmpErrorKind::Unreachable { code },
-            11 => IcmpErrorKind::TimeExceeded,
-            _ => IcmpErrorKind::Other { icmp_type, code },
-        };
-        Echo::IcmpError {
-            seq,
-            from: IpAddr::V4(packet.get_source()),
-            kind,
+        match arrival.answer {
+            Answer::Reply => Echo::Reply {
+                seq: arrival.seq,
+                rtt: round_trip(sent, sent_wall, arrival.kernel_time, arrival.read_at),
+            },
+            Answer::Error { from, kind } => Echo::IcmpError {
+                seq: arrival.seq,
+                from: IpAddr::V4(from),
+                kind,
+            },
         }
     }
 

@@ -1,5 +1,8 @@
-//! The data plane: ICMP sockets, the per-target pinger loop and per-target counters.
+//! The data plane: ICMP sockets, the ICMP errors they bring back, the per-target pinger
+//! loop and per-target counters.
 
 pub mod icmp;
+pub mod icmp_error;
 pub mod pinger;
 pub mod stats;
+pub mod syscall;
