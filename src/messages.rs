@@ -64,6 +64,16 @@ pub enum Observation {
     },
     /// A sink finished a delivery.
     Delivery(DeliveryReport),
+    /// A path-MTU measurement of a tunnel finished.
+    PathMtu {
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// When.
+        at: Instant,
+        /// What it found; `None` when not even the smallest probe came back (the tunnel's
+        /// down verdict comes from the keepalive pings).
+        reading: Option<PathMtuReading>,
+    },
     /// Ticks were skipped because the task fell behind its schedule.
     ScheduleSlip {
         /// Which target.
@@ -84,9 +94,52 @@ impl Observation {
             Observation::Ec2 { .. }
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
+            | Observation::PathMtu { .. }
             | Observation::Delivery(_) => {}
         }
     }
+}
+
+/// How a path-MTU measurement found its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtuLimitFound {
+    /// The largest size probed (1500 bytes) came back: nothing on the path is smaller.
+    Reply,
+    /// A router answered "fragmentation needed and DF set" with its next-hop MTU.
+    FragNeeded,
+    /// Larger packets vanished without an ICMP error while smaller ones came back.
+    Silent,
+}
+
+impl MtuLimitFound {
+    /// Returns `reply`, `frag_needed` or `silent`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MtuLimitFound::Reply => "reply",
+            MtuLimitFound::FragNeeded => "frag_needed",
+            MtuLimitFound::Silent => "silent",
+        }
+    }
+}
+
+/// One path-MTU measurement through a tunnel, to one of its pinned targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathMtuReading {
+    /// The largest IP packet, in bytes, that crossed with DF set (or the MTU a router
+    /// gave in its "fragmentation needed").
+    pub bytes: u32,
+    /// How the limit was found.
+    pub found: MtuLimitFound,
+    /// The size that should cross (`[mtu] expected` or the tunnel's `mtu`).
+    pub expected: u32,
+    /// The target probed.
+    pub target: std::net::Ipv4Addr,
+    /// The router that sent "fragmentation needed", if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<IpAddr>,
+    /// How many probes the measurement took.
+    pub probes: u32,
 }
 
 /// What became of one echo request.

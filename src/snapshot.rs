@@ -105,6 +105,9 @@ pub struct TunnelSnapshot {
     /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<TunnelMaintenance>,
+    /// The last path-MTU measurement (`[mtu]`), if one found anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<crate::health::path_mtu::TunnelPathMtu>,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
 }
@@ -191,6 +194,7 @@ impl Snapshot {
                         TunnelSnapshot {
                             aws,
                             maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
+                            path_mtu: None,
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
                             state: h.verdict.clone(),

@@ -110,14 +110,18 @@ fn setup_with_ec2(alerts: &str) -> Scenario {
 }
 
 fn setup_with(mode: Mode, alerts: &str, with_ec2: bool) -> Scenario {
-    let lab = Lab::new();
+    setup_in(Lab::new(), mode, alerts, with_ec2, "")
+}
+
+/// A scenario in a lab prepared by the caller, with `extra` appended to the config.
+fn setup_in(lab: Lab, mode: Mode, alerts: &str, with_ec2: bool, extra: &str) -> Scenario {
     let mut command = lab.exec(&lab.vpc, aws_double_binary().to_str().unwrap());
     command.args(["--listen", "0.0.0.0:0"]);
     let double = AwsDouble::start_reachable(command, Some(lab.reach()));
     ec2(&double, "UP", "UP");
     let config = write_temp(
         "lab.toml",
-        &config_text(double.addr.port(), mode, alerts, with_ec2),
+        &(config_text(double.addr.port(), mode, alerts, with_ec2) + extra),
     );
     let state = temp_dir("lab-state");
     let daemon = start_daemon(&lab, &config, &state, mode);
@@ -651,99 +655,6 @@ fn detection_latency_over_repeated_breaks() {
     assert!(page_max <= BOUND && health_max <= BOUND, "{table}");
 }
 
-/// What the daemon said of tunnel A's target once its router turned the probes away with
-/// an ICMP error: the target's /status reason, the probes lost as `icmp_error` and as
-/// `timeout` on /metrics, and the page subjects.
-struct IcmpErrorReading {
-    reason: String,
-    icmp_errors: u64,
-    timeouts: u64,
-    pages: Vec<String>,
-}
-
-fn lost_on_tunnel_a(metrics: &str, reason: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("tunnelkeeper_probe_lost_total{"))
-        .filter(|l| l.contains("tunnel=\"dc-a\"") && l.contains(&format!("reason=\"{reason}\"")))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
-fn icmp_error_on_tunnel_a(mode: Mode, break_a: impl Fn(&Lab), expected: &str) -> IcmpErrorReading {
-    let s = setup(mode, "");
-    break_a(&s.lab);
-    let target = |s: &Scenario| s.status()["connections"][0]["tunnels"][0]["targets"][0].clone();
-    let start = Instant::now();
-    while target(&s)["state"] != "down" && start.elapsed() < BOUND * 2 {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let down = target(&s);
-    assert_eq!(
-        down["state"],
-        "down",
-        "{mode:?}: {down}; log:\n{}",
-        s.daemon.log()
-    );
-    let reason = down["reason"].as_str().unwrap().to_string();
-    assert!(
-        reason.ends_with(expected),
-        "{mode:?}: the reason names the error and the router: {reason}"
-    );
-    let pages = s.wait_pages(1, BOUND);
-    let metrics = s.daemon.get("/metrics").1;
-    IcmpErrorReading {
-        reason,
-        icmp_errors: lost_on_tunnel_a(&metrics, "icmp_error"),
-        timeouts: lost_on_tunnel_a(&metrics, "timeout"),
-        pages,
-    }
-}
-
-/// Runs the scenario as root on a raw socket and as nobody on a DGRAM socket, and checks
-/// that both saw the same ICMP errors, said the same and paged the same.
-fn same_icmp_error_in_both_socket_modes(break_a: impl Fn(&Lab), expected: &str) {
-    let raw = icmp_error_on_tunnel_a(Mode::RawRoot, &break_a, expected);
-    let dgram = icmp_error_on_tunnel_a(Mode::DgramUnprivileged, &break_a, expected);
-    for (mode, r) in [("raw", &raw), ("dgram", &dgram)] {
-        assert!(
-            r.icmp_errors >= DOWN_AFTER as u64,
-            "{mode}: counted as icmp_error: {}",
-            r.icmp_errors
-        );
-        assert_eq!(r.timeouts, 0, "{mode}: no probe timed out");
-        assert_eq!(r.pages.len(), 1, "{mode}: {:?}", r.pages);
-    }
-    assert_eq!(raw.reason, dgram.reason);
-    assert_eq!(raw.pages, dgram.pages);
-}
-
-#[test]
-#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
-fn a_router_rejecting_as_admin_prohibited_is_an_icmp_error_in_both_socket_modes() {
-    need_lab();
-    same_icmp_error_in_both_socket_modes(
-        |lab| lab.reject(1, "admin-prohibited"),
-        "last: administratively prohibited (code 13) (ICMP from 10.1.1.2)",
-    );
-}
-
-#[test]
-#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
-fn a_router_rejecting_as_host_unreachable_is_an_icmp_error_in_both_socket_modes() {
-    need_lab();
-    same_icmp_error_in_both_socket_modes(
-        |lab| lab.reject(1, "host-unreachable"),
-        "last: host unreachable (code 1) (ICMP from 10.1.1.2)",
-    );
-}
-
-#[test]
-#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
-fn a_router_answering_ttl_exceeded_is_an_icmp_error_in_both_socket_modes() {
-    need_lab();
-    same_icmp_error_in_both_socket_modes(
-        |lab| lab.expire_ttl(1),
-        "last: TTL exceeded in transit (ICMP from 10.1.1.2)",
-    );
-}
+/// The data-plane scenarios: ICMP errors in both socket modes, and path MTU.
+#[path = "lab_data_plane/mod.rs"]
+mod data_plane;

@@ -14,6 +14,7 @@ use crate::alert::router::Alerting;
 use crate::config::{Config, TargetScope};
 use crate::daemon::systemd::Notifier;
 use crate::health::control_plane::ControlPlane;
+use crate::health::path_mtu::PathMtus;
 use crate::health::{HealthModel, Verdict, VpnState};
 use crate::liveness::Heartbeat;
 use crate::messages::PollResult;
@@ -85,6 +86,9 @@ pub struct Monitor {
     snapshots: watch::Sender<Arc<Snapshot>>,
     hooks: Hooks,
     last_status: String,
+    /// Each tunnel's last path-MTU measurement (measured again within an interval after
+    /// a reload, so not carried).
+    path_mtu: PathMtus,
 }
 
 impl Monitor {
@@ -118,6 +122,7 @@ impl Monitor {
             }
         }
         let monitor = Self {
+            path_mtu: PathMtus::new(&config),
             config,
             model,
             control,
@@ -251,6 +256,15 @@ impl Monitor {
                     info!(target = %self.config.targets[target.0].name, "moved to a fresh ICMP socket after consecutive timeouts");
                 }
                 false
+            }
+            Observation::PathMtu {
+                tunnel,
+                at,
+                reading,
+            } => {
+                self.metrics.set_path_mtu(tunnel, reading.as_ref());
+                self.path_mtu.handle(tunnel, reading, self.clock.at(at));
+                true
             }
             Observation::ScheduleSlip { missed, .. } => {
                 self.metrics.schedule_slipped(missed);
@@ -519,6 +533,10 @@ impl Monitor {
             self.meta,
             now,
         );
+        for id in self.config.tunnel_ids() {
+            snapshot.connections[id.connection].tunnels[id.tunnel].path_mtu =
+                self.path_mtu.get(id).cloned();
+        }
         snapshot.alerts = self.alerting.views(now);
         snapshot.outbox_length = self.alerting.outbox_len();
         snapshot.metrics = Some(self.metrics.clone());

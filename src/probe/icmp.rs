@@ -25,6 +25,7 @@ use tracing::{debug, info};
 
 use crate::config::SocketKind;
 use crate::messages::IcmpErrorKind;
+use crate::probe::echo_packet::write_echo_request;
 use crate::probe::icmp_error::{error_kind, raw_next_hop_mtu, recv_queued, QueuedError};
 use crate::probe::pinger::{Echo, Prober};
 use crate::probe::syscall::{recv_with_timestamp, set_int_option, Datagram};
@@ -94,6 +95,8 @@ pub enum IcmpOpenError {
 pub struct IcmpSockets {
     socket_type: SocketType,
     receive_buffer: usize,
+    /// Whether the sockets send with DF set whatever path MTU the kernel has cached.
+    pmtu_probe: bool,
     current: Mutex<SocketGeneration>,
 }
 
@@ -117,8 +120,8 @@ impl IcmpSockets {
         // Replies arrive spread over the interval, but a burst (a tunnel coming back) can
         // bring one per target at once; the kernel drops what does not fit the buffer.
         let receive_buffer = (targets * 2048).clamp(1 << 20, 16 << 20);
-        let first = EchoSocket::open(wanted, receive_buffer)
-            .or_else(|_| EchoSocket::open(wanted.other(), receive_buffer));
+        let first = EchoSocket::open(wanted, receive_buffer, false)
+            .or_else(|_| EchoSocket::open(wanted.other(), receive_buffer, false));
         let socket = first.map_err(|cause| IcmpOpenError::Unavailable {
             cause,
             gid: read_gid(),
@@ -157,6 +160,23 @@ impl IcmpSockets {
         Ok(Arc::new(Self {
             socket_type,
             receive_buffer: effective,
+            pmtu_probe: false,
+            current: Mutex::new(SocketGeneration {
+                number: 0,
+                socket,
+                opened: Instant::now(),
+            }),
+        }))
+    }
+
+    /// Opens a pool of this type whose sockets send path-MTU probes: DF set, and sizes
+    /// over the path MTU the kernel has cached still sent (`IP_PMTUDISC_PROBE`).
+    pub fn open_path_mtu(&self) -> io::Result<Arc<Self>> {
+        let socket = EchoSocket::open(self.socket_type, 1 << 20, true)?;
+        Ok(Arc::new(Self {
+            socket_type: self.socket_type,
+            receive_buffer: 1 << 20,
+            pmtu_probe: true,
             current: Mutex::new(SocketGeneration {
                 number: 0,
                 socket,
@@ -186,7 +206,7 @@ impl IcmpSockets {
         if g.number > have || g.opened.elapsed() < MIN_GENERATION_AGE {
             return Ok((g.number, g.socket.clone()));
         }
-        let socket = EchoSocket::open(self.socket_type, self.receive_buffer)?;
+        let socket = EchoSocket::open(self.socket_type, self.receive_buffer, self.pmtu_probe)?;
         *g = SocketGeneration {
             number: g.number + 1,
             socket,
@@ -279,7 +299,11 @@ impl Drop for EchoSocket {
 }
 
 impl EchoSocket {
-    fn open(socket_type: SocketType, receive_buffer: usize) -> io::Result<Arc<Self>> {
+    fn open(
+        socket_type: SocketType,
+        receive_buffer: usize,
+        pmtu_probe: bool,
+    ) -> io::Result<Arc<Self>> {
         let kind = match socket_type {
             SocketType::Dgram => socket2::Type::DGRAM,
             SocketType::Raw => socket2::Type::RAW,
@@ -306,6 +330,10 @@ impl EchoSocket {
         // only with IP_RECVERR (net/ipv4/ping.c); a raw socket reads them as packets.
         if socket_type == SocketType::Dgram {
             set_int_option(socket.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1)?;
+        }
+        if pmtu_probe {
+            let probe = libc::IP_PMTUDISC_PROBE;
+            set_int_option(socket.as_fd(), libc::SOL_IP, libc::IP_MTU_DISCOVER, probe)?;
         }
         let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
         let shared = Arc::new(ReceiveState {
@@ -536,30 +564,6 @@ fn read_gid() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Fills in an echo request: type 8, code 0, identifier, sequence, checksum. On DGRAM
-/// sockets the kernel overwrites the identifier and checksum.
-fn write_echo_request(packet: &mut [u8], ident: u16, seq: u16) {
-    packet[0] = 8;
-    packet[1] = 0;
-    packet[2..4].copy_from_slice(&[0, 0]);
-    packet[4..6].copy_from_slice(&ident.to_be_bytes());
-    packet[6..8].copy_from_slice(&seq.to_be_bytes());
-    let checksum = internet_checksum(packet);
-    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
-}
-
-/// The RFC 1071 checksum.
-fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Pings one target over the shared socket.
 pub struct EchoProber {
     sockets: Arc<IcmpSockets>,
@@ -589,6 +593,12 @@ impl EchoProber {
 }
 
 impl EchoProber {
+    /// Makes the following requests IP packets of `ip_bytes` bytes (header included).
+    pub fn set_packet_bytes(&mut self, ip_bytes: u32) {
+        self.request
+            .resize((ip_bytes as usize).saturating_sub(20).max(8), 0);
+    }
+
     /// Says why a send failed with `EMSGSIZE`: a local error, nothing left this host. The
     /// kernel queues the MTU it knows before the send returns.
     fn over_local_mtu(&self) -> String {
@@ -739,22 +749,6 @@ mod tests {
             prober.socket.shared.waiters.lock().unwrap().is_empty(),
             "no waiter is left behind"
         );
-    }
-
-    #[test]
-    fn echo_requests_carry_a_valid_checksum() {
-        let mut packet = vec![0u8; 8 + 56];
-        packet[8..]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, b)| *b = i as u8);
-        write_echo_request(&mut packet, 0x1234, 7);
-        assert_eq!(&packet[..2], &[8, 0]);
-        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
-        // A packet with its checksum in place sums to zero.
-        assert_eq!(internet_checksum(&packet), 0);
-        // Odd lengths pad with a zero byte (RFC 1071).
-        assert_eq!(internet_checksum(&[0xff]), !0xff00);
     }
 
     #[test]

@@ -353,7 +353,32 @@ impl Lab {
         );
     }
 
-    /// Undoes `blackhole`, `loss`, `reject` and `expire_ttl`.
+    /// Narrows tunnel `i`'s onward link (router to datacenter) to `mtu` bytes: packets
+    /// larger than that with DF set get "fragmentation needed" from the router.
+    pub fn narrow_onward_link(&self, i: usize, mtu: u32) {
+        must(&[
+            "ip",
+            "-n",
+            &self.tun[i - 1],
+            "link",
+            "set",
+            &format!("t{i}-d"),
+            "mtu",
+            &mtu.to_string(),
+        ]);
+    }
+
+    /// Makes tunnel `i`'s router drop the "fragmentation needed" errors it sends: a path-MTU
+    /// black hole.
+    pub fn drop_frag_needed(&self, i: usize) {
+        self.nft_at(
+            i,
+            "output",
+            "icmp type destination-unreachable icmp code 4 drop",
+        );
+    }
+
+    /// Undoes `blackhole`, `loss`, `reject`, `expire_ttl` and `drop_frag_needed`.
     pub fn mend(&self, i: usize) {
         let _ = run(&[
             "ip",

@@ -5,6 +5,7 @@ use super::*;
 
 mod alerting;
 mod http;
+mod mtu;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
@@ -76,6 +77,11 @@ impl<'a> Validator<'a> {
             },
         );
 
+        let any_pinned = raw
+            .vpn
+            .iter()
+            .any(|v| v.tunnel.iter().any(|t| !t.targets.is_empty()));
+        let mtu = self.mtu(raw.mtu.as_ref(), any_pinned);
         let mut targets: Vec<TargetSpec> = Vec::new();
         let mut connections = Vec::new();
         // Each map remembers the key path that first used a value, for duplicate messages.
@@ -174,6 +180,7 @@ impl<'a> Validator<'a> {
                     name: TunnelName::new(tname),
                     outside_ip,
                     targets: ids,
+                    expected_mtu: self.tunnel_mtu(&tkey, tunnel.mtu.as_ref(), &mtu),
                 });
             }
             connections.push(ConnectionSpec {
@@ -247,6 +254,7 @@ impl<'a> Validator<'a> {
             socket: raw.probe.socket.unwrap_or_default(),
             connections,
             targets,
+            mtu,
             warnings: Vec::new(),
         }
     }
