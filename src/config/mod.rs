@@ -230,7 +230,8 @@ impl AlertsConfig {
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable
             | AlertClass::ConnectionNotFound
-            | AlertClass::TunnelMaintenancePending => class.severity(),
+            | AlertClass::TunnelMaintenancePending
+            | AlertClass::MtuBlackHole => class.severity(),
         }
     }
 }

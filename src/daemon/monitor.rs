@@ -518,6 +518,7 @@ impl Monitor {
         self.alerting.evaluate(
             &self.model,
             self.control.as_ref(),
+            &self.path_mtu,
             self.clock.now(),
             targets_known && control_known,
         );
@@ -537,6 +538,9 @@ impl Monitor {
             snapshot.connections[id.connection].tunnels[id.tunnel].path_mtu =
                 self.path_mtu.get(id).cloned();
         }
+        snapshot
+            .advisories
+            .extend(self.path_mtu.advisories(&self.config));
         snapshot.alerts = self.alerting.views(now);
         snapshot.outbox_length = self.alerting.outbox_len();
         snapshot.metrics = Some(self.metrics.clone());

@@ -17,6 +17,7 @@ const FOUND: [MtuLimitFound; 3] = [
 pub(super) struct PathMtuSeries {
     bytes: IntGaugeVec,
     found: IntGaugeVec,
+    expected: IntGaugeVec,
 }
 
 impl PathMtuSeries {
@@ -48,10 +49,31 @@ impl PathMtuSeries {
             )
             .unwrap(),
         );
-        let series = Self { bytes, found };
+        let expected = register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tunnel_path_mtu_expected_bytes",
+                    "The IP packet size (bytes) that should cross the tunnel with DF set: [mtu] expected or the tunnel's mtu.",
+                ),
+                &["vpn", "tunnel"],
+            )
+            .unwrap(),
+        );
+        let series = Self {
+            bytes,
+            found,
+            expected,
+        };
         if config.mtu.enabled {
             for id in config.tunnel_ids() {
-                if !config.tunnel(id).targets.is_empty() {
+                let tunnel = config.tunnel(id);
+                if !tunnel.targets.is_empty() {
+                    let (vpn, name) = &labels[id.connection][id.tunnel];
+                    series
+                        .expected
+                        .with_label_values(&[vpn.as_str(), name.as_str()])
+                        .set(i64::from(tunnel.expected_mtu));
                     series.set(&labels[id.connection][id.tunnel], None);
                 }
             }

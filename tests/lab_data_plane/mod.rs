@@ -137,13 +137,31 @@ fn path_mtu_metric(s: &Scenario, tunnel: &str) -> u64 {
         .unwrap_or_else(|| panic!("no path MTU series for {tunnel}"))
 }
 
+/// What the daemon said of the tunnels' path MTU: each tunnel's (bytes, found), the pages
+/// and the advisory codes with their tunnel.
+struct MtuReadings {
+    tunnels: Vec<(u64, String)>,
+    pages: Vec<String>,
+    advisories: Vec<String>,
+}
+
 /// Tunnel A's onward link has MTU 1300; its router's "fragmentation needed" errors are
-/// dropped (`black_hole`) or sent. Returns each tunnel's (bytes, found).
-fn narrow_tunnel_a(mode: Mode, black_hole: bool) -> Vec<(u64, String)> {
+/// dropped (`black_hole`) or sent.
+fn narrow_tunnel_a(mode: Mode, black_hole: bool) -> MtuReadings {
     let lab = Lab::new();
     lab.narrow_onward_link(1, 1300);
     if black_hole {
         lab.drop_frag_needed(1);
+    } else {
+        // The vpc's kernel learns the path MTU (1300) before the daemon starts: its
+        // probes must still go out whole, not be fragmented to fit (IP_PMTUDISC_PROBE).
+        let out = lab
+            .exec(&lab.vpc, "ping")
+            .args(["-c", "1", "-W", "1", "-M", "do", "-s", "1418", PINNED_A])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("mtu = 1300"), "ping learns the MTU: {said}");
     }
     let s = setup_in(lab, mode, "", false, MTU_LAB);
     let readings: Vec<(u64, String)> = path_mtus(&s)
@@ -160,7 +178,24 @@ fn narrow_tunnel_a(mode: Mode, black_hole: bool) -> Vec<(u64, String)> {
     // Small pings pass: the tunnel is up whatever its MTU.
     let (status, body) = s.health();
     assert_eq!(status, 200, "{mode:?}: {body}");
-    readings
+    let pages = s.wait_pages(usize::from(black_hole), Duration::from_secs(3));
+    let advisories = s.status()["advisories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["code"].as_str().unwrap(),
+                a["tunnel"].as_str().unwrap()
+            )
+        })
+        .collect();
+    MtuReadings {
+        tunnels: readings,
+        pages,
+        advisories,
+    }
 }
 
 #[test]
@@ -168,24 +203,37 @@ fn narrow_tunnel_a(mode: Mode, black_hole: bool) -> Vec<(u64, String)> {
 fn a_path_mtu_black_hole_is_measured_in_both_socket_modes() {
     need_lab();
     for mode in [Mode::RawRoot, Mode::DgramUnprivileged] {
-        let readings = narrow_tunnel_a(mode, true);
+        let r = narrow_tunnel_a(mode, true);
         assert_eq!(
-            readings,
+            r.tunnels,
             vec![(1300, "silent".into()), (1500, "reply".into())],
             "{mode:?}"
         );
+        assert_eq!(
+            r.pages,
+            vec!["[WARNING] MtuBlackHole dc-a: packets over 1300 bytes vanish without ICMP; expected 1446".to_string()],
+            "{mode:?}: tunnel A pages, tunnel B does not"
+        );
+        assert!(r.advisories.is_empty(), "{mode:?}: {:?}", r.advisories);
     }
 }
 
 #[test]
-#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces), iputils-ping"]
 fn a_narrow_tunnel_whose_router_says_frag_needed_is_measured_in_both_socket_modes() {
     need_lab();
+    common::need_tool("ping", "iputils-ping");
     for mode in [Mode::RawRoot, Mode::DgramUnprivileged] {
-        let readings = narrow_tunnel_a(mode, false);
+        let r = narrow_tunnel_a(mode, false);
         assert_eq!(
-            readings,
+            r.tunnels,
             vec![(1300, "frag_needed".into()), (1500, "reply".into())],
+            "{mode:?}"
+        );
+        assert!(r.pages.is_empty(), "{mode:?}: no page: {:?}", r.pages);
+        assert_eq!(
+            r.advisories,
+            vec!["path_mtu_below_expected dc-a".to_string()],
             "{mode:?}"
         );
     }
