@@ -16,6 +16,7 @@ the largest size. Writes the tables into BENCHMARKS.md between the `bench:start`
     sudo python3 bench/run.py                 # full run: installs peers, release build
     sudo python3 bench/run.py --smoke --binary target/debug/tunnelkeeper --no-install --out /tmp/b.md
     sudo python3 bench/run.py --baseline /path/to/an/earlier/tunnelkeeper   # adds before/after
+    sudo python3 bench/run.py --mtu --sizes 1000,10000   # only what path-MTU probing costs (bench/mtu_cost.py)
 
 Every number comes from this run; nothing is typed by hand.
 """
@@ -646,6 +647,8 @@ def main():
     p.add_argument("--baseline", help="an earlier tunnelkeeper build to measure RTT and HTTP load against, in the same run")
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--warmup", type=float, default=5)
+    p.add_argument("--mtu", action="store_true",
+                   help="measure only what path-MTU probing costs (bench/mtu_cost.py), into its own section")
     args = p.parse_args()
     args.rtt_count, args.http_seconds, args.http_rate = 150, 10, 10000
     if args.smoke:
@@ -676,6 +679,12 @@ def main():
     try:
         with open(range_file, "w") as f:
             f.write("0 2147483647")
+        if args.mtu:
+            import mtu_cost
+            body = mtu_cost.report(args, mtu_cost.measure(args, workdir))
+            mtu_cost.write(args.out, body)
+            print(body)
+            return
         for mode in args.modes.split(","):
             results[mode] = {}
             for n in args.size_list:

@@ -110,6 +110,9 @@ pub enum MtuLimitFound {
     FragNeeded,
     /// Larger packets vanished without an ICMP error while smaller ones came back.
     Silent,
+    /// This host would not send larger packets: its interface or route MTU is smaller
+    /// (`EMSGSIZE`).
+    Local,
 }
 
 impl MtuLimitFound {
@@ -119,6 +122,7 @@ impl MtuLimitFound {
             MtuLimitFound::Reply => "reply",
             MtuLimitFound::FragNeeded => "frag_needed",
             MtuLimitFound::Silent => "silent",
+            MtuLimitFound::Local => "local",
         }
     }
 }

@@ -263,8 +263,11 @@ impl Monitor {
                 reading,
             } => {
                 self.metrics.set_path_mtu(tunnel, reading.as_ref());
+                let before = self.path_mtu.verdict(tunnel);
                 self.path_mtu.handle(tunnel, reading, self.clock.at(at));
-                true
+                // A snapshot per measurement costs a walk over every target: only a new
+                // verdict (a black hole found or gone) is worth one before the next tick.
+                before != self.path_mtu.verdict(tunnel)
             }
             Observation::ScheduleSlip { missed, .. } => {
                 self.metrics.schedule_slipped(missed);

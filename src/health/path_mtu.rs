@@ -43,7 +43,7 @@ impl MtuVerdict {
         }
         match reading.found {
             MtuLimitFound::Silent => MtuVerdict::BlackHole { bytes, expected },
-            MtuLimitFound::FragNeeded | MtuLimitFound::Reply => {
+            MtuLimitFound::FragNeeded | MtuLimitFound::Reply | MtuLimitFound::Local => {
                 MtuVerdict::Narrow { bytes, expected }
             }
         }

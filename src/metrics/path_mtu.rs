@@ -8,10 +8,11 @@ use crate::config::Config;
 use crate::messages::{MtuLimitFound, PathMtuReading};
 use crate::types::TunnelId;
 
-const FOUND: [MtuLimitFound; 3] = [
+const FOUND: [MtuLimitFound; 4] = [
     MtuLimitFound::Reply,
     MtuLimitFound::FragNeeded,
     MtuLimitFound::Silent,
+    MtuLimitFound::Local,
 ];
 
 pub(super) struct PathMtuSeries {
@@ -43,7 +44,7 @@ impl PathMtuSeries {
             IntGaugeVec::new(
                 Opts::new(
                     "tunnelkeeper_tunnel_path_mtu_found",
-                    "1 for how the last path-MTU measurement found its limit: reply (1500 bytes crossed), frag_needed (a router said so) or silent (larger packets vanished without ICMP).",
+                    "1 for how the last path-MTU measurement found its limit: reply (1500 bytes crossed), frag_needed (a router said so), silent (larger packets vanished without ICMP) or local (this host's own MTU).",
                 ),
                 &["vpn", "tunnel", "found"],
             )

@@ -232,6 +232,7 @@ impl IcmpSockets {
             request: vec![0u8; 8 + payload_bytes as usize],
             timed_out: None,
             late: 0,
+            local_limit: None,
         }
     }
 }
@@ -578,6 +579,9 @@ pub struct EchoProber {
     timed_out: Option<(Key, u64, oneshot::Receiver<Arrival>)>,
     /// Late replies seen since [`Prober::late_replies`] was last asked.
     late: u32,
+    /// Set when the last send failed locally with `EMSGSIZE`: the path MTU this host
+    /// knows, if the kernel said (DGRAM sockets).
+    local_limit: Option<Option<u32>>,
 }
 
 impl EchoProber {
@@ -599,9 +603,15 @@ impl EchoProber {
             .resize((ip_bytes as usize).saturating_sub(20).max(8), 0);
     }
 
+    /// Returns, once, whether the last send failed locally as over the path MTU this host
+    /// knows, with that MTU if the kernel said.
+    pub fn take_local_limit(&mut self) -> Option<Option<u32>> {
+        self.local_limit.take()
+    }
+
     /// Says why a send failed with `EMSGSIZE`: a local error, nothing left this host. The
     /// kernel queues the MTU it knows before the send returns.
-    fn over_local_mtu(&self) -> String {
+    fn over_local_mtu(&mut self) -> String {
         let shared = &self.socket.shared;
         shared.drain_queued();
         let mtu = shared
@@ -610,6 +620,7 @@ impl EchoProber {
             .expect("local mtu lock")
             .remove(&self.address);
         let bytes = self.request.len() + 20;
+        self.local_limit = Some(mtu);
         match mtu {
             Some(mtu) => format!(
                 "local error: a {bytes}-byte packet is over the path MTU of {mtu} bytes this \
@@ -641,6 +652,7 @@ impl Prober for EchoProber {
         let sent = Instant::now();
         if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
             if error.raw_os_error() == Some(libc::EMSGSIZE) {
+                drop(registration);
                 return Echo::SendFailed(self.over_local_mtu());
             }
             return Echo::SendFailed(error.to_string());

@@ -30,6 +30,8 @@ pub enum SizeProbe {
     Reply,
     /// A router said "fragmentation needed" with next-hop MTU `mtu` (0: it gave none).
     FragNeeded { mtu: u32, router: IpAddr },
+    /// This host would not send it (`EMSGSIZE`): over its own MTU, `mtu` if known.
+    LocalLimit { mtu: Option<u32> },
     /// Nothing came back, or an error that says nothing of the size.
     Lost,
 }
@@ -44,6 +46,8 @@ pub struct MtuSearch {
     failed: u32,
     /// A router that said "fragmentation needed" without an MTU.
     router: Option<IpAddr>,
+    /// Whether this host refused a size itself.
+    local: bool,
     probes: u32,
     outcome: Option<Option<(u32, MtuLimitFound, Option<IpAddr>)>>,
 }
@@ -56,6 +60,7 @@ impl MtuSearch {
             passed: 0,
             failed: MAX_BYTES + 1,
             router: None,
+            local: false,
             probes: 0,
             outcome: None,
         }
@@ -89,6 +94,15 @@ impl MtuSearch {
                 self.router = Some(router);
                 self.failed = self.failed.min(size);
             }
+            // The kernel said which MTU it knows: no need to search for it either.
+            SizeProbe::LocalLimit { mtu: Some(mtu) } if mtu >= MIN_BYTES && mtu < size => {
+                self.outcome = Some(Some((mtu, MtuLimitFound::Local, None)));
+                return;
+            }
+            SizeProbe::LocalLimit { .. } => {
+                self.local = true;
+                self.failed = self.failed.min(size);
+            }
             SizeProbe::Lost if size <= MIN_BYTES => {
                 self.outcome = Some(None);
                 return;
@@ -98,10 +112,11 @@ impl MtuSearch {
         let settled = self.passed > 0 && self.failed - self.passed <= 1;
         if settled || self.probes >= MAX_PROBES {
             self.outcome = Some((self.passed > 0).then(|| {
-                let found = match (self.failed > MAX_BYTES, self.router) {
-                    (true, _) => MtuLimitFound::Reply,
-                    (false, Some(_)) => MtuLimitFound::FragNeeded,
-                    (false, None) => MtuLimitFound::Silent,
+                let found = match (self.failed > MAX_BYTES, self.router, self.local) {
+                    (true, _, _) => MtuLimitFound::Reply,
+                    (false, Some(_), _) => MtuLimitFound::FragNeeded,
+                    (false, None, true) => MtuLimitFound::Local,
+                    (false, None, false) => MtuLimitFound::Silent,
                 };
                 (self.passed, found, self.router)
             }));
@@ -132,14 +147,34 @@ pub trait SizedProber: Send + 'static {
         seq: u16,
         bytes: u32,
         timeout: Duration,
-    ) -> impl std::future::Future<Output = Echo> + Send;
+    ) -> impl std::future::Future<Output = SizeProbe> + Send;
 }
 
 impl SizedProber for crate::probe::icmp::EchoProber {
-    async fn probe_size(&mut self, seq: u16, bytes: u32, timeout: Duration) -> Echo {
+    async fn probe_size(&mut self, seq: u16, bytes: u32, timeout: Duration) -> SizeProbe {
         use crate::probe::pinger::Prober;
         self.set_packet_bytes(bytes);
-        self.probe(seq, timeout).await
+        let echo = self.probe(seq, timeout).await;
+        if let Some(mtu) = self.take_local_limit() {
+            return SizeProbe::LocalLimit { mtu };
+        }
+        size_probe(echo, seq)
+    }
+}
+
+/// What an echo says of the size it was sent at.
+fn size_probe(echo: Echo, seq: u16) -> SizeProbe {
+    match echo {
+        Echo::Reply { seq: got, .. } if got == seq => SizeProbe::Reply,
+        Echo::IcmpError {
+            seq: got,
+            from,
+            kind: IcmpErrorKind::FragmentationNeeded { mtu },
+        } if got == seq => SizeProbe::FragNeeded { mtu, router: from },
+        other => {
+            debug!(seq, ?other, "path-MTU probe lost");
+            SizeProbe::Lost
+        }
     }
 }
 
@@ -154,19 +189,7 @@ pub async fn measure<P: SizedProber>(
     let mut search = MtuSearch::new(expected);
     while let Some(size) = search.next_size() {
         *seq = seq.wrapping_add(1);
-        let echo = prober.probe_size(*seq, size, timeout).await;
-        let result = match echo {
-            Echo::Reply { seq: got, .. } if got == *seq => SizeProbe::Reply,
-            Echo::IcmpError {
-                seq: got,
-                from,
-                kind: IcmpErrorKind::FragmentationNeeded { mtu },
-            } if got == *seq => SizeProbe::FragNeeded { mtu, router: from },
-            other => {
-                debug!(%target, size, ?other, "path-MTU probe lost");
-                SizeProbe::Lost
-            }
-        };
+        let result = prober.probe_size(*seq, size, timeout).await;
         search.record(size, result);
     }
     search.reading(target).flatten()
@@ -238,8 +261,8 @@ mod tests {
     }
 
     impl SizedProber for Path {
-        async fn probe_size(&mut self, seq: u16, bytes: u32, _: Duration) -> Echo {
-            match (self.dead, bytes <= self.mtu, self.icmp) {
+        async fn probe_size(&mut self, seq: u16, bytes: u32, _: Duration) -> SizeProbe {
+            let echo = match (self.dead, bytes <= self.mtu, self.icmp) {
                 (true, _, _) | (false, false, false) => Echo::Timeout,
                 (false, true, _) => Echo::Reply {
                     seq,
@@ -250,7 +273,8 @@ mod tests {
                     from: ROUTER,
                     kind: IcmpErrorKind::FragmentationNeeded { mtu: self.mtu },
                 },
-            }
+            };
+            size_probe(echo, seq)
         }
     }
 
@@ -345,6 +369,30 @@ mod tests {
             (1000, MtuLimitFound::FragNeeded, Some(ROUTER))
         );
         assert_eq!(&sizes[..2], &[1446, MIN_BYTES], "{sizes:?}");
+    }
+
+    #[test]
+    fn a_size_this_host_refuses_is_its_own_limit_not_a_black_hole() {
+        // The kernel said its MTU (DGRAM): that ends the search.
+        let mut search = MtuSearch::new(1446);
+        search.record(1446, SizeProbe::LocalLimit { mtu: Some(1400) });
+        let r = search.reading(TARGET).unwrap().unwrap();
+        assert_eq!(
+            (r.bytes, r.found, r.probes),
+            (1400, MtuLimitFound::Local, 1)
+        );
+        // It did not (raw): the search finds the limit, and says whose it is.
+        let mut search = MtuSearch::new(1446);
+        while let Some(size) = search.next_size() {
+            let result = if size <= 1380 {
+                SizeProbe::Reply
+            } else {
+                SizeProbe::LocalLimit { mtu: None }
+            };
+            search.record(size, result);
+        }
+        let r = search.reading(TARGET).unwrap().unwrap();
+        assert_eq!((r.bytes, r.found), (1380, MtuLimitFound::Local));
     }
 
     #[tokio::test(start_paused = true)]

@@ -238,3 +238,23 @@ fn a_narrow_tunnel_whose_router_says_frag_needed_is_measured_in_both_socket_mode
         );
     }
 }
+
+#[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+fn a_host_side_link_narrower_than_expected_is_the_hosts_own_limit_not_a_black_hole() {
+    need_lab();
+    for mode in [Mode::RawRoot, Mode::DgramUnprivileged] {
+        let lab = Lab::new();
+        // The vpc's own link into tunnel A: the kernel refuses larger DF packets itself.
+        lab.set_vpc_link_mtu(1, 1300);
+        let s = setup_in(lab, mode, "", false, MTU_LAB);
+        let a = &path_mtus(&s)[0];
+        assert_eq!(
+            (a["bytes"].as_u64(), a["found"].as_str()),
+            (Some(1300), Some("local")),
+            "{mode:?}: {a}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(s.pages().is_empty(), "{mode:?}: no page: {:?}", s.pages());
+    }
+}

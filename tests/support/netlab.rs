@@ -368,6 +368,20 @@ impl Lab {
         ]);
     }
 
+    /// Sets the MTU of the vpc's own link into tunnel `i`.
+    pub fn set_vpc_link_mtu(&self, i: usize, mtu: u32) {
+        must(&[
+            "ip",
+            "-n",
+            &self.vpc,
+            "link",
+            "set",
+            &format!("v-t{i}"),
+            "mtu",
+            &mtu.to_string(),
+        ]);
+    }
+
     /// Makes tunnel `i`'s router drop the "fragmentation needed" errors it sends: a path-MTU
     /// black hole.
     pub fn drop_frag_needed(&self, i: usize) {
