@@ -1,15 +1,16 @@
 """What path-MTU probing ([mtu]) costs, run by `bench/run.py --mtu`.
 
-The worst case: N loopback targets, each pinned in a tunnel of its own (N/2 connections of
-two tunnels), so that N path-MTU tasks run beside N keepalive pingers (1 s interval), at
-the shortest MTU interval the config allows (10 s, six times the default). Three runs per
-size, unprivileged DGRAM as `nobody`: [mtu] off; on over a full path (loopback: every
-size crosses, 7 probes per measurement); on over a black hole at 1300 bytes (nftables
-drops larger echo requests, so each measurement waits out its lost probes: 12 probes,
-5 of them lost). Measured: CPU, peak RSS, the MTU probes on the wire (all echo requests
-over 100 bytes, to the targets), the keepalive schedule slip and send delay, and what the
-daemon found. A real VGW has four tunnels, whatever the target count: its cost is that
-of four tasks.
+N loopback targets pinned in two layouts: a VGW's four tunnels (two connections, N/4
+targets each: four MTU tasks, whatever N), and the worst case, a tunnel per target (N/2
+connections of two tunnels: N MTU tasks). The worst case runs up to 1,000 only: at
+10,000 tunnels the daemon does not keep its keepalive schedule even with [mtu] off.
+Keepalive pings at 1 s, [mtu] interval 10 s (the shortest the config allows, six times
+the default). Three runs per size and layout, unprivileged DGRAM as `nobody`: [mtu] off;
+on over a full path (loopback: every size crosses, 7 probes per measurement); on over a
+black hole at 1300 bytes (nftables drops larger echo requests, so each measurement waits
+out its lost probes: 12 probes, 5 of them lost). Measured: CPU, peak RSS, the MTU probes
+on the wire (echo requests over 100 bytes to the targets), the keepalive schedule slip
+and send delay, and what the daemon found.
 """
 
 import os
@@ -22,18 +23,26 @@ import run as h
 
 MTU_INTERVAL = "10s"
 BLACK_HOLE = 1300
+FOUR_TUNNELS = "4 tunnels"
+PER_TARGET = "a tunnel per target"
+PER_TARGET_UP_TO = 1000
 
 
-def config(hosts, mtu):
+def config(hosts, mtu, layout):
     lines = ['[probe]\ninterval = "1s"\ntimeout = "1s"\nsocket = "dgram"\n']
     if mtu:
         lines.append(f'[mtu]\nenabled = true\ninterval = "{MTU_INTERVAL}"\n')
     else:
         lines.append("[mtu]\nenabled = false\n")
-    for c in range(0, len(hosts), 2):
+    if layout == FOUR_TUNNELS:
+        groups = [hosts[i::4] for i in range(4)]
+    else:
+        groups = [[host] for host in hosts]
+    for c in range(0, len(groups), 2):
         lines.append(f'[[vpn]]\nname = "c{c}"\n')
-        for t, host in enumerate(hosts[c:c + 2]):
-            lines.append(f'  [[vpn.tunnel]]\n  name = "c{c}-t{t}"\n  targets = ["{host}"]\n')
+        for t, group in enumerate(groups[c:c + 2]):
+            targets = ", ".join(f'"{host}"' for host in group)
+            lines.append(f'  [[vpn.tunnel]]\n  name = "c{c}-t{t}"\n  targets = [{targets}]\n')
     return "".join(lines)
 
 
@@ -56,11 +65,11 @@ class MtuWire:
         subprocess.run(["nft", "delete", "table", "inet", self.TABLE], check=False)
 
 
-def run_one(args, hosts, workdir, variant):
+def run_one(args, hosts, workdir, layout, variant):
     port = h.free_port()
-    path = os.path.join(workdir, f"mtu-{len(hosts)}-{variant}.toml")
+    path = os.path.join(workdir, f"mtu-{len(hosts)}-{layout}-{variant}.toml".replace(" ", "-"))
     with open(path, "w") as f:
-        f.write(config(hosts, variant != "off"))
+        f.write(config(hosts, variant != "off", layout))
     os.chmod(path, 0o644)
     state = tempfile.mkdtemp(prefix="tk-bench-mtu-")
     shutil.chown(state, "nobody", "nogroup")
@@ -88,6 +97,8 @@ def run_one(args, hosts, workdir, variant):
         firing = sum(float(l.rsplit(" ", 1)[1]) for l in m1.splitlines()
                      if l.startswith("tunnelkeeper_alerts_firing{") and 'alert="MtuBlackHole"' in l)
         r = {
+            "layout": layout,
+            "tunnels": 4 if layout == FOUR_TUNNELS else len(hosts),
             "variant": variant,
             "n": len(hosts),
             "seconds": seconds,
@@ -100,7 +111,7 @@ def run_one(args, hosts, workdir, variant):
             "found": sorted({int(s) for s in sizes if s > 0}),
             "firing": int(firing),
         }
-        print(f"  MTU N={len(hosts)} {variant}: {r}", flush=True)
+        print(f"  MTU N={len(hosts)} {layout} {variant}: {r}", flush=True)
         return r
     finally:
         if proc.poll() is None:
@@ -117,27 +128,30 @@ def measure(args, workdir):
     rows = []
     for n in args.size_list:
         hosts = h.targets(n)
-        for variant in ["off", "full path", "black hole"]:
-            print(f"measuring path-MTU probing: {n} tunnels, {variant}", flush=True)
-            rows.append(run_one(args, hosts, workdir, variant))
+        layouts = [FOUR_TUNNELS] + ([PER_TARGET] if n <= PER_TARGET_UP_TO else [])
+        for layout in layouts:
+            for variant in ["off", "full path", "black hole"]:
+                print(f"measuring path-MTU probing: {n} targets, {layout}, {variant}", flush=True)
+                rows.append(run_one(args, hosts, workdir, layout, variant))
     return rows
 
 
 def report(args, rows):
     f = h.fmt
     lines = [
-        f"Path-MTU probing, worst case: every target pinned in a tunnel of its own, so N MTU tasks beside "
-        f"N keepalive pingers (1 s), [mtu] interval {MTU_INTERVAL} (the minimum; the default 60s costs a sixth), "
+        f"Path-MTU probing: N targets pinned in a VGW's 4 tunnels (4 MTU tasks), or one tunnel per target "
+        f"(N MTU tasks, the worst case, up to {PER_TARGET_UP_TO:,}); keepalive pings at 1 s; "
+        f"[mtu] interval {MTU_INTERVAL} (the minimum; the default 60s sends a sixth of the MTU probes), "
         f"DGRAM as nobody, {args.duration:.0f} s measured after {args.warmup:.0f} s. \"black hole\": nftables drops "
         f"echo requests over {BLACK_HOLE} bytes. CPU % is of one core.",
         "",
-        "| tunnels probed | [mtu] | CPU % | peak RSS MiB | MTU probes/s | keepalive slip % | send delay p99 ≤ | tunnels measured | path MTU found | MtuBlackHole firing |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| targets | tunnels | [mtu] | CPU % | peak RSS MiB | MTU probes/s | keepalive slip % | send delay p99 ≤ | tunnels measured | path MTU found | MtuBlackHole firing |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         found = ", ".join(str(x) for x in r["found"]) or "-"
         lines.append(
-            f"| {r['n']:,} | {r['variant']} | {f(r['cpu_pct'], 1)} | {f(r['rss'], 0)} | {f(r['mtu_probes_per_s'], 1)} | "
+            f"| {r['n']:,} | {r['tunnels']:,} | {r['variant']} | {f(r['cpu_pct'], 1)} | {f(r['rss'], 0)} | {f(r['mtu_probes_per_s'], 1)} | "
             f"{f(r['slip_pct'])} | {f(r['delay_p99'] * 1000, 1)} ms | {r['measured']:,} | {found} | {r['firing']:,} |")
     return "\n".join(lines) + "\n"
 
