@@ -8,7 +8,7 @@ Keepalive pings at 1 s, [mtu] interval 10 s (the shortest the config allows, six
 the default). Three runs per size and layout, unprivileged DGRAM as `nobody`: [mtu] off;
 on over a full path (loopback: every size crosses, 7 probes per measurement); on over a
 black hole at 1300 bytes (nftables drops larger echo requests, so each measurement waits
-out its lost probes: 12 probes, 5 of them lost). Measured: CPU, peak RSS, the MTU probes
+out its lost probes: 17 probes, 10 of them lost, each lost size being sent twice). Measured: CPU, peak RSS, the MTU probes
 on the wire (echo requests over 100 bytes to the targets), the keepalive schedule slip
 and send delay, and what the daemon found.
 """

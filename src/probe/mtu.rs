@@ -20,8 +20,9 @@ pub const MIN_BYTES: u32 = 576;
 /// The largest size searched: EC2 caps VPN traffic at 1500 bytes.
 pub const MAX_BYTES: u32 = 1500;
 /// The most probes one measurement sends: the expected size, the smallest, and a binary
-/// search over the 925 sizes between (10 halvings) stay within it.
-pub const MAX_PROBES: u32 = 12;
+/// search over the 925 sizes between (10 halvings), each lost size sent twice, stay
+/// within it. A full path takes 7, a black hole at 1300 bytes 17.
+pub const MAX_PROBES: u32 = 24;
 
 /// What one DF probe of a given size came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub struct MtuSearch {
     router: Option<IpAddr>,
     /// Whether this host refused a size itself.
     local: bool,
+    /// A size lost once, sent again before it counts: one lost packet on a lossy tunnel
+    /// must not read as a black hole.
+    retry: Option<u32>,
     probes: u32,
     outcome: Option<Option<(u32, MtuLimitFound, Option<IpAddr>)>>,
 }
@@ -61,6 +65,7 @@ impl MtuSearch {
             failed: MAX_BYTES + 1,
             router: None,
             local: false,
+            retry: None,
             probes: 0,
             outcome: None,
         }
@@ -71,7 +76,9 @@ impl MtuSearch {
         if self.outcome.is_some() {
             return None;
         }
-        Some(if self.probes == 0 {
+        Some(if let Some(size) = self.retry {
+            size
+        } else if self.probes == 0 {
             self.expected
         } else if self.passed == 0 {
             MIN_BYTES
@@ -83,7 +90,12 @@ impl MtuSearch {
     /// Records what probing `size` bytes came to.
     pub fn record(&mut self, size: u32, result: SizeProbe) {
         self.probes += 1;
+        let retried = self.retry.take() == Some(size);
         match result {
+            SizeProbe::Lost if !retried && self.probes < MAX_PROBES => {
+                self.retry = Some(size);
+                return;
+            }
             SizeProbe::Reply => self.passed = self.passed.max(size),
             // The router told the MTU: no need to search for it.
             SizeProbe::FragNeeded { mtu, router } if mtu >= MIN_BYTES && mtu < size => {
@@ -369,6 +381,39 @@ mod tests {
             (1000, MtuLimitFound::FragNeeded, Some(ROUTER))
         );
         assert_eq!(&sizes[..2], &[1446, MIN_BYTES], "{sizes:?}");
+    }
+
+    #[test]
+    fn one_lost_probe_on_a_lossy_path_is_sent_again_not_taken_for_a_black_hole() {
+        // A full path that loses every third packet, the first one included.
+        struct Lossy(u32);
+        impl SizedProber for Lossy {
+            async fn probe_size(&mut self, _: u16, _: u32, _: Duration) -> SizeProbe {
+                self.0 += 1;
+                if self.0 % 3 == 1 {
+                    SizeProbe::Lost
+                } else {
+                    SizeProbe::Reply
+                }
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = rt
+            .block_on(measure(
+                &mut Lossy(0),
+                &mut 0,
+                TARGET,
+                1446,
+                Duration::from_secs(1),
+            ))
+            .unwrap();
+        assert_eq!(
+            (r.bytes, r.found),
+            (MAX_BYTES, MtuLimitFound::Reply),
+            "{r:?}"
+        );
     }
 
     #[test]
