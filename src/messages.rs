@@ -83,6 +83,16 @@ pub enum Observation {
         /// The timeout now in force and where it comes from.
         timeout: TimeoutInForce,
     },
+    /// A path-MTU measurement of a tunnel finished.
+    PathMtu {
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// When.
+        at: Instant,
+        /// What it found; `None` when not even the smallest probe came back (the tunnel's
+        /// down verdict comes from the keepalive pings).
+        reading: Option<PathMtuReading>,
+    },
     /// Ticks were skipped because the task fell behind its schedule.
     ScheduleSlip {
         /// Which target.
@@ -105,6 +115,7 @@ impl Observation {
             Observation::Ec2 { .. }
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
+            | Observation::PathMtu { .. }
             | Observation::Delivery(_) => {}
         }
     }
@@ -137,6 +148,51 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// How a path-MTU measurement found its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtuLimitFound {
+    /// The largest size probed (1500 bytes) came back: nothing on the path is smaller.
+    Reply,
+    /// A router answered "fragmentation needed and DF set" with its next-hop MTU.
+    FragNeeded,
+    /// Larger packets vanished without an ICMP error while smaller ones came back.
+    Silent,
+    /// This host would not send larger packets: its interface or route MTU is smaller
+    /// (`EMSGSIZE`).
+    Local,
+}
+
+impl MtuLimitFound {
+    /// Returns `reply`, `frag_needed` or `silent`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MtuLimitFound::Reply => "reply",
+            MtuLimitFound::FragNeeded => "frag_needed",
+            MtuLimitFound::Silent => "silent",
+            MtuLimitFound::Local => "local",
+        }
+    }
+}
+
+/// One path-MTU measurement through a tunnel, to one of its pinned targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PathMtuReading {
+    /// The largest IP packet, in bytes, that crossed with DF set (or the MTU a router
+    /// gave in its "fragmentation needed").
+    pub bytes: u32,
+    /// How the limit was found.
+    pub found: MtuLimitFound,
+    /// The size that should cross (`[mtu] expected` or the tunnel's `mtu`).
+    pub expected: u32,
+    /// The target probed.
+    pub target: std::net::Ipv4Addr,
+    /// The router that sent "fragmentation needed", if one did.
+    pub router: Option<IpAddr>,
+    /// How many probes the measurement took.
+    pub probes: u32,
+}
+
 /// What became of one echo request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeOutcome {
@@ -166,7 +222,7 @@ pub enum ProbeOutcome {
 
 impl ProbeOutcome {
     /// Returns a bounded label for metrics: `reply`, `timeout`, `unreachable`,
-    /// `time_exceeded`, `icmp_other` or `send_failed`.
+    /// `time_exceeded`, `frag_needed`, `icmp_other` or `send_failed`.
     pub fn kind_label(&self) -> &'static str {
         match self {
             ProbeOutcome::Reply { .. } => "reply",
@@ -212,6 +268,12 @@ pub enum IcmpErrorKind {
     },
     /// TTL exceeded in transit (a routing loop, often).
     TimeExceeded,
+    /// Destination unreachable, fragmentation needed and DF set (code 4), with the
+    /// next-hop MTU the router gave (0 when it gave none).
+    FragmentationNeeded {
+        /// The next-hop MTU in bytes.
+        mtu: u32,
+    },
     /// Any other ICMP type.
     Other {
         /// The ICMP type.
@@ -226,6 +288,7 @@ impl IcmpErrorKind {
         match self {
             IcmpErrorKind::Unreachable { .. } => "unreachable",
             IcmpErrorKind::TimeExceeded => "time_exceeded",
+            IcmpErrorKind::FragmentationNeeded { .. } => "frag_needed",
             IcmpErrorKind::Other { .. } => "icmp_other",
         }
     }
@@ -245,6 +308,9 @@ impl fmt::Display for IcmpErrorKind {
                 write!(f, "{what} (code {code})")
             }
             IcmpErrorKind::TimeExceeded => f.write_str("TTL exceeded in transit"),
+            IcmpErrorKind::FragmentationNeeded { mtu } => {
+                write!(f, "fragmentation needed and DF set (mtu = {mtu})")
+            }
             IcmpErrorKind::Other { icmp_type, code } => {
                 write!(f, "ICMP type {icmp_type} code {code}")
             }

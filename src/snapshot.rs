@@ -113,6 +113,8 @@ pub struct TunnelSnapshot {
     pub aws: Option<TunnelReading>,
     /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
     pub maintenance: Option<TunnelMaintenance>,
+    /// The last path-MTU measurement (`[mtu]`), if one found anything.
+    pub path_mtu: Option<crate::health::path_mtu::TunnelPathMtu>,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
 }
@@ -199,6 +201,7 @@ impl Snapshot {
                         TunnelSnapshot {
                             aws,
                             maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
+                            path_mtu: None,
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
                             state: h.verdict.clone(),

@@ -199,11 +199,14 @@ pub enum AlertClass {
     /// `maintenance_severity` during the grace, after which a tunnel still down pages as
     /// `TunnelDown`.
     TunnelDownAfterMaintenance,
+    /// Packets of the expected size vanish in a tunnel without an ICMP "fragmentation
+    /// needed" while smaller ones cross: a path-MTU black hole.
+    MtuBlackHole,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 8] = [
+    pub const ALL: [AlertClass; 9] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -212,6 +215,7 @@ impl AlertClass {
         AlertClass::ConnectionNotFound,
         AlertClass::TunnelMaintenancePending,
         AlertClass::TunnelDownAfterMaintenance,
+        AlertClass::MtuBlackHole,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -222,7 +226,8 @@ impl AlertClass {
             AlertClass::TunnelDown
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable
-            | AlertClass::ConnectionNotFound => Severity::Warning,
+            | AlertClass::ConnectionNotFound
+            | AlertClass::MtuBlackHole => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -240,6 +245,7 @@ impl AlertClass {
             AlertClass::ConnectionNotFound => "ConnectionNotFound",
             AlertClass::TunnelMaintenancePending => "TunnelMaintenancePending",
             AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
+            AlertClass::MtuBlackHole => "MtuBlackHole",
         }
     }
 

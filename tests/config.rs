@@ -588,3 +588,57 @@ fn alert_settings_that_would_silently_do_nothing_are_refused() {
         &["there is no [aws] table: EC2 is not asked"],
     );
 }
+
+#[test]
+fn mtu_probing_is_on_by_default_with_pinned_targets_and_a_tunnel_may_expect_less() {
+    let config = Config::parse(TWO_TUNNELS, "t").unwrap();
+    assert!(config.mtu.enabled);
+    assert_eq!(config.mtu.interval, Duration::from_secs(60));
+    assert_eq!(config.mtu.expected, 1446);
+    assert_eq!(config.connections[0].tunnels[1].expected_mtu, 1446);
+
+    let example = Config::parse(&example(), "config/example.toml").unwrap();
+    let expected: Vec<u32> = example
+        .connections
+        .iter()
+        .flat_map(|c| c.tunnels.iter().map(|t| t.expected_mtu))
+        .collect();
+    assert_eq!(expected, vec![1446, 1446, 1446, 1406]);
+
+    // Nothing pinned: nothing to probe, and off.
+    let shared_only = "[[target]]\naddress = \"10.0.0.1\"\n";
+    assert!(!Config::parse(shared_only, "t").unwrap().mtu.enabled);
+    let config = Config::parse(
+        &format!("[mtu]\nenabled = false\ninterval = \"10s\"\nexpected = 1400\n{TWO_TUNNELS}"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        (config.mtu.enabled, config.mtu.interval, config.mtu.expected),
+        (false, Duration::from_secs(10), 1400)
+    );
+    assert_eq!(config.connections[0].tunnels[0].expected_mtu, 1400);
+}
+
+#[test]
+fn mtu_settings_out_of_range_are_errors_naming_the_key() {
+    let e = error_of(&format!(
+        "[mtu]\ninterval = \"5s\"\nexpected = 9000\n{}",
+        TWO_TUNNELS.replace(
+            "name = \"dc-primary-b\"\n",
+            "name = \"dc-primary-b\"\n  mtu = 500\n"
+        )
+    ));
+    assert_contains(
+        &e,
+        &[
+            "line 2, column 12: mtu.interval: 5s is out of range: it must be between 10s and 1day",
+            "line 3, column 12: mtu.expected: 9000 is out of range: the IP packet size that should cross a tunnel must be between 576 and 1500 bytes",
+            "vpn[0].tunnel[1].mtu: 500 is out of range",
+        ],
+    );
+    assert_contains(
+        &error_of(&format!("[mtu]\nsize = 1\n{TWO_TUNNELS}")),
+        &["size"],
+    );
+}

@@ -25,7 +25,7 @@ const TIMEOUT_S: f64 = 1.0;
 const BOUND: Duration =
     Duration::from_millis(((INTERVAL_S * DOWN_AFTER + TIMEOUT_S + 1.0) * 1000.0) as u64);
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     /// Root with a raw ICMP socket.
     RawRoot,
@@ -110,14 +110,18 @@ fn setup_with_ec2(alerts: &str) -> Scenario {
 }
 
 fn setup_with(mode: Mode, alerts: &str, with_ec2: bool) -> Scenario {
-    let lab = Lab::new();
+    setup_in(Lab::new(), mode, alerts, with_ec2, "")
+}
+
+/// A scenario in a lab prepared by the caller, with `extra` appended to the config.
+fn setup_in(lab: Lab, mode: Mode, alerts: &str, with_ec2: bool, extra: &str) -> Scenario {
     let mut command = lab.exec(&lab.vpc, aws_double_binary().to_str().unwrap());
     command.args(["--listen", "0.0.0.0:0"]);
     let double = AwsDouble::start_reachable(command, Some(lab.reach()));
     ec2(&double, "UP", "UP");
     let config = write_temp(
         "lab.toml",
-        &config_text(double.addr.port(), mode, alerts, with_ec2),
+        &(config_text(double.addr.port(), mode, alerts, with_ec2) + extra),
     );
     let state = temp_dir("lab-state");
     let daemon = start_daemon(&lab, &config, &state, mode);
@@ -650,3 +654,7 @@ fn detection_latency_over_repeated_breaks() {
     }
     assert!(page_max <= BOUND && health_max <= BOUND, "{table}");
 }
+
+/// The data-plane scenarios: ICMP errors in both socket modes, and path MTU.
+#[path = "lab_data_plane/mod.rs"]
+mod data_plane;

@@ -3,6 +3,7 @@
 
 pub mod conditions;
 pub mod engine;
+pub mod mtu;
 pub mod outbox;
 pub mod page;
 pub mod router;

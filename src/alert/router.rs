@@ -9,12 +9,14 @@ use tracing::{error, warn};
 
 use crate::alert::conditions::{conditions, FlapTracker};
 use crate::alert::engine::{AlertEngine, AlertKey, AlertState, NotificationStatus};
+use crate::alert::mtu::black_holes;
 use crate::alert::outbox::{Delivery, Outbox};
 use crate::alert::sinks::AmAlert;
 use crate::alert::state_file::{SavedState, VERSION};
 use crate::alert::state_writer::StateWriter;
 use crate::config::{Config, SinkKind};
 use crate::health::control_plane::ControlPlane;
+use crate::health::path_mtu::PathMtus;
 use crate::health::HealthModel;
 use crate::jitter::Jitter;
 use crate::messages::DeliveryReport;
@@ -141,6 +143,7 @@ impl Alerting {
         &mut self,
         model: &HealthModel,
         control: Option<&ControlPlane>,
+        path_mtu: &PathMtus,
         now: Timestamp,
         settled: bool,
     ) {
@@ -156,6 +159,7 @@ impl Alerting {
             });
         let mut conditions =
             conditions(&self.config, model, control, &self.flaps, unavailable, now);
+        conditions.extend(black_holes(&self.config, path_mtu));
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions

@@ -22,10 +22,19 @@ fn what_to_do_in(runbook: &str, section: &str) -> Option<String> {
         .skip(start + 1)
         .take_while(|l| !l.starts_with("## "))
         .skip_while(|l| !l.starts_with(WHAT_TO_DO));
-    let first = lines.next()?.trim_start_matches(WHAT_TO_DO);
+    let first = lines.next()?.trim_start_matches(WHAT_TO_DO).trim();
+    // The action is the marker's paragraph, or the list that follows a bare marker.
+    let rest: Vec<&str> = if first.is_empty() {
+        lines
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| !l.trim().is_empty())
+            .collect()
+    } else {
+        lines.take_while(|l| !l.trim().is_empty()).collect()
+    };
     let paragraph = std::iter::once(first)
-        .chain(lines.take_while(|l| !l.trim().is_empty()))
-        .map(str::trim)
+        .chain(rest.into_iter().map(str::trim))
+        .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
     Some(paragraph.replace("**", "").trim().to_string())
@@ -61,5 +70,10 @@ mod tests {
         );
         assert_eq!(what_to_do_in(book, "B"), None);
         assert_eq!(what_to_do_in(book, "C"), None);
+        let listed = "## D\n\n**What to do:**\n\n1. one\n   more\n2. two\n\nafter\n";
+        assert_eq!(
+            what_to_do_in(listed, "D").as_deref(),
+            Some("1. one more 2. two")
+        );
     }
 }

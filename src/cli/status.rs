@@ -116,6 +116,12 @@ fn utc(t: &str) -> String {
     }
 }
 
+/// Returns a key's value unless it is null (`/status` keeps every key, null when nothing
+/// applies).
+fn present<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).filter(|x| !x.is_null())
+}
+
 fn ms(v: &Value) -> String {
     v.as_f64()
         .map_or("-".into(), |s| format!("{:.2} ms", s * 1000.0))
@@ -212,7 +218,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         .into_iter()
         .flatten()
         .flat_map(|c| c["tunnels"].as_array().into_iter().flatten())
-        .filter_map(|t| t.get("maintenance").map(|m| (t, m)))
+        .filter_map(|t| present(t, "maintenance").map(|m| (t, m)))
         .collect();
     if !maintenance.is_empty() {
         let _ = writeln!(
@@ -240,6 +246,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             );
         }
     }
+    out.push_str(&path_mtu_table(&j, color));
     let alerts: Vec<&Value> = j["alerts"].as_array().into_iter().flatten().collect();
     let _ = writeln!(out, "\nALERTS ({})", alerts.len());
     for a in alerts {
@@ -262,7 +269,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             s(a, "summary")
         );
     }
-    if let Some(cp) = j.get("control_plane") {
+    if let Some(cp) = present(&j, "control_plane") {
         let _ = writeln!(
             out,
             "\nEC2: last answer {}, {}",
@@ -274,7 +281,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             }
         );
     }
-    if let Some(cp) = j.get("control_plane") {
+    if let Some(cp) = present(&j, "control_plane") {
         for c in cp["connections_not_found"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
@@ -300,6 +307,45 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         );
     }
     Ok(out)
+}
+
+/// The tunnels' last path-MTU measurements, if any: the size that crossed, the size
+/// expected, and how the limit was found ("silent" under the expected size is a black hole).
+fn path_mtu_table(j: &Value, color: bool) -> String {
+    let measured: Vec<(&Value, &Value)> = j["connections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["tunnels"].as_array().into_iter().flatten())
+        .filter_map(|t| present(t, "path_mtu").map(|m| (t, m)))
+        .collect();
+    if measured.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n{:<18} {:>8} {:>8} {:<24} {:<16} MEASURED\n",
+        "TUNNEL", "PATH MTU", "EXPECTED", "FOUND BY", "TARGET"
+    );
+    for (t, m) in measured {
+        let (bytes, expected) = (m["bytes"].as_u64(), m["expected"].as_u64());
+        let found = match (s(m, "found"), m["router"].as_str()) {
+            ("frag_needed", Some(router)) => format!("frag needed ({router})"),
+            ("frag_needed", None) => "frag needed".to_string(),
+            ("silent", _) if bytes < expected => paint_pending("silent: black hole", color),
+            (other, _) => other.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:>8} {:>8} {:<24} {:<16} {}",
+            s(t, "name"),
+            bytes.map_or("-".into(), |b| b.to_string()),
+            expected.map_or("-".into(), |b| b.to_string()),
+            found,
+            s(m, "target"),
+            time(&m["measured_at"])
+        );
+    }
+    out
 }
 
 /// A `/status` time as `2026-11-28T14:00:00Z`, or `-`.
@@ -363,6 +409,21 @@ mod tests {
     }"#;
 
     #[test]
+    fn null_parts_of_status_print_nothing() {
+        // /status keeps every key: null maintenance, path MTU and control plane without AWS.
+        let body = r#"{"vpn": {"state": "ok", "since": "2026-11-28T14:00:00.000Z", "reason": null},
+          "icmp_socket": "raw", "control_plane": null, "advisories": [], "warnings": [], "alerts": [],
+          "shared_targets": [], "connections": [{"name": "dc", "state": "healthy", "since": null, "reason": null,
+            "tunnels": [{"name": "dc-a", "state": "up", "since": null, "reason": null, "aws": null,
+              "maintenance": null, "path_mtu": null, "data_plane": {"state": "up"},
+              "control_plane": {"state": "unknown"}, "targets": []}]}]}"#;
+        let table = render(body, false).unwrap();
+        assert!(!table.contains("AWS MAINTENANCE"), "{table}");
+        assert!(!table.contains("PATH MTU"), "{table}");
+        assert!(!table.contains("EC2:"), "{table}");
+    }
+
+    #[test]
     fn the_table_shows_aws_maintenance_unknown_connections_and_advice() {
         let table = render(WITH_MAINTENANCE, false).unwrap();
         assert!(table.contains("TUNNEL             AWS MAINTENANCE          AUTO-APPLY AFTER     LAST APPLIED         CHECKED"), "{table}");
@@ -376,6 +437,39 @@ mod tests {
             table.contains("advice [tunnel_logging_off] dc/dc-b: tunnel logging is off"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_table_shows_each_tunnels_path_mtu_and_how_it_was_found() {
+        let mtu = |bytes: u32, found: &str, router: &str| {
+            format!(
+                r#"{{"bytes": {bytes}, "found": "{found}", "expected": 1446, "target": "172.16.1.10"{router}, "probes": 9, "measured_at": "2026-11-28T14:05:00.000Z"}}"#
+            )
+        };
+        let tunnel = |name: &str, m: String| {
+            format!(
+                r#"{{"name": "{name}", "state": "up", "data_plane": {{"state": "up"}}, "control_plane": {{"state": "up"}}, "targets": [], "path_mtu": {m}}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"vpn": {{"state": "ok"}}, "connections": [{{"name": "dc", "state": "healthy", "tunnels": [{}, {}, {}]}}], "alerts": []}}"#,
+            tunnel("dc-a", mtu(1300, "silent", "")),
+            tunnel(
+                "dc-b",
+                mtu(1300, "frag_needed", r#", "router": "10.1.2.2""#)
+            ),
+            tunnel("dc-c", mtu(1500, "reply", "")),
+        );
+        let table = render(&body, false).unwrap();
+        for line in [
+            "TUNNEL             PATH MTU EXPECTED FOUND BY                 TARGET           MEASURED",
+            "dc-a                   1300     1446 silent: black hole       172.16.1.10      2026-11-28T14:05:00Z",
+            "dc-b                   1300     1446 frag needed (10.1.2.2)   172.16.1.10      2026-11-28T14:05:00Z",
+            "dc-c                   1500     1446 reply                    172.16.1.10      2026-11-28T14:05:00Z",
+        ] {
+            assert!(table.contains(line), "{line:?} not in\n{table}");
+        }
+        assert!(!render(STATUS, false).unwrap().contains("PATH MTU"));
     }
 
     #[test]

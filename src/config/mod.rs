@@ -66,6 +66,8 @@ pub struct Config {
     pub state_dir_is_default: bool,
     /// Alert rules, silences and sinks.
     pub alerts: AlertsConfig,
+    /// Path-MTU probing through the tunnels.
+    pub mtu: MtuConfig,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -90,6 +92,29 @@ pub struct TunnelSpec {
     pub outside_ip: Option<OutsideIp>,
     /// Targets routed through this tunnel only.
     pub targets: Vec<TargetId>,
+    /// The IP packet size in bytes that should cross it with DF set (`mtu`, or
+    /// `[mtu] expected`).
+    pub expected_mtu: u32,
+}
+
+/// The `[mtu]` table: DF probes through each tunnel to find its path MTU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MtuConfig {
+    /// Whether tunnels with pinned targets are probed (default: when any has one).
+    pub enabled: bool,
+    /// Between two measurements of a tunnel.
+    pub interval: Duration,
+    /// The IP packet size in bytes that should cross every tunnel (AWS's best case).
+    pub expected: u32,
+}
+
+impl MtuConfig {
+    /// The default interval.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+    /// The shortest interval allowed.
+    pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+    /// The default expected size: AWS's largest inner MTU (AES-GCM, no NAT-T).
+    pub const DEFAULT_EXPECTED: u32 = 1446;
 }
 
 /// Whether a target rides one tunnel or whichever tunnel the VGW uses.

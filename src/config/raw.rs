@@ -16,6 +16,15 @@ pub(super) struct RawConfig {
     pub(super) aws: Option<Spanned<RawAws>>,
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) alerts: Option<RawAlerts>,
+    pub(super) mtu: Option<Spanned<RawMtu>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMtu {
+    pub(super) enabled: Option<bool>,
+    pub(super) interval: Option<Spanned<HumanDuration>>,
+    pub(super) expected: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +130,7 @@ pub(super) struct RawTunnel {
     pub(super) outside_ip: Option<Spanned<V4>>,
     #[serde(default)]
     pub(super) targets: Vec<Spanned<RawPinned>>,
+    pub(super) mtu: Option<Spanned<u32>>,
 }
 
 /// A target table: `[[target]]` entries, and pinned targets written as inline tables.

@@ -7,6 +7,7 @@
 //! everything through one root token; the alert state is saved last.
 
 pub mod monitor;
+pub mod mtu;
 pub mod pingers;
 pub mod systemd;
 
@@ -484,6 +485,7 @@ fn start_generation(
         history: shared.history.clone(),
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
+    mtu::start_mtu_probing(config, &p.sockets, &tx, &cancel, &tasks);
 
     if let (Some(aws), Some(sdk)) = (&config.aws, &p.sdk) {
         if config.connections.iter().any(|c| c.id.is_some()) {

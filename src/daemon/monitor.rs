@@ -14,6 +14,7 @@ use crate::alert::router::Alerting;
 use crate::config::{Config, TargetScope};
 use crate::daemon::systemd::Notifier;
 use crate::health::control_plane::ControlPlane;
+use crate::health::path_mtu::PathMtus;
 use crate::health::{HealthModel, Verdict, VpnState};
 use crate::history::{History, SharedHistory};
 use crate::liveness::Heartbeat;
@@ -91,6 +92,9 @@ pub struct Monitor {
     hooks: Hooks,
     last_status: String,
     history: SharedHistory,
+    /// Each tunnel's last path-MTU measurement (measured again within an interval after
+    /// a reload, so not carried).
+    path_mtu: PathMtus,
 }
 
 impl Monitor {
@@ -130,6 +134,7 @@ impl Monitor {
             }
         }
         let monitor = Self {
+            path_mtu: PathMtus::new(&config),
             config,
             model,
             control,
@@ -265,6 +270,18 @@ impl Monitor {
                     info!(target = %self.config.targets[target.0].name, "moved to a fresh ICMP socket after consecutive timeouts");
                 }
                 false
+            }
+            Observation::PathMtu {
+                tunnel,
+                at,
+                reading,
+            } => {
+                self.metrics.set_path_mtu(tunnel, reading.as_ref());
+                let before = self.path_mtu.verdict(tunnel);
+                self.path_mtu.handle(tunnel, reading, self.clock.at(at));
+                // A snapshot per measurement costs a walk over every target: only a new
+                // verdict (a black hole found or gone) is worth one before the next tick.
+                before != self.path_mtu.verdict(tunnel)
             }
             Observation::ScheduleSlip { missed, .. } => {
                 self.metrics.schedule_slipped(missed);
@@ -574,6 +591,7 @@ impl Monitor {
         self.alerting.evaluate(
             &self.model,
             self.control.as_ref(),
+            &self.path_mtu,
             self.clock.now(),
             targets_known && control_known,
         );
@@ -589,6 +607,13 @@ impl Monitor {
             self.meta,
             now,
         );
+        for id in self.config.tunnel_ids() {
+            snapshot.connections[id.connection].tunnels[id.tunnel].path_mtu =
+                self.path_mtu.get(id).cloned();
+        }
+        snapshot
+            .advisories
+            .extend(self.path_mtu.advisories(&self.config));
         snapshot.alerts = self.alerting.views(now);
         snapshot.outbox_length = self.alerting.outbox_len();
         snapshot.metrics = Some(self.metrics.clone());

@@ -6,6 +6,7 @@ pub mod advice;
 pub mod control_plane;
 pub mod maintenance;
 pub mod model;
+pub mod path_mtu;
 pub mod verdict;
 
 pub use control_plane::ControlPlane;

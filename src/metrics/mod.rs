@@ -86,6 +86,7 @@ pub struct Metrics {
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
+    path_mtu: path_mtu::PathMtuSeries,
 }
 
 /// Series that exist only with `[aws]`.
@@ -498,7 +499,9 @@ impl Metrics {
             .unwrap(),
         );
 
+        let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let metrics = Self {
+            path_mtu,
             reload_successful,
             reload_success_time,
             alerts_firing,
@@ -819,6 +822,7 @@ impl Metrics {
 }
 
 mod control_plane;
+mod path_mtu;
 mod render;
 
 use render::TargetCounters;

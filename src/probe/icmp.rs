@@ -12,10 +12,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use surge_ping::Icmpv4Packet;
 use tokio::io::Interest;
@@ -25,7 +25,10 @@ use tracing::{debug, info};
 
 use crate::config::SocketKind;
 use crate::messages::IcmpErrorKind;
+use crate::probe::echo_packet::write_echo_request;
+use crate::probe::icmp_error::{error_kind, raw_next_hop_mtu, recv_queued, QueuedError};
 use crate::probe::pinger::{Echo, Prober};
+use crate::probe::syscall::{recv_with_timestamp, set_int_option, Datagram};
 
 /// The ICMP socket type actually in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +95,8 @@ pub enum IcmpOpenError {
 pub struct IcmpSockets {
     socket_type: SocketType,
     receive_buffer: usize,
+    /// Whether the sockets send with DF set whatever path MTU the kernel has cached.
+    pmtu_probe: bool,
     current: Mutex<SocketGeneration>,
 }
 
@@ -115,8 +120,8 @@ impl IcmpSockets {
         // Replies arrive spread over the interval, but a burst (a tunnel coming back) can
         // bring one per target at once; the kernel drops what does not fit the buffer.
         let receive_buffer = (targets * 2048).clamp(1 << 20, 16 << 20);
-        let first = EchoSocket::open(wanted, receive_buffer)
-            .or_else(|_| EchoSocket::open(wanted.other(), receive_buffer));
+        let first = EchoSocket::open(wanted, receive_buffer, false)
+            .or_else(|_| EchoSocket::open(wanted.other(), receive_buffer, false));
         let socket = first.map_err(|cause| IcmpOpenError::Unavailable {
             cause,
             gid: read_gid(),
@@ -155,6 +160,23 @@ impl IcmpSockets {
         Ok(Arc::new(Self {
             socket_type,
             receive_buffer: effective,
+            pmtu_probe: false,
+            current: Mutex::new(SocketGeneration {
+                number: 0,
+                socket,
+                opened: Instant::now(),
+            }),
+        }))
+    }
+
+    /// Opens a pool of this type whose sockets send path-MTU probes: DF set, and sizes
+    /// over the path MTU the kernel has cached still sent (`IP_PMTUDISC_PROBE`).
+    pub fn open_path_mtu(&self) -> io::Result<Arc<Self>> {
+        let socket = EchoSocket::open(self.socket_type, 1 << 20, true)?;
+        Ok(Arc::new(Self {
+            socket_type: self.socket_type,
+            receive_buffer: 1 << 20,
+            pmtu_probe: true,
             current: Mutex::new(SocketGeneration {
                 number: 0,
                 socket,
@@ -184,7 +206,7 @@ impl IcmpSockets {
         if g.number > have || g.opened.elapsed() < MIN_GENERATION_AGE {
             return Ok((g.number, g.socket.clone()));
         }
-        let socket = EchoSocket::open(self.socket_type, self.receive_buffer)?;
+        let socket = EchoSocket::open(self.socket_type, self.receive_buffer, self.pmtu_probe)?;
         *g = SocketGeneration {
             number: g.number + 1,
             socket,
@@ -210,6 +232,7 @@ impl IcmpSockets {
             request: vec![0u8; 8 + payload_bytes as usize],
             timed_out: VecDeque::new(),
             late: Vec::new(),
+            local_limit: None,
         }
     }
 }
@@ -227,9 +250,21 @@ impl SocketType {
 /// kernel owns it and delivers only this socket's replies) and sequence number.
 type Key = (Ipv4Addr, u16, u16);
 
-/// A reply as the receive task saw it.
+/// What came back for a request: its echo reply, or a router's ICMP error quoting it.
+enum Answer {
+    Reply,
+    Error {
+        /// The router that sent the error.
+        from: Ipv4Addr,
+        kind: IcmpErrorKind,
+    },
+}
+
+/// A reply or error as the receive task saw it.
 struct Arrival {
-    packet: Icmpv4Packet,
+    /// The sequence number it answers.
+    seq: u16,
+    answer: Answer,
     /// When the kernel received it (`SO_TIMESTAMPNS`, wall clock), if it said.
     kernel_time: Option<SystemTime>,
     /// When the receive task read it.
@@ -248,6 +283,8 @@ struct ReceiveState {
     kernel_timestamps: bool,
     waiters: Mutex<HashMap<Key, Waiter>>,
     next_waiter: AtomicU64,
+    /// The path MTU the kernel gave with its last local `EMSGSIZE` per target (DGRAM).
+    local_mtu: Mutex<HashMap<Ipv4Addr, u32>>,
 }
 
 /// One ICMP socket and the task that reads it; the task stops when the socket goes.
@@ -263,7 +300,11 @@ impl Drop for EchoSocket {
 }
 
 impl EchoSocket {
-    fn open(socket_type: SocketType, receive_buffer: usize) -> io::Result<Arc<Self>> {
+    fn open(
+        socket_type: SocketType,
+        receive_buffer: usize,
+        pmtu_probe: bool,
+    ) -> io::Result<Arc<Self>> {
         let kind = match socket_type {
             SocketType::Dgram => socket2::Type::DGRAM,
             SocketType::Raw => socket2::Type::RAW,
@@ -286,6 +327,15 @@ impl EchoSocket {
         }
         let kernel_timestamps =
             set_int_option(socket.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
+        // A ping socket hears of routers' ICMP errors only through its error queue, and
+        // only with IP_RECVERR (net/ipv4/ping.c); a raw socket reads them as packets.
+        if socket_type == SocketType::Dgram {
+            set_int_option(socket.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1)?;
+        }
+        if pmtu_probe {
+            let probe = libc::IP_PMTUDISC_PROBE;
+            set_int_option(socket.as_fd(), libc::SOL_IP, libc::IP_MTU_DISCOVER, probe)?;
+        }
         let udp = UdpSocket::from_std(std::net::UdpSocket::from(socket))?;
         let shared = Arc::new(ReceiveState {
             udp,
@@ -293,6 +343,7 @@ impl EchoSocket {
             kernel_timestamps,
             waiters: Mutex::new(HashMap::new()),
             next_waiter: AtomicU64::new(0),
+            local_mtu: Mutex::new(HashMap::new()),
         });
         let receiver = tokio::spawn(receive(Arc::clone(&shared)));
         Ok(Arc::new(Self { shared, receiver }))
@@ -332,6 +383,57 @@ impl ReceiveState {
             waiters.remove(&key);
         }
     }
+
+    /// Hands an answer to the probe waiting for `key`.
+    fn deliver(&self, key: Key, arrival: Arrival) {
+        let waiter = self.waiters.lock().expect("waiters lock").remove(&key);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.reply.send(arrival);
+            }
+            None => debug!(?key, "ICMP packet nobody waits for"),
+        }
+    }
+
+    /// Acts on one entry of the error queue read at `read_at`.
+    fn handle_queued(&self, queued: QueuedError, read_at: Instant) {
+        match queued {
+            QueuedError::Remote {
+                target,
+                seq,
+                offender,
+                kind,
+            } => {
+                let arrival = Arrival {
+                    seq,
+                    answer: Answer::Error {
+                        from: offender.unwrap_or(target),
+                        kind,
+                    },
+                    kernel_time: None,
+                    read_at,
+                };
+                self.deliver((target, 0, seq), arrival);
+            }
+            QueuedError::Local { target, errno, mtu } => {
+                debug!(%target, errno, mtu, "local ICMP send error");
+                if errno == libc::EMSGSIZE {
+                    self.local_mtu
+                        .lock()
+                        .expect("local mtu lock")
+                        .insert(target, mtu);
+                }
+            }
+            QueuedError::Ignored => debug!("error queue entry for no echo of ours"),
+        }
+    }
+
+    /// Reads the error queue until it is empty, without waiting.
+    fn drain_queued(&self) {
+        while let Ok(queued) = recv_queued(self.udp.as_fd()) {
+            self.handle_queued(queued, Instant::now());
+        }
+    }
 }
 
 /// Removes its waiter when dropped (a failed send, a cancelled probe), unless kept.
@@ -358,21 +460,40 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// Reads the socket for as long as it is open, handing each reply to its waiter.
+/// What one read of an ICMP socket gave.
+enum Read {
+    Datagram(Datagram),
+    Queued(QueuedError),
+}
+
+/// Reads the socket for as long as it is open, handing each reply or error to its waiter.
 async fn receive(shared: Arc<ReceiveState>) {
     let mut buf = vec![0u8; 2048];
+    let dgram = shared.socket_type == SocketType::Dgram;
     loop {
+        // A queued ICMP error wakes the socket as an error, not as readable.
         let read = shared
             .udp
-            .async_io(Interest::READABLE, || {
-                recv_with_timestamp(shared.udp.as_fd(), &mut buf)
+            .async_io(Interest::READABLE | Interest::ERROR, || {
+                if dgram {
+                    match recv_queued(shared.udp.as_fd()) {
+                        Ok(queued) => return Ok(Read::Queued(queued)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                recv_with_timestamp(shared.udp.as_fd(), &mut buf).map(Read::Datagram)
             })
             .await;
         let read_at = Instant::now();
         let datagram = match read {
-            Ok(datagram) => datagram,
-            // A DGRAM socket reports an ICMP error that arrived for it as a read error;
-            // the probe it answers times out.
+            Ok(Read::Datagram(datagram)) => datagram,
+            Ok(Read::Queued(queued)) => {
+                shared.handle_queued(queued, read_at);
+                continue;
+            }
+            // The pending error of an ICMP error whose details wait in the error queue,
+            // read on the next turn.
             Err(error) => {
                 debug!(%error, "ICMP socket read error");
                 continue;
@@ -384,111 +505,30 @@ async fn receive(shared: Arc<ReceiveState>) {
         };
         // A RAW socket sees every ICMP packet for this host, the requests it sends to
         // loopback targets included: whatever does not decode as an answer is skipped.
-        let Ok(packet) = Icmpv4Packet::decode(
-            &buf[..datagram.len],
-            kind,
-            datagram.from,
-            Ipv4Addr::UNSPECIFIED,
-        ) else {
+        let bytes = &buf[..datagram.len];
+        let Ok(packet) = Icmpv4Packet::decode(bytes, kind, datagram.from, Ipv4Addr::UNSPECIFIED)
+        else {
             continue;
         };
         let ident = match shared.socket_type {
             SocketType::Dgram => 0,
             SocketType::Raw => packet.get_identifier().0,
         };
-        let key = (packet.get_real_dest(), ident, packet.get_sequence().0);
-        let waiter = shared.waiters.lock().expect("waiters lock").remove(&key);
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.reply.send(Arrival {
-                    packet,
-                    kernel_time: datagram.kernel_time,
-                    read_at,
-                });
-            }
-            None => debug!(from = %datagram.from, ?key, "ICMP packet nobody waits for"),
-        }
-    }
-}
-
-/// One datagram read from an ICMP socket.
-struct Datagram {
-    len: usize,
-    from: Ipv4Addr,
-    kernel_time: Option<SystemTime>,
-}
-
-/// `recvmsg` with room for the kernel's receive timestamp.
-#[allow(unsafe_code)]
-fn recv_with_timestamp(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Datagram> {
-    // u64s keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    // SAFETY: sockaddr_in and msghdr are plain C structs for which all-zero is valid.
-    let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at a live local (or `buf`) of the length given,
-    // and they all outlive the call; the descriptor is borrowed for it.
-    let len = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if len < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut kernel_time = None;
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within
-    // msg_controllen; the timestamp is read unaligned from inside that buffer.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                kernel_time = u64::try_from(ts.tv_sec)
-                    .ok()
-                    .map(|s| UNIX_EPOCH + Duration::new(s, ts.tv_nsec as u32));
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok(Datagram {
-        len: len as usize,
-        from: Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
-        kernel_time,
-    })
-}
-
-/// Sets an integer socket option.
-#[allow(unsafe_code)]
-fn set_int_option(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the descriptor is borrowed for the call, and the option value is a c_int
-    // that lives on the stack for its whole duration.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        let seq = packet.get_sequence().0;
+        let answer = match packet.get_icmp_type().0 {
+            0 => Answer::Reply,
+            icmp_type => Answer::Error {
+                from: packet.get_source(),
+                kind: error_kind(icmp_type, packet.get_icmp_code().0, raw_next_hop_mtu(bytes)),
+            },
+        };
+        let arrival = Arrival {
+            seq,
+            answer,
+            kernel_time: datagram.kernel_time,
+            read_at,
+        };
+        shared.deliver((packet.get_real_dest(), ident, seq), arrival);
     }
 }
 
@@ -525,30 +565,6 @@ fn read_gid() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Fills in an echo request: type 8, code 0, identifier, sequence, checksum. On DGRAM
-/// sockets the kernel overwrites the identifier and checksum.
-fn write_echo_request(packet: &mut [u8], ident: u16, seq: u16) {
-    packet[0] = 8;
-    packet[1] = 0;
-    packet[2..4].copy_from_slice(&[0, 0]);
-    packet[4..6].copy_from_slice(&ident.to_be_bytes());
-    packet[6..8].copy_from_slice(&seq.to_be_bytes());
-    let checksum = internet_checksum(packet);
-    packet[2..4].copy_from_slice(&checksum.to_be_bytes());
-}
-
-/// The RFC 1071 checksum.
-fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Pings one target over the shared socket.
 pub struct EchoProber {
     sockets: Arc<IcmpSockets>,
@@ -564,6 +580,9 @@ pub struct EchoProber {
     timed_out: VecDeque<TimedOut>,
     /// Late replies seen since [`Prober::late_answers`] was last asked.
     late: Vec<(u16, Duration)>,
+    /// Set when the last send failed locally with `EMSGSIZE`: the path MTU this host
+    /// knows, if the kernel said (DGRAM sockets).
+    local_limit: Option<Option<u32>>,
 }
 
 /// A request given up as timed out whose waiter stays, to catch a late reply.
@@ -587,7 +606,7 @@ impl EchoProber {
         let excess = self.timed_out.len().saturating_sub(keep);
         for (i, mut waiter) in self.timed_out.drain(..).enumerate() {
             if let Ok(arrival) = waiter.reply.try_recv() {
-                if arrival.packet.get_icmp_type().0 == 0 {
+                if matches!(arrival.answer, Answer::Reply) {
                     let rtt = round_trip(
                         waiter.sent,
                         waiter.sent_wall,
@@ -608,6 +627,45 @@ impl EchoProber {
     }
 }
 
+impl EchoProber {
+    /// Makes the following requests IP packets of `ip_bytes` bytes (header included).
+    pub fn set_packet_bytes(&mut self, ip_bytes: u32) {
+        self.request
+            .resize((ip_bytes as usize).saturating_sub(20).max(8), 0);
+    }
+
+    /// Returns, once, whether the last send failed locally as over the path MTU this host
+    /// knows, with that MTU if the kernel said.
+    pub fn take_local_limit(&mut self) -> Option<Option<u32>> {
+        self.local_limit.take()
+    }
+
+    /// Says why a send failed with `EMSGSIZE`: a local error, nothing left this host. The
+    /// kernel queues the MTU it knows before the send returns.
+    fn over_local_mtu(&mut self) -> String {
+        let shared = &self.socket.shared;
+        shared.drain_queued();
+        let mtu = shared
+            .local_mtu
+            .lock()
+            .expect("local mtu lock")
+            .remove(&self.address);
+        let bytes = self.request.len() + 20;
+        self.local_limit = Some(mtu);
+        match mtu {
+            Some(mtu) => format!(
+                "local error: a {bytes}-byte packet is over the path MTU of {mtu} bytes this \
+                 host knows for {}",
+                self.address
+            ),
+            None => format!(
+                "local error: a {bytes}-byte packet is over the path MTU this host knows for {}",
+                self.address
+            ),
+        }
+    }
+}
+
 impl Drop for EchoProber {
     fn drop(&mut self) {
         self.retire_timed_out(0);
@@ -624,6 +682,10 @@ impl Prober for EchoProber {
         let sent_wall = SystemTime::now();
         let sent = Instant::now();
         if let Err(error) = self.socket.shared.udp.send_to(&self.request, to).await {
+            if error.raw_os_error() == Some(libc::EMSGSIZE) {
+                drop(registration);
+                return Echo::SendFailed(self.over_local_mtu());
+            }
             return Echo::SendFailed(crate::messages::send_error_text(&error));
         }
         let arrival = match tokio::time::timeout(timeout, &mut reply).await {
@@ -641,23 +703,16 @@ impl Prober for EchoProber {
                 return Echo::Timeout;
             }
         };
-        let packet = &arrival.packet;
-        let seq = packet.get_sequence().0;
-        let icmp_type = packet.get_icmp_type().0;
-        let code = packet.get_icmp_code().0;
-        let kind = match icmp_type {
-            0 => {
-                let rtt = round_trip(sent, sent_wall, arrival.kernel_time, arrival.read_at);
-                return Echo::Reply { seq, rtt };
-            }
-            3 => IcmpErrorKind::Unreachable { code },
-            11 => IcmpErrorKind::TimeExceeded,
-            _ => IcmpErrorKind::Other { icmp_type, code },
-        };
-        Echo::IcmpError {
-            seq,
-            from: IpAddr::V4(packet.get_source()),
-            kind,
+        match arrival.answer {
+            Answer::Reply => Echo::Reply {
+                seq: arrival.seq,
+                rtt: round_trip(sent, sent_wall, arrival.kernel_time, arrival.read_at),
+            },
+            Answer::Error { from, kind } => Echo::IcmpError {
+                seq: arrival.seq,
+                from: IpAddr::V4(from),
+                kind,
+            },
         }
     }
 
@@ -686,110 +741,4 @@ impl Prober for EchoProber {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Opens an ICMP socket as the daemon would, or says loudly why this machine cannot
-    /// (not root, group outside `ping_group_range`); under CI that is a failure.
-    const NEEDS_ICMP: &str =
-        "needs an ICMP socket: root (raw) or a group inside net.ipv4.ping_group_range";
-
-    /// Opens real sockets, or fails saying what is missing (these tests are ignored by
-    /// default and run with `--include-ignored`).
-    fn sockets() -> Arc<IcmpSockets> {
-        IcmpSockets::open(SocketKind::Auto, 1).unwrap_or_else(|e| panic!("{NEEDS_ICMP}: {e}"))
-    }
-
-    #[tokio::test]
-    #[ignore = "needs an ICMP socket: root (raw) or a group inside net.ipv4.ping_group_range"]
-    async fn loopback_echoes_are_answered_in_sequence() {
-        let sockets = sockets();
-        let mut prober = sockets.prober(Ipv4Addr::LOCALHOST, 56, 0x7a11);
-        for seq in 0..3 {
-            match prober.probe(seq, Duration::from_secs(1)).await {
-                Echo::Reply { seq: got, rtt } => {
-                    assert_eq!(got, seq);
-                    assert!(rtt < Duration::from_millis(50), "{rtt:?}");
-                }
-                other => panic!("probe {seq}: {other:?}"),
-            }
-        }
-        assert!(prober.late_answers().is_empty());
-    }
-
-    #[tokio::test]
-    #[ignore = "needs an ICMP socket: root (raw) or a group inside net.ipv4.ping_group_range"]
-    async fn a_reply_after_the_timeout_is_counted_late_not_as_an_answer() {
-        let sockets = sockets();
-        let mut prober = sockets.prober(Ipv4Addr::LOCALHOST, 56, 0x7a12);
-        // Request 0 goes out and is given up at once, as `probe` does on a timeout: its
-        // waiter stays. This task does not yield meanwhile, so the receive task (on this
-        // same thread) cannot have handed the reply over yet.
-        let key = prober.socket.key(prober.address, prober.ident, 0);
-        let (registration, reply) = prober.socket.register(key);
-        write_echo_request(&mut prober.request, prober.ident, 0);
-        let to = SocketAddr::new(IpAddr::V4(prober.address), 0);
-        socket2::SockRef::from(&prober.socket.shared.udp)
-            .send_to(&prober.request, &to.into())
-            .unwrap();
-        let (key, id) = registration.keep();
-        prober.timed_out.push_back(TimedOut {
-            key,
-            id,
-            reply,
-            sent: Instant::now(),
-            sent_wall: SystemTime::now(),
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-
-        let next = prober.probe(1, Duration::from_secs(1)).await;
-        assert!(matches!(next, Echo::Reply { seq: 1, .. }), "{next:?}");
-        let late = prober.late_answers();
-        assert_eq!(late.len(), 1, "{late:?}");
-        assert_eq!(late[0].0, 0, "the late reply answers request 0");
-        assert!(late[0].1 < Duration::from_millis(200), "{late:?}");
-        assert!(prober.late_answers().is_empty());
-        assert!(
-            prober.socket.shared.waiters.lock().unwrap().is_empty(),
-            "no waiter is left behind"
-        );
-    }
-
-    #[test]
-    fn echo_requests_carry_a_valid_checksum() {
-        let mut packet = vec![0u8; 8 + 56];
-        packet[8..]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, b)| *b = i as u8);
-        write_echo_request(&mut packet, 0x1234, 7);
-        assert_eq!(&packet[..2], &[8, 0]);
-        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
-        // A packet with its checksum in place sums to zero.
-        assert_eq!(internet_checksum(&packet), 0);
-        // Odd lengths pad with a zero byte (RFC 1071).
-        assert_eq!(internet_checksum(&[0xff]), !0xff00);
-    }
-
-    #[test]
-    fn round_trips_use_the_kernel_timestamp_unless_the_wall_clock_stepped() {
-        let sent = Instant::now();
-        let wall = SystemTime::now();
-        let read_at = sent + Duration::from_micros(90);
-        let kernel = |us: i64| {
-            Some(if us >= 0 {
-                wall + Duration::from_micros(us as u64)
-            } else {
-                wall - Duration::from_micros(us.unsigned_abs())
-            })
-        };
-        let us = |d: Duration| d.as_micros() as i64;
-        // The usual case: the kernel saw the reply before the receive task read it.
-        assert_eq!(us(round_trip(sent, wall, kernel(60), read_at)), 60);
-        // No timestamp: the read time.
-        assert_eq!(us(round_trip(sent, wall, None, read_at)), 90);
-        // The wall clock stepped back or forward meanwhile: the read time.
-        assert_eq!(us(round_trip(sent, wall, kernel(-500), read_at)), 90);
-        assert_eq!(us(round_trip(sent, wall, kernel(5_000), read_at)), 90);
-    }
-}
+mod tests;

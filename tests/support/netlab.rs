@@ -289,6 +289,11 @@ impl Lab {
     }
 
     fn nft(&self, i: usize, rule: &str) {
+        self.nft_at(i, "forward", rule);
+    }
+
+    /// Replaces tunnel `i`'s lab table with one chain on `hook` holding `rule`.
+    fn nft_at(&self, i: usize, hook: &str, rule: &str) {
         let tun = &self.tun[i - 1];
         let _ = run(&[
             "ip", "netns", "exec", tun, "nft", "delete", "table", "inet", "lab",
@@ -302,7 +307,9 @@ impl Lab {
             "exec",
             tun,
             "nft",
-            "add chain inet lab fw { type filter hook forward priority 0; policy accept; }",
+            &format!(
+                "add chain inet lab fw {{ type filter hook {hook} priority 0; policy accept; }}"
+            ),
         ]);
         must(&[
             "ip",
@@ -327,7 +334,65 @@ impl Lab {
         );
     }
 
-    /// Undoes `blackhole` and `loss`.
+    /// Makes tunnel `i`'s router answer probes to its pinned prefix with the ICMP error
+    /// `reject with icmp type <icmp_type>` sends (`admin-prohibited`, `host-unreachable`).
+    pub fn reject(&self, i: usize, icmp_type: &str) {
+        self.nft(
+            i,
+            &format!("ip daddr 172.16.{i}.0/24 reject with icmp type {icmp_type}"),
+        );
+    }
+
+    /// Makes tunnel `i`'s router answer "TTL exceeded in transit": packets to its pinned
+    /// prefix arrive with TTL 1, which the router may not forward.
+    pub fn expire_ttl(&self, i: usize) {
+        self.nft_at(
+            i,
+            "prerouting",
+            &format!("ip daddr 172.16.{i}.0/24 ip ttl set 1"),
+        );
+    }
+
+    /// Narrows tunnel `i`'s onward link (router to datacenter) to `mtu` bytes: packets
+    /// larger than that with DF set get "fragmentation needed" from the router.
+    pub fn narrow_onward_link(&self, i: usize, mtu: u32) {
+        must(&[
+            "ip",
+            "-n",
+            &self.tun[i - 1],
+            "link",
+            "set",
+            &format!("t{i}-d"),
+            "mtu",
+            &mtu.to_string(),
+        ]);
+    }
+
+    /// Sets the MTU of the vpc's own link into tunnel `i`.
+    pub fn set_vpc_link_mtu(&self, i: usize, mtu: u32) {
+        must(&[
+            "ip",
+            "-n",
+            &self.vpc,
+            "link",
+            "set",
+            &format!("v-t{i}"),
+            "mtu",
+            &mtu.to_string(),
+        ]);
+    }
+
+    /// Makes tunnel `i`'s router drop the "fragmentation needed" errors it sends: a path-MTU
+    /// black hole.
+    pub fn drop_frag_needed(&self, i: usize) {
+        self.nft_at(
+            i,
+            "output",
+            "icmp type destination-unreachable icmp code 4 drop",
+        );
+    }
+
+    /// Undoes `blackhole`, `loss`, `reject`, `expire_ttl` and `drop_frag_needed`.
     pub fn mend(&self, i: usize) {
         let _ = run(&[
             "ip",

@@ -6,6 +6,7 @@ use super::*;
 mod alerting;
 mod confirm;
 mod http;
+mod mtu;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
@@ -78,6 +79,11 @@ impl<'a> Validator<'a> {
         );
         let defaults = self.fast_detection(&raw.probe, defaults);
 
+        let any_pinned = raw
+            .vpn
+            .iter()
+            .any(|v| v.tunnel.iter().any(|t| !t.targets.is_empty()));
+        let mtu = self.mtu(raw.mtu.as_ref(), any_pinned);
         let mut targets: Vec<TargetSpec> = Vec::new();
         let mut connections = Vec::new();
         // Each map remembers the key path that first used a value, for duplicate messages.
@@ -176,6 +182,7 @@ impl<'a> Validator<'a> {
                     name: TunnelName::new(tname),
                     outside_ip,
                     targets: ids,
+                    expected_mtu: self.tunnel_mtu(&tkey, tunnel.mtu.as_ref(), &mtu),
                 });
             }
             connections.push(ConnectionSpec {
@@ -250,6 +257,7 @@ impl<'a> Validator<'a> {
             socket: raw.probe.socket.unwrap_or_default(),
             connections,
             targets,
+            mtu,
             warnings: Vec::new(),
         }
     }
