@@ -214,6 +214,18 @@ impl Series {
         }
     }
 
+    /// Re-counts a loss of the open minute as a reply: its reply came late, within the
+    /// configured timeout. A loss in a minute already closed stays there.
+    pub fn record_late(&mut self, rtt: std::time::Duration, at: Timestamp) {
+        self.roll(minute_of(at));
+        if self.open.lost == 0 {
+            return;
+        }
+        self.open.lost -= 1;
+        self.open.sent = self.open.sent.saturating_sub(1);
+        self.record(&ProbeOutcome::Reply { rtt }, at);
+    }
+
     /// Marks a state change at `at`.
     pub fn mark(&mut self, mark: Mark, at: Timestamp) {
         self.roll(minute_of(at));
@@ -473,6 +485,17 @@ impl History {
         }
     }
 
+    /// Re-counts a loss of `target` (and its tunnel) as a late reply.
+    pub fn record_late(&mut self, target: TargetId, rtt: std::time::Duration, at: Timestamp) {
+        let Some(series) = self.targets.get_mut(target.0) else {
+            return;
+        };
+        series.record_late(rtt, at);
+        if let Some(TargetScope::Pinned(id)) = self.config.targets.get(target.0).map(|t| t.scope) {
+            self.tunnels[id.connection][id.tunnel].record_late(rtt, at);
+        }
+    }
+
     /// Notes a target's state (its verdict label), marking changes.
     pub fn note_target(&mut self, target: TargetId, label: &str, at: Timestamp) {
         if let Some(series) = self.targets.get_mut(target.0) {
@@ -591,6 +614,23 @@ mod tests {
         assert!(closed.has(Mark::Down) && !closed.has(Mark::Up));
         let open = points[FINE_SLOTS - 1];
         assert_eq!((open.p50_us, open.sent, open.lost), (50_000, 1, 0));
+    }
+
+    #[test]
+    fn a_late_reply_turns_a_loss_of_the_open_minute_into_a_reply() {
+        let mut s = Series::default();
+        s.record(&reply(5), at(0));
+        s.record(&lost(), at(1));
+        s.record_late(Duration::from_millis(150), at(1));
+        let open = s.points(Range::Hour, at(2))[FINE_SLOTS - 1];
+        assert_eq!((open.sent, open.lost), (2, 0));
+        assert!(open.p90_us > 149_000, "{open:?}");
+        // A loss in a closed minute stays; nothing is counted twice.
+        s.record(&lost(), at(59));
+        s.record_late(Duration::from_millis(150), at(61));
+        let points = s.points(Range::Hour, at(61));
+        assert_eq!(points[FINE_SLOTS - 2].lost, 1);
+        assert_eq!(points[FINE_SLOTS - 1].sent, 0);
     }
 
     #[test]

@@ -234,6 +234,26 @@ fn every_type_error_is_reported_in_one_run_with_key_expectation_and_example() {
 }
 
 #[test]
+fn a_table_missing_its_required_key_does_not_hide_or_misname_the_next_ones_problems() {
+    let e = error_of(&format!(
+        "{TWO_TUNNELS}[[target]]\nname = \"a\"\n[[target]]\naddress = \"10.0.0.1\"\ninterval = \"50ms\"\n"
+    ));
+    assert_contains(
+        &e,
+        &[
+            "target[0]: missing field `address`",
+            // The second table keeps its own index, and its problem is told.
+            "target[1].interval: 50ms is out of range",
+        ],
+    );
+    // A sibling key that merely shares a prefix is not swallowed with a blanked one.
+    let e = error_of(&format!(
+        "[probe]\ntimeout = 1\ntimeout_rtt_multiplier = 0\n{TWO_TUNNELS}"
+    ));
+    assert_contains(&e, &["probe.timeout:", "probe.timeout_rtt_multiplier"]);
+}
+
+#[test]
 fn a_bad_ip_address_is_named_with_its_line() {
     let text = TWO_TUNNELS.replace("172.16.2.10", "300.1.1.1");
     let e = error_of(&text);

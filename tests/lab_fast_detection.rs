@@ -184,7 +184,7 @@ fn two_percent_random_loss_never_takes_a_tunnel_down() {
             ["a", "b"][tunnel],
             t["sent"],
             t["timeouts"],
-            t["received"]
+            t["replies"]
         );
     }
     println!("\n2 % loss, zero false downs (tunnel, time, sent, lost, received):\n{row}");

@@ -50,9 +50,11 @@ async fn an_outage_marks_and_colours_its_tunnels_chart_across_a_reload() {
     for p in inside {
         assert!(p.sent >= 59 && p.lost == p.sent && !p.has_rtt(), "{p:?}");
     }
-    // Before it, replies at the harness's 12 ms, no loss.
-    for p in &a[start..down] {
-        assert_eq!((p.lost, p.p50_us), (0, 12_000), "{p:?}");
+    // Before it, replies at the harness's 12 ms and no loss, except that the first lost
+    // probes (fewer than down_after, 3 here) may fall in the minute before the mark's.
+    for (i, p) in a.iter().enumerate().take(down).skip(start) {
+        let allowed = if i + 1 == down { 2 } else { 0 };
+        assert!(p.lost <= allowed && p.p50_us == 12_000, "{p:?}");
     }
 
     let b = chart(&h, 1);

@@ -340,7 +340,13 @@ pub fn conditions(
                 };
                 // The City's rule: with another connection still carrying traffic this
                 // usually heals by itself; it is critical once it was the last one.
-                let last_path = matches!(model.vpn(), VpnState::Critical { .. });
+                let last_path = !(0..config.connections.len()).any(|other| {
+                    other != ci
+                        && matches!(
+                            model.connection(other),
+                            ConnectionState::Healthy { .. } | ConnectionState::Degraded { .. }
+                        )
+                });
                 let mut condition = active(summary, reason.clone(), vpn_id.clone());
                 if let Condition::Active(d) = &mut condition {
                     d.severity = Some(if last_path {
@@ -350,7 +356,7 @@ pub fn conditions(
                     });
                     if !last_path {
                         d.reason.push_str(
-                            "; another path to the datacenter still works (/health says DEGRADED)",
+                            "; another connection still carries traffic to the datacenter",
                         );
                     }
                 }
@@ -670,7 +676,7 @@ mod tests {
         let (one, reason) = severity(&model, "one");
         assert_eq!(one, Severity::Warning, "{reason}");
         assert!(
-            reason.contains("another path to the datacenter still works"),
+            reason.contains("another connection still carries traffic"),
             "{reason}"
         );
         // Then two drops: it was the last one.

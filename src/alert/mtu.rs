@@ -31,6 +31,9 @@ pub fn black_holes(config: &Config, path_mtu: &PathMtus) -> Conditions {
             continue;
         }
         let Some(measured) = path_mtu.get(id) else {
+            // Not even small probes came back (the tunnel is down, or a loss burst): that
+            // says nothing of its MTU, so a firing black hole holds rather than resolves.
+            out.insert(key, Condition::Unknown);
             continue;
         };
         if let MtuVerdict::BlackHole { bytes, expected } = MtuVerdict::of(&measured.reading) {
@@ -117,10 +120,16 @@ name = "dc"
         assert!(d.reason.contains("172.16.1.10"), "{}", d.reason);
         assert_eq!(c.get(&key("dc-b")), None, "the full tunnel has no alert");
 
+        // Nothing came back (the tunnel is down): that says nothing of its MTU, so a
+        // firing black hole holds instead of resolving mid-outage.
+        mtus.handle(tunnel(0), None, now);
+        assert_eq!(
+            black_holes(&config, &mtus).get(&key("dc-a")),
+            Some(&Condition::Unknown)
+        );
         for next in [
             reading(1300, MtuLimitFound::FragNeeded),
             reading(1446, MtuLimitFound::Silent),
-            None,
         ] {
             mtus.handle(tunnel(0), next.clone(), now);
             assert_eq!(

@@ -19,7 +19,23 @@ fn place(config: &Config, t: &TargetSpec) -> String {
 /// that the daemon uses changed.
 pub fn changes(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let tunnels = |c: &Config| -> Vec<(String, String, Option<String>)> {
+    for c in &new.connections {
+        if let Some(before) = old.connections.iter().find(|o| o.name == c.name) {
+            if before.id != c.id {
+                let id = |c: &super::ConnectionSpec| {
+                    c.id.as_ref()
+                        .map_or("none".to_string(), ToString::to_string)
+                };
+                out.push(format!(
+                    "connection {}: id {} -> {}",
+                    c.name,
+                    id(before),
+                    id(c)
+                ));
+            }
+        }
+    }
+    let tunnels = |c: &Config| -> Vec<(String, String, Option<String>, u32)> {
         c.connections
             .iter()
             .flat_map(|conn| {
@@ -28,25 +44,35 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
                         conn.name.to_string(),
                         t.name.to_string(),
                         t.outside_ip.as_ref().map(ToString::to_string),
+                        t.expected_mtu,
                     )
                 })
             })
             .collect()
     };
     let (old_tunnels, new_tunnels) = (tunnels(old), tunnels(new));
-    for (vpn, name, ip) in &new_tunnels {
-        match old_tunnels.iter().find(|(v, n, _)| v == vpn && n == name) {
+    for (vpn, name, ip, mtu) in &new_tunnels {
+        match old_tunnels
+            .iter()
+            .find(|(v, n, _, _)| v == vpn && n == name)
+        {
             None => out.push(format!("tunnel {name} of {vpn} added")),
-            Some((_, _, old_ip)) if old_ip != ip => out.push(format!(
-                "tunnel {name} of {vpn}: outside IP {} -> {}",
-                old_ip.as_deref().unwrap_or("none"),
-                ip.as_deref().unwrap_or("none")
-            )),
-            Some(_) => {}
+            Some((_, _, old_ip, old_mtu)) => {
+                if old_ip != ip {
+                    out.push(format!(
+                        "tunnel {name} of {vpn}: outside IP {} -> {}",
+                        old_ip.as_deref().unwrap_or("none"),
+                        ip.as_deref().unwrap_or("none")
+                    ));
+                }
+                if old_mtu != mtu {
+                    out.push(format!("tunnel {name} of {vpn}: mtu {old_mtu} -> {mtu}"));
+                }
+            }
         }
     }
-    for (vpn, name, _) in &old_tunnels {
-        if !new_tunnels.iter().any(|(v, n, _)| v == vpn && n == name) {
+    for (vpn, name, _, _) in &old_tunnels {
+        if !new_tunnels.iter().any(|(v, n, _, _)| v == vpn && n == name) {
             out.push(format!("tunnel {name} of {vpn} removed"));
         }
     }
@@ -78,6 +104,22 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
                         b.down_after.to_string(),
                     ),
                     ("up_after", a.up_after.to_string(), b.up_after.to_string()),
+                    (
+                        "adaptive_timeout",
+                        a.adaptive_timeout.to_string(),
+                        b.adaptive_timeout.to_string(),
+                    ),
+                    ("timeout_floor", d(a.timeout_floor), d(b.timeout_floor)),
+                    (
+                        "timeout_rtt_multiplier",
+                        a.timeout_rtt_multiplier.to_string(),
+                        b.timeout_rtt_multiplier.to_string(),
+                    ),
+                    (
+                        "fast_confirm",
+                        a.fast_confirm.to_string(),
+                        b.fast_confirm.to_string(),
+                    ),
                 ];
                 let what: Vec<String> = fields
                     .iter()
@@ -109,6 +151,7 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         ("[aws]", old.aws != new.aws),
         ("[alerts]", old.alerts != new.alerts),
         ("[probe] socket", old.socket != new.socket),
+        ("[mtu]", old.mtu != new.mtu),
         (
             "[http] security",
             old.tls != new.tls || old.basic_auth_users != new.basic_auth_users,

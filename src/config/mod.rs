@@ -509,11 +509,19 @@ impl Config {
         // same mistake, told once.
         let mut problems = typed.problems;
         let blanked: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
-        problems.extend(v.problems.into_iter().filter(|p| {
-            !blanked
-                .iter()
-                .any(|b| p.key.starts_with(b.as_str()) || b.starts_with(&format!("{}[", p.key)))
-        }));
+        problems.extend(
+            v.problems
+                .into_iter()
+                .map(|p| type_errors::reindex(p, &blanked))
+                .filter(|p| {
+                    !blanked.iter().any(|b| {
+                        p.key == *b
+                            || p.key.starts_with(&format!("{b}."))
+                            || p.key.starts_with(&format!("{b}["))
+                            || b.starts_with(&format!("{}[", p.key))
+                    })
+                }),
+        );
         if problems.is_empty() {
             Ok(Config {
                 warnings: v.warnings,

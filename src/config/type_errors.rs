@@ -85,6 +85,37 @@ pub(super) fn read_all(text: &str) -> Typed {
     }
 }
 
+/// Gives a validator problem the key it has in the file: a table blanked for a missing
+/// key is absent to the validator, so the later tables of its array came one index lower.
+pub(super) fn reindex(mut p: Problem, blanked: &[String]) -> Problem {
+    // Blanked tables are keyed `path[i]`; a blanked value's key ends in a name, not `]`.
+    let mut tables: Vec<(&str, usize)> = blanked
+        .iter()
+        .filter_map(|b| {
+            let open = b.rfind('[')?;
+            let index = b.strip_suffix(']')?.get(open + 1..)?.parse().ok()?;
+            Some((&b[..open], index))
+        })
+        .collect();
+    tables.sort_by_key(|(_, i)| *i);
+    for (path, index) in tables {
+        let Some(rest) = p.key.strip_prefix(path).and_then(|r| r.strip_prefix('[')) else {
+            continue;
+        };
+        let Some(close) = rest.find(']') else {
+            continue;
+        };
+        let Ok(mut j) = rest[..close].parse::<usize>() else {
+            continue;
+        };
+        if j >= index {
+            j += 1;
+            p.key = format!("{path}[{j}]{}", &rest[close + 1..]);
+        }
+    }
+    p
+}
+
 /// Returns the field serde says is missing: "missing field `name`".
 fn missing_field(message: &str) -> Option<&str> {
     message

@@ -78,6 +78,8 @@ impl RunOptions {
         };
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
+            // Chosen on the command line: used as it is, never replaced.
+            config.state_dir_is_default = false;
         }
         if let Some(listen) = self.listen {
             config.listen = listen;

@@ -312,6 +312,11 @@ impl Monitor {
         let changed = self
             .model
             .handle_probe(target, &ProbeOutcome::Reply { rtt }, now);
+        {
+            let mut history = lock(&self.history);
+            history.record_late(target, rtt, now);
+            history.note_target(target, self.model.target(target).verdict.label(), now);
+        }
         self.after_target_change(target, &before, changed)
     }
 

@@ -106,12 +106,20 @@ impl PathMtus {
                 let MtuVerdict::Narrow { bytes, expected } = self.verdict(id)? else {
                     return None;
                 };
+                let local = self
+                    .get(id)
+                    .is_some_and(|m| m.reading.found == MtuLimitFound::Local);
+                let why = if local {
+                    "this instance will not send larger packets (its interface or route MTU is smaller), so nothing larger can be measured"
+                } else {
+                    "routers say so (\"fragmentation needed\"), so hosts adapt, but every large packet costs a round trip"
+                };
                 Some(Advisory {
                     code: NARROW_CODE,
                     vpn: config.connections[id.connection].name.to_string(),
                     tunnel: config.tunnel(id).name.to_string(),
                     message: format!(
-                        "the path MTU is {bytes} bytes, under the {expected} expected; routers say so (\"fragmentation needed\"), so hosts adapt, but every large packet costs a round trip: clamp TCP MSS to {} or lower `mtu` for this tunnel",
+                        "the path MTU is {bytes} bytes, under the {expected} expected; {why}: clamp TCP MSS to {} or lower `mtu` for this tunnel",
                         bytes.saturating_sub(40)
                     ),
                     id,

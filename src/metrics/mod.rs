@@ -619,9 +619,12 @@ impl Metrics {
         let Some(s) = self.targets.get(target.0) else {
             return;
         };
+        // As the wire saw them: late replies stay timeouts, so that no counter goes back
+        // across a reload.
         s.sent.fetch_add(stats.sent, Ordering::Relaxed);
-        s.replies.fetch_add(stats.replies, Ordering::Relaxed);
-        s.lost[0].fetch_add(stats.timeouts, Ordering::Relaxed);
+        s.replies
+            .fetch_add(stats.replies - stats.late_replies, Ordering::Relaxed);
+        s.lost[0].fetch_add(stats.timeouts + stats.late_replies, Ordering::Relaxed);
         s.lost[1].fetch_add(stats.icmp_errors, Ordering::Relaxed);
         s.lost[2].fetch_add(stats.send_failures, Ordering::Relaxed);
         if let Some(rtt) = stats.rtt_last_seconds {

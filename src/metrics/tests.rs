@@ -54,6 +54,37 @@ mod families {
     }
 
     #[test]
+    fn a_reload_seeds_the_wire_counts_so_that_late_replies_do_not_turn_counters_back() {
+        use crate::messages::ProbeOutcome;
+        use crate::probe::stats::TargetStats;
+        let old = metrics();
+        let mut stats = TargetStats::default();
+        let timeout = ProbeOutcome::Timeout {
+            after: Duration::from_millis(100),
+        };
+        for _ in 0..3 {
+            stats.record(&timeout);
+            old.record_probe(TargetId(0), &timeout, 1);
+        }
+        // Two of them were late, not lost: /status says so; the counters cannot.
+        stats.record_late(Duration::from_millis(150));
+        stats.record_late(Duration::from_millis(150));
+        let before = String::from_utf8(old.render()).unwrap();
+        let new = metrics();
+        new.seed(TargetId(0), &stats.summary());
+        let after = String::from_utf8(new.render()).unwrap();
+        let timeouts = |text: &str| {
+            lines_of(text, "tunnelkeeper_probe_lost_total{")
+                .into_iter()
+                .find(|l| l.contains("172.16.1.10") && l.contains("reason=\"timeout\""))
+                .unwrap()
+        };
+        assert_eq!(timeouts(&before), timeouts(&after));
+        assert!(timeouts(&after).ends_with(" 3"), "{after}");
+        assert_eq!(stats.summary().replies, 2);
+    }
+
+    #[test]
     fn a_reload_carries_the_process_wide_counters_over() {
         let old = metrics();
         for _ in 0..3 {

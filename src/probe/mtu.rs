@@ -167,6 +167,8 @@ impl SizedProber for crate::probe::icmp::EchoProber {
         use crate::probe::pinger::Prober;
         self.set_packet_bytes(bytes);
         let echo = self.probe(seq, timeout).await;
+        // A size probe's late reply means nothing to the search: drop it, or it piles up.
+        let _ = self.late_answers();
         if let Some(mtu) = self.take_local_limit() {
             return SizeProbe::LocalLimit { mtu };
         }

@@ -22,6 +22,8 @@ pub struct TargetStats {
     timeouts: u64,
     icmp_errors: u64,
     send_failures: u64,
+    /// Replies re-counted from timeouts (late, within the configured timeout).
+    late_replies: u64,
     last_rtt: Option<Duration>,
     recent: VecDeque<u32>,
     timeout: Option<TimeoutInForce>,
@@ -40,6 +42,10 @@ pub struct StatsSummary {
     pub icmp_errors: u64,
     /// Requests that could not be sent.
     pub send_failures: u64,
+    /// Replies that came after the adaptive timeout but within the configured one: counted
+    /// in `replies` here, while the metrics (which cannot take a timeout back) keep them in
+    /// `tunnelkeeper_probe_lost_total{reason="timeout"}`.
+    pub late_replies: u64,
     /// How many of the recent window were lost, in percent.
     pub recent_loss_percent: f64,
     /// How many probes the recent window holds.
@@ -95,6 +101,7 @@ impl TargetStats {
         *slot = u32::try_from(rtt.as_micros()).unwrap_or(LOST - 1);
         self.timeouts = self.timeouts.saturating_sub(1);
         self.replies += 1;
+        self.late_replies += 1;
         self.last_rtt = Some(rtt);
     }
 
@@ -123,6 +130,7 @@ impl TargetStats {
             timeouts: self.timeouts,
             icmp_errors: self.icmp_errors,
             send_failures: self.send_failures,
+            late_replies: self.late_replies,
             recent_loss_percent,
             recent_probes: self.recent.len(),
             rtt_last_seconds: self.last_rtt.map(|d| d.as_secs_f64()),

@@ -177,6 +177,29 @@ fn tunnel(
         }
         let _ = write!(out, "<dt>AWS maintenance</dt><dd>{text}</dd>");
     }
+    if let Some(mtu) = &t.path_mtu {
+        use crate::messages::MtuLimitFound;
+        let r = &mtu.reading;
+        let how = match (r.found, r.router) {
+            (MtuLimitFound::Silent, _) if r.bytes < r.expected => format!(
+                "<strong>black hole</strong>: larger packets vanish without ICMP; expected {}",
+                r.expected
+            ),
+            (MtuLimitFound::FragNeeded, Some(router)) => {
+                format!(
+                    "fragmentation needed from {router}; expected {}",
+                    r.expected
+                )
+            }
+            (found, _) => format!("{}; expected {}", found.label(), r.expected),
+        };
+        let _ = write!(
+            out,
+            "<dt>path MTU</dt><dd>{} bytes ({how}), {}</dd>",
+            r.bytes,
+            when(now, mtu.measured_at)
+        );
+    }
     out.push_str("</dl>");
     if !t.targets.is_empty() {
         target_table(out, now, t.targets.iter(), view);

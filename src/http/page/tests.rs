@@ -99,6 +99,39 @@ const UP_B: (usize, bool) = (1, true);
 const LOST_A: (usize, bool) = (0, false);
 
 #[test]
+fn a_tunnel_shows_its_path_mtu_and_a_black_hole_in_words() {
+    use crate::health::path_mtu::TunnelPathMtu;
+    use crate::messages::{MtuLimitFound, PathMtuReading};
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B]);
+    let reading = |bytes, found, router| TunnelPathMtu {
+        reading: PathMtuReading {
+            bytes,
+            found,
+            expected: 1446,
+            target: "172.16.1.10".parse().unwrap(),
+            router,
+            probes: 9,
+        },
+        measured_at: Timestamp::from_secs(T0 + 60),
+    };
+    s.connections[0].tunnels[0].path_mtu = Some(reading(1300, MtuLimitFound::Silent, None));
+    s.connections[0].tunnels[1].path_mtu = Some(reading(
+        1300,
+        MtuLimitFound::FragNeeded,
+        Some("10.1.2.2".parse().unwrap()),
+    ));
+    let html = render_index(&s, &hour());
+    assert!(
+        html.contains("<dt>path MTU</dt><dd>1300 bytes (<strong>black hole</strong>: larger packets vanish without ICMP; expected 1446)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("1300 bytes (fragmentation needed from 10.1.2.2; expected 1446)"),
+        "{html}"
+    );
+}
+
+#[test]
 fn the_page_states_the_verdict_in_words_and_shows_both_tunnels_with_charts() {
     let s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
     let html = render_index(&s, &hour());
