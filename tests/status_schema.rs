@@ -79,8 +79,13 @@ fn status_matches_its_schema_with_and_without_aws() {
 
     let double = AwsDouble::start();
     let mut a = tunnel("52.2.144.13", "UP", "");
-    a["maintenance"] =
-        json!({ "pending": "Pending", "auto_apply_after": "2030-01-01T00:00:00.000Z" });
+    // Two weeks from today: pending maintenance past its auto-apply time means something
+    // else, and the test must not change when a fixed date passes.
+    let auto = humantime::format_rfc3339_millis(
+        std::time::SystemTime::now() + Duration::from_secs(14 * 86_400),
+    )
+    .to_string();
+    a["maintenance"] = json!({ "pending": "Pending", "auto_apply_after": auto });
     let mut b = tunnel("52.2.144.14", "DOWN", "IPSEC IS DOWN");
     b["dpd_timeout_seconds"] = json!(10);
     b["maintenance"] = json!({ "last_applied": "2026-10-01T02:00:00.000Z" });

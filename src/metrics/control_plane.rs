@@ -1,4 +1,4 @@
-//! The control-plane series that exist only with `[aws]`: AWS maintenance per tunnel,
+//! The control-plane series (meaningful with `[aws]`): AWS maintenance per tunnel,
 //! connections EC2 does not know, and the advisories on tunnel options and routes.
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -130,7 +130,7 @@ impl ControlPlaneSeries {
 impl super::Metrics {
     /// Counts one `GetVpnTunnelReplacementStatus` call by outcome.
     pub fn ec2_maintenance_request(&self, result: &MaintenanceResult) {
-        let Some(a) = &self.aws else { return };
+        let a = &self.aws;
         let outcome = match result {
             MaintenanceResult::Reading(_) => "ok",
             MaintenanceResult::Failed { kind, .. } => kind.label(),
@@ -143,7 +143,7 @@ impl super::Metrics {
 
     /// Sets the maintenance, not-found and advisory gauges from the control-plane tracker.
     pub fn set_control_plane(&self, control: &ControlPlane) {
-        let Some(a) = &self.aws else { return };
+        let a = &self.aws;
         let s = &a.control;
         for (id, vpn, tunnel) in &s.tunnels {
             let labels = [vpn.as_str(), tunnel.as_str()];

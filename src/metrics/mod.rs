@@ -10,9 +10,7 @@ use prometheus::{
 
 use crate::config::{Config, TargetScope};
 use crate::health::{ConnectionState, Verdict, VpnState};
-use crate::messages::AwsErrorKind;
 use crate::messages::ProbeOutcome;
-use crate::messages::TunnelReading;
 use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// RTT histogram buckets in seconds: from loopback (tens of µs) to a slow tunnel.
@@ -78,7 +76,7 @@ pub struct Metrics {
     stray_replies: IntCounter,
     socket_reopens: IntCounter,
     schedule_slips: IntCounter,
-    aws: Option<AwsSeries>,
+    aws: aws::AwsSeries,
     alerts_firing: IntGaugeVec,
     /// The label values of the alerts `alerts_firing` holds now.
     alerts_shown: std::sync::Mutex<std::collections::BTreeSet<[String; 4]>>,
@@ -87,18 +85,6 @@ pub struct Metrics {
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
     path_mtu: path_mtu::PathMtuSeries,
-}
-
-/// Series that exist only with `[aws]`.
-struct AwsSeries {
-    ec2_requests: IntCounterVec,
-    ec2_last_success: Gauge,
-    ec2_answer_age: Gauge,
-    control_plane_stale: IntGauge,
-    accepted_routes: IntGaugeVec,
-    waits_for_datacenter: IntGaugeVec,
-    cloudwatch_requests: IntCounterVec,
-    control: control_plane::ControlPlaneSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -354,98 +340,7 @@ impl Metrics {
             .map(|c| c.name.to_string())
             .collect();
 
-        // Every series exists from the start, [aws] or not: without it the EC2 series stay
-        // at "never answered", which an absent() rule would otherwise misread.
-        let aws = Some({
-            let ec2_requests = register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "tunnelkeeper_ec2_requests_total",
-                        "DescribeVpnConnections calls by outcome: ok or the kind of failure.",
-                    ),
-                    &["outcome"],
-                )
-                .unwrap(),
-            );
-            let cloudwatch_requests = register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "tunnelkeeper_cloudwatch_requests_total",
-                        "PutMetricData calls by outcome: ok or the kind of failure.",
-                    ),
-                    &["outcome"],
-                )
-                .unwrap(),
-            );
-            for outcome in std::iter::once("ok").chain(AwsErrorKind::ALL.iter().map(|k| k.label()))
-            {
-                ec2_requests.with_label_values(&[outcome]);
-                if config
-                    .aws
-                    .as_ref()
-                    .is_some_and(|a| a.cloudwatch_namespace.is_some())
-                {
-                    cloudwatch_requests.with_label_values(&[outcome]);
-                }
-            }
-            let accepted_routes = register(&registry, IntGaugeVec::new(
-                Opts::new("tunnelkeeper_tunnel_accepted_routes", "BGP routes AWS accepted on the tunnel (EC2 telemetry); -1 when not reported."),
-                &["vpn", "tunnel"],
-            ).unwrap());
-            let waits_for_datacenter = register(&registry, IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_tunnel_recovery_needs_datacenter",
-                    "1 when the tunnel options (StartupAction=add, DpdTimeoutAction=clear) leave a dropped tunnel down until the datacenter sends traffic.",
-                ),
-                &["vpn", "tunnel"],
-            ).unwrap());
-            for c in config.connections.iter().filter(|c| c.id.is_some()) {
-                for t in &c.tunnels {
-                    accepted_routes
-                        .with_label_values(&[c.name.as_str(), t.name.as_str()])
-                        .set(-1);
-                    waits_for_datacenter
-                        .with_label_values(&[c.name.as_str(), t.name.as_str()])
-                        .set(0);
-                }
-            }
-            AwsSeries {
-                ec2_requests,
-                ec2_last_success: register(
-                    &registry,
-                    Gauge::new(
-                        "tunnelkeeper_ec2_last_success_timestamp_seconds",
-                        "When DescribeVpnConnections last answered, as a Unix time (0: never).",
-                    )
-                    .unwrap(),
-                ),
-                ec2_answer_age: register(
-                    &registry,
-                    Gauge::new(
-                        "tunnelkeeper_ec2_answer_age_seconds",
-                        "Age of the last good EC2 answer (-1: none yet).",
-                    )
-                    .unwrap(),
-                ),
-                control_plane_stale: register(
-                    &registry,
-                    IntGauge::new(
-                        "tunnelkeeper_control_plane_stale",
-                        "1 when the last good EC2 answer is older than three poll intervals.",
-                    )
-                    .unwrap(),
-                ),
-                accepted_routes,
-                waits_for_datacenter,
-                cloudwatch_requests,
-                control: control_plane::ControlPlaneSeries::new(&registry, config),
-            }
-        });
-        if let Some(a) = &aws {
-            a.ec2_answer_age.set(-1.0);
-        }
+        let aws = aws::AwsSeries::new(&registry, config);
 
         let alerts_firing = register(
             &registry,
@@ -599,19 +494,18 @@ impl Metrics {
 
     /// The labelled counters, by family name.
     fn counter_vecs(&self) -> Vec<(&'static str, &IntCounterVec)> {
-        let mut out = vec![("tunnelkeeper_notifications_total", &self.notifications)];
-        if let Some(aws) = &self.aws {
-            out.push(("tunnelkeeper_ec2_requests_total", &aws.ec2_requests));
-            out.push((
+        vec![
+            ("tunnelkeeper_notifications_total", &self.notifications),
+            ("tunnelkeeper_ec2_requests_total", &self.aws.ec2_requests),
+            (
                 "tunnelkeeper_cloudwatch_requests_total",
-                &aws.cloudwatch_requests,
-            ));
-            out.push((
+                &self.aws.cloudwatch_requests,
+            ),
+            (
                 "tunnelkeeper_ec2_maintenance_requests_total",
-                &aws.control.maintenance_requests,
-            ));
-        }
-        out
+                &self.aws.control.maintenance_requests,
+            ),
+        ]
     }
 
     /// Starts a target's counters where an earlier generation left them (after a reload).
@@ -714,62 +608,6 @@ impl Metrics {
         self.schedule_slips.inc_by(missed);
     }
 
-    /// Counts one EC2 call by outcome.
-    pub fn ec2_request(&self, outcome: &str) {
-        if let Some(a) = &self.aws {
-            a.ec2_requests.with_label_values(&[outcome]).inc();
-        }
-    }
-
-    /// Records a good EC2 answer.
-    pub fn ec2_success(&self, at: Timestamp) {
-        if let Some(a) = &self.aws {
-            a.ec2_last_success.set(at.as_millis() as f64 / 1000.0);
-        }
-    }
-
-    /// Sets the age of the last good EC2 answer.
-    pub fn set_ec2_answer_age(&self, age: Option<f64>) {
-        if let Some(a) = &self.aws {
-            a.ec2_answer_age.set(age.unwrap_or(-1.0));
-        }
-    }
-
-    /// Sets whether the control plane is stale.
-    pub fn set_control_plane_stale(&self, stale: bool) {
-        if let Some(a) = &self.aws {
-            a.control_plane_stale.set(i64::from(stale));
-        }
-    }
-
-    /// Sets a tunnel's EC2-reported figures.
-    pub fn set_tunnel_aws(&self, id: TunnelId, reading: &TunnelReading) {
-        let Some(a) = &self.aws else { return };
-        let (vpn, tunnel) = &self.tunnel_labels[id.connection][id.tunnel];
-        let routes = reading
-            .telemetry
-            .as_ref()
-            .and_then(|t| t.accepted_route_count)
-            .map_or(-1, i64::from);
-        a.accepted_routes
-            .with_label_values(&[vpn.as_str(), tunnel.as_str()])
-            .set(routes);
-        let waits = reading
-            .options
-            .as_ref()
-            .is_some_and(|o| o.waits_for_datacenter());
-        a.waits_for_datacenter
-            .with_label_values(&[vpn.as_str(), tunnel.as_str()])
-            .set(i64::from(waits));
-    }
-
-    /// Counts one CloudWatch call by outcome.
-    pub fn cloudwatch_put(&self, outcome: &str) {
-        if let Some(a) = &self.aws {
-            a.cloudwatch_requests.with_label_values(&[outcome]).inc();
-        }
-    }
-
     /// Shows one series for each alert past pending (inhibited and silenced ones
     /// included) and drops the series of alerts that are gone.
     pub fn set_alerts(&self, firing: &[crate::snapshot::AlertView]) {
@@ -824,6 +662,7 @@ impl Metrics {
     }
 }
 
+mod aws;
 mod control_plane;
 mod path_mtu;
 mod render;
