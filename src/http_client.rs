@@ -112,7 +112,7 @@ impl ServerCertVerifier for AnyCertificate {
 
 /// Splits `http://host:port/prefix` (or `https://`) into TLS or not, the authority and the
 /// path prefix.
-fn split_url(base: &str) -> Result<(bool, &str, &str), String> {
+pub fn split_url(base: &str) -> Result<(bool, &str, &str), String> {
     let (tls, rest) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
         (Some(rest), _) => (false, rest),
         (None, Some(rest)) => (true, rest),

@@ -336,19 +336,10 @@ impl SinkKind {
             SinkKind::Sns { topic_arn } => {
                 format!("sns:{}", topic_arn.rsplit(':').next().unwrap_or(topic_arn))
             }
-            SinkKind::Alertmanager { url } => {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-                format!("alertmanager:{}", rest.split('/').next().unwrap_or(rest))
-            }
-        }
-    }
-
-    /// Returns `log`, `sns` or `alertmanager`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SinkKind::Log => "log",
-            SinkKind::Sns { .. } => "sns",
-            SinkKind::Alertmanager { .. } => "alertmanager",
+            SinkKind::Alertmanager { url } => match crate::http_client::split_url(url) {
+                Ok((_, authority, _)) => format!("alertmanager:{authority}"),
+                Err(_) => format!("alertmanager:{url}"),
+            },
         }
     }
 }
