@@ -348,8 +348,11 @@ fn check_invariants(h: &Harness, for_: Duration, truth: &[(Duration, World)]) {
                     .any(|(s, e)| *s + DETECTION_LAG <= p.at && e.is_none_or(|e| e > p.at));
                 assert!(
                     !known_outage,
-                    "{} resolved at {:?} while its outage was on ({w:?}): {:?}",
-                    p.alert, p.at, h.pages
+                    "{} resolved at {:?} while its outage was on ({w:?}; outages {:?}): {:?}",
+                    p.alert,
+                    p.at,
+                    outages(&p.alert),
+                    h.pages
                 );
             }
             other => unreachable!("{other}"),

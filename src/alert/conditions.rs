@@ -385,7 +385,19 @@ pub fn conditions(
             out.insert(key, Condition::Unknown);
         }
         VpnState::Ok { .. } | VpnState::Degraded { .. } => {
-            if any_held {
+            // As for a tunnel: no recovery between two losses. While every shared target's
+            // latest probe was lost, the path may be gone another way (the connection came
+            // back as the datacenter hosts went), not yet counted down.
+            let shared: Vec<_> = config
+                .targets
+                .iter()
+                .filter(|t| t.scope == crate::config::TargetScope::Shared)
+                .collect();
+            let shared_losing = !shared.is_empty()
+                && shared
+                    .iter()
+                    .all(|t| model.target(t.id).consecutive_lost > 0);
+            if any_held || shared_losing {
                 out.insert(key, Condition::Unknown);
             }
         }
