@@ -14,7 +14,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
+# The runbook is compiled in (the pages quote it).
+COPY docs ./docs
 COPY config ./config
 COPY tests ./tests
 RUN cargo build --release --locked --bin tunnelkeeper \

@@ -110,20 +110,7 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Splits `http://host:port/prefix` (or `https://`) into TLS or not, the authority and the
-/// path prefix.
-pub fn split_url(base: &str) -> Result<(bool, &str, &str), String> {
-    let (tls, rest) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
-        (Some(rest), _) => (false, rest),
-        (None, Some(rest)) => (true, rest),
-        (None, None) => return Err(format!("{base}: not an http:// or https:// URL")),
-    };
-    let rest = rest.trim_end_matches('/');
-    Ok(match rest.find('/') {
-        Some(i) => (tls, &rest[..i], &rest[i..]),
-        None => (tls, rest, ""),
-    })
-}
+pub use tunnelkeeper_core::config::split_url;
 
 /// Sends one request to `base` + `path` and reads the whole answer within `deadline`.
 /// `body` is a JSON document for a POST, `None` for a GET.

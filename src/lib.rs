@@ -28,19 +28,17 @@
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
 //! - [`jitter`]: a small random source for backoff jitter.
 
+pub use tunnelkeeper_core::{config, health, history, jitter, types};
+
 pub mod alert;
 pub mod aws;
 pub mod cli;
-pub mod config;
+pub mod clock;
 pub mod daemon;
-pub mod health;
-pub mod history;
 pub mod http;
 pub mod http_client;
-pub mod jitter;
 pub mod liveness;
 pub mod messages;
 pub mod metrics;
 pub mod probe;
 pub mod snapshot;
-pub mod types;

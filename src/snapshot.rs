@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::alert::view::AlertView;
 use crate::metrics::Metrics;
 
 use crate::config::{Config, TargetScope};
@@ -17,8 +18,6 @@ use crate::health::maintenance::TunnelMaintenance;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::messages::TunnelReading;
 use crate::probe::stats::{StatsSummary, TargetStats};
-use crate::types::AlertClass;
-use crate::types::Severity;
 use crate::types::{
     ConnectionName, OutsideIp, TargetId, TargetName, Timestamp, TunnelId, TunnelName,
     VpnConnectionId,
@@ -450,30 +449,4 @@ mod tests {
             "{body}"
         );
     }
-}
-
-/// How an alert shows on /status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct AlertView {
-    /// The class name.
-    pub alert: AlertClass,
-    /// Severity.
-    pub severity: Severity,
-    /// The severity its situation calls for, if it depends on one (before the config's).
-    #[serde(skip)]
-    pub situation: Option<Severity>,
-    /// Connection, if any.
-    pub vpn: Option<String>,
-    /// Tunnel, if any.
-    pub tunnel: Option<String>,
-    /// `pending`, `firing`, `inhibited` or `silenced`.
-    pub state: &'static str,
-    /// Since when (pending: condition start; others: firing start).
-    pub since: Timestamp,
-    /// The summary line.
-    pub summary: String,
-    /// The reason.
-    pub reason: String,
-    /// What inhibits or silences it.
-    pub muted_by: Option<String>,
 }

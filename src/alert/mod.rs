@@ -1,13 +1,10 @@
-//! Alerting: the pure engine, the conditions it is fed, the router the monitor owns, the
-//! outbox, the state file and the sinks.
+//! Alerting at the edge: the router the monitor owns, the state file on disk and its
+//! writer thread, and the sinks. The pure parts (engine, conditions, outbox, notification
+//! text) are in the core crate and re-exported here under their usual names.
 
-pub mod conditions;
-pub mod engine;
-pub mod mtu;
-pub mod outbox;
-pub mod page;
+pub use tunnelkeeper_core::alert::{conditions, engine, mtu, outbox, page, runbook, saved, view};
+
 pub mod router;
-pub mod runbook;
 pub mod sinks;
 pub mod state_file;
 pub mod state_writer;

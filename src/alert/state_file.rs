@@ -8,28 +8,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::alert::engine::Alert;
-use crate::alert::outbox::Outbox;
+pub use crate::alert::saved::{SavedState, VERSION};
 use crate::types::Timestamp;
 
-/// The file's format version.
-pub const VERSION: u32 = 1;
 /// The file name inside `state_dir`.
 pub const FILE_NAME: &str = "state.json";
-
-/// What is saved.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SavedState {
-    pub version: u32,
-    /// When it was written.
-    pub saved_at: Option<Timestamp>,
-    /// Pending and firing alerts.
-    pub alerts: Vec<Alert>,
-    /// Undelivered notifications.
-    pub outbox: Outbox,
-}
 
 /// Why the state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +200,9 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::engine::Alert;
     use crate::alert::engine::{AlertKey, AlertState, Details};
+    use crate::alert::outbox::Outbox;
     use crate::types::AlertClass;
 
     fn temp_dir(name: &str) -> PathBuf {

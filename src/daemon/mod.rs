@@ -33,6 +33,7 @@ use crate::alert::state_file::{Loaded, SavedState, StateStore};
 use crate::alert::state_writer::StateWriter;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
 use crate::daemon::pingers::PingerPool;
@@ -45,7 +46,6 @@ use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
 use crate::snapshot::{Meta, Snapshot};
-use crate::types::Clock;
 
 /// How long tasks get to finish after the shutdown signal or a reload.
 pub const DRAIN: Duration = Duration::from_secs(2);

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::alert::router::Alerting;
+use crate::clock::Clock;
 use crate::config::{Config, TargetScope};
 use crate::daemon::systemd::Notifier;
 use crate::health::control_plane::ControlPlane;
@@ -23,7 +24,7 @@ use crate::messages::{Observation, ProbeOutcome};
 use crate::metrics::Metrics;
 use crate::probe::stats::TargetStats;
 use crate::snapshot::{Meta, Snapshot};
-use crate::types::{Clock, TargetId, TunnelId};
+use crate::types::{TargetId, TunnelId};
 
 /// How often counters reach `/status` when no verdict changes (verdict changes publish at once).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);

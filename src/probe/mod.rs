@@ -1,11 +1,11 @@
-//! The data plane: ICMP sockets, the ICMP errors they bring back, the per-target pinger
-//! loop and per-target counters.
+//! The data plane: ICMP sockets, the ICMP errors they bring back and the per-target pinger
+//! loop. The adaptive timeout, fast confirm and counters are pure and live in the core.
 
-pub mod confirm;
+pub use tunnelkeeper_core::probe::{confirm, stats};
+
 pub mod echo_packet;
 pub mod icmp;
 pub mod icmp_error;
 pub mod mtu;
 pub mod pinger;
-pub mod stats;
 pub mod syscall;

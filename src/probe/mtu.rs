@@ -15,10 +15,7 @@ use crate::messages::{IcmpErrorKind, MtuLimitFound, Observation, PathMtuReading}
 use crate::probe::pinger::Echo;
 use crate::types::TunnelId;
 
-/// The smallest size searched: every IPv4 host must accept 576-byte packets.
-pub const MIN_BYTES: u32 = 576;
-/// The largest size searched: EC2 caps VPN traffic at 1500 bytes.
-pub const MAX_BYTES: u32 = 1500;
+pub use tunnelkeeper_core::health::path_mtu::{MAX_BYTES, MIN_BYTES};
 /// The most probes one measurement sends: the expected size, the smallest, and a binary
 /// search over the 925 sizes between (10 halvings), each lost size sent twice, stay
 /// within it. A full path takes 7, a black hole at 1300 bytes 17.

@@ -15,6 +15,7 @@ use tunnelkeeper::alert::outbox::Delivery;
 use tunnelkeeper::alert::router::{Alerting, SinkHandle};
 use tunnelkeeper::alert::state_file::{Loaded, StateStore};
 use tunnelkeeper::alert::state_writer::StateWriter;
+use tunnelkeeper::clock::Clock;
 use tunnelkeeper::config::Config;
 use tunnelkeeper::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
 use tunnelkeeper::daemon::systemd::Notifier;
@@ -25,7 +26,7 @@ use tunnelkeeper::messages::{
 };
 use tunnelkeeper::metrics::{Metrics, ReloadStatus};
 use tunnelkeeper::snapshot::{Meta, Snapshot};
-use tunnelkeeper::types::{Clock, OutsideIp, TargetId, Timestamp, VpnConnectionId};
+use tunnelkeeper::types::{OutsideIp, TargetId, Timestamp, VpnConnectionId};
 
 pub const POLL: Duration = Duration::from_secs(10);
 pub const STEP: Duration = Duration::from_millis(100);

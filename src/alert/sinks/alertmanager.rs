@@ -154,7 +154,7 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::alert::engine::NotificationStatus;
-    use crate::alert::page::tests::{ctx, note};
+    use crate::alert::page::fixtures::{ctx, note};
     use crate::types::AlertClass;
 
     #[test]

@@ -246,18 +246,15 @@ fn stable_hash(text: &str) -> String {
     format!("{hash:016x}")
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Sample notifications and context, for the tests of this crate and of the sinks.
+#[doc(hidden)]
+pub mod fixtures {
     use super::*;
     use crate::alert::engine::{AlertKey, Details};
     use crate::types::{AlertClass, Timestamp};
 
     /// A notification about connection `dc-primary`, as the sinks' tests page it.
-    pub(crate) fn note(
-        class: AlertClass,
-        status: NotificationStatus,
-        summary: &str,
-    ) -> Notification {
+    pub fn note(class: AlertClass, status: NotificationStatus, summary: &str) -> Notification {
         Notification {
             key: AlertKey::connection(class, "dc-primary"),
             severity: class.severity(),
@@ -276,7 +273,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn ctx() -> PageContext {
+    pub fn ctx() -> PageContext {
         PageContext {
             host: "ip-10-0-1-5".into(),
             runbook_url: "https://wiki.example/tunnelkeeper".into(),
@@ -287,6 +284,14 @@ pub(crate) mod tests {
             .into(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{ctx, note};
+    use super::*;
+    use crate::alert::engine::AlertKey;
+    use crate::types::AlertClass;
 
     #[test]
     fn subjects_say_severity_alert_place_and_summary() {

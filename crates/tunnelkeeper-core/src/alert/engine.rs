@@ -8,9 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::view::AlertView;
 use crate::config::AlertRules;
 use crate::config::Silence;
-use crate::snapshot::AlertView;
 use crate::types::AlertClass;
 use crate::types::Severity;
 use crate::types::Timestamp;

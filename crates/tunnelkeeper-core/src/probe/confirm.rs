@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use std::ops::Add;
 
 use crate::config::ProbeSettings;
 use crate::messages::{TimeoutInForce, TimeoutMode};
@@ -100,9 +100,9 @@ pub fn worth_reporting(before: Option<TimeoutInForce>, now: TimeoutInForce) -> b
 
 /// When the pinger sends next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NextSend {
+pub enum NextSend<I> {
     /// A confirmation probe, at this time.
-    Confirm(Instant),
+    Confirm(I),
     /// The next scheduled probe.
     Scheduled,
 }
@@ -139,13 +139,16 @@ impl Confirmer {
     /// `lost` says it got no reply (a late reply to an earlier request counts as a reply
     /// here). A confirmation is only sent when it can end before `next_scheduled`, so the
     /// interval's schedule never moves.
-    pub fn after_probe(
+    pub fn after_probe<I>(
         &mut self,
         lost: bool,
-        sent: Instant,
+        sent: I,
         timeout: Duration,
-        next_scheduled: Instant,
-    ) -> NextSend {
+        next_scheduled: I,
+    ) -> NextSend<I>
+    where
+        I: Copy + Ord + Add<Duration, Output = I>,
+    {
         if !lost {
             self.burst = None;
             self.armed = true;
@@ -178,6 +181,7 @@ impl Confirmer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn settings() -> ProbeSettings {
         ProbeSettings::default()

@@ -143,37 +143,6 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
-/// Converts the runtime's monotonic instants into [`Timestamp`]s.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    start: tokio::time::Instant,
-    start_wall_ms: u64,
-}
-
-impl Clock {
-    /// Anchors the monotonic clock to the wall clock now.
-    pub fn start() -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self {
-            start: tokio::time::Instant::now(),
-            start_wall_ms: wall.as_millis() as u64,
-        }
-    }
-
-    /// Returns the timestamp of a monotonic instant.
-    pub fn at(&self, instant: tokio::time::Instant) -> Timestamp {
-        let elapsed = instant.saturating_duration_since(self.start);
-        Timestamp(self.start_wall_ms + elapsed.as_millis() as u64)
-    }
-
-    /// Returns the timestamp of the present moment.
-    pub fn now(&self) -> Timestamp {
-        self.at(tokio::time::Instant::now())
-    }
-}
-
 /// The kinds of alert, each with a fixed severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum AlertClass {
@@ -291,7 +260,7 @@ mod tests {
 
     #[test]
     fn every_alert_class_has_a_runbook_section() {
-        let runbook = include_str!("../docs/runbook.md");
+        let runbook = include_str!("../../../docs/runbook.md");
         for class in AlertClass::ALL {
             assert!(
                 runbook.contains(&format!("\n## {}\n", class.name())),

@@ -4,7 +4,7 @@
 use crate::types::AlertClass;
 
 /// docs/runbook.md, as built.
-pub const RUNBOOK: &str = include_str!("../../docs/runbook.md");
+pub const RUNBOOK: &str = include_str!("../../../../docs/runbook.md");
 
 const WHAT_TO_DO: &str = "**What to do:**";
 

@@ -25,7 +25,7 @@ use crate::types::{
 };
 
 /// The commented config that runs when no file is given (also what `print-config` prints).
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../../config/default.toml");
 
 /// The largest ICMP payload that crosses a VPN tunnel unfragmented: MTU 1446 less the IPv4
 /// (20) and ICMP (8) headers. A VGW does no path-MTU discovery, so bigger probes only measure
@@ -336,7 +336,7 @@ impl SinkKind {
             SinkKind::Sns { topic_arn } => {
                 format!("sns:{}", topic_arn.rsplit(':').next().unwrap_or(topic_arn))
             }
-            SinkKind::Alertmanager { url } => match crate::http_client::split_url(url) {
+            SinkKind::Alertmanager { url } => match split_url(url) {
                 Ok((_, authority, _)) => format!("alertmanager:{authority}"),
                 Err(_) => format!("alertmanager:{url}"),
             },
@@ -649,4 +649,19 @@ impl Default for AlertRules {
             release_wait: Duration::ZERO,
         }
     }
+}
+
+/// Splits `http://host:port/prefix` (or `https://`) into TLS or not, the authority and the
+/// path prefix.
+pub fn split_url(base: &str) -> Result<(bool, &str, &str), String> {
+    let (tls, rest) = match (base.strip_prefix("http://"), base.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => return Err(format!("{base}: not an http:// or https:// URL")),
+    };
+    let rest = rest.trim_end_matches('/');
+    Ok(match rest.find('/') {
+        Some(i) => (tls, &rest[..i], &rest[i..]),
+        None => (tls, rest, ""),
+    })
 }

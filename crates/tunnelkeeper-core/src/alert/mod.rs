@@ -1,0 +1,11 @@
+//! Alerting, pure: the engine and its notifications, the conditions it is fed, the outbox
+//! of undelivered notifications, the saved state, and what notifications say.
+
+pub mod conditions;
+pub mod engine;
+pub mod mtu;
+pub mod outbox;
+pub mod page;
+pub mod runbook;
+pub mod saved;
+pub mod view;

@@ -1,0 +1,25 @@
+//! tunnelkeeper's core, sans-IO: everything the daemon decides, with no runtime, socket,
+//! HTTP or AWS dependency. Inputs come in with the time they were made; verdicts, alerts
+//! and notifications come out. The daemon crate drives it and does the IO.
+//!
+//! Modules, lowest first (none imports one listed after it):
+//! - [`types`]: ids, names, alert classes, severities and [`types::Timestamp`].
+//! - [`messages`]: what the shell's tasks observe: probe outcomes, EC2 readings, delivery
+//!   reports.
+//! - [`config`]: the TOML config, its validation, the embedded default and the diff
+//!   between two configs.
+//! - [`probe`]: the adaptive timeout and fast-confirm rule, per-target counters.
+//! - [`health`]: targets, tunnel planes, connections and the VPN; the control-plane
+//!   tracker; AWS maintenance; path MTU; advisories.
+//! - [`history`]: per-minute latency rings for the smoke charts.
+//! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
+//! - [`jitter`]: a small random source for backoff jitter.
+
+pub mod alert;
+pub mod config;
+pub mod health;
+pub mod history;
+pub mod jitter;
+pub mod messages;
+pub mod probe;
+pub mod types;
