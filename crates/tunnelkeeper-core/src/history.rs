@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::config::{Config, TargetScope};
+use crate::config::{Config, ReloadMapping, TargetScope};
 use crate::messages::ProbeOutcome;
 use crate::types::{TargetId, Timestamp, TunnelId};
 
@@ -443,33 +443,18 @@ impl History {
     }
 
     /// Fits the history to a reloaded config: targets and tunnels that stay keep their
-    /// series (matched as the health model matches them), new ones start empty.
-    pub fn reshape(&mut self, config: &Arc<Config>) {
+    /// series (paired by `mapping`, as every store pairs them), new ones start empty.
+    pub fn reshape(&mut self, config: &Arc<Config>, mapping: &ReloadMapping) {
         if Arc::ptr_eq(&self.config, config) {
             return;
         }
         let mut next = History::new(config);
-        for (new, old) in crate::config::target_mapping(&self.config, config) {
-            next.targets[new] = std::mem::take(&mut self.targets[old]);
+        for &(new, old) in &mapping.targets {
+            next.targets[new.0] = std::mem::take(&mut self.targets[old.0]);
         }
-        for (ci, c) in config.connections.iter().enumerate() {
-            let Some(oci) = self
-                .config
-                .connections
-                .iter()
-                .position(|o| o.name == c.name)
-            else {
-                continue;
-            };
-            for (ti, t) in c.tunnels.iter().enumerate() {
-                let old = self.config.connections[oci]
-                    .tunnels
-                    .iter()
-                    .position(|o| o.name == t.name);
-                if let Some(oti) = old {
-                    next.tunnels[ci][ti] = std::mem::take(&mut self.tunnels[oci][oti]);
-                }
-            }
+        for &(new, old) in &mapping.tunnels {
+            next.tunnels[new.connection][new.tunnel] =
+                std::mem::take(&mut self.tunnels[old.connection][old.tunnel]);
         }
         *self = next;
     }
@@ -726,7 +711,8 @@ mod tests {
         history.note_tunnel(b, "up", at(0));
         history.note_tunnel(b, "down", at(0));
         let new = Arc::new(Config::parse(&toml("\"10.0.0.9\", "), "t").unwrap());
-        history.reshape(&new);
+        let mapping = ReloadMapping::between(history.config(), &new);
+        history.reshape(&new, &mapping);
         let sent = |s: Option<&Series>| s.unwrap().points(Range::Hour, at(1))[FINE_SLOTS - 1];
         assert_eq!(sent(history.target(TargetId(0))).sent, 0, "10.0.0.9 is new");
         assert_eq!(sent(history.target(TargetId(1))).sent, 1, "10.0.0.1 kept");

@@ -13,6 +13,7 @@
 //!   tracker; AWS maintenance; path MTU; advisories.
 //! - [`history`]: per-minute latency rings for the smoke charts.
 //! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
+//! - [`machine`]: the core as one state machine: observations and time in, events out.
 //! - [`jitter`]: a small random source for backoff jitter.
 
 pub mod alert;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod health;
 pub mod history;
 pub mod jitter;
+pub mod machine;
 pub mod messages;
 pub mod probe;
 pub mod types;

@@ -61,6 +61,16 @@ impl fmt::Display for OutsideIp {
     }
 }
 
+/// What makes a connection the same connection across configs: its AWS id, or its name
+/// when it has none (connections that are only pinged).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionId {
+    /// An AWS Site-to-Site VPN connection.
+    Aws(VpnConnectionId),
+    /// A connection without an AWS id, known by its name.
+    Named(ConnectionName),
+}
+
 /// Index of a target in the validated config, stable for the daemon's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

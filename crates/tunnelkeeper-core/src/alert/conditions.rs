@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
-use crate::config::Config;
+use crate::config::{Config, ReloadMapping};
 use crate::health::maintenance::MaintenancePhase;
 use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
 use crate::types::{AlertClass, Severity};
@@ -53,20 +53,15 @@ impl FlapTracker {
         }
     }
 
-    /// Takes over the change history of the tunnels `old` tracked that `config` still has.
-    pub fn adopt(&mut self, old: &FlapTracker, old_config: &Config, config: &Config) {
-        let name = |c: &Config, id: TunnelId| {
-            (
-                c.connections[id.connection].name.to_string(),
-                c.tunnel(id).name.to_string(),
-            )
-        };
+    /// Takes over the change history of the tunnels `old` tracked that the new config
+    /// still has (paired by `mapping`).
+    pub fn adopt(&mut self, old: &FlapTracker, mapping: &ReloadMapping) {
         for (id, last, changes) in &mut self.tunnels {
-            let wanted = name(config, *id);
-            if let Some((_, old_last, old_changes)) = old
-                .tunnels
-                .iter()
-                .find(|(oid, _, _)| name(old_config, *oid) == wanted)
+            let Some(old_id) = mapping.old_tunnel(*id) else {
+                continue;
+            };
+            if let Some((_, old_last, old_changes)) =
+                old.tunnels.iter().find(|(oid, _, _)| *oid == old_id)
             {
                 *last = *old_last;
                 *changes = old_changes.clone();

@@ -12,6 +12,7 @@ use crate::alert::view::AlertView;
 use crate::config::AlertRules;
 use crate::config::Silence;
 use crate::types::AlertClass;
+use crate::config::ReloadMapping;
 use crate::types::Severity;
 use crate::types::Timestamp;
 
@@ -220,6 +221,23 @@ impl AlertEngine {
     pub fn set_rules(&mut self, rules: AlertRules, silences: Vec<Silence>) {
         self.rules = rules;
         self.silences = silences;
+    }
+
+    /// Renames alerts whose connection or tunnel was renamed (a reload): the alert goes
+    /// on under its new key, with its state, so a rename neither resolves nor re-pages it.
+    pub fn rekey(&mut self, mapping: &ReloadMapping) {
+        self.alerts = std::mem::take(&mut self.alerts)
+            .into_values()
+            .map(|mut a| {
+                if let Some(vpn) = &a.key.vpn {
+                    if let Some((v, t)) = mapping.renamed(vpn, a.key.tunnel.as_deref()) {
+                        a.key.vpn = Some(v.to_string());
+                        a.key.tunnel = t.map(str::to_string);
+                    }
+                }
+                (a.key.clone(), a)
+            })
+            .collect();
     }
 
     /// Applies the conditions as of `now` and queues the notifications they call for.

@@ -1,7 +1,8 @@
 //! What a reload changed, in words for the log: targets and tunnels added, removed and
 //! changed, and the other tables that differ.
 
-use super::{Config, TargetScope, TargetSpec};
+use super::{Config, ReloadMapping, TargetScope, TargetSpec};
+use crate::types::TunnelId;
 
 /// Says where a target rides: `tunnel dc-a` or `shared`.
 fn place(config: &Config, t: &TargetSpec) -> String {
@@ -35,50 +36,10 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
             }
         }
     }
-    let tunnels = |c: &Config| -> Vec<(String, String, Option<String>, u32)> {
-        c.connections
-            .iter()
-            .flat_map(|conn| {
-                conn.tunnels.iter().map(move |t| {
-                    (
-                        conn.name.to_string(),
-                        t.name.to_string(),
-                        t.outside_ip.as_ref().map(ToString::to_string),
-                        t.expected_mtu,
-                    )
-                })
-            })
-            .collect()
-    };
-    let (old_tunnels, new_tunnels) = (tunnels(old), tunnels(new));
-    for (vpn, name, ip, mtu) in &new_tunnels {
-        match old_tunnels
-            .iter()
-            .find(|(v, n, _, _)| v == vpn && n == name)
-        {
-            None => out.push(format!("tunnel {name} of {vpn} added")),
-            Some((_, _, old_ip, old_mtu)) => {
-                if old_ip != ip {
-                    out.push(format!(
-                        "tunnel {name} of {vpn}: outside IP {} -> {}",
-                        old_ip.as_deref().unwrap_or("none"),
-                        ip.as_deref().unwrap_or("none")
-                    ));
-                }
-                if old_mtu != mtu {
-                    out.push(format!("tunnel {name} of {vpn}: mtu {old_mtu} -> {mtu}"));
-                }
-            }
-        }
-    }
-    for (vpn, name, _, _) in &old_tunnels {
-        if !new_tunnels.iter().any(|(v, n, _, _)| v == vpn && n == name) {
-            out.push(format!("tunnel {name} of {vpn} removed"));
-        }
-    }
-    let mapping = super::target_mapping(old, new);
+    let mapping = ReloadMapping::between(old, new);
+    tunnel_changes(old, new, &mapping, &mut out);
     for t in &new.targets {
-        match mapping.iter().find(|(n, _)| *n == t.id.0) {
+        match mapping.targets.iter().find(|(n, _)| *n == t.id) {
             None => out.push(format!(
                 "target {} ({}) added on {}",
                 t.address,
@@ -86,7 +47,7 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
                 place(new, t)
             )),
             Some(&(_, o)) => {
-                let before = &old.targets[o];
+                let before = &old.targets[o.0];
                 let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
                 let (a, b) = (&before.probe, &t.probe);
                 let fields = [
@@ -138,7 +99,7 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     for t in &old.targets {
-        if !mapping.iter().any(|(_, o)| *o == t.id.0) {
+        if !mapping.targets.iter().any(|(_, o)| *o == t.id) {
             out.push(format!(
                 "target {} ({}) removed from {}",
                 t.address,
@@ -163,6 +124,63 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+
+/// The tunnels' lines: each tunnel is matched by identity (its connection and outside IP),
+/// so a rename or a move within its connection is said as such; a tunnel whose outside
+/// IP changed is another tunnel to AWS, said as the old name's IP change.
+fn tunnel_changes(old: &Config, new: &Config, mapping: &ReloadMapping, out: &mut Vec<String>) {
+    let names = |c: &Config, id: TunnelId| {
+        (
+            c.connections[id.connection].name.to_string(),
+            c.tunnel(id).name.to_string(),
+        )
+    };
+    let ip = |c: &Config, id: TunnelId| {
+        c.tunnel(id)
+            .outside_ip
+            .map_or("none".to_string(), |ip| ip.to_string())
+    };
+    let mut replaced = Vec::new();
+    for id in new.tunnel_ids() {
+        let (vpn, name) = names(new, id);
+        let Some(o) = mapping.old_tunnel(id) else {
+            // Same name, new outside IP: say it as a change of IP.
+            let same_name = old.tunnel_ids().find(|&o| {
+                names(old, o) == (vpn.clone(), name.clone())
+                    && !mapping.tunnels.iter().any(|(_, kept)| *kept == o)
+            });
+            match same_name {
+                Some(o) => {
+                    replaced.push(o);
+                    out.push(format!(
+                        "tunnel {name} of {vpn}: outside IP {} -> {} (a new tunnel to AWS: its state starts over)",
+                        ip(old, o),
+                        ip(new, id)
+                    ));
+                }
+                None => out.push(format!("tunnel {name} of {vpn} added")),
+            }
+            continue;
+        };
+        let (old_vpn, old_name) = names(old, o);
+        if (old_vpn.as_str(), old_name.as_str()) != (vpn.as_str(), name.as_str()) {
+            out.push(format!(
+                "tunnel {old_name} of {old_vpn} renamed to {name} of {vpn} (same tunnel: it keeps its state and alerts)"
+            ));
+        }
+        let (old_mtu, mtu) = (old.tunnel(o).expected_mtu, new.tunnel(id).expected_mtu);
+        if old_mtu != mtu {
+            out.push(format!("tunnel {name} of {vpn}: mtu {old_mtu} -> {mtu}"));
+        }
+    }
+    for o in old.tunnel_ids() {
+        if !mapping.tunnels.iter().any(|(_, kept)| *kept == o) && !replaced.contains(&o) {
+            let (vpn, name) = names(old, o);
+            out.push(format!("tunnel {name} of {vpn} removed"));
+        }
+    }
 }
 
 #[cfg(test)]

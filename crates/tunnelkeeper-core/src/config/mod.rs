@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub mod diff;
+mod mapping;
 mod raw;
 mod type_errors;
 mod validate;
+
+pub use mapping::ReloadMapping;
 
 use raw::*;
 use validate::Validator;
@@ -81,6 +84,16 @@ pub struct ConnectionSpec {
     pub name: ConnectionName,
     /// Its tunnels (two on AWS).
     pub tunnels: Vec<TunnelSpec>,
+}
+
+impl crate::types::ConnectionId {
+    /// Returns the identity of a configured connection.
+    pub fn of(c: &ConnectionSpec) -> Self {
+        match &c.id {
+            Some(id) => Self::Aws(id.clone()),
+            None => Self::Named(c.name.clone()),
+        }
+    }
 }
 
 /// One IPsec tunnel of a connection.
@@ -556,27 +569,6 @@ impl Config {
                 (0..c.tunnels.len()).map(move |tunnel| TunnelId { connection, tunnel })
             })
     }
-}
-
-/// Pairs each target of `new` with the same target in `old`: same address, same tunnel
-/// (by connection and tunnel name) or both shared. Returns (new index, old index).
-pub fn target_mapping(old: &Config, new: &Config) -> Vec<(usize, usize)> {
-    let key = |config: &Config, i: usize| {
-        let t = &config.targets[i];
-        let place = match t.scope {
-            TargetScope::Pinned(id) => Some((
-                config.connections[id.connection].name.to_string(),
-                config.tunnel(id).name.to_string(),
-            )),
-            TargetScope::Shared => None,
-        };
-        (t.address, place)
-    };
-    let old_keys: std::collections::HashMap<_, usize> =
-        (0..old.targets.len()).map(|i| (key(old, i), i)).collect();
-    (0..new.targets.len())
-        .filter_map(|i| old_keys.get(&key(new, i)).map(|&o| (i, o)))
-        .collect()
 }
 
 fn current_uid() -> String {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, ProbeSettings, TargetScope};
+use crate::config::{Config, ProbeSettings, ReloadMapping, TargetScope};
 use crate::health::verdict::{settle, Settle};
 use crate::health::ConnectionState;
 use crate::health::Verdict;
@@ -428,62 +428,42 @@ impl HealthModel {
     }
 
     /// Takes over what `old` (built for `old_config`) knew of the targets, tunnels and
-    /// connections that `config` still has, then recomputes every verdict above the
-    /// targets. A verdict that keeps its kind keeps its `since`: a reload that leaves a
-    /// tunnel alone leaves its state alone.
+    /// connections that `config` still has (paired by `mapping`: by identity, so a renamed
+    /// tunnel keeps its outage), then recomputes every verdict above the targets. A verdict
+    /// that keeps its kind keeps its `since`: a reload that leaves a tunnel alone leaves
+    /// its state alone.
     pub fn adopt(
         &mut self,
         old: &HealthModel,
-        old_config: &Config,
-        config: &Config,
+        (old_config, config): (&Config, &Config),
+        mapping: &ReloadMapping,
         now: Timestamp,
     ) {
-        for (new, old_index) in crate::config::target_mapping(old_config, config) {
-            let probe = config.targets[new].probe;
-            self.targets[new] = TargetHealth {
+        for &(new, old_id) in &mapping.targets {
+            let probe = config.targets[new.0].probe;
+            self.targets[new.0] = TargetHealth {
                 down_after: probe.down_after,
                 up_after: probe.up_after,
                 silent_after: probe.interval * 3,
-                ..old.targets[old_index].clone()
+                ..old.targets[old_id.0].clone()
             };
         }
-        let mut tunnel_ids = Vec::new();
-        for (ci, c) in config.connections.iter().enumerate() {
-            let old_ci = old_config.connections.iter().position(|o| o.name == c.name);
-            if let Some(oci) = old_ci {
-                self.connections[ci] = old.connections[oci].clone();
-            }
-            for (ti, t) in c.tunnels.iter().enumerate() {
-                let id = TunnelId {
-                    connection: ci,
-                    tunnel: ti,
-                };
-                tunnel_ids.push(id);
-                let old_t = old_ci.and_then(|oci| {
-                    old_config.connections[oci]
-                        .tunnels
-                        .iter()
-                        .position(|o| o.name == t.name)
-                        .map(|oti| (oci, oti))
-                });
-                if let Some((oci, oti)) = old_t {
-                    let polled = config.aws.is_some() && c.id.is_some();
-                    let old_polled =
-                        old_config.aws.is_some() && old_config.connections[oci].id.is_some();
-                    let kept_control = self.tunnels[ci][ti].control_plane.clone();
-                    self.tunnels[ci][ti] = old.tunnels[oci][oti].clone();
-                    // AWS's view only carries over while the tunnel is still polled the same way.
-                    if !(polled
-                        && old_polled
-                        && c.id == old_config.connections[oci].id
-                        && t.outside_ip == old_config.connections[oci].tunnels[oti].outside_ip)
-                    {
-                        self.tunnels[ci][ti].control_plane = kept_control;
-                    }
-                }
+        for &(new, old_index) in &mapping.connections {
+            self.connections[new] = old.connections[old_index].clone();
+        }
+        for &(id, o) in &mapping.tunnels {
+            let polled = config.aws.is_some() && config.connections[id.connection].id.is_some();
+            let old_polled =
+                old_config.aws.is_some() && old_config.connections[o.connection].id.is_some();
+            let kept_control = self.tunnels[id.connection][id.tunnel].control_plane.clone();
+            self.tunnels[id.connection][id.tunnel] = old.tunnels[o.connection][o.tunnel].clone();
+            // AWS's view only carries over while the tunnel is still polled the same way.
+            if !(polled && old_polled && config.tunnel(id).outside_ip.is_some()) {
+                self.tunnels[id.connection][id.tunnel].control_plane = kept_control;
             }
         }
         self.vpn = old.vpn.clone();
+        let tunnel_ids: Vec<TunnelId> = config.tunnel_ids().collect();
         for id in tunnel_ids.iter().copied() {
             let data = self.data_plane(id, now);
             settle(&mut self.tunnels[id.connection][id.tunnel].data_plane, data);

@@ -311,7 +311,8 @@ fn adopting_keeps_unchanged_tunnels_and_their_since() {
     let new_config = Config::parse(&new_text, "test").unwrap();
     assert_eq!(new_config.targets.len(), 3);
     let mut m = HealthModel::new(&new_config);
-    m.adopt(&old, &old_config, &new_config, t(20));
+    let mapping = crate::config::ReloadMapping::between(&old_config, &new_config);
+    m.adopt(&old, (&old_config, &new_config), &mapping, t(20));
     assert_eq!(m.target(A).verdict, old.target(A).verdict);
     assert_eq!(m.target(A).consecutive_lost, 3);
     assert!(matches!(&m.tunnel(TUNNEL_A).verdict, Verdict::Down { since, .. } if *since == t(10)));

@@ -1,0 +1,491 @@
+//! The core as one sans-IO state machine: everything the daemon decides, driven the way
+//! quiche's connection and firezone's connlib are driven.
+//!
+//! The shell feeds it what its tasks observe ([`Core::handle_observation`], with the time
+//! each observation was made) and the passing of time ([`Core::handle_timeout`]), sleeps
+//! until [`Core::poll_timeout`], and drains [`Core::poll_event`] after each call, turning
+//! every [`Event`] into IO: log lines, metrics, the systemd status, deliveries to sinks,
+//! writes of the state file. The whole chain from a probe result to a notification runs
+//! here without a runtime, so tests drive it with made-up times.
+//!
+//! One record per target: the verdict and its hysteresis ([`HealthModel`]), the counters
+//! and recent window ([`TargetStats`]) and the smoke-chart series ([`History`]) are all
+//! updated here, once per observation, and every view reads them.
+
+mod event;
+mod pager;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+pub use event::Event;
+pub use pager::Pager;
+
+use crate::alert::saved::SavedState;
+use crate::alert::view::AlertView;
+use crate::config::{Config, ReloadMapping, TargetScope};
+use crate::health::control_plane::ControlPlane;
+use crate::health::path_mtu::PathMtus;
+use crate::health::{HealthModel, Verdict};
+use crate::history::{History, SharedHistory};
+use crate::jitter::Jitter;
+use crate::messages::{MaintenanceResult, Observation, PollResult, ProbeOutcome};
+use crate::probe::stats::TargetStats;
+use crate::types::{TargetId, Timestamp, TunnelId};
+
+/// The longest the core sleeps without a deadline of its own: the sliding windows (flaps,
+/// EC2 failing for long enough, silent pingers, stale answers) are judged at least this
+/// often.
+pub const COARSE_TICK: Duration = Duration::from_secs(1);
+
+/// Everything the daemon knows and decides, for one config.
+pub struct Core {
+    config: Arc<Config>,
+    model: HealthModel,
+    control: Option<ControlPlane>,
+    /// Per-target counters and recent window, indexed like `config.targets`.
+    stats: Vec<TargetStats>,
+    path_mtu: PathMtus,
+    pager: Pager,
+    /// The smoke charts' series (shared with the page, which reads them under the lock).
+    history: SharedHistory,
+    /// The last one-line status (`OK: 4/4 tunnels up`).
+    status_line: String,
+    first_round_done: bool,
+    /// Whether the alerts must be evaluated before the next event is handed out.
+    evaluation_due: bool,
+    /// The latest time the shell gave.
+    now: Timestamp,
+    events: VecDeque<Event>,
+}
+
+impl Core {
+    /// Builds the core for `config` at start, from the saved alert state if any.
+    pub fn new(
+        config: Arc<Config>,
+        saved: Option<SavedState>,
+        history: SharedHistory,
+        jitter: Jitter,
+        now: Timestamp,
+    ) -> Self {
+        let pager = Pager::new(config.clone(), saved, now, jitter);
+        let mut core = Self::empty(config, pager, history, now);
+        core.announce_all();
+        core
+    }
+
+    fn empty(config: Arc<Config>, pager: Pager, history: SharedHistory, now: Timestamp) -> Self {
+        Self {
+            model: HealthModel::new(&config),
+            control: config
+                .aws
+                .as_ref()
+                .map(|aws| ControlPlane::new(&config, aws.stale_after())),
+            stats: vec![TargetStats::default(); config.targets.len()],
+            path_mtu: PathMtus::new(&config),
+            pager,
+            history,
+            status_line: String::new(),
+            first_round_done: false,
+            evaluation_due: false,
+            now,
+            events: VecDeque::new(),
+            config,
+        }
+    }
+
+    /// Moves to a reloaded config: every store takes over, through one mapping by
+    /// identity, what it knew of the targets and tunnels the new config keeps. Verdicts
+    /// keep their `since`, alerts their state (renamed with their tunnel), the outbox its
+    /// deliveries, the charts their series. Path-MTU readings start over (each tunnel is
+    /// measured again within an interval).
+    pub fn reload(self, config: Arc<Config>, now: Timestamp) -> Self {
+        let mapping = ReloadMapping::between(&self.config, &config);
+        lock(&self.history).reshape(&config, &mapping);
+        let pager = self.pager.resume(config.clone(), &mapping);
+        let mut next = Self::empty(config.clone(), pager, self.history, now);
+        next.model
+            .adopt(&self.model, (&self.config, &config), &mapping, now);
+        for &(new, old) in &mapping.targets {
+            next.stats[new.0] = self.stats[old.0].clone();
+        }
+        if let (Some(new), Some(old)) = (next.control.as_mut(), self.control.as_ref()) {
+            new.adopt(old, &config);
+        }
+        next.status_line = self.status_line;
+        next.first_round_done = next.stats.iter().all(|s| s.summary_sent() > 0);
+        next.announce_all();
+        next.pager.save_now(now, &mut next.events);
+        next
+    }
+
+    /// Takes one observation of the shell's tasks, made at the time it carries.
+    pub fn handle_observation(&mut self, observation: Observation) {
+        match observation {
+            Observation::Probe {
+                target,
+                outcome,
+                at,
+                send_delay,
+                ..
+            } => self.handle_probe(target, outcome, send_delay, at),
+            Observation::LateReply {
+                target, at, rtt, ..
+            } => self.handle_late_reply(target, rtt, at),
+            Observation::Ec2 { at, result } => self.handle_ec2(result, at),
+            Observation::Ec2NextCall { at } => {
+                self.advance(at);
+                if let Some(control) = self.control.as_mut() {
+                    control.handle_next_call(at);
+                }
+            }
+            Observation::Maintenance { at, tunnel, result } => {
+                self.handle_maintenance(tunnel, result, at)
+            }
+            Observation::Delivery(report) => {
+                let now = self.now;
+                self.pager.delivery_report(report, now, &mut self.events);
+            }
+            Observation::PathMtu {
+                tunnel,
+                at,
+                reading,
+            } => {
+                self.advance(at);
+                let before = self.path_mtu.verdict(tunnel);
+                self.path_mtu.handle(tunnel, reading.clone(), at);
+                self.events
+                    .push_back(Event::PathMtuMeasured { tunnel, reading });
+                if before != self.path_mtu.verdict(tunnel) {
+                    self.evaluation_due = true;
+                }
+            }
+            Observation::TimeoutInForce { target, timeout } => {
+                if let Some(stats) = self.stats.get_mut(target.0) {
+                    stats.set_timeout(timeout);
+                    self.events
+                        .push_back(Event::TimeoutChanged { target, timeout });
+                }
+            }
+            Observation::StrayReply { target } => {
+                self.events.push_back(Event::StrayReply { target });
+            }
+            Observation::SocketReopened { target, ok } => {
+                self.events.push_back(Event::SocketReopened { target, ok });
+            }
+            Observation::ScheduleSlip { target, missed } => {
+                self.events
+                    .push_back(Event::ScheduleSlipped { target, missed });
+            }
+        }
+    }
+
+    /// Lets time pass: silent pingers, stale EC2 answers, alert timers (`for`, repeats,
+    /// silences, retries) and the windows judged over time.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.advance(now);
+        for id in self.model.handle_timeout(now) {
+            self.events.push_back(Event::TargetSilent { target: id });
+            self.after_target(id, "", true, now);
+        }
+        if let Some(control) = self.control.as_mut() {
+            if let Some(verdicts) = control.handle_timeout(now) {
+                self.events.push_back(Event::ControlPlaneStale);
+                self.apply_control_verdicts(verdicts, now);
+            }
+        }
+        self.evaluation_due = true;
+    }
+
+    /// Returns when [`Core::handle_timeout`] must be called next, whatever comes in.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let coarse = self.now.plus(COARSE_TICK);
+        Some(
+            self.pager
+                .poll_timeout(self.now)
+                .map_or(coarse, |t| t.min(coarse)),
+        )
+    }
+
+    /// Returns the next thing that happened, for the shell to act on.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.evaluation_due {
+            // Once per batch of inputs, not once per input: a start at 10,000 targets
+            // changes 10,000 verdicts in a second.
+            self.evaluation_due = false;
+            self.evaluate();
+        }
+        self.events.pop_front()
+    }
+
+    /// Asks for the state file to be written now, whatever changed (shutdown).
+    pub fn save_now(&mut self) {
+        let now = self.now;
+        self.pager.save_now(now, &mut self.events);
+    }
+
+    /// Takes back a delivery the shell could not hand to its sink's worker.
+    pub fn delivery_refused(&mut self, id: u64) {
+        self.pager.delivery_refused(id, self.now);
+    }
+
+    fn advance(&mut self, at: Timestamp) {
+        self.now = self.now.max(at);
+    }
+
+    fn handle_probe(
+        &mut self,
+        target: TargetId,
+        outcome: ProbeOutcome,
+        send_delay: Duration,
+        at: Timestamp,
+    ) {
+        self.advance(at);
+        let Some(stats) = self.stats.get_mut(target.0) else {
+            return;
+        };
+        stats.record(&outcome);
+        let before = self.model.target(target).verdict.label();
+        let changed = self.model.handle_probe(target, &outcome, at);
+        let consecutive_lost = self.model.target(target).consecutive_lost;
+        lock(&self.history).record(target, &outcome, at);
+        self.events.push_back(Event::ProbeRecorded {
+            target,
+            outcome,
+            consecutive_lost,
+            send_delay,
+        });
+        self.after_target(target, before, changed, at);
+        if !self.first_round_done && self.stats.iter().all(|s| s.summary_sent() > 0) {
+            // After the verdicts this round made: the status line goes out before ready.
+            self.first_round_done = true;
+            self.events.push_back(Event::FirstRound);
+        }
+    }
+
+    /// A reply after the adaptive timeout but within the configured one: the request was
+    /// late, not lost. The counters re-count it as answered and the model takes it as a
+    /// reply (the loss streak ends).
+    fn handle_late_reply(&mut self, target: TargetId, rtt: Duration, at: Timestamp) {
+        self.advance(at);
+        let Some(stats) = self.stats.get_mut(target.0) else {
+            return;
+        };
+        stats.record_late(rtt);
+        let before = self.model.target(target).verdict.label();
+        let changed = self
+            .model
+            .handle_probe(target, &ProbeOutcome::Reply { rtt }, at);
+        lock(&self.history).record_late(target, rtt, at);
+        self.after_target(target, before, changed, at);
+    }
+
+    fn after_target(&mut self, target: TargetId, before: &str, changed: bool, at: Timestamp) {
+        let verdict = &self.model.target(target).verdict;
+        // A reworded reason is not a change: only a change of kind is an event.
+        if before != verdict.label() {
+            lock(&self.history).note_target(target, verdict.label(), at);
+            self.events.push_back(Event::TargetChanged {
+                target,
+                verdict: verdict.clone(),
+            });
+        }
+        if changed {
+            self.target_changed(target, at);
+            // Pages go out the moment a verdict changes, not at the next tick.
+            self.evaluation_due = true;
+        }
+    }
+
+    /// Refreshes the views above a target whose verdict changed.
+    fn target_changed(&mut self, target: TargetId, at: Timestamp) {
+        if let TargetScope::Pinned(tunnel) = self.config.targets[target.0].scope {
+            self.tunnel_changed(tunnel, at);
+        }
+        self.refresh_status();
+    }
+
+    fn tunnel_changed(&mut self, tunnel: TunnelId, at: Timestamp) {
+        let label = self.model.tunnel(tunnel).verdict.label();
+        lock(&self.history).note_tunnel(tunnel, label, at);
+        self.events.push_back(Event::TunnelChanged { tunnel });
+    }
+
+    fn handle_ec2(&mut self, result: PollResult, at: Timestamp) {
+        self.advance(at);
+        let Some(control) = self.control.as_mut() else {
+            return;
+        };
+        match result {
+            PollResult::Answer(readings) => {
+                let before = control.problems().to_vec();
+                let verdicts = control.handle_reading(readings.clone(), at);
+                let after = control.problems().to_vec();
+                self.events.push_back(Event::Ec2Answered { at, readings });
+                for problem in after.iter().filter(|p| !before.contains(p)) {
+                    self.events.push_back(Event::ControlProblem {
+                        problem: problem.clone(),
+                        gone: false,
+                    });
+                }
+                for problem in before.into_iter().filter(|p| !after.contains(p)) {
+                    self.events
+                        .push_back(Event::ControlProblem { problem, gone: true });
+                }
+                self.apply_control_verdicts(verdicts, at);
+                self.evaluation_due = true;
+            }
+            PollResult::Failed { kind, message } => {
+                control.handle_error(kind, message, at);
+                self.events.push_back(Event::Ec2Failed { kind });
+            }
+        }
+    }
+
+    fn handle_maintenance(&mut self, tunnel: TunnelId, result: MaintenanceResult, at: Timestamp) {
+        self.advance(at);
+        let Some(control) = self.control.as_mut() else {
+            return;
+        };
+        let before = control.maintenance(tunnel).map(|m| m.reading.clone());
+        control.handle_maintenance(tunnel, result.clone(), at);
+        let changed = before.as_ref() != control.maintenance(tunnel).map(|m| &m.reading);
+        self.events
+            .push_back(Event::MaintenanceChecked { tunnel, result });
+        if changed {
+            self.evaluation_due = true;
+        }
+    }
+
+    fn apply_control_verdicts(&mut self, verdicts: Vec<(TunnelId, Verdict)>, now: Timestamp) {
+        let mut changed = false;
+        for (id, verdict) in verdicts {
+            let before = self.model.tunnel(id).control_plane.label();
+            changed |= self.model.handle_control_plane(id, verdict, now);
+            let after = &self.model.tunnel(id).control_plane;
+            if before != after.label() {
+                self.events.push_back(Event::ControlPlaneChanged {
+                    tunnel: id,
+                    verdict: after.clone(),
+                });
+            }
+            self.tunnel_changed(id, now);
+        }
+        if changed {
+            self.refresh_status();
+        }
+    }
+
+    /// Says the one-line status when it changes, and the VPN verdict with it when that
+    /// changed kind.
+    fn refresh_status(&mut self) {
+        let vpn = self.model.vpn();
+        let tunnels: Vec<&Verdict> = self
+            .config
+            .tunnel_ids()
+            .map(|id| &self.model.tunnel(id).verdict)
+            .collect();
+        let up = tunnels.iter().filter(|v| v.is_up()).count();
+        let line = format!("{}: {up}/{} tunnels up", vpn.token(), tunnels.len());
+        if line == self.status_line {
+            return;
+        }
+        let token_changed = !self.status_line.starts_with(&format!("{}:", vpn.token()));
+        self.status_line = line.clone();
+        self.events.push_back(Event::StatusLine {
+            line,
+            vpn: token_changed.then(|| vpn.clone()),
+        });
+    }
+
+    /// Says every target's and tunnel's state (at start and after a reload, so the shell's
+    /// gauges start from the model).
+    fn announce_all(&mut self) {
+        for t in &self.config.targets {
+            self.events.push_back(Event::TargetChanged {
+                target: t.id,
+                verdict: self.model.target(t.id).verdict.clone(),
+            });
+        }
+        for tunnel in self.config.tunnel_ids() {
+            self.events.push_back(Event::TunnelChanged { tunnel });
+        }
+        self.refresh_status();
+    }
+
+    /// Re-evaluates the alerts.
+    fn evaluate(&mut self) {
+        let targets_known = self
+            .config
+            .targets
+            .iter()
+            .all(|t| !matches!(self.model.target(t.id).verdict, Verdict::Unknown { .. }));
+        // Restored alerts wait for a *good* EC2 answer where EC2 is polled at all: a failed
+        // first call says nothing about the tunnels.
+        let polled = self.config.connections.iter().any(|c| c.id.is_some());
+        let control_known = !polled || self.control.as_ref().is_none_or(|c| c.has_succeeded());
+        let now = self.now;
+        self.pager.evaluate(
+            &self.model,
+            self.control.as_ref(),
+            &self.path_mtu,
+            now,
+            targets_known && control_known,
+            &mut self.events,
+        );
+    }
+
+    /// Returns the config this core runs.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Returns the health model.
+    pub fn model(&self) -> &HealthModel {
+        &self.model
+    }
+
+    /// Returns the control-plane tracker, when EC2 is configured.
+    pub fn control(&self) -> Option<&ControlPlane> {
+        self.control.as_ref()
+    }
+
+    /// Returns the per-target counters, indexed like `config.targets`.
+    pub fn stats(&self) -> &[TargetStats] {
+        &self.stats
+    }
+
+    /// Returns each tunnel's last path-MTU measurement.
+    pub fn path_mtu(&self) -> &PathMtus {
+        &self.path_mtu
+    }
+
+    /// Returns every alert as readers see it.
+    pub fn alert_views(&self) -> Vec<AlertView> {
+        self.pager.views(self.now)
+    }
+
+    /// Returns how many deliveries wait, and how many were dropped for lack of room.
+    pub fn outbox_counts(&self) -> (usize, u64) {
+        self.pager.outbox_counts()
+    }
+
+    /// Returns the latest time the core was given.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Returns whether every target has reported since `now` minus its silence limit (the
+    /// pingers make progress).
+    pub fn pingers_progressing(&self, now: Timestamp) -> bool {
+        self.model.every_target_reported_since(now)
+    }
+}
+
+/// Locks the history; a panic elsewhere while it was held leaves numbers worth showing.
+fn lock(history: &SharedHistory) -> MutexGuard<'_, History> {
+    history.lock().unwrap_or_else(|p| p.into_inner())
+}

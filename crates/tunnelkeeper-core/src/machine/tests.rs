@@ -1,0 +1,233 @@
+//! Timelines through the whole core, from probe results to notifications, with made-up
+//! times and no runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::alert::engine::NotificationStatus;
+use crate::alert::outbox::Delivery;
+use crate::messages::DeliveryReport;
+use crate::types::AlertClass;
+
+const CONFIG: &str = r#"
+    [probe]
+    down_after = 3
+    up_after = 2
+    [[vpn]]
+    name = "dc"
+      [[vpn.tunnel]]
+      name = "dc-a"
+      outside_ip = "203.0.113.10"
+      targets = ["172.16.1.10"]
+      [[vpn.tunnel]]
+      name = "dc-b"
+      outside_ip = "203.0.113.20"
+      targets = ["172.16.2.10"]
+    [alerts]
+    for = "0s"
+    group_wait = "0s"
+      [[alerts.sink]]
+      kind = "log"
+"#;
+
+const A: TargetId = TargetId(0);
+const B: TargetId = TargetId(1);
+
+fn t(s: u64) -> Timestamp {
+    Timestamp::from_secs(1_000_000 + s)
+}
+
+fn config(text: &str) -> Arc<Config> {
+    Arc::new(Config::parse(text, "test").unwrap())
+}
+
+fn core(text: &str) -> Core {
+    let config = config(text);
+    let history = History::shared(&config);
+    Core::new(config, None, history, Jitter::from_seed(7), t(0))
+}
+
+fn probe(core: &mut Core, target: TargetId, ok: bool, at: Timestamp) {
+    let outcome = if ok {
+        ProbeOutcome::Reply {
+            rtt: Duration::from_millis(5),
+        }
+    } else {
+        ProbeOutcome::Timeout {
+            after: Duration::from_secs(1),
+        }
+    };
+    core.handle_observation(Observation::Probe {
+        target,
+        seq: 0,
+        at,
+        outcome,
+        send_delay: Duration::ZERO,
+    });
+}
+
+/// Drains the events and returns the deliveries among them.
+fn deliveries(core: &mut Core) -> Vec<Delivery> {
+    std::iter::from_fn(|| core.poll_event())
+        .filter_map(|e| match e {
+            Event::Deliver(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Both tunnels answer from second `from` for `seconds` seconds; tunnel A's probes are
+/// lost in `a_lost`. Returns every delivery on the way, each reported delivered.
+fn run(core: &mut Core, seconds: std::ops::Range<u64>, a_lost: std::ops::Range<u64>) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    for s in seconds {
+        probe(core, A, !a_lost.contains(&s), t(s));
+        probe(core, B, true, t(s));
+        core.handle_timeout(t(s));
+        for d in deliveries(core) {
+            core.handle_observation(Observation::Delivery(DeliveryReport {
+                id: d.id,
+                sink: d.sink,
+                result: Ok(()),
+            }));
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn said(d: &[Delivery]) -> Vec<(AlertClass, NotificationStatus, Option<String>)> {
+    d.iter()
+        .map(|d| {
+            let n = &d.notification;
+            (n.key.class, n.status, n.key.tunnel.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn a_tunnel_outage_pages_once_and_resolves_once_with_its_length() {
+    let mut core = core(CONFIG);
+    let pages = run(&mut core, 0..30, 10..20);
+    assert_eq!(
+        said(&pages),
+        [
+            (AlertClass::TunnelDown, NotificationStatus::Firing, Some("dc-a".into())),
+            (AlertClass::TunnelDown, NotificationStatus::Resolved, Some("dc-a".into())),
+        ]
+    );
+    // The third lost probe makes the outage; the second reply ends it.
+    assert_eq!(pages[0].notification.created_at, t(12));
+    assert_eq!(pages[1].notification.ends_at, Some(t(21)));
+}
+
+#[test]
+fn the_events_say_what_changed_without_the_shell_comparing_states() {
+    let mut core = core(CONFIG);
+    let _ = std::iter::from_fn(|| core.poll_event()).count();
+    for s in 0..3 {
+        probe(&mut core, A, false, t(s));
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    let changed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TargetChanged { target, verdict } => Some((*target, verdict.label())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changed, [(A, "down")], "{events:?}");
+    assert!(events.contains(&Event::TunnelChanged {
+        tunnel: TunnelId {
+            connection: 0,
+            tunnel: 0
+        }
+    }));
+    let probes = events
+        .iter()
+        .filter(|e| matches!(e, Event::ProbeRecorded { .. }))
+        .count();
+    assert_eq!(probes, 3);
+}
+
+#[test]
+fn a_tunnel_renamed_during_its_outage_keeps_its_alert() {
+    let mut core = core(CONFIG);
+    let mut pages = run(&mut core, 0..15, 10..100);
+    assert_eq!(said(&pages).len(), 1, "{:?}", said(&pages));
+    // Same outside IP, new name, and the tunnels listed the other way round.
+    let renamed = CONFIG
+        .replace("name = \"dc-a\"", "name = \"dc-primary\"")
+        .replace("name = \"dc-b\"", "name = \"dc-secondary\"");
+    let (first, second) = renamed.split_at(renamed.find("[[vpn.tunnel]]").unwrap());
+    let tunnels_end = second.find("    [alerts]").unwrap();
+    let (tunnels, rest) = second.split_at(tunnels_end);
+    let split = tunnels[1..].find("[[vpn.tunnel]]").unwrap() + 1;
+    let swapped = format!("{first}{}{}{rest}", &tunnels[split..], &tunnels[..split]);
+    let mut core = core.reload(config(&swapped), t(15));
+    let a = core.config().targets.iter().find(|t| t.address.to_string() == "172.16.1.10").unwrap().id;
+    let b = core.config().targets.iter().find(|t| t.address.to_string() == "172.16.2.10").unwrap().id;
+    assert_eq!(core.config().tunnel(TunnelId { connection: 0, tunnel: 1 }).name.as_str(), "dc-primary");
+    let mut after = Vec::new();
+    for s in 15..40 {
+        probe(&mut core, a, s >= 30, t(s));
+        probe(&mut core, b, true, t(s));
+        core.handle_timeout(t(s));
+        after.extend(deliveries(&mut core));
+    }
+    assert_eq!(
+        said(&after),
+        [(AlertClass::TunnelDown, NotificationStatus::Resolved, Some("dc-primary".into()))],
+        "no false RESOLVED at the rename, no second page, one RESOLVED at the end"
+    );
+    pages.extend(after);
+    // The outage is the outage from before the rename.
+    assert_eq!(pages[1].notification.starts_at, pages[0].notification.starts_at);
+}
+
+#[test]
+fn a_failed_delivery_is_tried_again_when_the_core_says_to_wake() {
+    let mut core = core(CONFIG);
+    let mut first = None;
+    for s in 0..13 {
+        probe(&mut core, A, s < 10, t(s));
+        probe(&mut core, B, true, t(s));
+        core.handle_timeout(t(s));
+        first = first.or(deliveries(&mut core).pop());
+    }
+    let first = first.expect("a page");
+    core.handle_observation(Observation::Delivery(DeliveryReport {
+        id: first.id,
+        sink: first.sink,
+        result: Err(("network", "connection refused".into())),
+    }));
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e, Event::DeliveryReported { failure: Some(_), .. })));
+    assert!(events.iter().any(|e| matches!(e, Event::SaveState(_))), "the retry is saved");
+    let wake = core.poll_timeout().unwrap();
+    assert!(wake <= t(12).plus(COARSE_TICK), "{wake} vs {}", t(12));
+    // Woken when told, until the retry is due (first backoff 1 s, with jitter).
+    let mut again = Vec::new();
+    let mut now = t(12);
+    while again.is_empty() && now < t(20) {
+        now = core.poll_timeout().unwrap().max(now.plus(Duration::from_millis(1)));
+        core.handle_timeout(now);
+        again = deliveries(&mut core);
+    }
+    assert_eq!(again.len(), 1, "{:?}", said(&again));
+    assert_eq!(again[0].id, first.id);
+    assert_eq!(again[0].attempts, 2, "the second try");
+}
+
+#[test]
+fn the_first_round_is_said_once_every_target_reported() {
+    let mut core = core(CONFIG);
+    probe(&mut core, A, true, t(0));
+    let early: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert!(!early.contains(&Event::FirstRound));
+    probe(&mut core, B, true, t(0));
+    probe(&mut core, B, true, t(1));
+    let later: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert_eq!(later.iter().filter(|e| **e == Event::FirstRound).count(), 1);
+}
