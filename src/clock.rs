@@ -34,4 +34,10 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         self.at(tokio::time::Instant::now())
     }
+
+    /// Returns the monotonic instant of a timestamp (for sleeping until it).
+    pub fn instant_of(&self, at: Timestamp) -> tokio::time::Instant {
+        let elapsed = at.as_millis().saturating_sub(self.start_wall_ms);
+        self.start + std::time::Duration::from_millis(elapsed)
+    }
 }

@@ -1,10 +1,9 @@
-//! Alerting at the edge: the router the monitor owns, the state file on disk and its
-//! writer thread, and the sinks. The pure parts (engine, conditions, outbox, notification
-//! text) are in the core crate and re-exported here under their usual names.
+//! Alerting at the edge: the state file on disk and its writer thread, and the sinks. The
+//! pure parts (conditions, engine, outbox, notification text) are in the core crate and
+//! re-exported here under their usual names; the core's pager decides what goes where.
 
 pub use tunnelkeeper_core::alert::{conditions, engine, mtu, outbox, page, runbook, saved, view};
 
-pub mod router;
 pub mod sinks;
 pub mod state_file;
 pub mod state_writer;

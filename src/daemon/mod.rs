@@ -6,6 +6,7 @@
 //! notifications and the watchdog live across generations. SIGTERM or SIGINT stops
 //! everything through one root token; the alert state is saved last.
 
+pub mod effects;
 pub mod monitor;
 pub mod mtu;
 pub mod pingers;
@@ -27,15 +28,15 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::alert::page::PageContext;
-use crate::alert::router::{Alerting, SinkHandle};
-use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, SnsSink};
+use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, SinkHandle, SnsSink};
 use crate::alert::state_file::{Loaded, SavedState, StateStore};
 use crate::alert::state_writer::StateWriter;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SinkKind};
-use crate::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
+use crate::daemon::effects::Hooks;
+use crate::daemon::monitor::{Monitor, MonitorSetup};
 use crate::daemon::pingers::PingerPool;
 use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
 use crate::history::{History, SharedHistory};
@@ -46,6 +47,8 @@ use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
 use crate::snapshot::{Meta, Snapshot};
+use tunnelkeeper_core::jitter::Jitter;
+use tunnelkeeper_core::machine::Core;
 
 /// How long tasks get to finish after the shutdown signal or a reload.
 pub const DRAIN: Duration = Duration::from_secs(2);
@@ -126,7 +129,7 @@ struct Prepared {
 struct Generation {
     cancel: CancellationToken,
     tasks: TaskTracker,
-    monitor: JoinHandle<(Carry, Alerting)>,
+    monitor: JoinHandle<Core>,
     metrics: Arc<Metrics>,
     first_round: watch::Receiver<bool>,
 }
@@ -270,7 +273,7 @@ pub async fn run_until(
                 generation.cancel.cancel();
                 let old_metrics = generation.metrics.clone();
                 let previous = match stop_generation(generation).await {
-                    Some((carry, alerting)) => Previous::Generation(Box::new((carry, alerting))),
+                    Some(core) => Previous::Generation(Box::new(core)),
                     None => Previous::Disk(load_state(shared.writer.store(), &shared.clock)),
                 };
                 reload_status = ReloadStatus {
@@ -407,8 +410,8 @@ async fn reload(
 enum Previous {
     /// The state file, at start.
     Disk(Option<SavedState>),
-    /// The generation a reload ended.
-    Generation(Box<(Carry, Alerting)>),
+    /// The core of the generation a reload ended.
+    Generation(Box<Core>),
 }
 
 /// The channel into a generation's monitor: room for a few rounds of results from every
@@ -439,52 +442,35 @@ fn start_generation(
     ));
 
     let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
-    let (carry, alerting) = match previous {
-        Previous::Disk(saved) => (
-            None,
-            Alerting::new(
-                config.clone(),
-                saved,
-                shared.writer.clone(),
-                sinks,
-                metrics.clone(),
-                shared.clock.now(),
-            ),
+    let now = shared.clock.now();
+    let core = match previous {
+        Previous::Disk(saved) => Core::new(
+            config.clone(),
+            saved,
+            shared.history.clone(),
+            Jitter::seeded(),
+            now,
         ),
-        Previous::Generation(previous) => {
-            let (carry, old) = *previous;
-            (
-                Some(carry),
-                Alerting::resume(
-                    old,
-                    config.clone(),
-                    shared.writer.clone(),
-                    sinks,
-                    metrics.clone(),
-                    shared.clock.now(),
-                ),
-            )
-        }
+        Previous::Generation(previous) => previous.reload(config.clone(), now),
     };
     let (first_round_tx, first_round) = watch::channel(false);
     let monitor = Monitor::new(MonitorSetup {
-        config: config.clone(),
+        core,
         metrics: metrics.clone(),
-        alerting,
         clock: shared.clock,
         meta: Meta {
             started_at: shared.started_at,
             icmp_socket: socket_type,
         },
         snapshots: shared.snapshots.clone(),
-        carry,
         hooks: Hooks {
             notifier: shared.notifier.clone(),
             pingers: shared.pingers.clone(),
             alert_loop: shared.alert_loop.clone(),
             first_round: first_round_tx,
+            sinks,
+            writer: shared.writer.clone(),
         },
-        history: shared.history.clone(),
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
     mtu::start_mtu_probing(config, &p.sockets, &tx, &cancel, &tasks);
@@ -587,7 +573,7 @@ fn start_sinks(
 
 /// Ends a generation and returns what its monitor knew; `None` if the monitor died (the
 /// next generation then starts from the state file, saved after every change).
-async fn stop_generation(generation: Generation) -> Option<(Carry, Alerting)> {
+async fn stop_generation(generation: Generation) -> Option<Core> {
     generation.cancel.cancel();
     generation.tasks.close();
     let carried = match generation.monitor.await {

@@ -12,12 +12,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use tunnelkeeper::alert::outbox::Delivery;
-use tunnelkeeper::alert::router::{Alerting, SinkHandle};
+use tunnelkeeper::alert::sinks::SinkHandle;
 use tunnelkeeper::alert::state_file::{Loaded, StateStore};
 use tunnelkeeper::alert::state_writer::StateWriter;
 use tunnelkeeper::clock::Clock;
 use tunnelkeeper::config::Config;
-use tunnelkeeper::daemon::monitor::{Carry, Hooks, Monitor, MonitorSetup};
+use tunnelkeeper::daemon::effects::Hooks;
+use tunnelkeeper::daemon::monitor::{Monitor, MonitorSetup};
 use tunnelkeeper::daemon::systemd::Notifier;
 use tunnelkeeper::liveness::Heartbeat;
 use tunnelkeeper::messages::{
@@ -27,6 +28,8 @@ use tunnelkeeper::messages::{
 use tunnelkeeper::metrics::{Metrics, ReloadStatus};
 use tunnelkeeper::snapshot::{Meta, Snapshot};
 use tunnelkeeper::types::{OutsideIp, TargetId, Timestamp, VpnConnectionId};
+use tunnelkeeper_core::jitter::Jitter;
+use tunnelkeeper_core::machine::Core;
 
 pub const POLL: Duration = Duration::from_secs(10);
 pub const STEP: Duration = Duration::from_millis(100);
@@ -140,7 +143,7 @@ impl World {
 pub struct Running {
     pub tx: mpsc::Sender<Observation>,
     pub cancel: CancellationToken,
-    pub monitor: JoinHandle<(Carry, Alerting)>,
+    pub monitor: JoinHandle<Core>,
     pub deliveries: mpsc::Receiver<Delivery>,
 }
 
@@ -227,7 +230,7 @@ impl Harness {
     }
 
     /// Starts a generation: from disk (`previous` None) or from the one a reload ended.
-    pub fn start(&mut self, previous: Option<(Carry, Alerting)>) {
+    pub fn start(&mut self, previous: Option<Core>) {
         let config = self.config.clone();
         let metrics = Arc::new(Metrics::new(
             &config,
@@ -241,51 +244,38 @@ impl Harness {
         let (deliveries_tx, deliveries) = mpsc::channel(1024);
         let sinks = vec![SinkHandle::Outbox(deliveries_tx)];
         let now = self.clock.now();
-        let (carry, alerting) = match previous {
+        let core = match previous {
             None => {
                 let saved = match self.writer.store().load(now) {
                     Loaded::State(s) => Some(s),
                     Loaded::Fresh => None,
                     Loaded::Corrupt { error, .. } => panic!("corrupt state: {error}"),
                 };
-                let a = Alerting::new(
+                Core::new(
                     config.clone(),
                     saved,
-                    self.writer.clone(),
-                    sinks,
-                    metrics.clone(),
+                    self.history.clone(),
+                    Jitter::from_seed(1),
                     now,
-                );
-                (None, a)
+                )
             }
-            Some((carry, old)) => {
-                let a = Alerting::resume(
-                    old,
-                    config.clone(),
-                    self.writer.clone(),
-                    sinks,
-                    metrics.clone(),
-                    now,
-                );
-                (Some(carry), a)
-            }
+            Some(core) => core.reload(config.clone(), now),
         };
         let (first_round, _) = watch::channel(false);
         let monitor = Monitor::new(MonitorSetup {
-            config: config.clone(),
+            core,
             metrics,
-            alerting,
             clock: self.clock,
             meta: meta(self.started),
             snapshots: self.snapshots.clone(),
-            carry,
             hooks: Hooks {
                 notifier: Arc::new(Notifier::from_env()),
                 pingers: Heartbeat::new(),
                 alert_loop: Heartbeat::new(),
                 first_round,
+                sinks,
+                writer: self.writer.clone(),
             },
-            history: self.history.clone(),
         });
         let (tx, rx) = mpsc::channel(4096);
         let cancel = CancellationToken::new();
@@ -298,7 +288,7 @@ impl Harness {
         });
     }
 
-    pub async fn stop(&mut self) -> (Carry, Alerting) {
+    pub async fn stop(&mut self) -> Core {
         let Running {
             tx,
             cancel,

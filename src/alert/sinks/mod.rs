@@ -10,12 +10,20 @@ pub use alertmanager::{alertmanager_body, AlertmanagerSink, AmAlert, AM_RESEND};
 pub use log::LogSink;
 pub use sns::SnsSink;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::messages::{DeliveryReport, Observation};
+
+/// Where each sink's deliveries go, by sink index.
+pub enum SinkHandle {
+    /// A worker taking outbox deliveries (log, SNS).
+    Outbox(mpsc::Sender<Delivery>),
+    /// Alertmanager, kept in step with the alert set.
+    Alertmanager(watch::Sender<Vec<AmAlert>>),
+}
 
 /// Delivers one notification somewhere.
 pub trait Deliver: Send + 'static {

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::view::AlertView;
 use crate::config::AlertRules;
+use crate::config::ReloadMapping;
 use crate::config::Silence;
 use crate::types::AlertClass;
-use crate::config::ReloadMapping;
 use crate::types::Severity;
 use crate::types::Timestamp;
 

@@ -126,7 +126,6 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
     out
 }
 
-
 /// The tunnels' lines: each tunnel is matched by identity (its connection and outside IP),
 /// so a rename or a move within its connection is said as such; a tunnel whose outside
 /// IP changed is another tunnel to AWS, said as the old name's IP change.

@@ -80,10 +80,7 @@ impl ReloadMapping {
         for &(n, o) in &connections {
             let (new_name, old_name) = (&new.connections[n].name, &old.connections[o].name);
             if new_name != old_name {
-                renamed.insert(
-                    (old_name.to_string(), None),
-                    (new_name.to_string(), None),
-                );
+                renamed.insert((old_name.to_string(), None), (new_name.to_string(), None));
             }
         }
         for &(n, o) in &tunnels {
@@ -106,7 +103,10 @@ impl ReloadMapping {
 
     /// Returns the old id of a tunnel of the new config, if it was there.
     pub fn old_tunnel(&self, new: TunnelId) -> Option<TunnelId> {
-        self.tunnels.iter().find(|(n, _)| *n == new).map(|(_, o)| *o)
+        self.tunnels
+            .iter()
+            .find(|(n, _)| *n == new)
+            .map(|(_, o)| *o)
     }
 
     /// Returns the old index of a connection of the new config, if it was there.

@@ -16,6 +16,8 @@ use crate::types::{TargetId, Timestamp, TunnelId};
 /// One thing that happened in the core, for the shell to act on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// The core starts (a start or a reload): every gauge is set from its state as it is.
+    Started,
     /// A probe's outcome was taken in (per probe: the counters and histograms).
     ProbeRecorded {
         target: TargetId,
@@ -43,24 +45,8 @@ pub enum Event {
     /// A tunnel's verdict, one of its planes, or its connection's verdict may have changed:
     /// the shell refreshes what it shows of the tunnel and its connection.
     TunnelChanged { tunnel: TunnelId },
-    /// A tunnel's control plane (what AWS says) changed kind.
-    ControlPlaneChanged { tunnel: TunnelId, verdict: Verdict },
-    /// EC2 answered; the readings are what it said.
-    Ec2Answered {
-        at: Timestamp,
-        readings: Vec<ConnectionReading>,
-    },
-    /// An EC2 call failed.
-    Ec2Failed { kind: AwsErrorKind },
-    /// A problem in EC2's answers appeared (`gone` false) or went away.
-    ControlProblem { problem: String, gone: bool },
-    /// EC2's answers are stale: the control plane of every polled tunnel is unknown.
-    ControlPlaneStale,
-    /// A maintenance check of a tunnel finished.
-    MaintenanceChecked {
-        tunnel: TunnelId,
-        result: MaintenanceResult,
-    },
+    /// What EC2 said, or did not.
+    Aws(AwsEvent),
     /// A path-MTU measurement of a tunnel finished.
     PathMtuMeasured {
         tunnel: TunnelId,
@@ -68,10 +54,7 @@ pub enum Event {
     },
     /// The one-line status changed (`OK: 4/4 tunnels up`); `vpn` is set when the VPN
     /// verdict changed kind with it (worth a log line).
-    StatusLine {
-        line: String,
-        vpn: Option<VpnState>,
-    },
+    StatusLine { line: String, vpn: Option<VpnState> },
     /// Every target has reported once since start: the daemon is ready.
     FirstRound,
     /// A notification is due at a sink worker.
@@ -93,4 +76,27 @@ pub enum Event {
     OutboxOverflowed,
     /// The alerts or the outbox changed: the state file must be written with this.
     SaveState(SavedState),
+}
+
+/// The control plane's events: EC2's answers and failures, what changed in them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AwsEvent {
+    /// A tunnel's control plane (what AWS says) changed kind.
+    ControlPlaneChanged { tunnel: TunnelId, verdict: Verdict },
+    /// EC2 answered; the readings are what it said.
+    Ec2Answered {
+        at: Timestamp,
+        readings: Vec<ConnectionReading>,
+    },
+    /// An EC2 call failed.
+    Ec2Failed { kind: AwsErrorKind },
+    /// A problem in EC2's answers appeared (`gone` false) or went away.
+    ControlProblem { problem: String, gone: bool },
+    /// EC2's answers are stale: the control plane of every polled tunnel is unknown.
+    ControlPlaneStale,
+    /// A maintenance check of a tunnel finished.
+    MaintenanceChecked {
+        tunnel: TunnelId,
+        result: MaintenanceResult,
+    },
 }

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-pub use event::Event;
+pub use event::{AwsEvent, Event};
 pub use pager::Pager;
 
 use crate::alert::saved::SavedState;
@@ -59,6 +59,8 @@ pub struct Core {
     evaluation_due: bool,
     /// The latest time the shell gave.
     now: Timestamp,
+    /// When time was last let pass ([`Core::handle_timeout`]).
+    last_timeout: Timestamp,
     events: VecDeque<Event>,
 }
 
@@ -71,6 +73,12 @@ impl Core {
         jitter: Jitter,
         now: Timestamp,
     ) -> Self {
+        {
+            // A history kept from an earlier config (a generation whose core was lost).
+            let mut history = lock(&history);
+            let mapping = ReloadMapping::between(history.config(), &config);
+            history.reshape(&config, &mapping);
+        }
         let pager = Pager::new(config.clone(), saved, now, jitter);
         let mut core = Self::empty(config, pager, history, now);
         core.announce_all();
@@ -92,6 +100,7 @@ impl Core {
             first_round_done: false,
             evaluation_due: false,
             now,
+            last_timeout: now,
             events: VecDeque::new(),
             config,
         }
@@ -137,7 +146,7 @@ impl Core {
             } => self.handle_late_reply(target, rtt, at),
             Observation::Ec2 { at, result } => self.handle_ec2(result, at),
             Observation::Ec2NextCall { at } => {
-                self.advance(at);
+                // A time in the future: when the poller calls next, not a present moment.
                 if let Some(control) = self.control.as_mut() {
                     control.handle_next_call(at);
                 }
@@ -187,13 +196,15 @@ impl Core {
     /// silences, retries) and the windows judged over time.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.advance(now);
+        self.last_timeout = now;
         for id in self.model.handle_timeout(now) {
             self.events.push_back(Event::TargetSilent { target: id });
             self.after_target(id, "", true, now);
         }
         if let Some(control) = self.control.as_mut() {
             if let Some(verdicts) = control.handle_timeout(now) {
-                self.events.push_back(Event::ControlPlaneStale);
+                self.events
+                    .push_back(Event::Aws(AwsEvent::ControlPlaneStale));
                 self.apply_control_verdicts(verdicts, now);
             }
         }
@@ -202,7 +213,9 @@ impl Core {
 
     /// Returns when [`Core::handle_timeout`] must be called next, whatever comes in.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let coarse = self.now.plus(COARSE_TICK);
+        // From the last time time was let pass, not from the latest input: inputs come
+        // more often than once a tick, and must not push the tick away.
+        let coarse = self.last_timeout.plus(COARSE_TICK);
         Some(
             self.pager
                 .poll_timeout(self.now)
@@ -324,23 +337,27 @@ impl Core {
                 let before = control.problems().to_vec();
                 let verdicts = control.handle_reading(readings.clone(), at);
                 let after = control.problems().to_vec();
-                self.events.push_back(Event::Ec2Answered { at, readings });
+                self.events
+                    .push_back(Event::Aws(AwsEvent::Ec2Answered { at, readings }));
                 for problem in after.iter().filter(|p| !before.contains(p)) {
-                    self.events.push_back(Event::ControlProblem {
+                    self.events.push_back(Event::Aws(AwsEvent::ControlProblem {
                         problem: problem.clone(),
                         gone: false,
-                    });
+                    }));
                 }
                 for problem in before.into_iter().filter(|p| !after.contains(p)) {
-                    self.events
-                        .push_back(Event::ControlProblem { problem, gone: true });
+                    self.events.push_back(Event::Aws(AwsEvent::ControlProblem {
+                        problem,
+                        gone: true,
+                    }));
                 }
                 self.apply_control_verdicts(verdicts, at);
                 self.evaluation_due = true;
             }
             PollResult::Failed { kind, message } => {
                 control.handle_error(kind, message, at);
-                self.events.push_back(Event::Ec2Failed { kind });
+                self.events
+                    .push_back(Event::Aws(AwsEvent::Ec2Failed { kind }));
             }
         }
     }
@@ -354,7 +371,7 @@ impl Core {
         control.handle_maintenance(tunnel, result.clone(), at);
         let changed = before.as_ref() != control.maintenance(tunnel).map(|m| &m.reading);
         self.events
-            .push_back(Event::MaintenanceChecked { tunnel, result });
+            .push_back(Event::Aws(AwsEvent::MaintenanceChecked { tunnel, result }));
         if changed {
             self.evaluation_due = true;
         }
@@ -367,10 +384,11 @@ impl Core {
             changed |= self.model.handle_control_plane(id, verdict, now);
             let after = &self.model.tunnel(id).control_plane;
             if before != after.label() {
-                self.events.push_back(Event::ControlPlaneChanged {
-                    tunnel: id,
-                    verdict: after.clone(),
-                });
+                self.events
+                    .push_back(Event::Aws(AwsEvent::ControlPlaneChanged {
+                        tunnel: id,
+                        verdict: after.clone(),
+                    }));
             }
             self.tunnel_changed(id, now);
         }
@@ -401,19 +419,21 @@ impl Core {
         });
     }
 
-    /// Says every target's and tunnel's state (at start and after a reload, so the shell's
-    /// gauges start from the model).
+    /// Notes where every chart starts and says the core's whole state is new (at start and
+    /// after a reload, so the shell's gauges start from the model). Nothing changed: no
+    /// log, no status line.
     fn announce_all(&mut self) {
+        let now = self.now;
+        let mut history = lock(&self.history);
         for t in &self.config.targets {
-            self.events.push_back(Event::TargetChanged {
-                target: t.id,
-                verdict: self.model.target(t.id).verdict.clone(),
-            });
+            // The charts' first state, so that the first change leaves a mark.
+            history.note_target(t.id, self.model.target(t.id).verdict.label(), now);
         }
         for tunnel in self.config.tunnel_ids() {
-            self.events.push_back(Event::TunnelChanged { tunnel });
+            history.note_tunnel(tunnel, self.model.tunnel(tunnel).verdict.label(), now);
         }
-        self.refresh_status();
+        drop(history);
+        self.events.push_back(Event::Started);
     }
 
     /// Re-evaluates the alerts.
@@ -461,6 +481,11 @@ impl Core {
     /// Returns each tunnel's last path-MTU measurement.
     pub fn path_mtu(&self) -> &PathMtus {
         &self.path_mtu
+    }
+
+    /// Returns the smoke charts' series.
+    pub fn history(&self) -> &SharedHistory {
+        &self.history
     }
 
     /// Returns every alert as readers see it.

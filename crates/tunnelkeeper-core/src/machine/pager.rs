@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::alert::conditions::{conditions, FlapTracker};
-use crate::alert::engine::{AlertEngine, AlertKey, AlertState, Condition, Notification};
 use crate::alert::engine::NotificationStatus;
+use crate::alert::engine::{AlertEngine, AlertKey, AlertState, Condition, Notification};
 use crate::alert::mtu::black_holes;
 use crate::alert::outbox::Outbox;
 use crate::alert::saved::{SavedState, VERSION};
@@ -65,7 +65,8 @@ impl Pager {
         }
         let flaps = FlapTracker::new(&config, a.flap_changes, a.flap_window);
         let restored: Vec<_> = engine.alerts().map(|a| a.key.clone()).collect();
-        let hold_restored_until = (!restored.is_empty()).then(|| started.plus(restore_hold(&config)));
+        let hold_restored_until =
+            (!restored.is_empty()).then(|| started.plus(restore_hold(&config)));
         Self {
             alertmanager: vec![None; config.alerts.sinks.len()],
             config,
@@ -96,7 +97,11 @@ impl Pager {
         let mut engine = self.engine;
         engine.set_rules(config.alerts.rules.clone(), config.alerts.silences.clone());
         engine.rekey(mapping);
-        let mut flaps = FlapTracker::new(&config, config.alerts.flap_changes, config.alerts.flap_window);
+        let mut flaps = FlapTracker::new(
+            &config,
+            config.alerts.flap_changes,
+            config.alerts.flap_window,
+        );
         flaps.adopt(&self.flaps, mapping);
         Self {
             alertmanager: vec![None; config.alerts.sinks.len()],

@@ -79,7 +79,11 @@ fn deliveries(core: &mut Core) -> Vec<Delivery> {
 
 /// Both tunnels answer from second `from` for `seconds` seconds; tunnel A's probes are
 /// lost in `a_lost`. Returns every delivery on the way, each reported delivered.
-fn run(core: &mut Core, seconds: std::ops::Range<u64>, a_lost: std::ops::Range<u64>) -> Vec<Delivery> {
+fn run(
+    core: &mut Core,
+    seconds: std::ops::Range<u64>,
+    a_lost: std::ops::Range<u64>,
+) -> Vec<Delivery> {
     let mut out = Vec::new();
     for s in seconds {
         probe(core, A, !a_lost.contains(&s), t(s));
@@ -113,8 +117,16 @@ fn a_tunnel_outage_pages_once_and_resolves_once_with_its_length() {
     assert_eq!(
         said(&pages),
         [
-            (AlertClass::TunnelDown, NotificationStatus::Firing, Some("dc-a".into())),
-            (AlertClass::TunnelDown, NotificationStatus::Resolved, Some("dc-a".into())),
+            (
+                AlertClass::TunnelDown,
+                NotificationStatus::Firing,
+                Some("dc-a".into())
+            ),
+            (
+                AlertClass::TunnelDown,
+                NotificationStatus::Resolved,
+                Some("dc-a".into())
+            ),
         ]
     );
     // The third lost probe makes the outage; the second reply ends it.
@@ -166,9 +178,30 @@ fn a_tunnel_renamed_during_its_outage_keeps_its_alert() {
     let split = tunnels[1..].find("[[vpn.tunnel]]").unwrap() + 1;
     let swapped = format!("{first}{}{}{rest}", &tunnels[split..], &tunnels[..split]);
     let mut core = core.reload(config(&swapped), t(15));
-    let a = core.config().targets.iter().find(|t| t.address.to_string() == "172.16.1.10").unwrap().id;
-    let b = core.config().targets.iter().find(|t| t.address.to_string() == "172.16.2.10").unwrap().id;
-    assert_eq!(core.config().tunnel(TunnelId { connection: 0, tunnel: 1 }).name.as_str(), "dc-primary");
+    let a = core
+        .config()
+        .targets
+        .iter()
+        .find(|t| t.address.to_string() == "172.16.1.10")
+        .unwrap()
+        .id;
+    let b = core
+        .config()
+        .targets
+        .iter()
+        .find(|t| t.address.to_string() == "172.16.2.10")
+        .unwrap()
+        .id;
+    assert_eq!(
+        core.config()
+            .tunnel(TunnelId {
+                connection: 0,
+                tunnel: 1
+            })
+            .name
+            .as_str(),
+        "dc-primary"
+    );
     let mut after = Vec::new();
     for s in 15..40 {
         probe(&mut core, a, s >= 30, t(s));
@@ -178,12 +211,19 @@ fn a_tunnel_renamed_during_its_outage_keeps_its_alert() {
     }
     assert_eq!(
         said(&after),
-        [(AlertClass::TunnelDown, NotificationStatus::Resolved, Some("dc-primary".into()))],
+        [(
+            AlertClass::TunnelDown,
+            NotificationStatus::Resolved,
+            Some("dc-primary".into())
+        )],
         "no false RESOLVED at the rename, no second page, one RESOLVED at the end"
     );
     pages.extend(after);
     // The outage is the outage from before the rename.
-    assert_eq!(pages[1].notification.starts_at, pages[0].notification.starts_at);
+    assert_eq!(
+        pages[1].notification.starts_at,
+        pages[0].notification.starts_at
+    );
 }
 
 #[test]
@@ -203,21 +243,46 @@ fn a_failed_delivery_is_tried_again_when_the_core_says_to_wake() {
         result: Err(("network", "connection refused".into())),
     }));
     let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
-    assert!(events.iter().any(|e| matches!(e, Event::DeliveryReported { failure: Some(_), .. })));
-    assert!(events.iter().any(|e| matches!(e, Event::SaveState(_))), "the retry is saved");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DeliveryReported {
+            failure: Some(_),
+            ..
+        }
+    )));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SaveState(_))),
+        "the retry is saved"
+    );
     let wake = core.poll_timeout().unwrap();
     assert!(wake <= t(12).plus(COARSE_TICK), "{wake} vs {}", t(12));
     // Woken when told, until the retry is due (first backoff 1 s, with jitter).
     let mut again = Vec::new();
     let mut now = t(12);
     while again.is_empty() && now < t(20) {
-        now = core.poll_timeout().unwrap().max(now.plus(Duration::from_millis(1)));
+        now = core
+            .poll_timeout()
+            .unwrap()
+            .max(now.plus(Duration::from_millis(1)));
         core.handle_timeout(now);
         again = deliveries(&mut core);
     }
     assert_eq!(again.len(), 1, "{:?}", said(&again));
     assert_eq!(again[0].id, first.id);
     assert_eq!(again[0].attempts, 2, "the second try");
+}
+
+#[test]
+fn inputs_do_not_push_the_next_wake_away() {
+    let mut core = core(CONFIG);
+    core.handle_timeout(t(0));
+    let wake = core.poll_timeout().unwrap();
+    // Probe results every half second, for three seconds.
+    for half in 0..6 {
+        let at = t(0).plus(Duration::from_millis(500 * half));
+        probe(&mut core, A, true, at);
+        assert!(core.poll_timeout().unwrap() <= wake, "at {at}");
+    }
 }
 
 #[test]
