@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use crate::alert::view::AlertView;
 use crate::metrics::Metrics;
+pub use tunnelkeeper_core::alert::view::AlertView;
 
 use crate::config::{Config, TargetScope};
 use crate::health::advice::Advisory;

@@ -63,6 +63,7 @@ fn conditions(active: u16, unknown: u16) -> Conditions {
                 reason: String::new(),
                 vpn_id: None,
                 severity: None,
+                since: None,
             };
             if active & (1 << i) != 0 {
                 Some((key, Condition::Active(details)))

@@ -231,6 +231,7 @@ mod tests {
                     reason: "r".into(),
                     vpn_id: Some("vpn-1".into()),
                     severity: None,
+                    since: None,
                 },
             }],
             outbox: Outbox::default(),

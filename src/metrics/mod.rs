@@ -610,7 +610,7 @@ impl Metrics {
 
     /// Shows one series for each alert past pending (inhibited and silenced ones
     /// included) and drops the series of alerts that are gone.
-    pub fn set_alerts(&self, firing: &[crate::snapshot::AlertView]) {
+    pub fn set_alerts(&self, firing: &[tunnelkeeper_core::alert::view::AlertView]) {
         let now: std::collections::BTreeSet<[String; 4]> = firing
             .iter()
             .map(|a| {

@@ -147,47 +147,14 @@ impl PingerTask {
                 debug!(target_id = target.0, "late reply to a timed-out request");
                 messages.push(Observation::StrayReply { target });
             }
-            let mut answered_late = false;
-            for (late_seq, rtt) in prober.late_answers() {
-                if rtt <= settings.timeout {
-                    trace!(target_id = target.0, seq = late_seq, ?rtt, "late reply");
-                    adaptive.observe(rtt);
-                    answered_late = true;
-                    messages.push(Observation::LateReply {
-                        target,
-                        seq: late_seq,
-                        at: Instant::now(),
-                        rtt,
-                    });
-                } else {
-                    debug!(target_id = target.0, "late reply to a timed-out request");
-                    messages.push(Observation::StrayReply { target });
-                }
-            }
-            let outcome = match echo {
-                Echo::Reply { seq: got, rtt } if got == seq => ProbeOutcome::Reply { rtt },
-                Echo::IcmpError {
-                    seq: got,
-                    from,
-                    kind,
-                } if got == seq => ProbeOutcome::IcmpError { from, kind },
-                Echo::Reply { seq: got, .. } | Echo::IcmpError { seq: got, .. } => {
-                    debug!(
-                        target_id = target.0,
-                        expected = seq,
-                        got,
-                        "stray reply ignored"
-                    );
-                    messages.push(Observation::StrayReply { target });
-                    ProbeOutcome::Timeout {
-                        after: in_force.timeout,
-                    }
-                }
-                Echo::Timeout => ProbeOutcome::Timeout {
-                    after: in_force.timeout,
-                },
-                Echo::SendFailed(error) => ProbeOutcome::SendFailed { error },
-            };
+            let answered_late = take_late_answers(
+                prober.late_answers(),
+                &settings,
+                &mut adaptive,
+                target,
+                &mut messages,
+            );
+            let outcome = outcome_of(echo, seq, in_force.timeout, target, &mut messages);
             trace!(target_id = target.0, seq, %outcome, "probe done");
             let reply_rtt = match outcome {
                 ProbeOutcome::Reply { rtt } => Some(rtt),
@@ -246,32 +213,106 @@ impl PingerTask {
                 NextSend::Confirm(at) => at,
                 NextSend::Scheduled => next,
             };
-            let (routed_to, mut observations) = {
-                let r = route.borrow();
-                (r.target, r.observations.clone())
-            };
-            if routed_to != target {
-                // Re-pointed mid-probe: the result belongs to the new config's id.
-                for m in &mut messages {
-                    m.set_target(routed_to);
-                }
-            }
-            for message in messages {
-                let mut message = Some(message);
-                while let Some(m) = message.take() {
-                    if let Err(failed) = observations.send(m).await {
-                        // The monitor went: a reload may have re-pointed this pinger already.
-                        let next = route.borrow().observations.clone();
-                        if next.same_channel(&observations) {
-                            return;
-                        }
-                        observations = next;
-                        message = Some(failed.0);
-                    }
-                }
+            if !send_all(&route, target, messages).await {
+                return;
             }
         }
     }
+}
+
+/// Takes the replies that came after their requests were given up: within the configured
+/// timeout they were late, not lost (reported, and fed to the timeout estimate); later
+/// still they are strays. Returns true when one was late.
+fn take_late_answers(
+    answers: Vec<(u16, Duration)>,
+    settings: &ProbeSettings,
+    adaptive: &mut AdaptiveTimeout,
+    target: TargetId,
+    messages: &mut Vec<Observation>,
+) -> bool {
+    let mut answered_late = false;
+    for (late_seq, rtt) in answers {
+        if rtt <= settings.timeout {
+            trace!(target_id = target.0, seq = late_seq, ?rtt, "late reply");
+            adaptive.observe(rtt);
+            answered_late = true;
+            messages.push(Observation::LateReply {
+                target,
+                seq: late_seq,
+                at: Instant::now(),
+                rtt,
+            });
+        } else {
+            debug!(target_id = target.0, "late reply to a timed-out request");
+            messages.push(Observation::StrayReply { target });
+        }
+    }
+    answered_late
+}
+
+/// Turns what the socket brought back for request `seq` into the probe's outcome; an
+/// answer to another request is a stray, and this request timed out.
+fn outcome_of(
+    echo: Echo,
+    seq: u16,
+    timeout: Duration,
+    target: TargetId,
+    messages: &mut Vec<Observation>,
+) -> ProbeOutcome {
+    match echo {
+        Echo::Reply { seq: got, rtt } if got == seq => ProbeOutcome::Reply { rtt },
+        Echo::IcmpError {
+            seq: got,
+            from,
+            kind,
+        } if got == seq => ProbeOutcome::IcmpError { from, kind },
+        Echo::Reply { seq: got, .. } | Echo::IcmpError { seq: got, .. } => {
+            debug!(
+                target_id = target.0,
+                expected = seq,
+                got,
+                "stray reply ignored"
+            );
+            messages.push(Observation::StrayReply { target });
+            ProbeOutcome::Timeout { after: timeout }
+        }
+        Echo::Timeout => ProbeOutcome::Timeout { after: timeout },
+        Echo::SendFailed(error) => ProbeOutcome::SendFailed { error },
+    }
+}
+
+/// Sends a probe's messages to the monitor its route points at now; returns false when no
+/// monitor takes them any more (the pinger then ends).
+async fn send_all(
+    route: &watch::Receiver<PingerRoute>,
+    target: TargetId,
+    mut messages: Vec<Observation>,
+) -> bool {
+    let (routed_to, mut observations) = {
+        let r = route.borrow();
+        (r.target, r.observations.clone())
+    };
+    if routed_to != target {
+        // Re-pointed mid-probe: the result belongs to the new config's id.
+        for m in &mut messages {
+            m.set_target(routed_to);
+        }
+    }
+    for message in messages {
+        let mut message = Some(message);
+        while let Some(m) = message.take() {
+            if let Err(failed) = observations.send(m).await {
+                // The monitor went: a reload may have re-pointed this pinger already.
+                let next = route.borrow().observations.clone();
+                if next.same_channel(&observations) {
+                    return false;
+                }
+                observations = next;
+                message = Some(failed.0);
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub fn alertmanager_body(
             json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": n.starts_at,
+                "startsAt": crate::alert::page::outage_start(n),
                 "endsAt": now.plus(AM_LAPSE),
             })
         })

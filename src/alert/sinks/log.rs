@@ -4,7 +4,7 @@ use tracing::{info, warn};
 
 use super::Deliver;
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::page::{outage_text, subject, PageContext};
+use crate::alert::page::{outage_start, outage_text, subject, PageContext};
 use crate::alert::runbook::what_to_do;
 
 /// Writes notifications to the daemon's log.
@@ -25,7 +25,7 @@ impl Deliver for LogSink {
                 key = %n.key,
                 vpn_id,
                 outside_ip,
-                since = %n.starts_at,
+                since = %outage_start(n),
                 reason = %n.details.reason,
                 what_to_do = %what_to_do(n.key.class).unwrap_or_default(),
                 runbook = %self.ctx.runbook(n),
@@ -36,7 +36,7 @@ impl Deliver for LogSink {
                 key = %n.key,
                 vpn_id,
                 outside_ip,
-                since = %n.starts_at,
+                since = %outage_start(n),
                 until = %n.ends_at.unwrap_or(n.created_at),
                 outage = %outage_text(n),
                 "ALERT {subject} (down {})",

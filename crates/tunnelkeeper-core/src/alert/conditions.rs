@@ -95,6 +95,7 @@ fn active(
         reason: reason.into(),
         vpn_id,
         severity: None,
+        since: None,
     })
 }
 

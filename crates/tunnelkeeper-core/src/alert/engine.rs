@@ -91,6 +91,11 @@ pub struct Details {
     /// warning while another connection carries traffic); `None` pages at the class's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
+    /// When the situation began, where it is an outage: the first lost probe, or AWS's
+    /// last status change when only AWS saw it. Pages say it as `Since:` and a RESOLVED
+    /// measures the outage from it; it survives restarts with the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
 }
 
 /// Every condition at one evaluation; keys absent here are false.
@@ -252,7 +257,14 @@ impl AlertEngine {
                 state: AlertState::Pending { active_since: now },
                 details: details.clone(),
             });
+            // The outage began at the earliest time any evaluation saw (one before a restart
+            // included): a later first loss does not move it.
+            let since = match (alert.details.since, details.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             alert.details = details.clone();
+            alert.details.since = since;
             match &mut alert.state {
                 AlertState::Pending { active_since } => {
                     if now.since(*active_since) >= self.rules.for_ {

@@ -168,6 +168,7 @@ mod tests {
                 reason: "r".into(),
                 vpn_id: None,
                 severity: None,
+                since: None,
             },
             starts_at: Timestamp::from_secs(0),
             ends_at: None,

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::alert::engine::{Notification, NotificationStatus};
 use crate::alert::runbook::what_to_do;
 use crate::config::Config;
+use crate::types::Timestamp;
 
 /// SNS email subjects must stay under 100 characters.
 pub const MAX_SUBJECT_CHARS: usize = 99;
@@ -89,7 +90,13 @@ impl PageContext {
 
 /// Returns how long an outage lasted, as pages print it: `12m 30s`.
 pub fn outage_text(n: &Notification) -> String {
-    duration_text(n.ends_at.unwrap_or(n.created_at).since(n.starts_at))
+    duration_text(n.ends_at.unwrap_or(n.created_at).since(outage_start(n)))
+}
+
+/// Returns when what a notification is about began: the outage's start where it is one,
+/// else when the alert fired.
+pub fn outage_start(n: &Notification) -> Timestamp {
+    n.details.since.unwrap_or(n.starts_at).min(n.starts_at)
 }
 
 fn clean(text: &str) -> String {
@@ -143,8 +150,8 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
             n.details.summary,
             ctx.place(n),
             ctx.host,
-            n.starts_at,
-            if n.repeat { format!(" (still firing, {} so far)", duration_text(n.created_at.since(n.starts_at))) } else { String::new() },
+            outage_start(n),
+            if n.repeat { format!(" (still firing, {} so far)", duration_text(n.created_at.since(outage_start(n)))) } else { String::new() },
             ctx.runbook(n),
             reason
         ),
@@ -154,7 +161,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
             n.details.summary,
             ctx.place(n),
             ctx.host,
-            n.starts_at,
+            outage_start(n),
             n.ends_at.unwrap_or(n.created_at),
             outage_text(n),
             ctx.runbook(n),
@@ -173,6 +180,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
         "summary": n.details.summary,
         "reason": reason,
         "starts_at": n.starts_at,
+        "outage_since": n.details.since,
         "ends_at": n.ends_at,
         "created_at": n.created_at,
         "host": ctx.host,
@@ -265,6 +273,7 @@ pub mod fixtures {
                 reason: "both tunnels down (dc-primary-a down: x; dc-primary-b down: y)".into(),
                 vpn_id: Some("vpn-0123456789abcdef0".into()),
                 severity: None,
+                since: None,
             },
             starts_at: Timestamp::from_secs(1_795_000_000),
             ends_at: (status == NotificationStatus::Resolved)

@@ -110,6 +110,11 @@ pub struct TunnelSpec {
     pub expected_mtu: u32,
 }
 
+/// The smallest path MTU searched: every IPv4 host must accept 576-byte packets.
+pub const MTU_MIN_BYTES: u32 = 576;
+/// The largest path MTU searched: EC2 caps VPN traffic at 1500 bytes.
+pub const MTU_MAX_BYTES: u32 = 1500;
+
 /// The `[mtu]` table: DF probes through each tunnel to find its path MTU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MtuConfig {

@@ -474,6 +474,25 @@ impl HealthModel {
         }
     }
 
+    /// Moves the start of a tunnel's outage back to `since`, and its connection's with it:
+    /// an outage that began before a restart, known from the alert saved then. Nothing
+    /// moves unless the tunnel is down and `since` is earlier.
+    pub fn backdate_outage(&mut self, id: TunnelId, since: Timestamp) {
+        let verdict = &mut self.tunnels[id.connection][id.tunnel].verdict;
+        let Verdict::Down { since: start, .. } = verdict else {
+            return;
+        };
+        if since >= *start {
+            return;
+        }
+        *start = since;
+        match &mut self.connections[id.connection] {
+            ConnectionState::Down { since: start, .. }
+            | ConnectionState::Degraded { since: start, .. } => *start = (*start).min(since),
+            ConnectionState::Healthy { .. } | ConnectionState::Unknown { .. } => {}
+        }
+    }
+
     /// Returns the VPN verdict.
     pub fn vpn(&self) -> &VpnState {
         &self.vpn

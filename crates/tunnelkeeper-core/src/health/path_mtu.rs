@@ -10,10 +10,7 @@ use crate::health::advice::Advisory;
 use crate::messages::{MtuLimitFound, PathMtuReading};
 use crate::types::{Timestamp, TunnelId};
 
-/// The smallest size searched: every IPv4 host must accept 576-byte packets.
-pub const MIN_BYTES: u32 = 576;
-/// The largest size searched: EC2 caps VPN traffic at 1500 bytes.
-pub const MAX_BYTES: u32 = 1500;
+pub use crate::config::{MTU_MAX_BYTES as MAX_BYTES, MTU_MIN_BYTES as MIN_BYTES};
 
 /// The advisory code of a path narrower than expected whose routers say so.
 pub const NARROW_CODE: &str = "path_mtu_below_expected";

@@ -24,6 +24,7 @@ use std::time::Duration;
 pub use event::{AwsEvent, Event};
 pub use pager::Pager;
 
+use crate::alert::engine::AlertState;
 use crate::alert::saved::SavedState;
 use crate::alert::view::AlertView;
 use crate::config::{Config, ReloadMapping, TargetScope};
@@ -34,7 +35,7 @@ use crate::history::{History, SharedHistory};
 use crate::jitter::Jitter;
 use crate::messages::{MaintenanceResult, Observation, PollResult, ProbeOutcome};
 use crate::probe::stats::TargetStats;
-use crate::types::{TargetId, Timestamp, TunnelId};
+use crate::types::{AlertClass, TargetId, Timestamp, TunnelId};
 
 /// The longest the core sleeps without a deadline of its own: the sliding windows (flaps,
 /// EC2 failing for long enough, silent pingers, stale answers) are judged at least this
@@ -61,6 +62,9 @@ pub struct Core {
     now: Timestamp,
     /// When time was last let pass ([`Core::handle_timeout`]).
     last_timeout: Timestamp,
+    /// Tunnels that were down when the daemon stopped, with when their outage began (from
+    /// the saved alerts): if they are still down, the outage is that one.
+    restored_outages: Vec<(TunnelId, Timestamp)>,
     events: VecDeque<Event>,
 }
 
@@ -79,8 +83,13 @@ impl Core {
             let mapping = ReloadMapping::between(history.config(), &config);
             history.reshape(&config, &mapping);
         }
+        let restored_outages = saved
+            .as_ref()
+            .map(|s| restored_outages(&config, s))
+            .unwrap_or_default();
         let pager = Pager::new(config.clone(), saved, now, jitter);
         let mut core = Self::empty(config, pager, history, now);
+        core.restored_outages = restored_outages;
         core.announce_all();
         core
     }
@@ -101,6 +110,7 @@ impl Core {
             evaluation_due: false,
             now,
             last_timeout: now,
+            restored_outages: Vec::new(),
             events: VecDeque::new(),
             config,
         }
@@ -322,6 +332,19 @@ impl Core {
     }
 
     fn tunnel_changed(&mut self, tunnel: TunnelId, at: Timestamp) {
+        if let Some(i) = self.restored_outages.iter().position(|(t, _)| *t == tunnel) {
+            match &self.model.tunnel(tunnel).verdict {
+                Verdict::Down { .. } => {
+                    self.model
+                        .backdate_outage(tunnel, self.restored_outages[i].1);
+                    self.restored_outages.swap_remove(i);
+                }
+                Verdict::Up { .. } => {
+                    self.restored_outages.swap_remove(i);
+                }
+                Verdict::Unknown { .. } => {}
+            }
+        }
         let label = self.model.tunnel(tunnel).verdict.label();
         lock(&self.history).note_tunnel(tunnel, label, at);
         self.events.push_back(Event::TunnelChanged { tunnel });
@@ -508,6 +531,30 @@ impl Core {
     pub fn pingers_progressing(&self, now: Timestamp) -> bool {
         self.model.every_target_reported_since(now)
     }
+}
+
+/// The tunnels whose outage alert was firing when the state was saved, with when the
+/// outage began.
+fn restored_outages(config: &Config, saved: &SavedState) -> Vec<(TunnelId, Timestamp)> {
+    saved
+        .alerts
+        .iter()
+        .filter(|a| {
+            matches!(a.state, AlertState::Firing { .. })
+                && matches!(
+                    a.key.class,
+                    AlertClass::TunnelDown | AlertClass::TunnelDownAfterMaintenance
+                )
+        })
+        .filter_map(|a| {
+            let since = a.details.since?;
+            let id = config.tunnel_ids().find(|&id| {
+                Some(config.connections[id.connection].name.as_str()) == a.key.vpn.as_deref()
+                    && Some(config.tunnel(id).name.as_str()) == a.key.tunnel.as_deref()
+            })?;
+            Some((id, since))
+        })
+        .collect()
 }
 
 /// Locks the history; a panic elsewhere while it was held leaves numbers worth showing.

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::alert::conditions::{conditions, FlapTracker};
 use crate::alert::engine::NotificationStatus;
-use crate::alert::engine::{AlertEngine, AlertKey, AlertState, Condition, Notification};
+use crate::alert::engine::{
+    AlertEngine, AlertKey, AlertState, Condition, Conditions, Notification,
+};
 use crate::alert::mtu::black_holes;
 use crate::alert::outbox::Outbox;
 use crate::alert::saved::{SavedState, VERSION};
@@ -17,7 +19,7 @@ use crate::alert::view::AlertView;
 use crate::config::{Config, ReloadMapping, SinkKind};
 use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
-use crate::health::HealthModel;
+use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::jitter::Jitter;
 use crate::machine::event::Event;
 use crate::messages::DeliveryReport;
@@ -141,6 +143,7 @@ impl Pager {
         let mut conditions =
             conditions(&self.config, model, control, &self.flaps, unavailable, now);
         conditions.extend(black_holes(&self.config, path_mtu));
+        fill_outage_starts(&mut conditions, &self.config, model);
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
@@ -352,6 +355,60 @@ impl Pager {
     /// Returns how many deliveries wait, and how many were dropped for lack of room.
     pub fn outbox_counts(&self) -> (usize, u64) {
         (self.outbox.len(), self.outbox.dropped())
+    }
+}
+
+/// Gives each outage's condition the time the outage began, from the verdict it stands on.
+fn fill_outage_starts(conditions: &mut Conditions, config: &Config, model: &HealthModel) {
+    for (key, condition) in conditions.iter_mut() {
+        if let Condition::Active(details) = condition {
+            if details.since.is_none() {
+                details.since = outage_start(key, config, model);
+            }
+        }
+    }
+}
+
+/// When the outage an alert is about began: its tunnel's, connection's or the VPN's verdict
+/// since it went down; `None` for alerts that are not outages.
+fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<Timestamp> {
+    let connection = || {
+        config
+            .connections
+            .iter()
+            .position(|c| Some(c.name.as_str()) == key.vpn.as_deref())
+    };
+    match key.class {
+        AlertClass::TunnelDown | AlertClass::TunnelDownAfterMaintenance => {
+            let ci = connection()?;
+            let ti = config.connections[ci]
+                .tunnels
+                .iter()
+                .position(|t| Some(t.name.as_str()) == key.tunnel.as_deref())?;
+            let id = crate::types::TunnelId {
+                connection: ci,
+                tunnel: ti,
+            };
+            match &model.tunnel(id).verdict {
+                Verdict::Down { since, .. } => Some(*since),
+                Verdict::Up { .. } | Verdict::Unknown { .. } => None,
+            }
+        }
+        AlertClass::ConnectionDown => match model.connection(connection()?) {
+            ConnectionState::Down { since, .. } => Some(*since),
+            ConnectionState::Healthy { .. }
+            | ConnectionState::Degraded { .. }
+            | ConnectionState::Unknown { .. } => None,
+        },
+        AlertClass::VpnUnreachable => match model.vpn() {
+            VpnState::Critical { since, .. } => Some(*since),
+            VpnState::Ok { .. } | VpnState::Degraded { .. } | VpnState::Starting => None,
+        },
+        AlertClass::TunnelFlapping
+        | AlertClass::ControlPlaneUnavailable
+        | AlertClass::ConnectionNotFound
+        | AlertClass::TunnelMaintenancePending
+        | AlertClass::MtuBlackHole => None,
     }
 }
 

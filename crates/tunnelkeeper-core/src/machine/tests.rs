@@ -273,6 +273,89 @@ fn a_failed_delivery_is_tried_again_when_the_core_says_to_wake() {
 }
 
 #[test]
+fn a_page_says_when_the_outage_began_not_when_the_alert_fired() {
+    let mut core = core(&CONFIG.replace("for = \"0s\"", "for = \"45s\""));
+    let pages = run(&mut core, 0..140, 10..88);
+    let said = |d: &Delivery| {
+        crate::alert::page::message(&d.notification, &crate::alert::page::fixtures::ctx())
+    };
+    assert_eq!(
+        pages.len(),
+        2,
+        "{:?}",
+        pages.iter().map(said).collect::<Vec<_>>()
+    );
+    // Down at the third lost probe (12 s), which the first lost probe (10 s) began; paged
+    // 45 s later.
+    assert_eq!(pages[0].notification.created_at, t(57));
+    assert_eq!(pages[0].notification.details.since, Some(t(10)));
+    assert!(
+        said(&pages[0]).contains(&format!("Since: {}.", t(10))),
+        "{}",
+        said(&pages[0])
+    );
+    // Up at the second reply (89 s): 79 s from the first lost probe.
+    assert_eq!(
+        crate::alert::page::outage_text(&pages[1].notification),
+        "1m 19s"
+    );
+}
+
+#[test]
+fn a_restart_mid_outage_keeps_when_the_outage_began() {
+    let mut before = core(CONFIG);
+    let mut saved = None;
+    for s in 0..30 {
+        probe(&mut before, A, s < 10, t(s));
+        probe(&mut before, B, true, t(s));
+        before.handle_timeout(t(s));
+        while let Some(e) = before.poll_event() {
+            if let Event::SaveState(state) = e {
+                saved = Some(state);
+            }
+        }
+    }
+    let saved = saved.expect("the firing alert was saved");
+    // The daemon is away from 30 s to 100 s; the tunnel is still down when it is back.
+    let config = config(CONFIG);
+    let history = History::shared(&config);
+    let mut after = Core::new(config, Some(saved), history, Jitter::from_seed(3), t(100));
+    let mut pages = Vec::new();
+    for s in 100..130 {
+        probe(&mut after, A, s >= 120, t(s));
+        probe(&mut after, B, true, t(s));
+        after.handle_timeout(t(s));
+        pages.extend(deliveries(&mut after));
+        if s == 110 {
+            let tunnel = &after
+                .model()
+                .tunnel(TunnelId {
+                    connection: 0,
+                    tunnel: 0,
+                })
+                .verdict;
+            assert!(
+                matches!(tunnel, Verdict::Down { since, .. } if *since == t(10)),
+                "down since the first lost probe before the restart, not the restart: {tunnel:?}"
+            );
+        }
+    }
+    assert_eq!(
+        said(&pages),
+        [(
+            AlertClass::TunnelDown,
+            NotificationStatus::Resolved,
+            Some("dc-a".into())
+        )]
+    );
+    assert_eq!(pages[0].notification.details.since, Some(t(10)));
+    assert_eq!(
+        crate::alert::page::outage_text(&pages[0].notification),
+        "1m 51s"
+    );
+}
+
+#[test]
 fn inputs_do_not_push_the_next_wake_away() {
     let mut core = core(CONFIG);
     core.handle_timeout(t(0));

@@ -12,6 +12,7 @@ fn details(summary: &str) -> Details {
         reason: format!("{summary} (reason)"),
         vpn_id: Some("vpn-0123456789abcdef0".into()),
         severity: None,
+        since: None,
     }
 }
 

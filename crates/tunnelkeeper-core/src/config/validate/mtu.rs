@@ -1,7 +1,7 @@
 //! The `[mtu]` table and the tunnels' `mtu` overrides.
 
 use super::*;
-use crate::health::path_mtu::{MAX_BYTES, MIN_BYTES};
+use crate::config::{MTU_MAX_BYTES as MAX_BYTES, MTU_MIN_BYTES as MIN_BYTES};
 
 impl Validator<'_> {
     pub(super) fn mtu(&mut self, raw: Option<&Spanned<RawMtu>>, any_pinned: bool) -> MtuConfig {
