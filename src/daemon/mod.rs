@@ -476,7 +476,7 @@ fn start_generation(
     mtu::start_mtu_probing(config, &p.sockets, &tx, &cancel, &tasks);
 
     if let (Some(aws), Some(sdk)) = (&config.aws, &p.sdk) {
-        if config.connections.iter().any(|c| c.id.is_some()) {
+        if config.polls_ec2() {
             let poller = Ec2Poller {
                 client: aws_sdk_ec2::Client::new(sdk),
                 config: config.clone(),
@@ -628,7 +628,7 @@ fn watched(shared: &Lasting, config: &Config) -> Vec<Watched> {
         },
     ];
     if let Some(aws) = &config.aws {
-        if config.connections.iter().any(|c| c.id.is_some()) {
+        if config.polls_ec2() {
             loops.push(Watched {
                 name: "EC2 poller",
                 heartbeat: shared.poller.clone(),

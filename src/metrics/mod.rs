@@ -94,6 +94,147 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("a valid metric"))
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        registry,
+        IntCounter::new(name, help).expect("a valid metric"),
+    )
+}
+
+fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric"),
+    )
+}
+
+fn int_counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric"),
+    )
+}
+
+/// Registers the gauges that only describe: socket, build, runbook, tunnels' AWS names,
+/// target and warning counts.
+fn register_info(registry: &Registry, config: &Config, socket_type: &str, receive_buffer: usize) {
+    let socket_info = int_gauge_vec(
+        registry,
+        "tunnelkeeper_icmp_socket_info",
+        "The ICMP socket type in use (dgram or raw).",
+        &["type"],
+    );
+    socket_info.with_label_values(&[socket_type]).set(1);
+    let buffer = int_gauge(
+        registry,
+        "tunnelkeeper_icmp_receive_buffer_bytes",
+        "Receive buffer of the ICMP socket as granted by the kernel.",
+    );
+    buffer.set(receive_buffer as i64);
+    let build = int_gauge_vec(
+        registry,
+        "tunnelkeeper_build_info",
+        "Always 1; the labels tell the version.",
+        &["version"],
+    );
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    let runbook = int_gauge_vec(registry, "tunnelkeeper_runbook_info", "Always 1; url is where pages point (alerts.runbook_url); the Prometheus rules read it for their runbook_url.", &["url"]);
+    runbook
+        .with_label_values(&[config.alerts.runbook_url.as_str()])
+        .set(1);
+    let tunnel_info = int_gauge_vec(registry, "tunnelkeeper_tunnel_info", "Always 1; joins a tunnel's vpn and tunnel labels to its AWS connection id and outside IP (empty when not configured).", &["vpn", "tunnel", "vpn_id", "outside_ip"]);
+    for c in &config.connections {
+        let vpn_id = c.id.as_ref().map(ToString::to_string).unwrap_or_default();
+        for t in &c.tunnels {
+            let ip = t
+                .outside_ip
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tunnel_info
+                .with_label_values(&[c.name.as_str(), t.name.as_str(), &vpn_id, &ip])
+                .set(1);
+        }
+    }
+    let targets_configured = int_gauge(
+        registry,
+        "tunnelkeeper_targets_configured",
+        "Probe targets in the running config.",
+    );
+    targets_configured.set(config.targets.len() as i64);
+    let warnings = int_gauge(
+        registry,
+        "tunnelkeeper_config_warnings",
+        "Warnings the running config raised (see the log and /status).",
+    );
+    warnings.set(config.warnings.len() as i64);
+}
+
+/// How late each echo request went out.
+fn send_delay_histogram(registry: &Registry) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "tunnelkeeper_probe_send_delay_seconds",
+                "How long after its scheduled time each echo request went out.",
+            )
+            .buckets(SEND_DELAY_BUCKETS.to_vec()),
+        )
+        .unwrap(),
+    )
+}
+
+/// The (vpn, tunnel) labels of every tunnel, and the vpn label of every connection.
+#[allow(clippy::type_complexity)]
+fn labels(config: &Config) -> (Vec<Vec<(String, String)>>, Vec<String>) {
+    let tunnel_labels: Vec<Vec<(String, String)>> = config
+        .connections
+        .iter()
+        .map(|c| {
+            c.tunnels
+                .iter()
+                .map(|t| (c.name.to_string(), t.name.to_string()))
+                .collect()
+        })
+        .collect();
+    let connection_labels: Vec<String> = config
+        .connections
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+
+    (tunnel_labels, connection_labels)
+}
+
+/// Each target's counters, labelled with where it rides.
+fn target_counters(config: &Config) -> Vec<TargetCounters> {
+    config
+        .targets
+        .iter()
+        .map(|t| {
+            let (vpn, tunnel) = match t.scope {
+                TargetScope::Pinned(id) => (
+                    config.connections[id.connection].name.as_str(),
+                    config.tunnel(id).name.as_str(),
+                ),
+                TargetScope::Shared => ("", ""),
+            };
+            // In the prometheus crate's order (by name), like every other family.
+            TargetCounters::new(&[
+                ("address", &t.address.to_string()),
+                ("target", t.name.as_str()),
+                ("tunnel", tunnel),
+                ("vpn", vpn),
+            ])
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
@@ -111,13 +252,10 @@ impl Metrics {
         reload: ReloadStatus,
     ) -> Self {
         let registry = Registry::new();
-        let reload_successful = register(
+        let reload_successful = int_gauge(
             &registry,
-            IntGauge::new(
-                "tunnelkeeper_config_last_reload_successful",
-                "1 when the last config reload worked, 0 when it was refused.",
-            )
-            .unwrap(),
+            "tunnelkeeper_config_last_reload_successful",
+            "1 when the last config reload worked, 0 when it was refused.",
         );
         let reload_success_time = register(
             &registry,
@@ -127,271 +265,81 @@ impl Metrics {
             )
             .unwrap(),
         );
-        let tunnel_state = register(
+        let tunnel_state = int_gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_tunnel_state",
-                    "1 for the tunnel's current state (both planes combined).",
-                ),
-                &["vpn", "tunnel", "state"],
-            )
-            .unwrap(),
+            "tunnelkeeper_tunnel_state",
+            "1 for the tunnel's current state (both planes combined).",
+            &["vpn", "tunnel", "state"],
         );
-        let tunnel_plane_state = register(
+        let tunnel_plane_state = int_gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_tunnel_plane_state",
-                    "1 for the current state of each plane: data (pings) and control (AWS).",
-                ),
-                &["vpn", "tunnel", "plane", "state"],
-            )
-            .unwrap(),
+            "tunnelkeeper_tunnel_plane_state",
+            "1 for the current state of each plane: data (pings) and control (AWS).",
+            &["vpn", "tunnel", "plane", "state"],
         );
-        let tunnel_up = register(
+        let tunnel_up = int_gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_tunnel_up",
-                    "1 when the tunnel counts as up, else 0.",
-                ),
-                &["vpn", "tunnel"],
-            )
-            .unwrap(),
+            "tunnelkeeper_tunnel_up",
+            "1 when the tunnel counts as up, else 0.",
+            &["vpn", "tunnel"],
         );
-        let connection_state = register(
+        let connection_state = int_gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_connection_state",
-                    "1 for the VPN connection's current state.",
-                ),
-                &["vpn", "state"],
-            )
-            .unwrap(),
+            "tunnelkeeper_connection_state",
+            "1 for the VPN connection's current state.",
+            &["vpn", "state"],
         );
-        let vpn_state = register(
+        let vpn_state = int_gauge_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_vpn_state",
-                    "1 for the whole VPN's current state, as /health reports it.",
-                ),
-                &["state"],
-            )
-            .unwrap(),
+            "tunnelkeeper_vpn_state",
+            "1 for the whole VPN's current state, as /health reports it.",
+            &["state"],
         );
-        let send_delay = register(
+        let send_delay = send_delay_histogram(&registry);
+        let stray_replies = int_counter(&registry, "tunnelkeeper_probe_stray_replies_total", "Replies that matched no request waiting for them (late replies to timed-out requests).");
+        let socket_reopens = int_counter(
             &registry,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "tunnelkeeper_probe_send_delay_seconds",
-                    "How long after its scheduled time each echo request went out.",
-                )
-                .buckets(SEND_DELAY_BUCKETS.to_vec()),
-            )
-            .unwrap(),
+            "tunnelkeeper_icmp_socket_reopens_total",
+            "Fresh ICMP sockets taken by pingers after consecutive timeouts.",
         );
-        let stray_replies = register(&registry, IntCounter::new(
-            "tunnelkeeper_probe_stray_replies_total",
-            "Replies that matched no request waiting for them (late replies to timed-out requests).",
-        ).unwrap());
-        let socket_reopens = register(
+        let schedule_slips = int_counter(
             &registry,
-            IntCounter::new(
-                "tunnelkeeper_icmp_socket_reopens_total",
-                "Fresh ICMP sockets taken by pingers after consecutive timeouts.",
-            )
-            .unwrap(),
+            "tunnelkeeper_probe_schedule_slips_total",
+            "Echo requests skipped because a pinger fell behind its schedule.",
         );
-        let schedule_slips = register(
-            &registry,
-            IntCounter::new(
-                "tunnelkeeper_probe_schedule_slips_total",
-                "Echo requests skipped because a pinger fell behind its schedule.",
-            )
-            .unwrap(),
-        );
-        let socket_info = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_icmp_socket_info",
-                    "The ICMP socket type in use (dgram or raw).",
-                ),
-                &["type"],
-            )
-            .unwrap(),
-        );
-        socket_info.with_label_values(&[socket_type]).set(1);
-        let buffer = register(
-            &registry,
-            IntGauge::new(
-                "tunnelkeeper_icmp_receive_buffer_bytes",
-                "Receive buffer of the ICMP socket as granted by the kernel.",
-            )
-            .unwrap(),
-        );
-        buffer.set(receive_buffer as i64);
-        let build = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_build_info",
-                    "Always 1; the labels tell the version.",
-                ),
-                &["version"],
-            )
-            .unwrap(),
-        );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let runbook = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_runbook_info",
-                    "Always 1; url is where pages point (alerts.runbook_url); the Prometheus rules read it for their runbook_url.",
-                ),
-                &["url"],
-            )
-            .unwrap(),
-        );
-        runbook
-            .with_label_values(&[config.alerts.runbook_url.as_str()])
-            .set(1);
-        let tunnel_info = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_tunnel_info",
-                    "Always 1; joins a tunnel's vpn and tunnel labels to its AWS connection id and outside IP (empty when not configured).",
-                ),
-                &["vpn", "tunnel", "vpn_id", "outside_ip"],
-            )
-            .unwrap(),
-        );
-        for c in &config.connections {
-            let vpn_id = c.id.as_ref().map(ToString::to_string).unwrap_or_default();
-            for t in &c.tunnels {
-                let ip = t
-                    .outside_ip
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                tunnel_info
-                    .with_label_values(&[c.name.as_str(), t.name.as_str(), &vpn_id, &ip])
-                    .set(1);
-            }
-        }
-        let targets_configured = register(
-            &registry,
-            IntGauge::new(
-                "tunnelkeeper_targets_configured",
-                "Probe targets in the running config.",
-            )
-            .unwrap(),
-        );
-        targets_configured.set(config.targets.len() as i64);
-        let warnings = register(
-            &registry,
-            IntGauge::new(
-                "tunnelkeeper_config_warnings",
-                "Warnings the running config raised (see the log and /status).",
-            )
-            .unwrap(),
-        );
-        warnings.set(config.warnings.len() as i64);
+        register_info(&registry, config, socket_type, receive_buffer);
 
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| {
-                let (vpn, tunnel) = match t.scope {
-                    TargetScope::Pinned(id) => (
-                        config.connections[id.connection].name.as_str(),
-                        config.tunnel(id).name.as_str(),
-                    ),
-                    TargetScope::Shared => ("", ""),
-                };
-                // In the prometheus crate's order (by name), like every other family.
-                TargetCounters::new(&[
-                    ("address", &t.address.to_string()),
-                    ("target", t.name.as_str()),
-                    ("tunnel", tunnel),
-                    ("vpn", vpn),
-                ])
-            })
-            .collect();
-
-        let tunnel_labels: Vec<Vec<(String, String)>> = config
-            .connections
-            .iter()
-            .map(|c| {
-                c.tunnels
-                    .iter()
-                    .map(|t| (c.name.to_string(), t.name.to_string()))
-                    .collect()
-            })
-            .collect();
-        let connection_labels: Vec<String> = config
-            .connections
-            .iter()
-            .map(|c| c.name.to_string())
-            .collect();
+        let targets = target_counters(config);
+        let (tunnel_labels, connection_labels) = labels(config);
 
         let aws = aws::AwsSeries::new(&registry, config);
 
-        let alerts_firing = register(
+        let alerts_firing = int_gauge_vec(&registry, "tunnelkeeper_alerts_firing", "1 for each alert firing now (inhibited and silenced ones included), like Prometheus's ALERTS; vpn and tunnel are empty for VPN-wide alerts.", &["alert", "severity", "vpn", "tunnel"]);
+        let notifications = int_counter_vec(
             &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "tunnelkeeper_alerts_firing",
-                    "1 for each alert firing now (inhibited and silenced ones included), like Prometheus's ALERTS; vpn and tunnel are empty for VPN-wide alerts.",
-                ),
-                &["alert", "severity", "vpn", "tunnel"],
-            )
-            .unwrap(),
-        );
-        let notifications = register(
-            &registry,
-            IntCounterVec::new(
-                Opts::new(
-                    "tunnelkeeper_notifications_total",
-                    "Notification deliveries by sink and outcome (delivered or failed).",
-                ),
-                &["sink", "outcome"],
-            )
-            .unwrap(),
+            "tunnelkeeper_notifications_total",
+            "Notification deliveries by sink and outcome (delivered or failed).",
+            &["sink", "outcome"],
         );
         for sink in &config.alerts.sinks {
             for outcome in ["delivered", "failed"] {
                 notifications.with_label_values(&[sink.name.as_str(), outcome]);
             }
         }
-        let outbox_length = register(
+        let outbox_length = int_gauge(
             &registry,
-            IntGauge::new(
-                "tunnelkeeper_outbox_length",
-                "Notifications waiting for delivery.",
-            )
-            .unwrap(),
+            "tunnelkeeper_outbox_length",
+            "Notifications waiting for delivery.",
         );
-        let outbox_dropped = register(
+        let outbox_dropped = int_counter(
             &registry,
-            IntCounter::new(
-                "tunnelkeeper_outbox_dropped_total",
-                "Notifications dropped because the outbox was full.",
-            )
-            .unwrap(),
+            "tunnelkeeper_outbox_dropped_total",
+            "Notifications dropped because the outbox was full.",
         );
-        let state_save_failures = register(
+        let state_save_failures = int_counter(
             &registry,
-            IntCounter::new(
-                "tunnelkeeper_state_save_failures_total",
-                "Failed writes of the alert state file.",
-            )
-            .unwrap(),
+            "tunnelkeeper_state_save_failures_total",
+            "Failed writes of the alert state file.",
         );
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
@@ -420,12 +368,20 @@ impl Metrics {
             socket_reopens,
             schedule_slips,
         };
+        metrics.set_all_unknown(config);
+        metrics.set_vpn(&VpnState::Starting);
+        metrics.set_reload(reload);
+        metrics
+    }
+
+    /// Sets every tunnel and connection to unknown and the VPN to starting.
+    fn set_all_unknown(&self, config: &Config) {
         for (ci, c) in config.connections.iter().enumerate() {
             for ti in 0..c.tunnels.len() {
                 let unknown = Verdict::Unknown {
                     reason: String::new(),
                 };
-                metrics.set_tunnel(
+                self.set_tunnel(
                     TunnelId {
                         connection: ci,
                         tunnel: ti,
@@ -435,16 +391,13 @@ impl Metrics {
                     &unknown,
                 );
             }
-            metrics.set_connection(
+            self.set_connection(
                 ci,
                 &ConnectionState::Unknown {
                     reason: String::new(),
                 },
             );
         }
-        metrics.set_vpn(&VpnState::Starting);
-        metrics.set_reload(reload);
-        metrics
     }
 
     /// Sets the reload gauges.

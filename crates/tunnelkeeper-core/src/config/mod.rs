@@ -565,6 +565,12 @@ impl Config {
         &self.connections[id.connection].tunnels[id.tunnel]
     }
 
+    /// Returns whether EC2 is asked about any connection: `[aws]` is set and some
+    /// connection has an AWS id.
+    pub fn polls_ec2(&self) -> bool {
+        self.aws.is_some() && self.connections.iter().any(|c| c.id.is_some())
+    }
+
     /// Returns the id of every tunnel, connection by connection.
     pub fn tunnel_ids(&self) -> impl Iterator<Item = TunnelId> + '_ {
         self.connections

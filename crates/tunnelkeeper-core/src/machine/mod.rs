@@ -468,8 +468,8 @@ impl Core {
             .all(|t| !matches!(self.model.target(t.id).verdict, Verdict::Unknown { .. }));
         // Restored alerts wait for a *good* EC2 answer where EC2 is polled at all: a failed
         // first call says nothing about the tunnels.
-        let polled = self.config.connections.iter().any(|c| c.id.is_some());
-        let control_known = !polled || self.control.as_ref().is_none_or(|c| c.has_succeeded());
+        let control_known =
+            !self.config.polls_ec2() || self.control.as_ref().is_none_or(|c| c.has_succeeded());
         let now = self.now;
         self.pager.evaluate(
             &self.model,

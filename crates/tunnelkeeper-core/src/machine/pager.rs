@@ -415,9 +415,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
 /// How long restored alerts wait for the inputs: the first probe rounds and, where EC2 is
 /// polled, two polls.
 fn restore_hold(config: &Config) -> Duration {
-    let polled = config.connections.iter().any(|c| c.id.is_some());
     match &config.aws {
-        Some(aws) if polled => {
+        Some(aws) if config.polls_ec2() => {
             (aws.poll_interval * 2 + aws.call_timeout()).max(Duration::from_secs(30))
         }
         Some(_) | None => Duration::from_secs(30),
