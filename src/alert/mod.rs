@@ -2,7 +2,9 @@
 //! pure parts (conditions, engine, outbox, notification text) are in the core crate and
 //! re-exported here under their usual names; the core's pager decides what goes where.
 
-pub use tunnelkeeper_core::alert::{conditions, engine, mtu, outbox, page, runbook, saved, view};
+pub use tunnelkeeper_core::alert::{
+    conditions, engine, mtu, outbox, runbook, saved, view, wording,
+};
 
 pub mod sinks;
 pub mod state_file;

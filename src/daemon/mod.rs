@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::alert::page::PageContext;
 use crate::alert::sinks::{run_sink, AlertmanagerSink, LogSink, SinkHandle, SnsSink};
 use crate::alert::state_file::{Loaded, SavedState, StateStore};
 use crate::alert::state_writer::StateWriter;
+use crate::alert::wording::PageContext;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
 use crate::clock::Clock;

@@ -266,7 +266,11 @@ fn check_recoveries(run: &Run) -> Result<(), TestCaseError> {
             let real = run.seen[from..=*s as usize]
                 .iter()
                 .any(|w| w.pings[*i] && (w.aws_up[*i] || w.ec2_fails));
-            prop_assert!(real, "TunnelDown {i} resolved at {s} while down: {:?}", run.pages);
+            prop_assert!(
+                real,
+                "TunnelDown {i} resolved at {s} while down: {:?}",
+                run.pages
+            );
         }
     }
     Ok(())
@@ -276,7 +280,10 @@ fn check_quiet_end(run: &Run) -> Result<(), TestCaseError> {
     let mut firing: BTreeMap<(String, Option<usize>), bool> = BTreeMap::new();
     for (_, tunnel, class, status, repeat) in &run.pages {
         if !*repeat {
-            firing.insert((class.clone(), *tunnel), *status == NotificationStatus::Firing);
+            firing.insert(
+                (class.clone(), *tunnel),
+                *status == NotificationStatus::Firing,
+            );
         }
     }
     let still: Vec<_> = firing.iter().filter(|(_, f)| **f).collect();

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alert::engine::Notification;
-use crate::alert::page::{alert_id, PageContext};
+use crate::alert::wording::{alert_id, PageContext};
 use crate::metrics::Metrics;
 use crate::types::Timestamp;
 
@@ -69,7 +69,7 @@ pub fn alertmanager_body(
             json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": crate::alert::page::outage_start(n),
+                "startsAt": crate::alert::wording::outage_start(n),
                 "endsAt": now.plus(AM_LAPSE),
             })
         })
@@ -154,7 +154,7 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::alert::engine::NotificationStatus;
-    use crate::alert::page::fixtures::{ctx, note};
+    use crate::alert::wording::fixtures::{ctx, note};
     use crate::types::AlertClass;
 
     #[test]

@@ -4,8 +4,8 @@ use tracing::{info, warn};
 
 use super::Deliver;
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::page::{outage_start, outage_text, subject, PageContext};
 use crate::alert::runbook::what_to_do;
+use crate::alert::wording::{outage_start, outage_text, subject, PageContext};
 
 /// Writes notifications to the daemon's log.
 pub struct LogSink {

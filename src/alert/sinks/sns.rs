@@ -5,7 +5,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::Deliver;
 use crate::alert::engine::Notification;
-use crate::alert::page::{attributes, message, subject, PageContext};
+use crate::alert::wording::{attributes, message, subject, PageContext};
 
 /// Publishes notifications to an SNS standard topic.
 pub struct SnsSink {

@@ -5,7 +5,7 @@ pub mod conditions;
 pub mod engine;
 pub mod mtu;
 pub mod outbox;
-pub mod page;
 pub mod runbook;
 pub mod saved;
 pub mod view;
+pub mod wording;

@@ -277,7 +277,7 @@ fn a_page_says_when_the_outage_began_not_when_the_alert_fired() {
     let mut core = core(&CONFIG.replace("for = \"0s\"", "for = \"45s\""));
     let pages = run(&mut core, 0..140, 10..88);
     let said = |d: &Delivery| {
-        crate::alert::page::message(&d.notification, &crate::alert::page::fixtures::ctx())
+        crate::alert::wording::message(&d.notification, &crate::alert::wording::fixtures::ctx())
     };
     assert_eq!(
         pages.len(),
@@ -296,7 +296,7 @@ fn a_page_says_when_the_outage_began_not_when_the_alert_fired() {
     );
     // Up at the second reply (89 s): 79 s from the first lost probe.
     assert_eq!(
-        crate::alert::page::outage_text(&pages[1].notification),
+        crate::alert::wording::outage_text(&pages[1].notification),
         "1m 19s"
     );
 }
@@ -350,7 +350,7 @@ fn a_restart_mid_outage_keeps_when_the_outage_began() {
     );
     assert_eq!(pages[0].notification.details.since, Some(t(10)));
     assert_eq!(
-        crate::alert::page::outage_text(&pages[0].notification),
+        crate::alert::wording::outage_text(&pages[0].notification),
         "1m 51s"
     );
 }

@@ -1,5 +1,6 @@
-//! What a page says: SNS subjects, messages and attributes, and the runbook link, pure
-//! functions of a notification.
+//! What a notification says (a "page" to the NOC): SNS subjects, messages and attributes,
+//! and the runbook link, pure functions of a notification. (Not the NOC web page: that is
+//! the daemon's `http/page/`.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
