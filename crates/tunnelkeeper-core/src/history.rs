@@ -410,9 +410,8 @@ pub fn decode(packed: u16) -> u32 {
 }
 
 /// Returns the nearest-rank percentile of `samples` (not empty).
-fn nearest_rank<T: Ord + Copy>(samples: &mut [T], pct: usize) -> T {
-    let rank = (pct * samples.len()).div_ceil(100).max(1) - 1;
-    *samples.select_nth_unstable(rank).1
+fn nearest_rank<T: Ord + Copy + Default>(samples: &mut [T], pct: usize) -> T {
+    crate::quantile::nearest_rank(samples, pct).unwrap_or_default()
 }
 
 /// Every series of one config: one per target, one per tunnel.

@@ -8,6 +8,7 @@
 //!   reports.
 //! - [`config`]: the TOML config, its validation, the embedded default and the diff
 //!   between two configs.
+//! - [`quantile`]: the one percentile (nearest rank) every view takes.
 //! - [`probe`]: the adaptive timeout and fast-confirm rule, per-target counters.
 //! - [`health`]: targets, tunnel planes, connections and the VPN; the control-plane
 //!   tracker; AWS maintenance; path MTU; advisories.
@@ -24,4 +25,5 @@ pub mod jitter;
 pub mod machine;
 pub mod messages;
 pub mod probe;
+pub mod quantile;
 pub mod types;

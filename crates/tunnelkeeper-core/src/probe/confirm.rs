@@ -10,6 +10,7 @@ use std::ops::Add;
 
 use crate::config::ProbeSettings;
 use crate::messages::{TimeoutInForce, TimeoutMode};
+use crate::quantile::nearest_rank;
 
 /// How many recent replies the adaptive timeout looks at.
 pub const RTT_WINDOW: usize = 100;
@@ -71,9 +72,10 @@ impl AdaptiveTimeout {
         for (slot, rtt) in samples.iter_mut().zip(&self.rtts) {
             *slot = *rtt;
         }
-        let rank = (RTT_PERCENTILE * samples.len()).div_ceil(100).max(1) - 1;
-        let (_, high, _) = samples.select_nth_unstable(rank);
-        let learned = Duration::from_micros(u64::from(*high)) * self.multiplier;
+        let Some(high) = nearest_rank(samples, RTT_PERCENTILE) else {
+            return;
+        };
+        let learned = Duration::from_micros(u64::from(high)) * self.multiplier;
         self.in_force = TimeoutInForce {
             timeout: learned.max(self.floor).min(self.configured),
             mode: TimeoutMode::Adaptive,

@@ -144,12 +144,7 @@ impl TargetStats {
 
 /// Returns the nearest-rank percentile of microsecond samples, in seconds.
 fn percentile(samples: &mut [u32], pct: usize) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let rank = (pct * samples.len()).div_ceil(100).max(1) - 1;
-    let (_, value, _) = samples.select_nth_unstable(rank);
-    Some(f64::from(*value) / 1e6)
+    crate::quantile::nearest_rank(samples, pct).map(|us| f64::from(us) / 1e6)
 }
 
 #[cfg(test)]
