@@ -140,6 +140,20 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         when(vpn, true),
         s(&j, "icmp_socket")
     );
+    let (table, targets) = tunnels_table(&j, color);
+    out.push_str(&table);
+    out.push_str(&targets_table(&targets, color));
+    out.push_str(&maintenance_table(&j, color));
+    out.push_str(&path_mtu_table(&j, color));
+    out.push_str(&alerts_table(&j, color));
+    out.push_str(&notes(&j, color));
+    Ok(out)
+}
+
+/// The connections and their tunnels, one row each; with every target and the tunnel
+/// it rides (shared ones last), for the targets' table.
+fn tunnels_table(j: &Value, color: bool) -> (String, Vec<(String, Value)>) {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n{:<16} {:<18} {:<9} {:<8} {:<8} DETAIL",
@@ -183,12 +197,18 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
     for x in j["shared_targets"].as_array().into_iter().flatten() {
         targets.push(("(shared)".to_string(), x.clone()));
     }
+    (out, targets)
+}
+
+/// Every target's state, loss and RTTs over its recent window.
+fn targets_table(targets: &[(String, Value)], color: bool) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\n{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
         "TUNNEL", "TARGET", "ADDRESS", "STATE", "LOSS", "RTT p50", "RTT p99", "SENT"
     );
-    for (tunnel, x) in &targets {
+    for (tunnel, x) in targets {
         let _ = writeln!(
             out,
             "{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
@@ -213,6 +233,12 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             crate::probe::stats::WINDOW
         );
     }
+    out
+}
+
+/// AWS's maintenance of the tunnels, when EC2 said anything of it.
+fn maintenance_table(j: &Value, color: bool) -> String {
+    let mut out = String::new();
     let maintenance: Vec<(&Value, &Value)> = j["connections"]
         .as_array()
         .into_iter()
@@ -246,7 +272,12 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             );
         }
     }
-    out.push_str(&path_mtu_table(&j, color));
+    out
+}
+
+/// Every alert, firing ones and pending, inhibited and silenced ones.
+fn alerts_table(j: &Value, color: bool) -> String {
+    let mut out = String::new();
     let alerts: Vec<&Value> = j["alerts"].as_array().into_iter().flatten().collect();
     let _ = writeln!(out, "\nALERTS ({})", alerts.len());
     for a in alerts {
@@ -269,7 +300,13 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             s(a, "summary")
         );
     }
-    if let Some(cp) = present(&j, "control_plane") {
+    out
+}
+
+/// EC2's freshness, connections EC2 does not know, config warnings and advisories.
+fn notes(j: &Value, color: bool) -> String {
+    let mut out = String::new();
+    if let Some(cp) = present(j, "control_plane") {
         let _ = writeln!(
             out,
             "\nEC2: last answer {}, {}",
@@ -281,7 +318,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             }
         );
     }
-    if let Some(cp) = present(&j, "control_plane") {
+    if let Some(cp) = present(j, "control_plane") {
         for c in cp["connections_not_found"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
@@ -306,7 +343,7 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
             s(a, "message")
         );
     }
-    Ok(out)
+    out
 }
 
 /// The tunnels' last path-MTU measurements, if any: the size that crossed, the size
