@@ -44,7 +44,7 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if hash.get_ref().parse::<bcrypt::HashParts>().is_err() {
+            if !is_bcrypt_hash(hash.get_ref()) {
                 self.problem(
                     Some(hash.span()),
                     &key,
@@ -56,5 +56,46 @@ impl Validator<'_> {
             users.insert(user.clone(), hash.get_ref().clone());
         }
         users
+    }
+}
+
+/// Whether `text` has the form of a bcrypt hash (`$2y$10$` and 53 characters of bcrypt's
+/// base64: 22 of salt, 31 of hash), as htpasswd and the bcrypt crate write them. The hash
+/// itself is checked at login, by the daemon.
+fn is_bcrypt_hash(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('$').collect();
+    let [empty, version, cost, rest] = parts.as_slice() else {
+        return false;
+    };
+    empty.is_empty()
+        && matches!(*version, "2a" | "2b" | "2x" | "2y")
+        && cost.len() == 2
+        && cost.parse::<u32>().is_ok_and(|c| (4..=31).contains(&c))
+        && rest.len() == 53
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bcrypt_hash;
+
+    #[test]
+    fn bcrypt_hashes_are_told_by_their_form() {
+        let good = "$2y$10$O8iWIJEWlwf9bLwZy4LmJe6l/QcoqhNBdNEZyIJ6v2Kn0AJ9oNH0W";
+        assert!(is_bcrypt_hash(good));
+        assert!(is_bcrypt_hash(&good.replace("$2y$", "$2b$")));
+        for bad in [
+            "",
+            "s3cret",
+            "$2y$10$short",
+            "$1$10$O8iWIJEWlwf9bLwZy4LmJe6l/QcoqhNBdNEZyIJ6v2Kn0AJ9oNH0W",
+            "$2y$99$O8iWIJEWlwf9bLwZy4LmJe6l/QcoqhNBdNEZyIJ6v2Kn0AJ9oNH0W",
+            "$2y$10$O8iWIJEWlwf9bLwZy4LmJe6l/QcoqhNBdNEZyIJ6v2Kn0AJ9oNH0!",
+            "$2y$10$O8iWIJEWlwf9bLwZy4LmJe6l/QcoqhNBdNEZyIJ6v2Kn0AJ9oNH0W$",
+        ] {
+            assert!(!is_bcrypt_hash(bad), "{bad}");
+        }
     }
 }
