@@ -90,11 +90,15 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut dirty = false;
         loop {
+            // A millisecond past the core's deadline: what the tasks observed in the same
+            // millisecond is taken in before time is let pass (a reply that ends an outage
+            // at the instant an alert's `for` runs out must not page it first).
             let wake = self.core.poll_timeout().map_or_else(
                 || Instant::now() + PUBLISH_EVERY,
-                |t| self.clock.instant_of(t),
+                |t| self.clock.instant_of(t) + Duration::from_millis(1),
             );
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => break,
                 received = observations.recv() => {
                     let Some(first) = received else { break };

@@ -272,8 +272,12 @@ impl Core {
         };
         stats.record(&outcome);
         let before = self.model.target(target).verdict.label();
+        let losing_before = self.model.target(target).consecutive_lost > 0;
         let changed = self.model.handle_probe(target, &outcome, at);
         let consecutive_lost = self.model.target(target).consecutive_lost;
+        // Alerts hold while a loss streak is under way (no recovery between two losses):
+        // a streak that starts or ends is worth an evaluation, verdict or not.
+        self.evaluation_due |= losing_before != (consecutive_lost > 0);
         lock(&self.history).record(target, &outcome, at);
         self.events.push_back(Event::ProbeRecorded {
             target,
@@ -299,6 +303,7 @@ impl Core {
         };
         stats.record_late(rtt);
         let before = self.model.target(target).verdict.label();
+        self.evaluation_due |= self.model.target(target).consecutive_lost > 0;
         let changed = self
             .model
             .handle_probe(target, &ProbeOutcome::Reply { rtt }, at);
