@@ -45,6 +45,7 @@ use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
+use crate::reload::ReloadHealth;
 use crate::snapshot::{Meta, Snapshot};
 
 /// How long tasks get to finish after the shutdown signal or a reload.
@@ -202,6 +203,8 @@ pub async fn run_until(
     let ready = Arc::new(AtomicBool::new(false));
     let lifecycle = Arc::new(AtomicBool::new(prepared.config.enable_lifecycle));
     let security: SharedSecurity = Arc::new(RwLock::new(prepared.security.clone()));
+    let (reload_health, reload_health_rx) =
+        watch::channel(ReloadHealth::started(shared.started_at));
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
@@ -209,6 +212,7 @@ pub async fn run_until(
         lifecycle: lifecycle.clone(),
         security: security.clone(),
         watched: watched(&shared, &prepared.config),
+        reload_health: reload_health_rx,
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     if let Some(interval) = watchdog_interval() {
@@ -260,6 +264,7 @@ pub async fn run_until(
             request = reloads.recv() => match request { Some(r) => r, None => break },
         };
         shared.notifier.notify("RELOADING=1");
+        let attempted_at = shared.clock.now();
         let outcome = reload(&options, &prepared, bound).await;
         let answer = match outcome {
             Ok(next) => {
@@ -300,12 +305,14 @@ pub async fn run_until(
                     pingers_stopped = changes.stopped,
                     "config reloaded"
                 );
+                reload_health.send_modify(|r| r.taken(attempted_at));
                 Ok(prepared.config.summary())
             }
             Err(e) => {
                 reload_status.successful = false;
                 generation.metrics.set_reload(reload_status);
                 error!(error = %e, "config reload refused; the running config stays");
+                reload_health.send_modify(|r| r.refused(attempted_at, &e));
                 Err(e)
             }
         };

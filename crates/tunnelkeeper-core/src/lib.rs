@@ -14,6 +14,7 @@
 //! - [`history`]: per-minute latency rings for the smoke charts.
 //! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
 //! - [`jitter`]: a small random source for backoff jitter.
+//! - [`reload`]: the outcome of config reloads, as every view tells it.
 
 pub mod alert;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod history;
 pub mod jitter;
 pub mod messages;
 pub mod probe;
+pub mod reload;
 pub mod types;
