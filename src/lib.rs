@@ -28,7 +28,7 @@
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
 //! - [`jitter`]: a small random source for backoff jitter.
 
-pub use tunnelkeeper_core::{config, health, history, jitter, types};
+pub use tunnelkeeper_core::{config, health, history, jitter, reload, types};
 
 pub mod alert;
 pub mod aws;

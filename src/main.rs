@@ -71,6 +71,20 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Reload {
+            daemon,
+            pid,
+            timeout,
+        }) => match tunnelkeeper::cli::reload::reload(&daemon, pid, timeout) {
+            tunnelkeeper::cli::reload::Outcome::Taken(note) => {
+                println!("{note}");
+                ExitCode::SUCCESS
+            }
+            tunnelkeeper::cli::reload::Outcome::Failed(why) => {
+                eprintln!("error: {why}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Run(args)) => run(args, cli.log_format),
         None => run(cli.run, cli.log_format),
     }

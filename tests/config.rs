@@ -1,6 +1,8 @@
 //! Config parsing and validation: the shipped files parse, and every kind of bad input
 //! gets a message naming the key, the value and the rule, with the line where known.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use tunnelkeeper::config::{Config, ConfigError, SocketKind, TargetScope, EMBEDDED_DEFAULT};
@@ -195,6 +197,32 @@ fn unknown_keys_are_errors_with_their_line() {
             "interval",
         ],
     );
+}
+
+#[test]
+fn check_config_reports_a_misspelt_table_with_a_suggestion_and_the_value_errors_after_it() {
+    let path = common::write_temp(
+        "misspelt.toml",
+        "[probe]\ninterval = 1\n\n[[vpn]]\nid = \"vpn-12\"\nname = \"dc\"\n\n  [[vpn.tunnels]]\n  name = \"dc-a\"\n  targets = [\"172.16.1.10\"]\n",
+    );
+    let (code, stdout, stderr) = common::run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let told = |line: &str, words: &[&str]| {
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with(line) && words.iter().all(|w| l.contains(w)))
+    };
+    assert!(told("line 2,", &["probe.interval", "duration"]), "{stderr}");
+    assert!(told("line 5,", &["vpn[0].id", "\"vpn-12\""]), "{stderr}");
+    assert!(
+        told(
+            "line 8,",
+            &["unknown field `tunnels`", "did you mean `tunnel`?"]
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
 }
 
 #[test]

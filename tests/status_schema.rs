@@ -1,7 +1,8 @@
 //! `/status` against its documented schema (docs/status.schema.json), checked by an
 //! independent validator (python3-jsonschema) on real output: the embedded default
 //! without AWS, and a daemon polling the AWS double with a tunnel down, maintenance
-//! pending, advisories and alerts, so that every optional part is present once.
+//! pending, advisories and alerts, and one that refused a reload, so that every optional
+//! part is present once.
 
 mod common;
 #[path = "support/ec2_daemon.rs"]
@@ -98,5 +99,21 @@ fn status_matches_its_schema_with_and_without_aws() {
     });
     assert!(json["control_plane"].is_object());
     assert!(json["connections"][0]["tunnels"][1]["aws"]["telemetry"].is_object());
+    validate(&json.to_string());
+    drop(daemon);
+
+    // A refused reload fills the reload key's error.
+    let path = common::write_temp(
+        "refused.toml",
+        "[[vpn]]\nname = \"lab\"\n[[vpn.tunnel]]\nname = \"lab-a\"\ntargets = [\"127.0.8.1\"]\n",
+    );
+    let daemon = Daemon::start(&["run", "--config", path.to_str().unwrap()], &[]);
+    std::fs::write(&path, "[[vpn]]\nname = 1\n").unwrap();
+    let addr = daemon.addr.to_string();
+    assert_eq!(common::run_cli(&["reload", "--addr", &addr]).0, 1);
+    let json = wait_json(&daemon, Duration::from_secs(5), |j| {
+        j["reload"]["ok"] == false
+    });
+    assert!(json["reload"]["error"].is_string() && json["reload"]["last_attempt"].is_string());
     validate(&json.to_string());
 }

@@ -1,5 +1,7 @@
-//! The command line: `run` (the default), `check-config` and `print-config`.
+//! The command line: `run` (the default), `check-config`, `print-config`, `status`,
+//! `healthcheck` and `reload`.
 
+pub mod reload;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -54,13 +56,32 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonAddress,
     },
+    /// Reload a running daemon's config (SIGHUP) and wait for the outcome: exit 0 when the
+    /// new config runs, 1 with the reason when it was refused or no outcome came in time.
+    /// The systemd unit's ExecReload= runs it.
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonAddress,
+        /// The daemon's process id; systemd gives it as MAINPID to ExecReload=. Without
+        /// either, the pid the daemon reports in /status.
+        #[arg(long, env = "MAINPID", value_name = "PID")]
+        pid: Option<u32>,
+        /// How long to wait for the outcome.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        timeout: std::time::Duration,
+    },
 }
 
 /// How `status` and `healthcheck` reach a running daemon, TLS and basic auth included.
 #[derive(Debug, Args, Clone)]
 pub struct DaemonAddress {
     /// The daemon's HTTP address: host (or IP) and port, such as localhost:9478.
-    #[arg(long, default_value = "127.0.0.1:9478", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "TUNNELKEEPER_ADDR",
+        default_value = "127.0.0.1:9478",
+        value_name = "HOST:PORT"
+    )]
     pub addr: String,
     /// Speak TLS, trusting the CA (or self-signed certificate) in this PEM file.
     #[arg(long, env = "TUNNELKEEPER_TLS_CA_FILE", value_name = "FILE")]

@@ -140,6 +140,12 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         when(vpn, true),
         s(&j, "icmp_socket")
     );
+    let refused = serde_json::from_value::<crate::reload::ReloadHealth>(j["reload"].clone())
+        .ok()
+        .and_then(|r| r.health_line());
+    if let Some(line) = refused {
+        let _ = writeln!(out, "WARNING: {line}");
+    }
     let (table, targets) = tunnels_table(&j, color);
     out.push_str(&table);
     out.push_str(&targets_table(&targets, color));

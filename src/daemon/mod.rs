@@ -46,6 +46,7 @@ use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
 use crate::probe::icmp::IcmpSockets;
+use crate::reload::ReloadHealth;
 use crate::snapshot::{Meta, Snapshot};
 use tunnelkeeper_core::jitter::Jitter;
 use tunnelkeeper_core::machine::Core;
@@ -147,28 +148,7 @@ pub async fn run_until(
     }
     let clock = Clock::start();
     let mut config = config;
-    let store = match StateStore::open(&config.state_dir) {
-        Err(e)
-            if config.state_dir_is_default
-                && e.os_error.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            let mut opened = Err(e);
-            for own in crate::config::user_state_dirs() {
-                if let Ok(store) = StateStore::open(&own) {
-                    warn!(
-                        default = %config.state_dir.display(),
-                        using = %own.display(),
-                        "state_dir is not set and this user cannot write the default: the state goes to a directory of its own (set state_dir to choose)"
-                    );
-                    config.state_dir = own;
-                    opened = Ok(store);
-                    break;
-                }
-            }
-            opened?
-        }
-        other => other?,
-    };
+    let store = open_store(&mut config)?;
     let saved = load_state(&store, &clock);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -178,18 +158,7 @@ pub async fn run_until(
         .context("reading the bound HTTP address")?;
     let mut prepared = prepare(Arc::new(config), None).await?;
 
-    let placeholder = Snapshot::build(
-        &prepared.config,
-        &crate::health::HealthModel::new(&prepared.config),
-        None,
-        &vec![Default::default(); prepared.config.targets.len()],
-        Meta {
-            started_at: clock.now(),
-            icmp_socket: prepared.sockets.socket_type().label(),
-        },
-        clock.now(),
-    );
-    let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder));
+    let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder(&prepared, &clock)));
     let shared = Lasting {
         clock,
         writer: StateWriter::start(store),
@@ -205,6 +174,8 @@ pub async fn run_until(
     let ready = Arc::new(AtomicBool::new(false));
     let lifecycle = Arc::new(AtomicBool::new(prepared.config.enable_lifecycle));
     let security: SharedSecurity = Arc::new(RwLock::new(prepared.security.clone()));
+    let (reload_health, reload_health_rx) =
+        watch::channel(ReloadHealth::started(shared.started_at));
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
@@ -212,17 +183,10 @@ pub async fn run_until(
         lifecycle: lifecycle.clone(),
         security: security.clone(),
         watched: watched(&shared, &prepared.config),
+        reload_health: reload_health_rx,
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
-    if let Some(interval) = watchdog_interval() {
-        lasting.spawn(run_watchdog(
-            shared.notifier.clone(),
-            interval,
-            watched(&shared, &prepared.config),
-            cancel.clone(),
-        ));
-        info!(?interval, "systemd watchdog on");
-    }
+    spawn_watchdog(&lasting, &shared, &prepared.config, &cancel);
 
     let mut reload_status = ReloadStatus {
         successful: true,
@@ -242,20 +206,7 @@ pub async fn run_until(
     wait_first_round(&mut generation, &prepared.config).await;
     ready.store(true, Ordering::Release);
     shared.notifier.notify("READY=1");
-    let scheme = if prepared.security.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    info!(
-        listen = %bound,
-        targets = prepared.config.targets.len(),
-        connections = prepared.config.connections.len(),
-        socket = prepared.sockets.socket_type().label(),
-        state_dir = %prepared.config.state_dir.display(),
-        basic_auth = prepared.security.asks_for_users(),
-        "tunnelkeeper running; /health, /status, /metrics on {scheme}://{bound}"
-    );
+    log_running(&prepared, bound);
 
     loop {
         let request = tokio::select! {
@@ -263,6 +214,7 @@ pub async fn run_until(
             request = reloads.recv() => match request { Some(r) => r, None => break },
         };
         shared.notifier.notify("RELOADING=1");
+        let attempted_at = shared.clock.now();
         let outcome = reload(&options, &prepared, bound).await;
         let answer = match outcome {
             Ok(next) => {
@@ -303,12 +255,14 @@ pub async fn run_until(
                     pingers_stopped = changes.stopped,
                     "config reloaded"
                 );
+                reload_health.send_modify(|r| r.taken(attempted_at));
                 Ok(prepared.config.summary())
             }
             Err(e) => {
                 reload_status.successful = false;
                 generation.metrics.set_reload(reload_status);
                 error!(error = %e, "config reload refused; the running config stays");
+                reload_health.send_modify(|r| r.refused(attempted_at, &e));
                 Err(e)
             }
         };
@@ -329,6 +283,85 @@ pub async fn run_until(
     lasting.close();
     let _ = tokio::time::timeout(DRAIN, lasting.wait()).await;
     Ok(())
+}
+
+/// Opens the state directory; without a `state_dir` in the config, a user who cannot
+/// write the default gets a directory of their own (recorded in `config`).
+fn open_store(config: &mut Config) -> anyhow::Result<StateStore> {
+    let store = match StateStore::open(&config.state_dir) {
+        Err(e)
+            if config.state_dir_is_default
+                && e.os_error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            let mut opened = Err(e);
+            for own in crate::config::user_state_dirs() {
+                if let Ok(store) = StateStore::open(&own) {
+                    warn!(
+                        default = %config.state_dir.display(),
+                        using = %own.display(),
+                        "state_dir is not set and this user cannot write the default: the state goes to a directory of its own (set state_dir to choose)"
+                    );
+                    config.state_dir = own;
+                    opened = Ok(store);
+                    break;
+                }
+            }
+            opened?
+        }
+        other => other?,
+    };
+    Ok(store)
+}
+
+/// The snapshot served until the first monitor tick: every target unknown.
+fn placeholder(prepared: &Prepared, clock: &Clock) -> Snapshot {
+    Snapshot::build(
+        &prepared.config,
+        &crate::health::HealthModel::new(&prepared.config),
+        None,
+        &vec![Default::default(); prepared.config.targets.len()],
+        Meta {
+            started_at: clock.now(),
+            icmp_socket: prepared.sockets.socket_type().label(),
+        },
+        clock.now(),
+    )
+}
+
+/// Starts the systemd watchdog task when the unit asks for one (`WatchdogSec=`).
+fn spawn_watchdog(
+    lasting: &TaskTracker,
+    shared: &Lasting,
+    config: &Config,
+    cancel: &CancellationToken,
+) {
+    if let Some(interval) = watchdog_interval() {
+        lasting.spawn(run_watchdog(
+            shared.notifier.clone(),
+            interval,
+            watched(shared, config),
+            cancel.clone(),
+        ));
+        info!(?interval, "systemd watchdog on");
+    }
+}
+
+/// Says that the daemon runs, where and with what.
+fn log_running(prepared: &Prepared, bound: SocketAddr) {
+    let scheme = if prepared.security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(
+        listen = %bound,
+        targets = prepared.config.targets.len(),
+        connections = prepared.config.connections.len(),
+        socket = prepared.sockets.socket_type().label(),
+        state_dir = %prepared.config.state_dir.display(),
+        basic_auth = prepared.security.asks_for_users(),
+        "tunnelkeeper running; /health, /status, /metrics on {scheme}://{bound}"
+    );
 }
 
 fn load_state(store: &StateStore, clock: &Clock) -> Option<SavedState> {

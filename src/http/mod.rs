@@ -45,6 +45,20 @@ pub struct AppState {
     /// The core loops (monitor first): `/-/healthy` fails when one stops, and `/health`
     /// says STALE when the monitor does.
     pub watched: Vec<Watched>,
+    /// The last reload's outcome: `/status` has it, `/health` and the NOC page say when
+    /// it was refused.
+    pub reload_health: watch::Receiver<crate::reload::ReloadHealth>,
+}
+
+/// The `/status` body: the snapshot, with what lives outside the monitor.
+#[derive(serde::Serialize)]
+struct StatusBody<'a> {
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+    /// The daemon's process id, which `tunnelkeeper reload` signals.
+    pid: u32,
+    /// The last config reload and its outcome.
+    reload: crate::reload::ReloadHealth,
 }
 
 /// A request to reload the config; the answer says whether it was applied.
@@ -109,14 +123,19 @@ async fn health(State(state): State<AppState>) -> Response {
     }
     let status =
         StatusCode::from_u16(snapshot.health.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    no_store(
-        (
-            status,
-            [(header::CONTENT_TYPE, TEXT)],
-            snapshot.health.body.clone(),
-        )
-            .into_response(),
-    )
+    // A refused reload is told on a line of its own at the end: the first line and the
+    // status code stay the verdict's, so SiteScope pages on tunnels, not on a typo.
+    let body = match state.reload_health.borrow().health_line() {
+        Some(line) => {
+            let mut body = Vec::with_capacity(snapshot.health.body.len() + line.len() + 1);
+            body.extend_from_slice(&snapshot.health.body);
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+            bytes::Bytes::from(body)
+        }
+        None => snapshot.health.body.clone(),
+    };
+    no_store((status, [(header::CONTENT_TYPE, TEXT)], body).into_response())
 }
 
 // Encoding /status and /metrics for thousands of targets takes long enough to hold up the
@@ -124,7 +143,15 @@ async fn health(State(state): State<AppState>) -> Response {
 // pool instead.
 async fn status(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    let encoded = tokio::task::spawn_blocking(move || serde_json::to_vec_pretty(&*snapshot)).await;
+    let reload = state.reload_health.borrow().clone();
+    let encoded = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec_pretty(&StatusBody {
+            snapshot: &snapshot,
+            pid: std::process::id(),
+            reload,
+        })
+    })
+    .await;
     match encoded {
         Ok(Ok(json)) => {
             no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response())
@@ -420,6 +447,10 @@ mod tests {
             lifecycle: Arc::new(AtomicBool::new(false)),
             security: security::shared(security::Security::open()),
             watched,
+            reload_health: watch::channel(crate::reload::ReloadHealth::started(
+                Timestamp::from_secs(1_700_000_000),
+            ))
+            .1,
         })
     }
 

@@ -16,6 +16,7 @@
 //! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
 //! - [`machine`]: the core as one state machine: observations and time in, events out.
 //! - [`jitter`]: a small random source for backoff jitter.
+//! - [`reload`]: the outcome of config reloads, as every view tells it.
 
 pub mod alert;
 pub mod config;
@@ -26,4 +27,5 @@ pub mod machine;
 pub mod messages;
 pub mod probe;
 pub mod quantile;
+pub mod reload;
 pub mod types;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::{
     badge, chart, connection_look, document, escape, history_note, ms, points_of, range_links,
-    range_query, stale_banner, verdict_line, verdict_look, vpn_look, when, View,
+    range_query, reload_banner, stale_banner, verdict_line, verdict_look, vpn_look, when, View,
 };
 use crate::health::VpnState;
 use crate::history::MinuteSummary;
@@ -24,6 +24,7 @@ pub fn render_index(s: &Snapshot, view: &View) -> String {
     let mut main = String::with_capacity(32 * 1024);
     main.push_str(r#"<main id="page">"#);
     main.push_str(&stale_banner(view));
+    main.push_str(&reload_banner(view));
     main.push_str(&vpn_header(s));
     main.push_str(&range_links("/", view.range));
     main.push_str(r#"<section id="connections"><h2>Connections</h2>"#);

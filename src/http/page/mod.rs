@@ -37,6 +37,8 @@ pub struct View {
     pub range: Range,
     /// How long the monitor has been silent, when longer than `/health` accepts.
     pub stale_for: Option<Duration>,
+    /// The banner of a refused config reload, until one is taken.
+    pub reload_refused: Option<String>,
 }
 
 /// Escapes text for HTML content and quoted attributes.
@@ -262,6 +264,18 @@ fn stale_banner(view: &View) -> String {
     })
 }
 
+/// The banner that says a config reload was refused, as `/health` and `/status` say it.
+fn reload_banner(view: &View) -> String {
+    view.reload_refused
+        .as_ref()
+        .map_or(String::new(), |banner| {
+            format!(
+                r#"<p class="stale" id="reload-refused" role="alert">{}</p>"#,
+                escape(banner)
+            )
+        })
+}
+
 /// The page's note on where the charts come from.
 fn history_note(started_at: Timestamp) -> String {
     format!(
@@ -288,7 +302,11 @@ fn view_of(state: &AppState, range: Range) -> View {
         .first()
         .map(|m| m.heartbeat.silence())
         .filter(|silence| *silence > STALE_AFTER);
-    View { range, stale_for }
+    View {
+        range,
+        stale_for,
+        reload_refused: state.reload_health.borrow().banner(),
+    }
 }
 
 fn html(status: StatusCode, body: String) -> Response {

@@ -91,6 +91,7 @@ fn hour() -> View {
     View {
         range: Range::Hour,
         stale_for: None,
+        reload_refused: None,
     }
 }
 
@@ -238,6 +239,7 @@ fn the_target_page_shows_where_it_is_probed_and_its_chart() {
     let six = View {
         range: Range::SixHours,
         stale_for: None,
+        reload_refused: None,
     };
     let html = render_target(&s, &six, "172.16.1.10".parse().unwrap()).unwrap();
     assert!(html.contains("pinned to tunnel dc-a of dc"), "{html}");
@@ -338,6 +340,10 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
         lifecycle: Arc::new(AtomicBool::new(false)),
         security: security::shared(security),
         watched,
+        reload_health: watch::channel(crate::reload::ReloadHealth::started(
+            crate::types::Timestamp::from_secs(1_700_000_000),
+        ))
+        .1,
     })
 }
 

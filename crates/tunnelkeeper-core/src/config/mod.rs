@@ -522,6 +522,7 @@ impl Config {
             v.problems
                 .into_iter()
                 .map(|p| type_errors::reindex(p, &blanked))
+                .filter(|p| !typed.meant.contains(&p.key))
                 .filter(|p| {
                     !blanked.iter().any(|b| {
                         p.key == *b

@@ -15,6 +15,9 @@ pub(super) struct Typed {
     pub(super) raw: Option<RawConfig>,
     pub(super) text: String,
     pub(super) problems: Vec<Problem>,
+    /// The key path a misspelt key was close to (`vpn[0].tunnel` for `[[vpn.tunnels]]`):
+    /// the validator's "missing" on it is the same mistake.
+    pub(super) meant: Vec<String>,
 }
 
 /// Reads `text` (already known to be valid TOML) into the schema, collecting every type
@@ -23,6 +26,7 @@ pub(super) fn read_all(text: &str) -> Typed {
     let mut working = text.to_string();
     let mut problems: Vec<Problem> = Vec::new();
     let mut blanked: Vec<(String, usize)> = Vec::new();
+    let mut meant: Vec<String> = Vec::new();
     for _ in 0..MAX_ERRORS {
         let error = match toml::from_str::<RawConfig>(&working) {
             Ok(raw) => {
@@ -30,6 +34,7 @@ pub(super) fn read_all(text: &str) -> Typed {
                     raw: Some(raw),
                     text: working,
                     problems,
+                    meant,
                 }
             }
             Err(e) => e,
@@ -62,10 +67,36 @@ pub(super) fn read_all(text: &str) -> Typed {
                 key: key.clone(),
                 message,
             });
-            if !blank_table(&mut working, line) {
+            if !blank_table(&mut working, line, false) {
                 break;
             }
             blanked.push((key, line));
+            continue;
+        }
+        if let Some(unknown) = unknown_field(&message) {
+            // A misspelt key or table: told with the nearest known name, then taken out
+            // (a table with the tables nested in it) so that the rest is read as well.
+            let message = match suggest(unknown, &message) {
+                Some(known) => {
+                    meant.push(sibling(&key, known));
+                    format!("{message}; did you mean `{known}`?")
+                }
+                None => message,
+            };
+            problems.push(Problem {
+                position: Some((line, column)),
+                key: key.clone(),
+                message,
+            });
+            let removed = if header_name(working.split('\n').nth(line - 1).unwrap_or("")).is_some()
+            {
+                blank_table(&mut working, line, true)
+            } else {
+                blank_value(&mut working, line)
+            };
+            if !removed {
+                break;
+            }
             continue;
         }
         problems.push(Problem {
@@ -82,6 +113,7 @@ pub(super) fn read_all(text: &str) -> Typed {
         raw: None,
         text: working,
         problems,
+        meant,
     }
 }
 
@@ -121,6 +153,69 @@ fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
+}
+
+/// Returns the field serde says is unknown: "unknown field `name`, expected ...".
+fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+}
+
+/// Returns the known field nearest to `unknown` among those serde's message lists
+/// ("expected one of `a`, `b`" or "expected `a`"), if one is close enough to be a typo:
+/// at most a third of the name's letters off (one for short names).
+fn suggest<'m>(unknown: &str, message: &'m str) -> Option<&'m str> {
+    let (_, expected) = message.split_once("expected")?;
+    let limit = (unknown.chars().count() / 3).max(1);
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (edit_distance(unknown, known), known))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Returns the key path of `name` beside the key at `path`: `vpn[0].tunnel` beside
+/// `vpn[0].tunnels[0]`, `state_dir` beside `state_dri`.
+fn sibling(path: &str, name: &str) -> String {
+    let path = match path
+        .strip_suffix(']')
+        .and_then(|p| p.rfind('[').map(|i| &path[..i]))
+    {
+        Some(without_index) => without_index,
+        None => path,
+    };
+    match path.rsplit_once('.') {
+        Some((parent, _)) => format!("{parent}.{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// Returns the optimal-string-alignment distance: insertions, deletions, substitutions and
+/// swaps of two neighbours each count one (`intreval` is one from `interval`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Writes `field = <a value of its type>` on a blanked line (the line count stays).
@@ -173,21 +268,19 @@ fn blank_value(text: &mut String, line: usize) -> bool {
     false
 }
 
-/// Blanks the table whose header is on `line`, up to the next header, unless that one is
-/// nested in it (then what it belongs to would change).
-fn blank_table(text: &mut String, line: usize) -> bool {
+/// Blanks the table whose header is on `line`, up to the next header. When the next one is
+/// nested in it, that one goes too if `with_nested` (the table is unknown, so is what it
+/// holds); otherwise nothing is blanked (what the nested one belongs to would change).
+fn blank_table(text: &mut String, line: usize, with_nested: bool) -> bool {
     let lines: Vec<&str> = text.split('\n').collect();
     let Some(name) = lines.get(line - 1).and_then(|l| header_name(l)) else {
         return false;
     };
+    let nested = |l: &str| header_name(l).is_some_and(|next| next.starts_with(&format!("{name}.")));
     let end = (line..lines.len())
-        .find(|i| is_header(lines[*i]))
+        .find(|i| is_header(lines[*i]) && !(with_nested && nested(lines[*i])))
         .unwrap_or(lines.len());
-    if lines
-        .get(end)
-        .and_then(|l| header_name(l))
-        .is_some_and(|next| next.starts_with(&format!("{name}.")))
-    {
+    if lines.get(end).is_some_and(|l| nested(l)) {
         return false;
     }
     let blanked: Vec<String> = lines
@@ -361,5 +454,107 @@ mod tests {
             text.lines().take(4).all(|l| l.trim().is_empty()),
             "{text:?}"
         );
+    }
+
+    fn problems_of(text: &str) -> Vec<String> {
+        match crate::config::Config::parse(text, "t.toml") {
+            Ok(_) => panic!("expected problems in:\n{text}"),
+            Err(crate::config::ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => panic!("expected problems, got {e}"),
+        }
+    }
+
+    #[test]
+    fn a_misspelt_table_hides_no_other_problem_and_names_the_nearest_key() {
+        let text = "[probe]\ninterval = 1\n\n[[vpn]]\nid = \"vpn-12\"\nname = \"dc\"\n  [[vpn.tunnels]]\n  name = \"dc-a\"\n  targets = [\"172.16.1.10\"]\n\n[[target]]\naddress = \"10.0.0.1\"\n";
+        let problems = problems_of(text);
+        let has = |line: &str, words: &[&str]| {
+            problems
+                .iter()
+                .any(|p| p.starts_with(line) && words.iter().all(|w| p.contains(w)))
+        };
+        assert!(
+            has("line 2,", &["probe.interval", "duration"]),
+            "{problems:#?}"
+        );
+        assert!(has("line 5,", &["vpn[0].id", "vpn-12"]), "{problems:#?}");
+        assert!(
+            has(
+                "line 7,",
+                &["unknown field `tunnels`", "did you mean `tunnel`?"]
+            ),
+            "{problems:#?}"
+        );
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_in_several_tables_are_all_told_with_a_suggestion_where_one_is_close() {
+        let text = "state_dri = \"/tmp\"\n[probes]\ninterval = \"1s\"\n[probe]\nintreval = \"1s\"\nwhatever = 3\n[[vpn]]\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\ntargets = [\"10.0.0.1\"]\nouside_ip = \"1.2.3.4\"\n";
+        let problems = problems_of(text);
+        let expected = [
+            ("line 1,", "unknown field `state_dri`", Some("`state_dir`")),
+            ("line 2,", "unknown field `probes`", Some("`probe`")),
+            ("line 5,", "unknown field `intreval`", Some("`interval`")),
+            ("line 6,", "unknown field `whatever`", None),
+            (
+                "line 12,",
+                "unknown field `ouside_ip`",
+                Some("`outside_ip`"),
+            ),
+        ];
+        for (line, what, suggestion) in expected {
+            let p = problems
+                .iter()
+                .find(|p| p.starts_with(line) && p.contains(what))
+                .unwrap_or_else(|| panic!("{line} {what} not in {problems:#?}"));
+            match suggestion {
+                Some(s) => assert!(p.ends_with(&format!("did you mean {s}?")), "{p}"),
+                None => assert!(!p.contains("did you mean"), "{p}"),
+            }
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn suggestions_come_from_the_expected_list_within_a_third_of_the_letters() {
+        let cases = [
+            (
+                "tunnels",
+                "unknown field `tunnels`, expected one of `id`, `name`, `tunnel`",
+                Some("tunnel"),
+            ),
+            (
+                "intreval",
+                "unknown field `intreval`, expected one of `interval`, `timeout`",
+                Some("interval"),
+            ),
+            (
+                "nmae",
+                "unknown field `nmae`, expected `name`",
+                Some("name"),
+            ),
+            (
+                "colour",
+                "unknown field `colour`, expected one of `id`, `name`, `tunnel`",
+                None,
+            ),
+            (
+                "ab",
+                "unknown field `ab`, expected one of `id`, `name`",
+                None,
+            ),
+        ];
+        for (unknown, message, want) in cases {
+            assert_eq!(suggest(unknown, message), want, "{message}");
+        }
+        assert_eq!(edit_distance("intreval", "interval"), 1);
+        assert_eq!(edit_distance("tunnels", "tunnel"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(sibling("vpn[0].tunnels[0]", "tunnel"), "vpn[0].tunnel");
+        assert_eq!(sibling("probe.intreval", "interval"), "probe.interval");
+        assert_eq!(sibling("state_dri", "state_dir"), "state_dir");
     }
 }
