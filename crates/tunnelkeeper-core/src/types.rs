@@ -181,11 +181,14 @@ pub enum AlertClass {
     /// Packets of the expected size vanish in a tunnel without an ICMP "fragmentation
     /// needed" while smaller ones cross: a path-MTU black hole.
     MtuBlackHole,
+    /// Pages to a sink have failed several times in a row: the pager itself is broken
+    /// there. Sent through the sinks that still work.
+    NotificationsFailing,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 9] = [
+    pub const ALL: [AlertClass; 10] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -195,6 +198,7 @@ impl AlertClass {
         AlertClass::TunnelMaintenancePending,
         AlertClass::TunnelDownAfterMaintenance,
         AlertClass::MtuBlackHole,
+        AlertClass::NotificationsFailing,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -206,7 +210,8 @@ impl AlertClass {
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable
             | AlertClass::ConnectionNotFound
-            | AlertClass::MtuBlackHole => Severity::Warning,
+            | AlertClass::MtuBlackHole
+            | AlertClass::NotificationsFailing => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -225,6 +230,7 @@ impl AlertClass {
             AlertClass::TunnelMaintenancePending => "TunnelMaintenancePending",
             AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
             AlertClass::MtuBlackHole => "MtuBlackHole",
+            AlertClass::NotificationsFailing => "NotificationsFailing",
         }
     }
 

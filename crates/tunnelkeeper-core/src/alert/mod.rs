@@ -7,5 +7,6 @@ pub mod mtu;
 pub mod outbox;
 pub mod runbook;
 pub mod saved;
+pub mod sink_health;
 pub mod view;
 pub mod wording;

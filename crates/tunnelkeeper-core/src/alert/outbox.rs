@@ -75,12 +75,23 @@ impl Outbox {
         false
     }
 
-    /// Marks the deliveries due at `now` as in flight and returns them.
+    /// Marks the deliveries due at `now` as in flight and returns them. Each sink gets an
+    /// alert's notifications in the order they were made: one waits while an older one
+    /// for the same sink and alert is undelivered (a RESOLVED never overtakes the FIRING
+    /// that is being retried, which would leave the NOC with an open page).
     pub fn take_due(&mut self, now: Timestamp) -> Vec<Delivery> {
-        self.deliveries
-            .iter_mut()
-            .filter(|d| !d.in_flight && d.next_attempt <= now)
-            .map(|d| {
+        let mut waiting: std::collections::BTreeSet<(usize, &crate::alert::engine::AlertKey)> =
+            std::collections::BTreeSet::new();
+        let mut due = Vec::new();
+        for (i, d) in self.deliveries.iter().enumerate() {
+            let first_of_its_alert = waiting.insert((d.sink, &d.notification.key));
+            if first_of_its_alert && !d.in_flight && d.next_attempt <= now {
+                due.push(i);
+            }
+        }
+        due.into_iter()
+            .map(|i| {
+                let d = &mut self.deliveries[i];
                 d.in_flight = true;
                 d.attempts += 1;
                 d.clone()
@@ -108,7 +119,8 @@ impl Outbox {
         Some(d.next_attempt)
     }
 
-    /// Returns when the next delivery not in flight is due.
+    /// Returns when the next delivery not in flight is due (one waiting behind an older one
+    /// of its alert may be later: it is taken when that one is delivered).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.deliveries
             .iter()
@@ -209,6 +221,52 @@ mod tests {
         let d = o.take_due(now);
         o.delivered(d[0].id);
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_sink_gets_an_alerts_notifications_in_order_even_while_one_is_retried() {
+        let t = Timestamp::from_secs;
+        let mut o = Outbox::default();
+        o.push(0, "sns".into(), note(), t(10));
+        let firing = o.take_due(t(10)).remove(0);
+        o.failed(firing.id, t(10), 0.0);
+        // The alert resolves while its FIRING waits for a retry; another alert's page and
+        // another sink's copy are not held.
+        let resolved = Notification {
+            status: NotificationStatus::Resolved,
+            ..note()
+        };
+        o.push(0, "sns".into(), resolved.clone(), t(10));
+        o.push(1, "log".into(), resolved, t(10));
+        let other = Notification {
+            key: AlertKey::global(AlertClass::ControlPlaneUnavailable),
+            ..note()
+        };
+        o.push(0, "sns".into(), other, t(10));
+        let due: Vec<(usize, AlertClass, NotificationStatus)> = o
+            .take_due(Timestamp::from_millis(10_500))
+            .iter()
+            .map(|d| (d.sink, d.notification.key.class, d.notification.status))
+            .collect();
+        assert_eq!(
+            due,
+            [
+                (1, AlertClass::VpnUnreachable, NotificationStatus::Resolved),
+                (
+                    0,
+                    AlertClass::ControlPlaneUnavailable,
+                    NotificationStatus::Firing
+                ),
+            ]
+        );
+        // The FIRING goes out again, then, once delivered, the RESOLVED.
+        let again = o.take_due(t(20));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].notification.status, NotificationStatus::Firing);
+        o.delivered(again[0].id);
+        let last = o.take_due(t(20));
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].notification.status, NotificationStatus::Resolved);
     }
 
     #[test]

@@ -521,6 +521,11 @@ impl Core {
         self.pager.views(self.now)
     }
 
+    /// Returns whether each sink takes its pages, in config order.
+    pub fn sink_health(&self) -> &[crate::alert::sink_health::SinkHealth] {
+        self.pager.sink_health()
+    }
+
     /// Returns how many deliveries wait, and how many were dropped for lack of room.
     pub fn outbox_counts(&self) -> (usize, u64) {
         self.pager.outbox_counts()

@@ -15,6 +15,7 @@ use crate::alert::engine::{
 use crate::alert::mtu::black_holes;
 use crate::alert::outbox::Outbox;
 use crate::alert::saved::{SavedState, VERSION};
+use crate::alert::sink_health::{SinkHealth, SinksHealth};
 use crate::alert::view::AlertView;
 use crate::config::{Config, ReloadMapping, SinkKind};
 use crate::health::control_plane::ControlPlane;
@@ -35,6 +36,10 @@ pub struct Pager {
     engine: AlertEngine,
     flaps: FlapTracker,
     outbox: Outbox,
+    /// Whether each sink takes its pages.
+    sinks: SinksHealth,
+    /// The sinks that were told `NotificationsFailing` fires (the others get no RESOLVED).
+    told_failing: std::collections::BTreeSet<usize>,
     jitter: Jitter,
     saved: Option<Fingerprint>,
     /// What each Alertmanager sink was last given, by sink index (alert keys).
@@ -71,6 +76,8 @@ impl Pager {
             (!restored.is_empty()).then(|| started.plus(restore_hold(&config)));
         Self {
             alertmanager: vec![None; config.alerts.sinks.len()],
+            sinks: SinksHealth::new(&config),
+            told_failing: Default::default(),
             config,
             engine,
             flaps,
@@ -105,7 +112,11 @@ impl Pager {
             config.alerts.flap_window,
         );
         flaps.adopt(&self.flaps, mapping);
+        let mut sinks = SinksHealth::new(&config);
+        sinks.adopt(&self.sinks);
         Self {
+            sinks,
+            told_failing: self.told_failing,
             alertmanager: vec![None; config.alerts.sinks.len()],
             config,
             engine,
@@ -144,6 +155,9 @@ impl Pager {
             conditions(&self.config, model, control, &self.flaps, unavailable, now);
         conditions.extend(black_holes(&self.config, path_mtu));
         fill_outage_starts(&mut conditions, &self.config, model);
+        if let Some(failing) = self.sinks.condition() {
+            conditions.insert(AlertKey::global(AlertClass::NotificationsFailing), failing);
+        }
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions
@@ -178,7 +192,24 @@ impl Pager {
             {
                 continue;
             }
+            // That a sink fails goes through the others: to it, it would only fail again;
+            // and its RESOLVED goes only where its FIRING went.
+            if n.key.class == AlertClass::NotificationsFailing {
+                let told = match n.status {
+                    NotificationStatus::Firing => !self.sinks.is_failing(i),
+                    NotificationStatus::Resolved => self.told_failing.contains(&i),
+                };
+                if !told {
+                    continue;
+                }
+                self.told_failing.insert(i);
+            }
             dropped |= self.outbox.push(i, sink.kind.identity(), n.clone(), now);
+        }
+        if n.key.class == AlertClass::NotificationsFailing
+            && n.status == NotificationStatus::Resolved
+        {
+            self.told_failing.clear();
         }
         if dropped {
             events.push_back(Event::OutboxOverflowed);
@@ -196,11 +227,14 @@ impl Pager {
         let failure = match report.result {
             Ok(()) => {
                 self.outbox.delivered(report.id);
+                self.sinks.delivered(report.sink, now);
                 None
             }
             Err((kind, message)) => {
                 let jitter = (self.jitter.next_u64() % 1000) as f64 / 1000.0;
                 let retry_at = self.outbox.failed(report.id, now, jitter);
+                self.sinks
+                    .failed(report.sink, format!("{kind}: {message}"), now);
                 Some((kind.to_string(), message, retry_at))
             }
         };
@@ -352,6 +386,11 @@ impl Pager {
         views
     }
 
+    /// Returns whether each sink takes its pages.
+    pub fn sink_health(&self) -> &[SinkHealth] {
+        self.sinks.sinks()
+    }
+
     /// Returns how many deliveries wait, and how many were dropped for lack of room.
     pub fn outbox_counts(&self) -> (usize, u64) {
         (self.outbox.len(), self.outbox.dropped())
@@ -408,7 +447,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::ControlPlaneUnavailable
         | AlertClass::ConnectionNotFound
         | AlertClass::TunnelMaintenancePending
-        | AlertClass::MtuBlackHole => None,
+        | AlertClass::MtuBlackHole
+        | AlertClass::NotificationsFailing => None,
     }
 }
 
