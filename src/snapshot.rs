@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+pub use tunnelkeeper_core::alert::sink_health::SinkHealth;
 pub use tunnelkeeper_core::alert::view::AlertView;
 
 use crate::config::{Config, TargetScope};
@@ -50,6 +51,8 @@ pub struct Snapshot {
     pub alerts: Vec<AlertView>,
     /// Notifications waiting for delivery.
     pub outbox_length: usize,
+    /// Whether each sink takes its pages (in config order).
+    pub sinks: Vec<SinkHealth>,
     /// Config warnings, and tunnel options that leave a dropped tunnel down.
     pub warnings: Vec<String>,
     /// Advice from EC2's answers (tunnel options, route health), each with a stable code;
@@ -229,6 +232,7 @@ impl Snapshot {
             control_plane: control.map(|cp| cp.status(now)),
             alerts: Vec::new(),
             outbox_length: 0,
+            sinks: Vec::new(),
             warnings,
             advisories: control
                 .map(|cp| cp.advisories().to_vec())
@@ -241,6 +245,37 @@ impl Snapshot {
         snapshot.health = render_health(&snapshot);
         snapshot
     }
+}
+
+impl Snapshot {
+    /// Adds what is known of the sinks, with a `paging:` line on `/health` for each one
+    /// failing (the status code and first line stay the tunnels').
+    pub fn set_sinks(&mut self, sinks: &[SinkHealth]) {
+        self.sinks = sinks.to_vec();
+        let lines = paging_lines(sinks);
+        if lines.is_empty() {
+            return;
+        }
+        let mut body = self.health.body.to_vec();
+        body.extend_from_slice(lines.as_bytes());
+        self.health.body = bytes::Bytes::from(body);
+    }
+}
+
+/// One line per failing sink: `paging: sns:noc-page FAILING since T (4 in a row): error`.
+pub fn paging_lines(sinks: &[SinkHealth]) -> String {
+    let mut out = String::new();
+    for s in sinks.iter().filter(|s| !s.ok) {
+        let _ = writeln!(
+            out,
+            "paging: {} FAILING since {} ({} deliveries in a row failed): {}",
+            s.name,
+            s.failing_since.map_or("-".to_string(), |t| t.to_string()),
+            s.consecutive_failures,
+            s.error.as_deref().unwrap_or("no error text")
+        );
+    }
+    out
 }
 
 /// Shared targets listed one per line on `/health`; past that, the page counts them and

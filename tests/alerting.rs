@@ -335,3 +335,66 @@ fn silences_keep_matching_alerts_quiet() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(pages(&double).is_empty());
 }
+
+#[test]
+fn failing_pages_show_on_health_status_and_the_page_and_go_out_through_the_other_sinks() {
+    let double = AwsDouble::start();
+    double.fail("sns", "server_error", None);
+    ec2(&double, "UP", "DOWN");
+    let daemon = start(&double, &temp_dir("state"), "");
+    // TunnelDown for dc-b fails at SNS: 1, 2 and 4 s apart, then the sink counts as failing.
+    let (status, health) = daemon.wait_for("/health", Duration::from_secs(20), |_, b| {
+        b.contains("paging: sns:noc-page FAILING since")
+    });
+    assert_eq!(
+        status, 200,
+        "failing pages leave the status code alone: {health}"
+    );
+    assert!(health.starts_with("TUNNELKEEPER DEGRADED"), "{health}");
+    let (_, body) = daemon.get("/status");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    let sns = &json["sinks"][0];
+    assert_eq!(sns["name"], "sns:noc-page");
+    assert_eq!(sns["ok"], false);
+    assert!(sns["consecutive_failures"].as_u64().unwrap() >= 3, "{sns}");
+    assert_eq!(json["sinks"][1]["ok"], true, "the log sink works");
+    let (_, page) = daemon.get("/");
+    assert!(
+        page.contains(r#"id="paging-failing""#),
+        "the NOC page says so"
+    );
+    let (_, metrics) = daemon.get("/metrics");
+    assert!(metrics.contains("tunnelkeeper_sink_up{sink=\"sns:noc-page\"} 0"));
+    let (_, stdout, _) = run_cli(&["status", "--addr", &daemon.addr.to_string()]);
+    assert!(
+        stdout.contains("pages to sink sns:noc-page fail since"),
+        "{stdout}"
+    );
+    // The log sink got NotificationsFailing; SNS was never asked to carry it.
+    wait_log(&daemon, "ALERT [WARNING] NotificationsFailing");
+    assert!(double
+        .requests("sns")
+        .iter()
+        .all(|r| !r.to_string().contains("NotificationsFailing")));
+
+    // SNS works again: the queued page goes out, then the alert resolves.
+    double.fail("sns", "none", None);
+    let got = wait_pages(&double, 1, Duration::from_secs(60));
+    assert!(!got.is_empty(), "the page waited in the outbox");
+    daemon.wait_for("/health", Duration::from_secs(10), |_, b| {
+        !b.contains("paging:")
+    });
+    wait_log(&daemon, "ALERT [RESOLVED] NotificationsFailing");
+}
+
+fn wait_log(daemon: &Daemon, line: &str) {
+    let start = Instant::now();
+    while !daemon.log().contains(line) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no {line} in the log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -146,6 +146,19 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
     if let Some(line) = refused {
         let _ = writeln!(out, "WARNING: {line}");
     }
+    for sink in j["sinks"].as_array().into_iter().flatten() {
+        if sink["ok"] == false {
+            let _ = writeln!(
+                out,
+                "{}: pages to sink {} fail since {} ({} in a row): {}",
+                paint("WARNING", color),
+                s(sink, "name"),
+                s(sink, "failing_since"),
+                sink["consecutive_failures"].as_u64().unwrap_or(0),
+                s(sink, "error")
+            );
+        }
+    }
     let (table, targets) = tunnels_table(&j, color);
     out.push_str(&table);
     out.push_str(&targets_table(&targets, color));

@@ -267,6 +267,7 @@ impl Effects {
             .set_outbox(core.outbox_counts().0, outbox_dropped);
         self.metrics
             .set_state_save_failures(self.hooks.writer.failures());
+        self.metrics.set_sinks(core.sink_health());
         if let Some(control) = core.control() {
             self.metrics
                 .set_ec2_answer_age(control.status(now).answer_age_seconds);

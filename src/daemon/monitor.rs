@@ -192,6 +192,7 @@ impl Monitor {
         snapshot.alerts = core.alert_views();
         let (outbox_length, dropped) = core.outbox_counts();
         snapshot.outbox_length = outbox_length;
+        snapshot.set_sinks(core.sink_health());
         self.effects.refresh(core, now, &snapshot.alerts, dropped);
         snapshot.metrics = Some(self.effects.metrics().clone());
         snapshot.history = Some(core.history().clone());

@@ -81,6 +81,7 @@ pub struct Metrics {
     /// The label values of the alerts `alerts_firing` holds now.
     alerts_shown: std::sync::Mutex<std::collections::BTreeSet<[String; 4]>>,
     notifications: IntCounterVec,
+    sink_up: IntGaugeVec,
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
@@ -321,10 +322,17 @@ impl Metrics {
             "Notification deliveries by sink and outcome (delivered or failed).",
             &["sink", "outcome"],
         );
+        let sink_up = int_gauge_vec(
+            &registry,
+            "tunnelkeeper_sink_up",
+            "1 while the sink takes its pages, 0 once several deliveries in a row failed (NotificationsFailing).",
+            &["sink"],
+        );
         for sink in &config.alerts.sinks {
             for outcome in ["delivered", "failed"] {
                 notifications.with_label_values(&[sink.name.as_str(), outcome]);
             }
+            sink_up.with_label_values(&[sink.name.as_str()]).set(1);
         }
         let outbox_length = int_gauge(
             &registry,
@@ -350,6 +358,7 @@ impl Metrics {
             alerts_firing,
             alerts_shown: Default::default(),
             notifications,
+            sink_up,
             outbox_length,
             outbox_dropped,
             state_save_failures,
@@ -590,6 +599,15 @@ impl Metrics {
     /// Counts one delivery outcome of a sink.
     pub fn notification(&self, sink: &str, outcome: &str) {
         self.notifications.with_label_values(&[sink, outcome]).inc();
+    }
+
+    /// Sets whether each sink takes its pages.
+    pub fn set_sinks(&self, sinks: &[tunnelkeeper_core::alert::sink_health::SinkHealth]) {
+        for s in sinks {
+            self.sink_up
+                .with_label_values(&[s.name.as_str()])
+                .set(i64::from(s.ok));
+        }
     }
 
     /// Sets the outbox figures.

@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 
 use super::{
-    badge, chart, connection_look, document, escape, history_note, ms, points_of, range_links,
-    range_query, reload_banner, stale_banner, verdict_line, verdict_look, vpn_look, when, View,
+    badge, chart, connection_look, document, escape, history_note, ms, paging_banner, points_of,
+    range_links, range_query, reload_banner, stale_banner, verdict_line, verdict_look, vpn_look,
+    when, View,
 };
 use crate::health::VpnState;
 use crate::history::MinuteSummary;
@@ -25,6 +26,7 @@ pub fn render_index(s: &Snapshot, view: &View) -> String {
     main.push_str(r#"<main id="page">"#);
     main.push_str(&stale_banner(view));
     main.push_str(&reload_banner(view));
+    main.push_str(&paging_banner(s));
     main.push_str(&vpn_header(s));
     main.push_str(&range_links("/", view.range));
     main.push_str(r#"<section id="connections"><h2>Connections</h2>"#);

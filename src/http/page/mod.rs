@@ -276,6 +276,21 @@ fn reload_banner(view: &View) -> String {
         })
 }
 
+/// The banner that says pages to a sink fail, as `/health`'s `paging:` lines say it.
+fn paging_banner(s: &crate::snapshot::Snapshot) -> String {
+    let lines = crate::snapshot::paging_lines(&s.sinks);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let items: String = lines
+        .lines()
+        .map(|l| format!("<br>{}", escape(l.trim_start_matches("paging: "))))
+        .collect();
+    format!(
+        r#"<p class="stale" id="paging-failing" role="alert">PAGES ARE NOT GETTING THROUGH: the NOC may not hear of what this page shows.{items}</p>"#
+    )
+}
+
 /// The page's note on where the charts come from.
 fn history_note(started_at: Timestamp) -> String {
     format!(
