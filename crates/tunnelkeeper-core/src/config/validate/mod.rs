@@ -4,6 +4,24 @@
 use super::*;
 
 mod alerting;
+
+/// Values seen so far, each with the key path that first used it (for duplicate messages).
+#[derive(Default)]
+struct Seen {
+    connection_names: HashMap<String, String>,
+    connection_ids: HashMap<String, String>,
+    tunnel_names: HashMap<String, String>,
+    outside_ips: HashMap<Ipv4Addr, String>,
+    addresses: HashMap<Ipv4Addr, String>,
+    target_names: HashMap<String, String>,
+}
+
+/// What every target of a connection inherits: the probe defaults and the `[mtu]` table.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    defaults: &'a ProbeSettings,
+    mtu: &'a MtuConfig,
+}
 mod confirm;
 mod http;
 mod mtu;
@@ -85,112 +103,19 @@ impl<'a> Validator<'a> {
             .any(|v| v.tunnel.iter().any(|t| !t.targets.is_empty()));
         let mtu = self.mtu(raw.mtu.as_ref(), any_pinned);
         let mut targets: Vec<TargetSpec> = Vec::new();
-        let mut connections = Vec::new();
-        // Each map remembers the key path that first used a value, for duplicate messages.
-        let mut connection_names: HashMap<String, String> = HashMap::new();
-        let mut connection_ids: HashMap<String, String> = HashMap::new();
-        let mut tunnel_names: HashMap<String, String> = HashMap::new();
-        let mut outside_ips: HashMap<Ipv4Addr, String> = HashMap::new();
-        let mut addresses: HashMap<Ipv4Addr, String> = HashMap::new();
-        let mut target_names: HashMap<String, String> = HashMap::new();
-
-        for (ci, vpn) in raw.vpn.iter().enumerate() {
-            let vkey = format!("vpn[{ci}]");
-            let name = self.name(&format!("{vkey}.name"), &vpn.name);
-            self.unique(
-                &mut connection_names,
-                name.clone(),
-                &vpn.name.span(),
-                &format!("{vkey}.name"),
-                "connection name",
-            );
-            let id = vpn.id.as_ref().map(|id| {
-                let key = format!("{vkey}.id");
-                if !is_vpn_connection_id(id.get_ref()) {
-                    self.problem(
-                        Some(id.span()),
-                        &key,
-                        format!("{:?} is not a VPN connection id: expected \"vpn-\" and 8 or 17 hex digits", id.get_ref()),
-                    );
-                }
-                self.unique(&mut connection_ids, id.get_ref().clone(), &id.span(), &key, "connection id");
-                VpnConnectionId::new(id.get_ref().clone())
-            });
-            match vpn.tunnel.len() {
-                0 => self.problem(
-                    Some(vpn.name.span()),
-                    &format!("{vkey}.tunnel"),
-                    "a connection needs its tunnels: add one or two [[vpn.tunnel]] tables".into(),
-                ),
-                1 => self.warnings.push(format!(
-                    "{vkey} ({name}) lists one tunnel; an AWS Site-to-Site VPN connection has two, and the other goes unwatched"
-                )),
-                2 => {}
-                n => self.problem(
-                    Some(vpn.name.span()),
-                    &format!("{vkey}.tunnel"),
-                    format!("{n} tunnels listed; an AWS Site-to-Site VPN connection has exactly two"),
-                ),
-            }
-            let mut tunnels = Vec::new();
-            for (ti, tunnel) in vpn.tunnel.iter().enumerate() {
-                let tkey = format!("{vkey}.tunnel[{ti}]");
-                let tname = self.name(&format!("{tkey}.name"), &tunnel.name);
-                self.unique(
-                    &mut tunnel_names,
-                    tname.clone(),
-                    &tunnel.name.span(),
-                    &format!("{tkey}.name"),
-                    "tunnel name",
-                );
-                let outside_ip = tunnel.outside_ip.as_ref().map(|ip| {
-                    let V4(addr) = *ip.get_ref();
-                    self.unique(
-                        &mut outside_ips,
-                        addr,
-                        &ip.span(),
-                        &format!("{tkey}.outside_ip"),
-                        "outside IP",
-                    );
-                    OutsideIp(addr)
-                });
-                if tunnel.targets.is_empty() {
-                    self.warnings.push(format!(
-                        "{tkey} ({tname}) has no pinned targets: its data plane stays unknown"
-                    ));
-                }
-                let tunnel_id = TunnelId {
-                    connection: ci,
-                    tunnel: ti,
+        let mut seen = Seen::default();
+        let connections: Vec<ConnectionSpec> = raw
+            .vpn
+            .iter()
+            .enumerate()
+            .map(|(ci, vpn)| {
+                let place = Place {
+                    defaults: &defaults,
+                    mtu: &mtu,
                 };
-                let mut ids = Vec::new();
-                for (xi, pinned) in tunnel.targets.iter().enumerate() {
-                    let key = format!("{tkey}.targets[{xi}]");
-                    let spec = self.target(
-                        &key,
-                        &pinned.get_ref().0,
-                        pinned.span(),
-                        TargetScope::Pinned(tunnel_id),
-                        &defaults,
-                        targets.len(),
-                        (&mut addresses, &mut target_names),
-                    );
-                    ids.push(spec.id);
-                    targets.push(spec);
-                }
-                tunnels.push(TunnelSpec {
-                    name: TunnelName::new(tname),
-                    outside_ip,
-                    targets: ids,
-                    expected_mtu: self.tunnel_mtu(&tkey, tunnel.mtu.as_ref(), &mtu),
-                });
-            }
-            connections.push(ConnectionSpec {
-                id,
-                name: ConnectionName::new(name),
-                tunnels,
-            });
-        }
+                self.connection(ci, vpn, place, &mut seen, &mut targets)
+            })
+            .collect();
         for (i, shared) in raw.target.iter().enumerate() {
             let key = format!("target[{i}]");
             let spec = self.target(
@@ -200,7 +125,7 @@ impl<'a> Validator<'a> {
                 TargetScope::Shared,
                 &defaults,
                 targets.len(),
-                (&mut addresses, &mut target_names),
+                (&mut seen.addresses, &mut seen.target_names),
             );
             targets.push(spec);
         }
@@ -229,18 +154,7 @@ impl<'a> Validator<'a> {
             .map(|t| t.probe.interval * t.probe.up_after + t.probe.timeout)
             .max()
             .unwrap_or_default();
-        let state_dir = match &raw.state_dir {
-            Some(d) if d.get_ref().is_empty() => {
-                self.problem(
-                    Some(d.span()),
-                    "state_dir",
-                    "an empty path: give a directory such as \"/var/lib/tunnelkeeper\"".into(),
-                );
-                PathBuf::from(DEFAULT_STATE_DIR)
-            }
-            Some(d) => PathBuf::from(d.get_ref()),
-            None => PathBuf::from(DEFAULT_STATE_DIR),
-        };
+        let state_dir = self.state_dir(raw.state_dir.as_ref());
 
         Config {
             aws,
@@ -259,6 +173,138 @@ impl<'a> Validator<'a> {
             targets,
             mtu,
             warnings: Vec::new(),
+        }
+    }
+
+    /// One `[[vpn]]` table: its name and id, its tunnels and their pinned targets (added to
+    /// `targets`).
+    fn connection(
+        &mut self,
+        ci: usize,
+        vpn: &RawVpn,
+        place: Place<'_>,
+        seen: &mut Seen,
+        targets: &mut Vec<TargetSpec>,
+    ) -> ConnectionSpec {
+        let vkey = format!("vpn[{ci}]");
+        let name = self.name(&format!("{vkey}.name"), &vpn.name);
+        self.unique(
+            &mut seen.connection_names,
+            name.clone(),
+            &vpn.name.span(),
+            &format!("{vkey}.name"),
+            "connection name",
+        );
+        let id = vpn.id.as_ref().map(|id| {
+            let key = format!("{vkey}.id");
+            if !is_vpn_connection_id(id.get_ref()) {
+                self.problem(
+                    Some(id.span()),
+                    &key,
+                    format!(
+                        "{:?} is not a VPN connection id: expected \"vpn-\" and 8 or 17 hex digits",
+                        id.get_ref()
+                    ),
+                );
+            }
+            self.unique(
+                &mut seen.connection_ids,
+                id.get_ref().clone(),
+                &id.span(),
+                &key,
+                "connection id",
+            );
+            VpnConnectionId::new(id.get_ref().clone())
+        });
+        match vpn.tunnel.len() {
+            0 => self.problem(
+                Some(vpn.name.span()),
+                &format!("{vkey}.tunnel"),
+                "a connection needs its tunnels: add one or two [[vpn.tunnel]] tables".into(),
+            ),
+            1 => self.warnings.push(format!(
+                "{vkey} ({name}) lists one tunnel; an AWS Site-to-Site VPN connection has two, and the other goes unwatched"
+            )),
+            2 => {}
+            n => self.problem(
+                Some(vpn.name.span()),
+                &format!("{vkey}.tunnel"),
+                format!("{n} tunnels listed; an AWS Site-to-Site VPN connection has exactly two"),
+            ),
+        }
+        let mut tunnels = Vec::new();
+        for (ti, tunnel) in vpn.tunnel.iter().enumerate() {
+            let tkey = format!("{vkey}.tunnel[{ti}]");
+            let tname = self.name(&format!("{tkey}.name"), &tunnel.name);
+            self.unique(
+                &mut seen.tunnel_names,
+                tname.clone(),
+                &tunnel.name.span(),
+                &format!("{tkey}.name"),
+                "tunnel name",
+            );
+            let outside_ip = tunnel.outside_ip.as_ref().map(|ip| {
+                let V4(addr) = *ip.get_ref();
+                self.unique(
+                    &mut seen.outside_ips,
+                    addr,
+                    &ip.span(),
+                    &format!("{tkey}.outside_ip"),
+                    "outside IP",
+                );
+                OutsideIp(addr)
+            });
+            if tunnel.targets.is_empty() {
+                self.warnings.push(format!(
+                    "{tkey} ({tname}) has no pinned targets: its data plane stays unknown"
+                ));
+            }
+            let tunnel_id = TunnelId {
+                connection: ci,
+                tunnel: ti,
+            };
+            let mut ids = Vec::new();
+            for (xi, pinned) in tunnel.targets.iter().enumerate() {
+                let key = format!("{tkey}.targets[{xi}]");
+                let spec = self.target(
+                    &key,
+                    &pinned.get_ref().0,
+                    pinned.span(),
+                    TargetScope::Pinned(tunnel_id),
+                    place.defaults,
+                    targets.len(),
+                    (&mut seen.addresses, &mut seen.target_names),
+                );
+                ids.push(spec.id);
+                targets.push(spec);
+            }
+            tunnels.push(TunnelSpec {
+                name: TunnelName::new(tname),
+                outside_ip,
+                targets: ids,
+                expected_mtu: self.tunnel_mtu(&tkey, tunnel.mtu.as_ref(), place.mtu),
+            });
+        }
+        ConnectionSpec {
+            id,
+            name: ConnectionName::new(name),
+            tunnels,
+        }
+    }
+
+    /// `state_dir`, or the default.
+    fn state_dir(&mut self, raw: Option<&Spanned<String>>) -> PathBuf {
+        match raw {
+            Some(d) if d.get_ref().is_empty() => {
+                self.problem(
+                    Some(d.span()),
+                    "state_dir",
+                    "an empty path: give a directory such as \"/var/lib/tunnelkeeper\"".into(),
+                );
+                PathBuf::from(DEFAULT_STATE_DIR)
+            }
+            Some(d) => PathBuf::from(d.get_ref()),
+            None => PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 
