@@ -11,38 +11,7 @@ impl Validator<'_> {
     ) -> AlertsConfig {
         let defaults = AlertsConfig::default();
         let day = Duration::from_secs(86_400);
-        let rules = AlertRules {
-            for_: self.duration(
-                "alerts.for",
-                raw.for_.as_ref(),
-                defaults.rules.for_,
-                Duration::ZERO,
-                day,
-            ),
-            keep_firing_for: self.duration(
-                "alerts.keep_firing_for",
-                raw.keep_firing_for.as_ref(),
-                defaults.rules.keep_firing_for,
-                Duration::ZERO,
-                day,
-            ),
-            group_wait: self.duration(
-                "alerts.group_wait",
-                raw.group_wait.as_ref(),
-                defaults.rules.group_wait,
-                Duration::ZERO,
-                Duration::from_secs(300),
-            ),
-            repeat_interval: self.duration(
-                "alerts.repeat_interval",
-                raw.repeat_interval.as_ref(),
-                defaults.rules.repeat_interval,
-                Duration::from_secs(60),
-                day * 7,
-            ),
-            send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
-            release_wait: Duration::ZERO,
-        };
+        let rules = self.alert_rules(raw, &defaults);
         let flap_changes = raw
             .flap_changes
             .as_ref()
@@ -84,6 +53,67 @@ impl Validator<'_> {
             .map_or(defaults.maintenance_severity, |v| {
                 self.severity("alerts.maintenance_severity", v)
             });
+        let severity_overrides = self.severity_overrides(raw);
+        let silences = raw
+            .silence
+            .iter()
+            .enumerate()
+            .map(|(i, silence)| self.silence(i, silence.get_ref(), connections))
+            .collect();
+        let sinks = self.sinks(raw, has_aws, defaults.sinks.clone());
+        AlertsConfig {
+            rules,
+            flap_changes,
+            flap_window,
+            control_plane_unavailable_after,
+            maintenance_grace,
+            maintenance_severity,
+            severity_overrides,
+            runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
+            silences,
+            sinks,
+        }
+    }
+
+    /// `for`, `keep_firing_for`, `group_wait`, `repeat_interval` and `send_resolved`.
+    fn alert_rules(&mut self, raw: &RawAlerts, defaults: &AlertsConfig) -> AlertRules {
+        let day = Duration::from_secs(86_400);
+        AlertRules {
+            for_: self.duration(
+                "alerts.for",
+                raw.for_.as_ref(),
+                defaults.rules.for_,
+                Duration::ZERO,
+                day,
+            ),
+            keep_firing_for: self.duration(
+                "alerts.keep_firing_for",
+                raw.keep_firing_for.as_ref(),
+                defaults.rules.keep_firing_for,
+                Duration::ZERO,
+                day,
+            ),
+            group_wait: self.duration(
+                "alerts.group_wait",
+                raw.group_wait.as_ref(),
+                defaults.rules.group_wait,
+                Duration::ZERO,
+                Duration::from_secs(300),
+            ),
+            repeat_interval: self.duration(
+                "alerts.repeat_interval",
+                raw.repeat_interval.as_ref(),
+                defaults.rules.repeat_interval,
+                Duration::from_secs(60),
+                day * 7,
+            ),
+            send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
+            release_wait: Duration::ZERO,
+        }
+    }
+
+    /// `[alerts.severity]`: a severity per class, over the class's own and the situation's.
+    fn severity_overrides(&mut self, raw: &RawAlerts) -> BTreeMap<AlertClass, Severity> {
         let mut severity_overrides = BTreeMap::new();
         for (name, v) in raw.severity.iter().flatten() {
             let key = format!("alerts.severity.{name}");
@@ -116,117 +146,137 @@ impl Validator<'_> {
                     .into(),
             );
         }
-        let mut silences = Vec::new();
-        for (i, s) in raw.silence.iter().enumerate() {
-            let key = format!("alerts.silence[{i}]");
-            let raw_s = s.get_ref();
-            let class = raw_s.alert.as_ref().and_then(|a| {
-                let c = AlertClass::parse(a.get_ref());
-                if c.is_none() {
-                    let names: Vec<&str> = AlertClass::ALL.iter().map(|c| c.name()).collect();
-                    self.problem(
-                        Some(a.span()),
-                        &format!("{key}.alert"),
-                        format!(
-                            "{:?} is not an alert; use one of {}",
-                            a.get_ref(),
-                            names.join(", ")
-                        ),
-                    );
-                }
-                c
-            });
-            if let Some(v) = &raw_s.vpn {
-                if !connections.iter().any(|c| c.name.as_str() == v.get_ref()) {
+        if let (Some(m), Some(_)) = (
+            &raw.maintenance_severity,
+            severity_overrides.get(&AlertClass::TunnelDownAfterMaintenance),
+        ) {
+            self.problem(
+                Some(m.span()),
+                "alerts.maintenance_severity",
+                "set twice: also in [alerts.severity] as TunnelDownAfterMaintenance; keep one"
+                    .into(),
+            );
+        }
+        severity_overrides
+    }
+
+    /// One `[[alerts.silence]]`: what it matches must exist, its times must be times.
+    fn silence(&mut self, i: usize, raw_s: &RawSilence, connections: &[ConnectionSpec]) -> Silence {
+        let key = format!("alerts.silence[{i}]");
+        let class = raw_s.alert.as_ref().and_then(|a| {
+            let c = AlertClass::parse(a.get_ref());
+            if c.is_none() {
+                let names: Vec<&str> = AlertClass::ALL.iter().map(|c| c.name()).collect();
+                self.problem(
+                    Some(a.span()),
+                    &format!("{key}.alert"),
+                    format!(
+                        "{:?} is not an alert; use one of {}",
+                        a.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+            }
+            c
+        });
+        if let Some(v) = &raw_s.vpn {
+            if !connections.iter().any(|c| c.name.as_str() == v.get_ref()) {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.vpn"),
+                    format!("{:?} is not the name of a [[vpn]]", v.get_ref()),
+                );
+            }
+        }
+        if let Some(t) = &raw_s.tunnel {
+            if !connections
+                .iter()
+                .flat_map(|c| &c.tunnels)
+                .any(|x| x.name.as_str() == t.get_ref())
+            {
+                self.problem(
+                    Some(t.span()),
+                    &format!("{key}.tunnel"),
+                    format!("{:?} is not the name of a [[vpn.tunnel]]", t.get_ref()),
+                );
+            }
+        }
+        if let (Some(v), Some(t)) = (&raw_s.vpn, &raw_s.tunnel) {
+            let in_vpn = connections
+                .iter()
+                .filter(|c| c.name.as_str() == v.get_ref())
+                .flat_map(|c| &c.tunnels)
+                .any(|x| x.name.as_str() == t.get_ref());
+            if !in_vpn {
+                self.problem(
+                    Some(t.span()),
+                    &format!("{key}.tunnel"),
+                    format!(
+                        "{:?} is not a tunnel of vpn {:?}: the silence would never match",
+                        t.get_ref(),
+                        v.get_ref()
+                    ),
+                );
+            }
+        }
+        let mut time =
+            |field: &str, v: &Spanned<String>| match humantime::parse_rfc3339_weak(v.get_ref()) {
+                Ok(t) => Some(Timestamp::from_millis(
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                )),
+                Err(_) => {
                     self.problem(
                         Some(v.span()),
-                        &format!("{key}.vpn"),
-                        format!("{:?} is not the name of a [[vpn]]", v.get_ref()),
-                    );
-                }
-            }
-            if let Some(t) = &raw_s.tunnel {
-                if !connections
-                    .iter()
-                    .flat_map(|c| &c.tunnels)
-                    .any(|x| x.name.as_str() == t.get_ref())
-                {
-                    self.problem(
-                        Some(t.span()),
-                        &format!("{key}.tunnel"),
-                        format!("{:?} is not the name of a [[vpn.tunnel]]", t.get_ref()),
-                    );
-                }
-            }
-            if let (Some(v), Some(t)) = (&raw_s.vpn, &raw_s.tunnel) {
-                let in_vpn = connections
-                    .iter()
-                    .filter(|c| c.name.as_str() == v.get_ref())
-                    .flat_map(|c| &c.tunnels)
-                    .any(|x| x.name.as_str() == t.get_ref());
-                if !in_vpn {
-                    self.problem(
-                        Some(t.span()),
-                        &format!("{key}.tunnel"),
+                        &format!("{key}.{field}"),
                         format!(
-                            "{:?} is not a tunnel of vpn {:?}: the silence would never match",
-                            t.get_ref(),
+                            "{:?} is not a time: write it as \"2026-12-01T06:00:00Z\"",
                             v.get_ref()
                         ),
                     );
+                    None
                 }
+            };
+        let starts = raw_s.starts.as_ref().and_then(|v| time("starts", v));
+        let ends = time("ends", &raw_s.ends);
+        if let (Some(st), Some(en)) = (starts, ends) {
+            if en <= st {
+                self.problem(
+                    Some(raw_s.ends.span()),
+                    &format!("{key}.ends"),
+                    format!("{en} is not after starts {st}"),
+                );
             }
-            let mut time =
-                |field: &str, v: &Spanned<String>| match humantime::parse_rfc3339_weak(v.get_ref())
-                {
-                    Ok(t) => Some(Timestamp::from_millis(
-                        t.duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis() as u64)
-                            .unwrap_or(0),
-                    )),
-                    Err(_) => {
-                        self.problem(
-                            Some(v.span()),
-                            &format!("{key}.{field}"),
-                            format!(
-                                "{:?} is not a time: write it as \"2026-12-01T06:00:00Z\"",
-                                v.get_ref()
-                            ),
-                        );
-                        None
-                    }
-                };
-            let starts = raw_s.starts.as_ref().and_then(|v| time("starts", v));
-            let ends = time("ends", &raw_s.ends);
-            if let (Some(st), Some(en)) = (starts, ends) {
-                if en <= st {
-                    self.problem(
-                        Some(raw_s.ends.span()),
-                        &format!("{key}.ends"),
-                        format!("{en} is not after starts {st}"),
-                    );
-                }
-            }
-            let now_ms = self
-                .now
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            if ends.is_some_and(|e| e.as_millis() <= now_ms) {
-                self.warnings.push(format!(
-                    "{key} ended at {}: it silences nothing",
-                    ends.unwrap_or(Timestamp::from_millis(0))
-                ));
-            }
-            silences.push(Silence {
-                class,
-                vpn: raw_s.vpn.as_ref().map(|v| v.get_ref().clone()),
-                tunnel: raw_s.tunnel.as_ref().map(|v| v.get_ref().clone()),
-                starts,
-                ends: ends.unwrap_or(Timestamp::from_millis(0)),
-                comment: raw_s.comment.clone(),
-            });
         }
+        let now_ms = self
+            .now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if ends.is_some_and(|e| e.as_millis() <= now_ms) {
+            self.warnings.push(format!(
+                "{key} ended at {}: it silences nothing",
+                ends.unwrap_or(Timestamp::from_millis(0))
+            ));
+        }
+        Silence {
+            class,
+            vpn: raw_s.vpn.as_ref().map(|v| v.get_ref().clone()),
+            tunnel: raw_s.tunnel.as_ref().map(|v| v.get_ref().clone()),
+            starts,
+            ends: ends.unwrap_or(Timestamp::from_millis(0)),
+            comment: raw_s.comment.clone(),
+        }
+    }
+
+    /// `[[alerts.sink]]`: each valid, names unique; none given, the log.
+    fn sinks(
+        &mut self,
+        raw: &RawAlerts,
+        has_aws: bool,
+        defaults: Vec<SinkConfig>,
+    ) -> Vec<SinkConfig> {
         if raw.sink.as_ref().is_some_and(|s| s.is_empty()) {
             self.problem(
                 None,
@@ -237,7 +287,7 @@ impl Validator<'_> {
         }
         let mut sinks: Vec<SinkConfig> = Vec::new();
         match &raw.sink {
-            None => sinks = defaults.sinks,
+            None => sinks = defaults,
             Some(list) => {
                 let mut named: Vec<usize> = Vec::new();
                 for (i, raw_sink) in list.iter().enumerate() {
@@ -264,18 +314,7 @@ impl Validator<'_> {
                 }
             }
         }
-        AlertsConfig {
-            rules,
-            flap_changes,
-            flap_window,
-            control_plane_unavailable_after,
-            maintenance_grace,
-            maintenance_severity,
-            severity_overrides,
-            runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
-            silences,
-            sinks,
-        }
+        sinks
     }
 
     /// Reads a severity name: `info`, `warning` or `critical`.
