@@ -2,7 +2,10 @@
 //! rings of per-minute summaries (RTT p10, median and p90, probes sent and lost, state
 //! change marks): one slot per minute for the last hour and one per five minutes for the
 //! last six hours. Pure bookkeeping fed by the monitor with the probe's time; it lives
-//! across reloads (reshaped to the new config) and is lost on restart.
+//! across reloads (reshaped to the new config) and is lost on restart. Each tunnel also
+//! keeps its brownout window and RTT baseline ([`brownout`]), fed by the same calls.
+
+pub mod brownout;
 
 use std::sync::{Arc, Mutex};
 
@@ -421,6 +424,8 @@ pub struct History {
     config: Arc<Config>,
     targets: Vec<Series>,
     tunnels: Vec<Vec<Series>>,
+    /// Per tunnel, as `tunnels`.
+    windows: Vec<Vec<brownout::TunnelWindow>>,
 }
 
 impl History {
@@ -433,6 +438,9 @@ impl History {
                 .connections
                 .iter()
                 .map(|c| vec![Series::default(); c.tunnels.len()])
+                .collect(),
+            windows: (config.connections.iter())
+                .map(|c| vec![brownout::TunnelWindow::default(); c.tunnels.len()])
                 .collect(),
         }
     }
@@ -468,6 +476,7 @@ impl History {
                     .position(|o| o.name == t.name);
                 if let Some(oti) = old {
                     next.tunnels[ci][ti] = std::mem::take(&mut self.tunnels[oci][oti]);
+                    next.windows[ci][ti] = std::mem::take(&mut self.windows[oci][oti]);
                 }
             }
         }
@@ -482,6 +491,7 @@ impl History {
         series.record(outcome, at);
         if let Some(TargetScope::Pinned(id)) = self.config.targets.get(target.0).map(|t| t.scope) {
             self.tunnels[id.connection][id.tunnel].record(outcome, at);
+            self.record_window(id, outcome, at);
         }
     }
 
@@ -493,6 +503,7 @@ impl History {
         series.record_late(rtt, at);
         if let Some(TargetScope::Pinned(id)) = self.config.targets.get(target.0).map(|t| t.scope) {
             self.tunnels[id.connection][id.tunnel].record_late(rtt, at);
+            self.windows[id.connection][id.tunnel].record_late(rtt);
         }
     }
 
@@ -511,6 +522,7 @@ impl History {
             .and_then(|c| c.get_mut(tunnel.tunnel))
         {
             series.note_state(Mark::for_label(label), at);
+            self.windows[tunnel.connection][tunnel.tunnel].note_state(label);
         }
     }
 

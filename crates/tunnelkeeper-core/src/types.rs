@@ -171,11 +171,17 @@ pub enum AlertClass {
     /// Packets of the expected size vanish in a tunnel without an ICMP "fragmentation
     /// needed" while smaller ones cross: a path-MTU black hole.
     MtuBlackHole,
+    /// A tunnel that is up loses more than `[alerts.lossy] threshold` of its pinned
+    /// targets' probes over the window: a brownout, not an outage.
+    TunnelLossy,
+    /// A tunnel's median RTT over `[alerts.slow] window` is more than `factor` times its
+    /// own long-run baseline.
+    TunnelSlow,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 9] = [
+    pub const ALL: [AlertClass; 11] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -185,6 +191,8 @@ impl AlertClass {
         AlertClass::TunnelMaintenancePending,
         AlertClass::TunnelDownAfterMaintenance,
         AlertClass::MtuBlackHole,
+        AlertClass::TunnelLossy,
+        AlertClass::TunnelSlow,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -196,7 +204,9 @@ impl AlertClass {
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable
             | AlertClass::ConnectionNotFound
-            | AlertClass::MtuBlackHole => Severity::Warning,
+            | AlertClass::MtuBlackHole
+            | AlertClass::TunnelLossy
+            | AlertClass::TunnelSlow => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -215,6 +225,8 @@ impl AlertClass {
             AlertClass::TunnelMaintenancePending => "TunnelMaintenancePending",
             AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
             AlertClass::MtuBlackHole => "MtuBlackHole",
+            AlertClass::TunnelLossy => "TunnelLossy",
+            AlertClass::TunnelSlow => "TunnelSlow",
         }
     }
 

@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod brownout;
 mod confirm;
 mod http;
 mod mtu;
