@@ -2,7 +2,9 @@
 //! writer thread, and the sinks. The pure parts (engine, conditions, outbox, notification
 //! text) are in the core crate and re-exported here under their usual names.
 
-pub use tunnelkeeper_core::alert::{conditions, engine, mtu, outbox, page, runbook, saved, view};
+pub use tunnelkeeper_core::alert::{
+    brownout, conditions, engine, mtu, outbox, page, runbook, saved, view,
+};
 
 pub mod router;
 pub mod sinks;

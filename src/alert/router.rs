@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, warn};
 
+use crate::alert::brownout::brownouts;
 use crate::alert::conditions::{conditions, FlapTracker};
 use crate::alert::engine::{AlertEngine, AlertKey, AlertState, NotificationStatus};
 use crate::alert::mtu::black_holes;
@@ -144,6 +145,7 @@ impl Alerting {
         model: &HealthModel,
         control: Option<&ControlPlane>,
         path_mtu: &PathMtus,
+        history: &crate::history::History,
         now: Timestamp,
         settled: bool,
     ) {
@@ -160,6 +162,7 @@ impl Alerting {
         let mut conditions =
             conditions(&self.config, model, control, &self.flaps, unavailable, now);
         conditions.extend(black_holes(&self.config, path_mtu));
+        conditions.extend(brownouts(&self.config, model, history, now));
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions

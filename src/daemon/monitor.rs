@@ -598,6 +598,7 @@ impl Monitor {
             &self.model,
             self.control.as_ref(),
             &self.path_mtu,
+            &lock(&self.history),
             self.clock.now(),
             targets_known && control_known,
         );
@@ -613,10 +614,15 @@ impl Monitor {
             self.meta,
             now,
         );
+        let history = lock(&self.history);
         for id in self.config.tunnel_ids() {
             snapshot.connections[id.connection].tunnels[id.tunnel].path_mtu =
                 self.path_mtu.get(id).cloned();
+            let brownout = history.brownout(id, now);
+            self.metrics.set_brownout(id, &brownout);
+            snapshot.connections[id.connection].tunnels[id.tunnel].brownout = brownout;
         }
+        drop(history);
         snapshot
             .advisories
             .extend(self.path_mtu.advisories(&self.config));
