@@ -327,3 +327,90 @@ impl super::History {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::history::History;
+    use crate::types::TargetId;
+
+    const T0_MS: u64 = 1_700_000_040_000;
+    const A: TunnelId = TunnelId {
+        connection: 0,
+        tunnel: 0,
+    };
+
+    fn config(extra_target: &str) -> Arc<Config> {
+        let text = format!(
+            "[alerts.lossy]\nwindow = \"30s\"\n[[vpn]]\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\ntargets = [{extra_target}\"10.0.0.1\"]\n"
+        );
+        Arc::new(Config::parse(&text, "t").unwrap())
+    }
+
+    fn feed(history: &mut History, target: TargetId, from_s: u64, secs: u64, lost: bool) {
+        for s in from_s..from_s + secs {
+            let outcome = if lost {
+                ProbeOutcome::Timeout {
+                    after: Duration::from_millis(900),
+                }
+            } else {
+                ProbeOutcome::Reply {
+                    rtt: Duration::from_millis(10),
+                }
+            };
+            history.record(target, &outcome, Timestamp::from_millis(T0_MS + s * 1000));
+        }
+    }
+
+    #[test]
+    fn a_late_reply_is_no_loss_in_the_window() {
+        let mut history = History::new(&config(""));
+        feed(&mut history, TargetId(0), 0, 25, false);
+        feed(&mut history, TargetId(0), 25, 1, true);
+        let now = Timestamp::from_millis(T0_MS + 26_000);
+        let lost = |h: &History| h.window(A).unwrap().loss(now, Duration::from_secs(25));
+        assert_eq!(lost(&history).map(|l| l.lost), Some(1));
+        history.record_late(TargetId(0), Duration::from_millis(950), now);
+        assert_eq!(lost(&history).map(|l| l.lost), Some(0));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_window_of_a_tunnel_that_stays() {
+        let mut history = History::new(&config(""));
+        feed(&mut history, TargetId(0), 0, 30, false);
+        let now = Timestamp::from_millis(T0_MS + 30_000);
+        history.reshape(&config("\"10.0.0.9\", "));
+        assert_eq!(
+            history.brownout(A, now).window_probes,
+            29,
+            "{:?}",
+            history.brownout(A, now)
+        );
+        assert_eq!(history.brownout(A, now).window_loss_ratio, Some(0.0));
+    }
+
+    #[test]
+    fn a_window_keeps_no_more_than_its_cap() {
+        let config = config("");
+        let series = Series::default();
+        let mut window = TunnelWindow::default();
+        let reply = ProbeOutcome::Reply {
+            rtt: Duration::from_millis(1),
+        };
+        for ms in 0..(MAX_SAMPLES as u64 + 100) {
+            let at = Timestamp::from_millis(T0_MS + ms);
+            window.record(
+                &reply,
+                at,
+                &series,
+                &config.alerts.lossy,
+                &config.alerts.slow,
+            );
+        }
+        assert_eq!(window.samples.len(), MAX_SAMPLES);
+    }
+}
