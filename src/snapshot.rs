@@ -117,6 +117,8 @@ pub struct TunnelSnapshot {
     pub maintenance: Option<TunnelMaintenance>,
     /// The last path-MTU measurement (`[mtu]`), if one found anything.
     pub path_mtu: Option<crate::health::path_mtu::TunnelPathMtu>,
+    /// Loss and median RTT over the brownout windows, and the RTT baseline.
+    pub brownout: crate::history::brownout::BrownoutReading,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
 }
@@ -204,6 +206,7 @@ impl Snapshot {
                             aws,
                             maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
                             path_mtu: None,
+                            brownout: Default::default(),
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
                             state: h.verdict.clone(),

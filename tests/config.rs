@@ -690,3 +690,68 @@ fn mtu_settings_out_of_range_are_errors_naming_the_key() {
         &["size"],
     );
 }
+
+#[test]
+fn brownout_settings_default_parse_and_name_what_is_wrong() {
+    let config = Config::parse(TWO_TUNNELS, "t").unwrap();
+    assert_eq!(config.alerts.lossy.window, Duration::from_secs(300));
+    assert_eq!(config.alerts.lossy.threshold.0, 0.05);
+    assert_eq!(config.alerts.slow.window, Duration::from_secs(300));
+    assert_eq!(config.alerts.slow.factor.0, 3.0);
+    let text = format!(
+        "[alerts.lossy]\nwindow = \"30s\"\nthreshold = \"7.5%\"\n[alerts.slow]\nwindow = \"2m\"\nfactor = 4.0\n{TWO_TUNNELS}"
+    );
+    let config = Config::parse(&text, "t").unwrap();
+    assert_eq!(config.alerts.lossy.window, Duration::from_secs(30));
+    assert_eq!(config.alerts.lossy.threshold.0, 0.075);
+    assert_eq!(config.alerts.slow.window, Duration::from_secs(120));
+    assert_eq!(config.alerts.slow.factor.0, 4.0);
+    for (table, want) in [
+        (
+            "[alerts.lossy]\nthreshold = \"60%\"\n",
+            vec![
+                "line 2",
+                "alerts.lossy.threshold",
+                "60% is out of range",
+                "between 0.1% and 50%",
+            ],
+        ),
+        (
+            "[alerts.lossy]\nthreshold = \"0.05\"\n",
+            vec![
+                "alerts.lossy.threshold",
+                "\"0.05\" is not a percentage",
+                "\"5%\"",
+            ],
+        ),
+        (
+            "[alerts.lossy]\nwindow = \"5s\"\n",
+            vec![
+                "alerts.lossy.window",
+                "5s is out of range",
+                "between 10s and 1h",
+            ],
+        ),
+        (
+            "[alerts.slow]\nfactor = 1.2\n",
+            vec![
+                "line 2",
+                "alerts.slow.factor",
+                "1.2 is out of range",
+                "between 2 and 100",
+            ],
+        ),
+        (
+            "[alerts.slow]\nwindow = \"2h\"\n",
+            vec!["alerts.slow.window", "2h is out of range"],
+        ),
+        (
+            "[alerts.slow]\nfactor = \"3\"\n",
+            vec!["alerts.slow.factor", "a number", "3.0"],
+        ),
+        ("[alerts.lossy]\nlimit = \"5%\"\n", vec!["limit"]),
+    ] {
+        let e = error_of(&format!("{table}{TWO_TUNNELS}"));
+        assert_contains(&e, &want);
+    }
+}

@@ -182,9 +182,14 @@ impl Monitor {
             self.meta,
             now,
         );
-        for id in core.config().tunnel_ids() {
-            snapshot.connections[id.connection].tunnels[id.tunnel].path_mtu =
-                core.path_mtu().get(id).cloned();
+        {
+            let history = core.history().lock().unwrap_or_else(|p| p.into_inner());
+            for id in core.config().tunnel_ids() {
+                let tunnel = &mut snapshot.connections[id.connection].tunnels[id.tunnel];
+                tunnel.path_mtu = core.path_mtu().get(id).cloned();
+                tunnel.brownout = history.brownout(id, now);
+                self.effects.metrics().set_brownout(id, &tunnel.brownout);
+            }
         }
         snapshot
             .advisories

@@ -86,6 +86,7 @@ pub struct Metrics {
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
     path_mtu: path_mtu::PathMtuSeries,
+    brownout: brownout::BrownoutSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -351,8 +352,10 @@ impl Metrics {
         );
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
+        let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
         let metrics = Self {
             path_mtu,
+            brownout,
             reload_successful,
             reload_success_time,
             alerts_firing,
@@ -634,6 +637,7 @@ impl Metrics {
 }
 
 mod aws;
+mod brownout;
 mod control_plane;
 mod path_mtu;
 mod render;

@@ -2,7 +2,10 @@
 //! rings of per-minute summaries (RTT p10, median and p90, probes sent and lost, state
 //! change marks): one slot per minute for the last hour and one per five minutes for the
 //! last six hours. Pure bookkeeping fed by the monitor with the probe's time; it lives
-//! across reloads (reshaped to the new config) and is lost on restart.
+//! across reloads (reshaped to the new config) and is lost on restart. Each tunnel also
+//! keeps its brownout window and RTT baseline ([`brownout`]), fed by the same calls.
+
+pub mod brownout;
 
 use std::sync::{Arc, Mutex};
 
@@ -420,6 +423,8 @@ pub struct History {
     config: Arc<Config>,
     targets: Vec<Series>,
     tunnels: Vec<Vec<Series>>,
+    /// Per tunnel, as `tunnels`.
+    windows: Vec<Vec<brownout::TunnelWindow>>,
 }
 
 impl History {
@@ -432,6 +437,9 @@ impl History {
                 .connections
                 .iter()
                 .map(|c| vec![Series::default(); c.tunnels.len()])
+                .collect(),
+            windows: (config.connections.iter())
+                .map(|c| vec![brownout::TunnelWindow::default(); c.tunnels.len()])
                 .collect(),
         }
     }
@@ -454,6 +462,8 @@ impl History {
         for &(new, old) in &mapping.tunnels {
             next.tunnels[new.connection][new.tunnel] =
                 std::mem::take(&mut self.tunnels[old.connection][old.tunnel]);
+            next.windows[new.connection][new.tunnel] =
+                std::mem::take(&mut self.windows[old.connection][old.tunnel]);
         }
         *self = next;
     }
@@ -466,6 +476,7 @@ impl History {
         series.record(outcome, at);
         if let Some(TargetScope::Pinned(id)) = self.config.targets.get(target.0).map(|t| t.scope) {
             self.tunnels[id.connection][id.tunnel].record(outcome, at);
+            self.record_window(id, outcome, at);
         }
     }
 
@@ -477,6 +488,7 @@ impl History {
         series.record_late(rtt, at);
         if let Some(TargetScope::Pinned(id)) = self.config.targets.get(target.0).map(|t| t.scope) {
             self.tunnels[id.connection][id.tunnel].record_late(rtt, at);
+            self.windows[id.connection][id.tunnel].record_late(rtt);
         }
     }
 
@@ -495,6 +507,7 @@ impl History {
             .and_then(|c| c.get_mut(tunnel.tunnel))
         {
             series.note_state(Mark::for_label(label), at);
+            self.windows[tunnel.connection][tunnel.tunnel].note_state(label);
         }
     }
 

@@ -184,11 +184,17 @@ pub enum AlertClass {
     /// Pages to a sink have failed several times in a row: the pager itself is broken
     /// there. Sent through the sinks that still work.
     NotificationsFailing,
+    /// A tunnel that is up loses more than `[alerts.lossy] threshold` of its pinned
+    /// targets' probes over the window: a brownout, not an outage.
+    TunnelLossy,
+    /// A tunnel's median RTT over `[alerts.slow] window` is more than `factor` times its
+    /// own long-run baseline.
+    TunnelSlow,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 10] = [
+    pub const ALL: [AlertClass; 12] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -199,6 +205,8 @@ impl AlertClass {
         AlertClass::TunnelDownAfterMaintenance,
         AlertClass::MtuBlackHole,
         AlertClass::NotificationsFailing,
+        AlertClass::TunnelLossy,
+        AlertClass::TunnelSlow,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -211,7 +219,9 @@ impl AlertClass {
             | AlertClass::ControlPlaneUnavailable
             | AlertClass::ConnectionNotFound
             | AlertClass::MtuBlackHole
-            | AlertClass::NotificationsFailing => Severity::Warning,
+            | AlertClass::NotificationsFailing
+            | AlertClass::TunnelLossy
+            | AlertClass::TunnelSlow => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -231,6 +241,8 @@ impl AlertClass {
             AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
             AlertClass::MtuBlackHole => "MtuBlackHole",
             AlertClass::NotificationsFailing => "NotificationsFailing",
+            AlertClass::TunnelLossy => "TunnelLossy",
+            AlertClass::TunnelSlow => "TunnelSlow",
         }
     }
 

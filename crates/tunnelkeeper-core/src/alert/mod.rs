@@ -1,6 +1,7 @@
 //! Alerting, pure: the engine and its notifications, the conditions it is fed, the outbox
 //! of undelivered notifications, the saved state, and what notifications say.
 
+pub mod brownout;
 pub mod conditions;
 pub mod engine;
 pub mod mtu;

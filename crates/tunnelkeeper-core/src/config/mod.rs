@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub mod brownout;
 pub mod diff;
 mod mapping;
 mod raw;
@@ -234,6 +235,10 @@ pub struct AlertsConfig {
     pub severity_overrides: BTreeMap<AlertClass, Severity>,
     /// Where the runbook lives; pages name `<runbook_url>#<alert>`.
     pub runbook_url: String,
+    /// `[alerts.lossy]`: when `TunnelLossy` fires.
+    pub lossy: brownout::LossySettings,
+    /// `[alerts.slow]`: when `TunnelSlow` fires.
+    pub slow: brownout::SlowSettings,
     /// Maintenance windows.
     pub silences: Vec<Silence>,
     /// Where notifications go.
@@ -251,6 +256,8 @@ impl Default for AlertsConfig {
             maintenance_severity: Severity::Info,
             severity_overrides: BTreeMap::new(),
             runbook_url: DEFAULT_RUNBOOK.into(),
+            lossy: brownout::LossySettings::default(),
+            slow: brownout::SlowSettings::default(),
             silences: Vec::new(),
             sinks: vec![SinkConfig {
                 name: "log".into(),

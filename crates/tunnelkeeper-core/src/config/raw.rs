@@ -43,9 +43,27 @@ pub(super) struct RawAlerts {
     pub(super) maintenance_severity: Option<Spanned<String>>,
     pub(super) severity: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     pub(super) runbook_url: Option<String>,
+    pub(super) lossy: Option<Spanned<RawLossy>>,
+    pub(super) slow: Option<Spanned<RawSlow>>,
     #[serde(default)]
     pub(super) silence: Vec<Spanned<RawSilence>>,
     pub(super) sink: Option<Vec<Spanned<RawSink>>>,
+}
+
+/// `[alerts.lossy]`: `TunnelLossy`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLossy {
+    pub(super) window: Option<Spanned<HumanDuration>>,
+    pub(super) threshold: Option<Spanned<String>>,
+}
+
+/// `[alerts.slow]`: `TunnelSlow`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSlow {
+    pub(super) window: Option<Spanned<HumanDuration>>,
+    pub(super) factor: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

@@ -393,7 +393,10 @@ fn explain(key: &str, message: &str) -> String {
         | "maintenance_grace"
         | "poll_interval"
         | "cloudwatch_interval"
-        | "maintenance_interval" => Some(("a duration in quotes", "\"1s\" or \"500ms\" or \"2m\"")),
+        | "maintenance_interval"
+        | "window" => Some(("a duration in quotes", "\"1s\" or \"500ms\" or \"2m\"")),
+        "threshold" => Some(("a percentage in quotes", "\"5%\"")),
+        "factor" => Some(("a number", "3.0")),
         "payload_bytes" => Some(("a whole number of bytes", "56")),
         "down_after" | "up_after" => Some(("a whole number of probes", "3")),
         "flap_changes" => Some(("a whole number of state changes", "4")),

@@ -476,8 +476,9 @@ impl Core {
         let control_known =
             !self.config.polls_ec2() || self.control.as_ref().is_none_or(|c| c.has_succeeded());
         let now = self.now;
+        let history = lock(&self.history);
         self.pager.evaluate(
-            &self.model,
+            (&self.model, &history),
             self.control.as_ref(),
             &self.path_mtu,
             now,

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::alert::brownout::brownouts;
 use crate::alert::conditions::{conditions, FlapTracker};
 use crate::alert::engine::NotificationStatus;
 use crate::alert::engine::{
@@ -21,6 +22,7 @@ use crate::config::{Config, ReloadMapping, SinkKind};
 use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
+use crate::history::History;
 use crate::jitter::Jitter;
 use crate::machine::event::Event;
 use crate::messages::DeliveryReport;
@@ -134,7 +136,7 @@ impl Pager {
     /// `settled` says every input (each target, the EC2 poller) has reported at least once.
     pub fn evaluate(
         &mut self,
-        model: &HealthModel,
+        (model, history): (&HealthModel, &History),
         control: Option<&ControlPlane>,
         path_mtu: &PathMtus,
         now: Timestamp,
@@ -154,6 +156,7 @@ impl Pager {
         let mut conditions =
             conditions(&self.config, model, control, &self.flaps, unavailable, now);
         conditions.extend(black_holes(&self.config, path_mtu));
+        conditions.extend(brownouts(&self.config, model, history, now));
         fill_outage_starts(&mut conditions, &self.config, model);
         if let Some(failing) = self.sinks.condition() {
             conditions.insert(AlertKey::global(AlertClass::NotificationsFailing), failing);
@@ -448,7 +451,9 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::ConnectionNotFound
         | AlertClass::TunnelMaintenancePending
         | AlertClass::MtuBlackHole
-        | AlertClass::NotificationsFailing => None,
+        | AlertClass::NotificationsFailing
+        | AlertClass::TunnelLossy
+        | AlertClass::TunnelSlow => None,
     }
 }
 

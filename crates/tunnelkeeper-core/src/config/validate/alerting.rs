@@ -70,6 +70,8 @@ impl Validator<'_> {
             maintenance_severity,
             severity_overrides,
             runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
+            lossy: self.lossy(raw.lossy.as_ref()),
+            slow: self.slow(raw.slow.as_ref()),
             silences,
             sinks,
         }

@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod brownout;
 
 /// Values seen so far, each with the key path that first used it (for duplicate messages).
 #[derive(Default)]
