@@ -171,11 +171,15 @@ pub enum AlertClass {
     /// Packets of the expected size vanish in a tunnel without an ICMP "fragmentation
     /// needed" while smaller ones cross: a path-MTU black hole.
     MtuBlackHole,
+    /// Shared datacenter targets have not answered for longer than `failover_grace` while
+    /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
+    /// answer (a firewall change, the hosts themselves, or a route that never moved).
+    SharedTargetsDown,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 9] = [
+    pub const ALL: [AlertClass; 10] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -185,6 +189,7 @@ impl AlertClass {
         AlertClass::TunnelMaintenancePending,
         AlertClass::TunnelDownAfterMaintenance,
         AlertClass::MtuBlackHole,
+        AlertClass::SharedTargetsDown,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -196,7 +201,8 @@ impl AlertClass {
             | AlertClass::TunnelFlapping
             | AlertClass::ControlPlaneUnavailable
             | AlertClass::ConnectionNotFound
-            | AlertClass::MtuBlackHole => Severity::Warning,
+            | AlertClass::MtuBlackHole
+            | AlertClass::SharedTargetsDown => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -215,6 +221,7 @@ impl AlertClass {
             AlertClass::TunnelMaintenancePending => "TunnelMaintenancePending",
             AlertClass::TunnelDownAfterMaintenance => "TunnelDownAfterMaintenance",
             AlertClass::MtuBlackHole => "MtuBlackHole",
+            AlertClass::SharedTargetsDown => "SharedTargetsDown",
         }
     }
 

@@ -298,6 +298,7 @@ fn explain(key: &str, message: &str) -> String {
         | "flap_window"
         | "control_plane_unavailable_after"
         | "maintenance_grace"
+        | "failover_grace"
         | "poll_interval"
         | "cloudwatch_interval"
         | "maintenance_interval" => Some(("a duration in quotes", "\"1s\" or \"500ms\" or \"2m\"")),

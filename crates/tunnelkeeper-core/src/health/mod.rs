@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod control_plane;
+pub mod failover;
 pub mod maintenance;
 pub mod model;
 pub mod path_mtu;
