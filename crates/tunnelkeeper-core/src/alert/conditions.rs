@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
+use crate::alert::paths;
 use crate::config::Config;
 use crate::health::maintenance::MaintenancePhase;
 use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
@@ -217,7 +218,12 @@ pub fn conditions(
                             );
                         }
                         None => {
-                            out.insert(key, active(summary, reason.clone(), vpn_id.clone()));
+                            let mut reason = reason.clone();
+                            if let Some(text) = paths::failover_text(model, id, *since) {
+                                reason.push_str("; ");
+                                reason.push_str(&text);
+                            }
+                            out.insert(key, active(summary, reason, vpn_id.clone()));
                         }
                     }
                 }
@@ -226,22 +232,14 @@ pub fn conditions(
                     out.insert(maintenance_key, Condition::Unknown);
                 }
                 Verdict::Up { .. } => {
-                    // Pings pass, but AWS has not answered since a restart, or went quiet
-                    // after saying DOWN: whether an outage is over is not known yet, so an
-                    // alert holds (a new one does not start).
-                    let aws_silent = matches!(tunnel.control_plane, Verdict::Unknown { .. })
-                        && control.is_some_and(|cp| {
-                            cp.polls(id)
-                                && (!cp.has_succeeded()
-                                    || (cp.is_stale() && cp.last_answer_said_down(id)))
-                        });
-                    // Nor is it over while the latest probe through the tunnel was lost:
-                    // a recovery is announced on a reply, never between two losses.
+                    // AWS being silent holds nothing: the data plane decides alone (EC2 may
+                    // never answer, for want of a route or a permission). But a recovery is
+                    // announced on a reply, never between two losses through the tunnel.
                     let last_probe_lost = !t.targets.is_empty()
                         && t.targets
                             .iter()
                             .all(|target| model.target(*target).consecutive_lost > 0);
-                    if aws_silent || last_probe_lost {
+                    if last_probe_lost {
                         connection_held = true;
                         out.insert(key, Condition::Unknown);
                         out.insert(maintenance_key, Condition::Unknown);
@@ -402,14 +400,13 @@ pub fn conditions(
             }
         }
     }
+    if let Some((key, condition)) = paths::shared_targets_down(config, model, now) {
+        out.insert(key, condition);
+    }
     if let Some((since, error)) = control_unavailable {
         out.insert(
             AlertKey::global(AlertClass::ControlPlaneUnavailable),
-            active(
-                format!("EC2 API failing since {since}"),
-                format!("DescribeVpnConnections has failed since {since}; last error: {error}"),
-                None,
-            ),
+            paths::control_plane_unavailable(control, since, &error),
         );
     }
     out
@@ -711,5 +708,66 @@ mod tests {
                 .severity(AlertClass::ConnectionDown, Some(Severity::Critical)),
             Severity::Info
         );
+    }
+
+    #[test]
+    fn with_ec2_never_answering_the_pings_fire_and_resolve_every_alert() {
+        let config = Config::parse(CONFIG, "t").unwrap();
+        let mut model = HealthModel::new(&config);
+        let mut cp = ControlPlane::new(&config, Duration::from_secs(30));
+        let flaps = FlapTracker::new(&config, 4, Duration::from_secs(120));
+        let reply = crate::messages::ProbeOutcome::Reply {
+            rtt: Duration::from_millis(5),
+        };
+        let lost = crate::messages::ProbeOutcome::Timeout {
+            after: Duration::from_secs(1),
+        };
+        cp.handle_error(
+            crate::messages::AwsErrorKind::Timeout,
+            "no answer within the timeout".into(),
+            t(0),
+        );
+        let all = |model: &mut HealthModel, a: bool, b: bool, s: u64| {
+            for (target, up) in [(0, a), (1, b), (2, true)] {
+                model.handle_probe(TargetId(target), if up { &reply } else { &lost }, t(s));
+            }
+        };
+        let keys = |c: &Conditions| -> Vec<(String, &'static str)> {
+            c.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        match v {
+                            Condition::Active(_) => "active",
+                            Condition::Unknown => "unknown",
+                        },
+                    )
+                })
+                .collect()
+        };
+        for s in 0..5 {
+            all(&mut model, true, true, s);
+        }
+        // Both tunnels of dc down (old-a still carries traffic): pages, whatever EC2 does.
+        for s in 5..10 {
+            all(&mut model, false, false, s);
+        }
+        let during = conditions(&config, &model, Some(&cp), &flaps, None, t(10));
+        assert_eq!(
+            keys(&during),
+            vec![
+                ("TunnelDown/dc/dc-a".to_string(), "active"),
+                ("TunnelDown/dc/dc-b".to_string(), "active"),
+                ("ConnectionDown/dc".to_string(), "active"),
+                ("TunnelFlapping/dc/dc-a".to_string(), "unknown"),
+                ("TunnelFlapping/dc/dc-b".to_string(), "unknown"),
+            ]
+        );
+        // Back: everything resolves, though EC2 has still never answered.
+        for s in 10..13 {
+            all(&mut model, true, true, s);
+        }
+        let after = conditions(&config, &model, Some(&cp), &flaps, None, t(13));
+        assert_eq!(keys(&after), vec![]);
     }
 }

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod mtu;
 pub mod outbox;
 pub mod page;
+pub mod paths;
 pub mod runbook;
 pub mod saved;
 pub mod view;

@@ -259,8 +259,16 @@ mod tests {
                 )
             });
             assert_eq!(got, want, "{name}");
-            assert_eq!(tracker.recent().count(), usize::from(want.is_some()), "{name}");
-            assert_eq!(tracker.take_fresh().len(), usize::from(want.is_some()), "{name}");
+            assert_eq!(
+                tracker.recent().count(),
+                usize::from(want.is_some()),
+                "{name}"
+            );
+            assert_eq!(
+                tracker.take_fresh().len(),
+                usize::from(want.is_some()),
+                "{name}"
+            );
             assert!(tracker.take_fresh().is_empty(), "{name}: taken once");
         }
     }

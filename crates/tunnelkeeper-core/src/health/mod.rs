@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod control_plane;
+pub mod ec2_cause;
 pub mod failover;
 pub mod maintenance;
 pub mod model;

@@ -272,7 +272,10 @@ impl HealthModel {
                         tunnel: ti,
                     });
                 }
-                if ids.iter().any(|id| self.targets[id.0].consecutive_replies > 0) {
+                if ids
+                    .iter()
+                    .any(|id| self.targets[id.0].consecutive_replies > 0)
+                {
                     observation.tunnels_answering += 1;
                 }
             }
@@ -482,7 +485,10 @@ impl HealthModel {
         let next = if no_path {
             VpnState::Critical {
                 since,
-                reason: format!("no working path to the datacenter ({paths}): {}", problems.join("; ")),
+                reason: format!(
+                    "no working path to the datacenter ({paths}): {}",
+                    problems.join("; ")
+                ),
             }
         } else if all_shared_down && pinned_answering > 0 {
             VpnState::Degraded {

@@ -209,10 +209,34 @@ fn the_vpn_is_critical_only_when_nothing_answers() {
     // (name, A's pinned target, B's pinned target, shared target, token)
     let rows: [(&str, bool, bool, bool, &str); 6] = [
         ("everything answers", true, true, true, "OK"),
-        ("one tunnel down: redundancy lost", false, true, true, "DEGRADED"),
-        ("failover: a tunnel down, the shared host lost", false, true, false, "DEGRADED"),
-        ("the shared host stops answering ping", true, true, false, "DEGRADED"),
-        ("both tunnels down, the shared host answers another way", false, false, true, "DEGRADED"),
+        (
+            "one tunnel down: redundancy lost",
+            false,
+            true,
+            true,
+            "DEGRADED",
+        ),
+        (
+            "failover: a tunnel down, the shared host lost",
+            false,
+            true,
+            false,
+            "DEGRADED",
+        ),
+        (
+            "the shared host stops answering ping",
+            true,
+            true,
+            false,
+            "DEGRADED",
+        ),
+        (
+            "both tunnels down, the shared host answers another way",
+            false,
+            false,
+            true,
+            "DEGRADED",
+        ),
         ("nothing answers", false, false, false, "CRITICAL"),
     ];
     for (name, a, b, db, token) in rows {
@@ -235,7 +259,11 @@ fn a_failover_is_measured_from_the_shared_hosts_first_loss_to_their_first_reply(
     assert_eq!(m.vpn().token(), "DEGRADED");
     assert_eq!(m.failovers().in_progress(), Some(t(10)));
     feed(&mut m, DB, ok(), 19..21);
-    let f = m.failovers().latest_from(TUNNEL_A).expect("a failover").clone();
+    let f = m
+        .failovers()
+        .latest_from(TUNNEL_A)
+        .expect("a failover")
+        .clone();
     assert_eq!((f.lost_at, f.restored_at), (t(10), t(19)));
     assert_eq!(f.seconds(), 9.0);
     assert_eq!(m.take_fresh_failovers(), vec![f]);
