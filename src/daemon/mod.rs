@@ -6,6 +6,7 @@
 //! notifications and the watchdog live across generations. SIGTERM or SIGINT stops
 //! everything through one root token; the alert state is saved last.
 
+pub mod failover_report;
 pub mod monitor;
 pub mod mtu;
 pub mod pingers;

@@ -349,6 +349,7 @@ impl Monitor {
 
     /// Logs, sets gauges and refreshes the tunnel and VPN views after a target's result.
     fn after_target_change(&mut self, target: TargetId, before: &Verdict, changed: bool) -> bool {
+        crate::daemon::failover_report::report(&mut self.model, &self.config, &self.metrics);
         let health = self.model.target(target);
         // A reworded reason is not a change: log and set gauges only when the kind moves.
         if before.label() != health.verdict.label() {

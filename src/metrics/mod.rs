@@ -66,6 +66,7 @@ pub struct Metrics {
     registry: Registry,
     targets: Vec<TargetCounters>,
     send_delay: Histogram,
+    failover_seconds: Histogram,
     tunnel_state: IntGaugeVec,
     tunnel_plane_state: IntGaugeVec,
     tunnel_up: IntGaugeVec,
@@ -395,8 +396,10 @@ impl Metrics {
         );
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
+        let failover_seconds = failover::histogram(&registry);
         let metrics = Self {
             path_mtu,
+            failover_seconds,
             reload_successful,
             reload_success_time,
             alerts_firing,
@@ -664,6 +667,7 @@ impl Metrics {
 
 mod aws;
 mod control_plane;
+mod failover;
 mod path_mtu;
 mod render;
 
