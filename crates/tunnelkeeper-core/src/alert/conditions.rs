@@ -152,8 +152,8 @@ pub fn conditions(
     now: Timestamp,
 ) -> Conditions {
     let mut out = Conditions::new();
-    // Whether some tunnel's end is not known because AWS is silent: the alerts above it
-    // hold too, rather than resolve on a half-known picture.
+    // Whether some tunnel's latest probe was lost while it counts as up: the VPN's alert
+    // holds too, rather than resolve between two losses.
     let mut any_held = false;
     for (ci, c) in config.connections.iter().enumerate() {
         let mut connection_held = false;
@@ -232,15 +232,30 @@ pub fn conditions(
                     out.insert(maintenance_key, Condition::Unknown);
                 }
                 Verdict::Up { .. } => {
-                    // AWS being silent holds nothing: the data plane decides alone (EC2 may
-                    // never answer, for want of a route or a permission). But a recovery is
-                    // announced on a reply, never between two losses through the tunnel.
+                    // EC2 never having answered holds nothing: the data plane decides
+                    // alone (EC2 may never answer, for want of a route or a permission).
+                    // Only AWS's own last word on this tunnel, DOWN before it went quiet,
+                    // holds this tunnel's and its connection's alert: pings never said
+                    // that outage began, so they cannot say it ended. The VPN's alert is
+                    // the pings' alone.
+                    // Likewise, for the seconds before the first EC2 call of this process
+                    // comes back (an answer or an error), right after a restart or reload.
+                    let aws_said_down_then_quiet =
+                        matches!(tunnel.control_plane, Verdict::Unknown { .. })
+                            && control.is_some_and(|cp| {
+                                cp.polls(id)
+                                    && (!cp.has_reported()
+                                        || (cp.is_stale() && cp.last_answer_said_down(id)))
+                            });
+                    // Nor is it over while the latest probe through the tunnel was lost:
+                    // a recovery is announced on a reply, never between two losses.
                     let last_probe_lost = !t.targets.is_empty()
                         && t.targets
                             .iter()
                             .all(|target| model.target(*target).consecutive_lost > 0);
-                    if last_probe_lost {
+                    if aws_said_down_then_quiet || last_probe_lost {
                         connection_held = true;
+                        any_held |= last_probe_lost;
                         out.insert(key, Condition::Unknown);
                         out.insert(maintenance_key, Condition::Unknown);
                     }
@@ -369,7 +384,6 @@ pub fn conditions(
                 }
             }
         }
-        any_held |= connection_held;
     }
     let key = AlertKey::global(AlertClass::VpnUnreachable);
     match model.vpn() {

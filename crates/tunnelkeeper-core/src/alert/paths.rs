@@ -10,7 +10,7 @@ use crate::types::{AlertClass, Timestamp, TunnelId};
 
 /// `SharedTargetsDown`: shared targets down for longer than `failover_grace` while the VPN
 /// is not unreachable. Within the grace the loss is a failover in progress and nothing
-/// pages; while the VPN is unreachable the alert holds (VpnUnreachable says more).
+/// starts; while the VPN is unreachable the alert holds (VpnUnreachable says more).
 pub fn shared_targets_down(
     config: &Config,
     model: &HealthModel,
@@ -18,20 +18,28 @@ pub fn shared_targets_down(
 ) -> Option<(AlertKey, Condition)> {
     let key = AlertKey::global(AlertClass::SharedTargetsDown);
     let grace = config.alerts.failover_grace;
-    let down: Vec<String> = config
+    let mut within_grace = false;
+    let mut down: Vec<String> = Vec::new();
+    for t in config
         .targets
         .iter()
         .filter(|t| t.scope == TargetScope::Shared)
-        .filter_map(|t| match &model.target(t.id).verdict {
-            Verdict::Down { since, reason } if now.since(*since) >= grace => Some(format!(
-                "{} ({}) since {since}: {reason}",
-                t.name, t.address
-            )),
-            Verdict::Down { .. } | Verdict::Up { .. } | Verdict::Unknown { .. } => None,
-        })
-        .collect();
+    {
+        if let Verdict::Down { since, reason } = &model.target(t.id).verdict {
+            if now.since(*since) >= grace {
+                down.push(format!(
+                    "{} ({}) since {since}: {reason}",
+                    t.name, t.address
+                ));
+            } else {
+                within_grace = true;
+            }
+        }
+    }
     if down.is_empty() {
-        return None;
+        // Lost within the grace: a failover in progress starts nothing, and an alert
+        // already firing (a restart counts the grace again) holds.
+        return within_grace.then_some((key, Condition::Unknown));
     }
     match model.vpn() {
         VpnState::Critical { .. } | VpnState::Starting => Some((key, Condition::Unknown)),
@@ -171,12 +179,12 @@ mod tests {
         let rows: [(&str, bool, bool, bool, u64, &str); 6] = [
             ("all well", true, true, true, 200, "absent"),
             (
-                "hosts lost 29 s: a failover in progress",
+                "hosts lost 29 s: a failover in progress: one firing holds, none starts",
                 true,
                 true,
                 false,
                 39,
-                "absent",
+                "held",
             ),
             (
                 "hosts lost 30 s after a tunnel went: still the grace",
@@ -184,7 +192,7 @@ mod tests {
                 true,
                 false,
                 69,
-                "absent",
+                "held",
             ),
             (
                 "hosts lost past the grace, tunnels answer",
