@@ -111,6 +111,41 @@ kind = "log"
     }
 }
 
+/// Checks a `/status` body against docs/status.schema.json with python3-jsonschema, as
+/// tests/status_schema.rs does (here with a failover in it).
+fn validate_status(body: &str) {
+    use std::io::Write as _;
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(sys.stdin)))\n\
+        for e in errors: print('/'.join(str(p) for p in e.absolute_path) + ': ' + e.message)\n\
+        sys.exit(1 if errors else 0)\n";
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.schema.json"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with python3-jsonschema) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "/status does not match docs/status.schema.json:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Scenario {
     /// The pages the SNS double accepted, as (subject, message).
     fn pages(&self) -> Vec<(String, String)> {
@@ -254,6 +289,7 @@ fn a_failover_of_the_active_tunnel_is_measured_and_never_critical() {
     // reply over tunnel 2.
     assert!((6.0..=11.0).contains(&seconds), "{}", failovers[0]);
     assert_eq!(failovers[0]["from"][0]["tunnel"], "dc-a");
+    validate_status(&s.daemon.get("/status").1);
     assert!(
         s.daemon
             .log()
