@@ -345,6 +345,11 @@ impl Harness {
             Event::Restart => {
                 let _ = self.stop().await;
                 self.start(None);
+                // A restarted daemon whose EC2 calls fail never hears AWS's last word: the
+                // pings decide alone until EC2 answers again.
+                if self.world.ec2_fails {
+                    self.world.aws_said_up = [true; 2];
+                }
             }
             Event::Reload => {
                 let previous = self.stop().await;
