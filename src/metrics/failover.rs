@@ -18,7 +18,7 @@ pub(super) fn histogram(registry: &Registry) -> Histogram {
         Histogram::with_opts(
             HistogramOpts::new(
                 "tunnelkeeper_failover_seconds",
-                "How long the shared targets were lost at each failover: from their first lost probe after the active tunnel failed to their first reply over another tunnel.",
+                "How long the shared targets were lost at each failover: from the sending of their first lost probe after the active tunnel failed to the sending of their first answered one, over another tunnel.",
             )
             .buckets(FAILOVER_BUCKETS.to_vec()),
         )

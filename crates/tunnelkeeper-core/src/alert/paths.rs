@@ -264,7 +264,9 @@ mod tests {
         feed(&mut m, DB, true, 19..21);
         let text = failover_text(&m, TUNNEL_A, since).expect("measured");
         assert!(
-            text.starts_with("traffic to the shared hosts moved to another tunnel after 9.0 s"),
+            // Lost from the probe sent at 9 s (timing out at 10 s) to the reply to the one
+            // sent at 19 s: between the probes' sending times.
+            text.starts_with("traffic to the shared hosts moved to another tunnel after 10.0 s"),
             "{text}"
         );
         // A later outage of the same tunnel is not about that failover.

@@ -8,7 +8,7 @@
 //! first reply from one of them. It was a failover when some tunnel's pinned targets were
 //! lost during it (the tunnel traffic left) and some tunnel's pinned targets answered
 //! throughout (there was a path to move to); the time from the first loss to the first
-//! reply is how long the shared hosts were cut off. A loss with no tunnel lost is the
+//! reply (both taken when those probes were sent) is how long the shared hosts were cut off. A loss with no tunnel lost is the
 //! hosts themselves (or a firewall), and one during which no tunnel answered was an
 //! outage: neither is a failover.
 
@@ -22,9 +22,9 @@ pub const RECENT: usize = 20;
 /// One completed failover.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failover {
-    /// When the shared targets stopped answering (the first lost probe).
+    /// When the shared targets stopped answering (the first lost probe was sent).
     pub lost_at: Timestamp,
-    /// When they answered again, over another tunnel.
+    /// When they answered again, over another tunnel (the answered probe was sent).
     pub restored_at: Timestamp,
     /// The tunnels whose pinned targets were lost meanwhile: those traffic moved away from.
     pub from: Vec<TunnelId>,
@@ -70,8 +70,9 @@ pub struct FailoverTracker {
 }
 
 impl FailoverTracker {
-    /// Takes in the world after a probe result at `now`; returns the failover it
-    /// completed, if this result ended one.
+    /// Takes in the world after a probe result; `now` is when that probe was sent (the
+    /// moment the path worked, or did not). Returns the failover it completed, if this
+    /// result ended one.
     pub fn observe(&mut self, obs: &Observation, now: Timestamp) -> Option<Failover> {
         if let Some(lost_at) = obs.shared_lost_since {
             let episode = self.episode.get_or_insert(Episode {

@@ -26,6 +26,9 @@ pub struct TargetHealth {
     /// When its last probe result came.
     pub last_result: Option<Timestamp>,
     streak_since: Option<Timestamp>,
+    /// When the first lost probe of the current loss streak was sent (its result's time
+    /// less the timeout it waited): where a failover's measurement starts.
+    loss_sent: Option<Timestamp>,
     down_after: u32,
     up_after: u32,
     /// Silence after which its verdict becomes unknown: three intervals without a result
@@ -42,6 +45,7 @@ impl TargetHealth {
             judged: false,
             last_result: None,
             streak_since: None,
+            loss_sent: None,
             down_after: probe.down_after,
             up_after: probe.up_after,
             silent_after: probe.interval * 3,
@@ -58,6 +62,9 @@ impl TargetHealth {
         };
         if *streak == 0 {
             self.streak_since = Some(now);
+            if !replied {
+                self.loss_sent = Some(sent_at(outcome, now));
+            }
         }
         *streak = streak.saturating_add(1);
         *other = 0;
@@ -105,6 +112,17 @@ impl TargetHealth {
         self.consecutive_replies = 0;
         true
     }
+}
+
+/// When the probe whose outcome came at `now` was sent: a timeout waited `after`, a reply
+/// took `rtt`; an ICMP error or a failed send came (about) at once.
+fn sent_at(outcome: &ProbeOutcome, now: Timestamp) -> Timestamp {
+    let took = match outcome {
+        ProbeOutcome::Reply { rtt } => *rtt,
+        ProbeOutcome::Timeout { after } => *after,
+        ProbeOutcome::IcmpError { .. } | ProbeOutcome::SendFailed { .. } => Duration::ZERO,
+    };
+    Timestamp::from_millis(now.as_millis().saturating_sub(took.as_millis() as u64))
 }
 
 /// Says why a target is down without counting: a count would change the reason with every
@@ -237,8 +255,9 @@ impl HealthModel {
             let since = health.verdict_since().unwrap_or(now);
             self.propagate(target, since) | changed
         };
+        // Measured between the probes' sending times: when the path was lost and back.
         let observation = self.failover_observation();
-        self.failovers.observe(&observation, now);
+        self.failovers.observe(&observation, sent_at(outcome, now));
         changed
     }
 
@@ -254,7 +273,7 @@ impl HealthModel {
         let shared_lost_since = shared
             .iter()
             .all(|t| t.consecutive_lost > 0)
-            .then(|| shared.iter().filter_map(|t| t.streak_since).max())
+            .then(|| shared.iter().filter_map(|t| t.loss_sent).max())
             .flatten();
         let mut observation = Observation {
             shared_lost_since,

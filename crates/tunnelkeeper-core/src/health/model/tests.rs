@@ -251,21 +251,23 @@ fn the_vpn_is_critical_only_when_nothing_answers() {
 #[test]
 fn a_failover_is_measured_from_the_shared_hosts_first_loss_to_their_first_reply() {
     let mut m = healthy();
-    // Tunnel A fails at 10 s; the shared host, routed through it, goes with it; the route
-    // moves to B, and the host answers again at 19 s.
+    // Tunnel A fails at 9 s; the shared host, routed through it, goes with it (the lost
+    // probe sent at 9 s times out at 10 s); the route moves to B, and the probe sent at
+    // 19 s answers in 5 ms.
     feed(&mut m, A, lost(), 10..30);
-    feed(&mut m, DB, lost(), 10..19);
+    feed(&mut m, DB, lost(), 10..20);
     feed(&mut m, B, ok(), 10..30);
     assert_eq!(m.vpn().token(), "DEGRADED");
-    assert_eq!(m.failovers().in_progress(), Some(t(10)));
-    feed(&mut m, DB, ok(), 19..21);
+    assert_eq!(m.failovers().in_progress(), Some(t(9)));
+    m.handle_probe(DB, &ok(), t(19).plus(Duration::from_millis(5)));
     let f = m
         .failovers()
         .latest_from(TUNNEL_A)
         .expect("a failover")
         .clone();
-    assert_eq!((f.lost_at, f.restored_at), (t(10), t(19)));
-    assert_eq!(f.seconds(), 9.0);
+    // Between the probes' sending times: lost from 9 s, back at 19 s.
+    assert_eq!((f.lost_at, f.restored_at), (t(9), t(19)));
+    assert_eq!(f.seconds(), 10.0);
     assert_eq!(m.take_fresh_failovers(), vec![f]);
     assert!(m.take_fresh_failovers().is_empty());
 }
