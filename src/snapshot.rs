@@ -58,6 +58,8 @@ pub struct Snapshot {
     /// Advice from EC2's answers (tunnel options, route health), each with a stable code;
     /// none of it pages.
     pub advisories: Vec<Advisory>,
+    /// Recent failovers, oldest first.
+    pub failovers: Vec<FailoverView>,
     /// The rendered `/health` page.
     #[serde(skip)]
     pub health: HealthPage,
@@ -240,6 +242,11 @@ impl Snapshot {
             advisories: control
                 .map(|cp| cp.advisories().to_vec())
                 .unwrap_or_default(),
+            failovers: model
+                .failovers()
+                .recent()
+                .map(|f| FailoverView::new(config, f))
+                .collect(),
             health: HealthPage::default(),
             metrics: None,
             history: None,
@@ -279,6 +286,45 @@ pub fn paging_lines(sinks: &[SinkHealth]) -> String {
         );
     }
     out
+}
+
+/// One failover as `/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverView {
+    /// When the shared targets stopped answering.
+    pub lost_at: Timestamp,
+    /// When they answered again, over another tunnel.
+    pub restored_at: Timestamp,
+    /// How long they were lost, in seconds.
+    pub seconds: f64,
+    /// The tunnels traffic moved away from.
+    pub from: Vec<FailoverTunnel>,
+}
+
+/// A tunnel by its connection's and its own name.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverTunnel {
+    pub vpn: String,
+    pub tunnel: String,
+}
+
+impl FailoverView {
+    /// Names the failover's tunnels from the config.
+    pub fn new(config: &Config, f: &crate::health::failover::Failover) -> Self {
+        Self {
+            lost_at: f.lost_at,
+            restored_at: f.restored_at,
+            seconds: (f.seconds() * 1000.0).round() / 1000.0,
+            from: f
+                .from
+                .iter()
+                .map(|id| FailoverTunnel {
+                    vpn: config.connections[id.connection].name.to_string(),
+                    tunnel: config.tunnel(*id).name.to_string(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Shared targets listed one per line on `/health`; past that, the page counts them and

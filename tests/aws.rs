@@ -536,3 +536,57 @@ fn without_aws_nothing_aws_starts() {
     assert!(metrics.contains("tunnelkeeper_ec2_answer_age_seconds -1"));
     assert!(!daemon.log().contains("AWS configured"));
 }
+
+#[test]
+fn ec2_denying_access_from_the_start_is_control_plane_unavailable_naming_the_action() {
+    let double = AwsDouble::start();
+    double.set_connections(&connection(
+        tunnel("52.2.144.13", "UP", ""),
+        tunnel("52.2.144.14", "UP", ""),
+    ));
+    double.fail("ec2", "access_denied", None);
+    let text = dc_config(
+        &double,
+        "region = \"us-east-1\"",
+        ["127.0.1.1", "127.0.1.2"],
+        "[alerts]\ncontrol_plane_unavailable_after = \"2s\"\n",
+    );
+    let path = write_temp("denied.toml", &text);
+    let daemon = Daemon::start(&["run", "--config", path.to_str().unwrap()], &aws_env());
+    let json = wait_json(&daemon, Duration::from_secs(15), |j| {
+        j["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["alert"] == "ControlPlaneUnavailable" && a["state"] == "firing")
+    });
+    let alert = json["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["alert"] == "ControlPlaneUnavailable")
+        .unwrap();
+    assert_eq!(alert["severity"], "warning");
+    assert_eq!(
+        alert["summary"],
+        "EC2 API unavailable: access denied",
+        "{}\n{}",
+        json["control_plane"],
+        daemon.log()
+    );
+    let reason = alert["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("access denied: the role may not call ec2:DescribeVpnConnections"),
+        "{reason}"
+    );
+    assert!(reason.contains("the pings decide alone"), "{reason}");
+    // The pings decide alone: the tunnels are up by their word, the VPN OK, no other alert.
+    assert_eq!(json["vpn"]["state"], "ok");
+    assert_eq!(json["alerts"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(
+        json["control_plane"]["errors"]["auth"]
+            .as_u64()
+            .map(|n| n > 0),
+        Some(true)
+    );
+}

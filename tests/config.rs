@@ -755,3 +755,27 @@ fn brownout_settings_default_parse_and_name_what_is_wrong() {
         assert_contains(&e, &want);
     }
 }
+
+#[test]
+fn failover_grace_defaults_to_a_minute_and_is_bounded() {
+    let config = Config::parse(TWO_TUNNELS, "t").unwrap();
+    assert_eq!(config.alerts.failover_grace, Duration::from_secs(60));
+    let e = error_of(&format!(
+        "{TWO_TUNNELS}\n[alerts]\nfailover_grace = \"2h\"\n"
+    ));
+    assert_contains(
+        &e,
+        &["alerts.failover_grace: 2h is out of range: it must be between 0s and 1h"],
+    );
+    let e = error_of(&format!("{TWO_TUNNELS}\n[alerts]\nfailover_grace = 30\n"));
+    assert_contains(
+        &e,
+        &["alerts.failover_grace: invalid type: integer `30`, expected a string; failover_grace takes a duration in quotes"],
+    );
+    let config = Config::parse(
+        &format!("{TWO_TUNNELS}\n[alerts]\nfailover_grace = \"20s\"\n"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(config.alerts.failover_grace, Duration::from_secs(20));
+}

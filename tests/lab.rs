@@ -366,8 +366,9 @@ fn both_tunnels_blackholed_is_critical_with_exactly_one_critical_page() {
     need_lab();
     // A moment of group_wait lets the connection's verdict inhibit the first tunnel's page.
     let s = setup(Mode::RawRoot, "group_wait = \"1s\"");
-    s.lab.blackhole(1);
-    s.lab.blackhole(2);
+    // Both tunnels cut whole, the shared host's route with them: nothing answers.
+    s.lab.cut(1);
+    s.lab.cut(2);
     s.wait_health(BOUND * 2, |st, b| {
         st == 503 && b.starts_with("TUNNELKEEPER CRITICAL")
     });

@@ -9,7 +9,10 @@
 //! and checks, per alert: pages alternate firing/resolved starting with firing; no resolved
 //! page while the tunnel is down; no firing page unless the tunnel has been down for `for`;
 //! no page in the instant a tunnel or connection recovers; `/health` never says OK while a
-//! target has not been judged.
+//! target has not been judged; no VpnUnreachable while a tunnel's pinned targets answer
+//! (the shared host's route moves between tunnels at random); SharedTargetsDown only after
+//! the failover grace; and, even when EC2 never answers, every alert resolves once the
+//! world is healthy.
 
 #[path = "support/timeline.rs"]
 mod timeline;
@@ -30,6 +33,8 @@ async fn data_first_then_control_is_one_outage_one_page() {
         "0s",
         &[
             (0, Pings(0, false)),
+            // The shared host's route leaves the failed tunnel.
+            (8, RouteTo(1)),
             (10, Aws(0, false)),
             (60, Pings(0, true)),
             (70, Aws(0, true)),
@@ -90,7 +95,10 @@ async fn a_stale_control_plane_during_an_outage_resolves_nothing() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_restart_mid_outage_whose_first_ec2_call_fails_holds_the_alert() {
+async fn a_restart_mid_outage_whose_ec2_calls_fail_lets_the_pings_decide() {
+    // AWS says DOWN while pings pass; EC2 fails from before a restart: the restarted daemon
+    // never heard AWS's DOWN, and the pings, which pass, decide alone. EC2 saying DOWN
+    // again when it answers is an outage of its own.
     let pages = pages_of(
         "0s",
         &[
@@ -105,7 +113,12 @@ async fn a_restart_mid_outage_whose_first_ec2_call_fails_holds_the_alert() {
     .await;
     assert_eq!(
         pages,
-        vec![format!("FIRING {DOWN_A}"), format!("RESOLVED {DOWN_A}")]
+        vec![
+            format!("FIRING {DOWN_A}"),
+            format!("RESOLVED {DOWN_A}"),
+            format!("FIRING {DOWN_A}"),
+            format!("RESOLVED {DOWN_A}")
+        ]
     );
 }
 
@@ -157,14 +170,60 @@ async fn both_tunnels_page_once_for_the_connection_and_recover_quietly() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_shared_target_only_outage_is_the_vpn_unreachable_and_nothing_else() {
+async fn shared_hosts_that_stop_answering_page_shared_targets_down_after_the_grace_only() {
+    // 30 s is within the failover grace (60 s): nothing pages.
     let pages = pages_of("0s", &[(0, Shared(false)), (30, Shared(true))], 30).await;
+    assert_eq!(pages, Vec::<String>::new());
+    // 90 s: a warning, never the VPN unreachable (the tunnels' pinned targets answer).
+    let pages = pages_of("0s", &[(0, Shared(false)), (90, Shared(true))], 30).await;
     assert_eq!(
         pages,
         vec![
-            "FIRING VpnUnreachable".to_string(),
-            "RESOLVED VpnUnreachable".to_string()
+            "FIRING SharedTargetsDown".to_string(),
+            "RESOLVED SharedTargetsDown".to_string()
         ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_pages_the_tunnel_only_and_is_measured() {
+    let mut h = Harness::new("0s");
+    h.run_for(Duration::from_secs(60)).await;
+    // Tunnel a (which carries the shared host's traffic) fails; the route moves to b 8 s
+    // later; a comes back a minute after.
+    h.play(&[
+        (60, Pings(0, false)),
+        (68, RouteTo(1)),
+        (120, Pings(0, true)),
+    ])
+    .await;
+    h.run_for(Duration::from_secs(30)).await;
+    assert_eq!(
+        h.lines(),
+        vec![format!("FIRING {DOWN_A}"), format!("RESOLVED {DOWN_A}")]
+    );
+    assert!(
+        h.seen.iter().all(|s| s.3 != "CRITICAL"),
+        "/health said CRITICAL during a failover"
+    );
+    let snap = h.snapshot_rx.borrow().clone();
+    assert_eq!(snap.failovers.len(), 1, "{:?}", snap.failovers);
+    let f = &snap.failovers[0];
+    // Lost from the first probe after the break (61 s) to the first reply over b (69 s).
+    assert!((7.0..=9.0).contains(&f.seconds), "{f:?}");
+    assert_eq!(f.from[0].tunnel, "dc-a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_ec2_never_answering_an_outage_pages_and_resolves() {
+    let mut h = Harness::new("0s");
+    h.ec2_never_answers();
+    h.run_for(Duration::from_secs(60)).await;
+    h.play(&[(60, Pings(0, false)), (90, Pings(0, true))]).await;
+    h.run_for(Duration::from_secs(30)).await;
+    assert_eq!(
+        h.lines(),
+        vec![format!("FIRING {DOWN_A}"), format!("RESOLVED {DOWN_A}")]
     );
 }
 
@@ -239,13 +298,16 @@ fn event() -> impl Strategy<Value = Event> {
         3 => (0..2usize, any::<bool>()).prop_map(|(t, up)| Aws(t, up)),
         2 => any::<bool>().prop_map(Shared),
         1 => any::<bool>().prop_map(Ec2Fails),
+        2 => (0..2usize).prop_map(RouteTo),
         1 => Just(Restart),
         1 => Just(Reload),
     ]
 }
 
-fn timeline() -> impl Strategy<Value = (bool, Vec<(u64, Event)>)> {
+/// A `for`, whether EC2 never answers (no route to it, no permission), and the rows.
+fn timeline() -> impl Strategy<Value = (bool, bool, Vec<(u64, Event)>)> {
     (
+        any::<bool>(),
         any::<bool>(),
         prop::collection::vec((1..40u64, event()), 1..12),
     )
@@ -289,6 +351,19 @@ fn check_invariants(h: &Harness, for_: Duration, truth: &[(Duration, World)]) {
         let w = world_at(p.at);
         match p.status {
             "FIRING" if !p.repeat => {
+                // Shared hosts lost while the VPN carries traffic page only after the
+                // failover grace (60 s): the first lost probe follows the loss within 1 s.
+                if p.alert == "SharedTargetsDown" {
+                    assert!(
+                        outages("SharedLost").iter().any(|(s, e)| {
+                            *s + Duration::from_secs(59) <= p.at
+                                && e.is_none_or(|e| e + RECOVERY_LAG >= p.at)
+                        }),
+                        "SharedTargetsDown fired at {:?} within the failover grace: {:?}",
+                        p.at,
+                        h.pages
+                    );
+                }
                 assert_ne!(
                     prev,
                     Some("FIRING"),
@@ -364,7 +439,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
     #[test]
-    fn random_timelines_keep_the_pager_honest((long_for, rows) in timeline()) {
+    fn random_timelines_keep_the_pager_honest((long_for, ec2_never, rows) in timeline()) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -373,14 +448,24 @@ proptest! {
         runtime.block_on(async {
             let for_ = if long_for { Duration::from_secs(5) } else { Duration::ZERO };
             let mut h = Harness::new(if long_for { "5s" } else { "0s" });
+            if ec2_never {
+                h.ec2_never_answers();
+            }
             h.run_for(Duration::from_secs(60)).await;
             for (gap, e) in &rows {
+                if ec2_never && matches!(e, Ec2Fails(_)) {
+                    continue;
+                }
                 h.run_for(Duration::from_secs(*gap)).await;
                 h.apply(*e).await;
             }
-            // Everything heals, and the story ends.
-            for e in [Pings(0, true), Pings(1, true), Aws(0, true), Aws(1, true), Shared(true), Ec2Fails(false)] {
+            // Everything heals (but an EC2 that never answered still does not), and the
+            // story ends.
+            for e in [Pings(0, true), Pings(1, true), Aws(0, true), Aws(1, true), Shared(true)] {
                 h.apply(e).await;
+            }
+            if !ec2_never {
+                h.apply(Ec2Fails(false)).await;
             }
             h.run_for(Duration::from_secs(90)).await;
             check_invariants(&h, for_, &h.truth);
@@ -389,7 +474,11 @@ proptest! {
             for p in &h.pages {
                 open.insert(&p.alert, p.status);
             }
-            let left: Vec<_> = open.iter().filter(|(_, s)| **s == "FIRING").collect();
+            // (EC2 that never answers is still unavailable: that alert may fire on.)
+            let left: Vec<_> = open
+                .iter()
+                .filter(|(a, s)| **s == "FIRING" && !(ec2_never && a.starts_with("ControlPlaneUnavailable")))
+                .collect();
             assert!(left.is_empty(), "still firing after healing: {left:?} in {:?}", h.pages);
         });
     }

@@ -49,17 +49,53 @@ pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> 
 
 /// The monitoring-plugins exit code for a `/status` body: 0 OK, 1 DEGRADED, 2 CRITICAL,
 /// 3 anything else (starting, unreadable), so that `tunnelkeeper status` serves as a
-/// Nagios or Icinga check too. An unreachable daemon is 3 as well.
+/// Nagios or Icinga check too. An unreachable daemon is 3 as well. A critical alert
+/// firing (or inhibited by another, which fires too) is 2 whatever the VPN's state: a
+/// check must never say less than the pages do.
 pub fn exit_code(body: &str) -> u8 {
-    let state = serde_json::from_str::<Value>(body)
-        .ok()
+    let json = serde_json::from_str::<Value>(body).ok();
+    let state = json
+        .as_ref()
         .and_then(|j| j["vpn"]["state"].as_str().map(str::to_string));
-    match state.as_deref() {
+    let by_state = match state.as_deref() {
         Some("ok") => 0,
         Some("degraded") => 1,
         Some("critical") => 2,
         Some(_) | None => 3,
+    };
+    if json
+        .as_ref()
+        .is_some_and(|j| !critical_alerts(j).is_empty())
+    {
+        return 2;
     }
+    by_state
+}
+
+/// The critical alerts that fire (inhibited ones too: only another firing alert inhibits),
+/// as `Class vpn/tunnel: summary`.
+fn critical_alerts(j: &Value) -> Vec<String> {
+    j["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            a["severity"] == "critical"
+                && matches!(a["state"].as_str(), Some("firing" | "inhibited"))
+        })
+        .map(|a| {
+            let place: Vec<&str> = [a["vpn"].as_str(), a["tunnel"].as_str()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let place = if place.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", place.join("/"))
+            };
+            format!("{}{place}: {}", s(a, "alert"), s(a, "summary"))
+        })
+        .collect()
 }
 
 /// Fetches `/status`.
@@ -145,6 +181,9 @@ pub fn render(body: &str, color: bool) -> Result<String, String> {
         .and_then(|r| r.health_line());
     if let Some(line) = refused {
         let _ = writeln!(out, "WARNING: {line}");
+    }
+    for alert in critical_alerts(&j) {
+        let _ = writeln!(out, "{} {alert}", paint("CRITICAL", color));
     }
     for sink in j["sinks"].as_array().into_iter().flatten() {
         if sink["ok"] == false {
@@ -428,6 +467,29 @@ mod tests {
         assert_eq!(super::exit_code(&body("critical")), 2);
         assert_eq!(super::exit_code(&body("starting")), 3);
         assert_eq!(super::exit_code("not json"), 3);
+        // A critical alert firing is 2 whatever the VPN says (a ConnectionDown that is the
+        // last path, say); a silenced one, or a warning, is not.
+        let with = |state: &str, severity: &str, alert_state: &str| {
+            format!(
+                "{{\"vpn\": {{\"state\": \"{state}\"}}, \"alerts\": [{{\"alert\": \"ConnectionDown\", \"severity\": \"{severity}\", \"vpn\": \"dc\", \"state\": \"{alert_state}\", \"summary\": \"both tunnels down\"}}]}}"
+            )
+        };
+        assert_eq!(super::exit_code(&with("degraded", "critical", "firing")), 2);
+        assert_eq!(super::exit_code(&with("ok", "critical", "inhibited")), 2);
+        assert_eq!(
+            super::exit_code(&with("degraded", "critical", "silenced")),
+            1
+        );
+        assert_eq!(
+            super::exit_code(&with("degraded", "critical", "pending")),
+            1
+        );
+        assert_eq!(super::exit_code(&with("degraded", "warning", "firing")), 1);
+        let table = super::render(&with("degraded", "critical", "firing"), false).unwrap();
+        assert!(
+            table.contains("CRITICAL ConnectionDown dc: both tunnels down"),
+            "{table}"
+        );
     }
 
     use super::*;

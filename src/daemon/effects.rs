@@ -119,6 +119,25 @@ impl Effects {
                 }
                 true
             }
+            Event::Failover(f) => {
+                self.metrics.failover(f.seconds());
+                let from: Vec<String> = f
+                    .from
+                    .iter()
+                    .map(|id| {
+                        let c = &self.config.connections[id.connection];
+                        format!("{}/{}", c.name, self.config.tunnel(*id).name)
+                    })
+                    .collect();
+                warn!(
+                    seconds = format!("{:.1}", f.seconds()),
+                    from = %from.join(", "),
+                    lost_at = %f.lost_at,
+                    restored_at = %f.restored_at,
+                    "failover: the shared targets answer again over another tunnel"
+                );
+                true
+            }
             Event::FirstRound => {
                 self.hooks.first_round.send_replace(true);
                 false

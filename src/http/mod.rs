@@ -563,7 +563,7 @@ mod tests {
             body.lines()
                 .next()
                 .unwrap()
-                .contains("every connection down"),
+                .contains("no working path to the datacenter (0 of 2 tunnels up)"),
             "{body}"
         );
         assert!(

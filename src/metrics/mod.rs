@@ -66,6 +66,7 @@ pub struct Metrics {
     registry: Registry,
     targets: Vec<TargetCounters>,
     send_delay: Histogram,
+    failover_seconds: Histogram,
     tunnel_state: IntGaugeVec,
     tunnel_plane_state: IntGaugeVec,
     tunnel_up: IntGaugeVec,
@@ -353,9 +354,11 @@ impl Metrics {
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
+        let failover_seconds = failover::histogram(&registry);
         let metrics = Self {
             path_mtu,
             brownout,
+            failover_seconds,
             reload_successful,
             reload_success_time,
             alerts_firing,
@@ -639,6 +642,7 @@ impl Metrics {
 mod aws;
 mod brownout;
 mod control_plane;
+mod failover;
 mod path_mtu;
 mod render;
 

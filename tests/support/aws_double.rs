@@ -13,7 +13,7 @@
 //! Tests steer it over HTTP on the same port:
 //! - `PUT /_double/ec2/connections` with a JSON list of [`Connection`]s: what EC2 reports;
 //! - `PUT /_double/fail/{ec2|ec2_maintenance|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
-//!   garbage, for `count` requests (or until changed);
+//!   garbage, access_denied (EC2's UnauthorizedOperation), for `count` requests (or until changed);
 //! - `GET /_double/requests` : every request received, as JSON, in order;
 //! - `DELETE /_double/requests`: forget them.
 
@@ -111,7 +111,7 @@ fn epoch() -> String {
 /// How the next requests to one service fail.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 struct FailPlan {
-    /// `none`, `throttle`, `server_error`, `hang` or `garbage`.
+    /// `none`, `throttle`, `server_error`, `hang`, `garbage` or `access_denied`.
     mode: String,
     /// How many requests fail; absent: all until the plan changes.
     count: Option<u32>,
@@ -267,6 +267,11 @@ async fn fail(service: &str, mode: &str) -> Response {
         (_, "server_error") => xml(
             StatusCode::INTERNAL_SERVER_ERROR,
             "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred</Message></Error></Errors><RequestID>x</RequestID></Response>".into(),
+        ),
+        // What EC2 answers a role without the permission (the SDK sorts it as `auth`).
+        ("ec2" | "ec2_maintenance", "access_denied") => xml(
+            StatusCode::FORBIDDEN,
+            "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. User: arn:aws:sts::123456789012:assumed-role/tunnelkeeper/i-0123456789abcdef0 is not authorized to perform: ec2:DescribeVpnConnections because no identity-based policy allows the ec2:DescribeVpnConnections action</Message></Error></Errors><RequestID>denied</RequestID></Response>".into(),
         ),
         (_, "hang") => {
             tokio::time::sleep(Duration::from_secs(300)).await;

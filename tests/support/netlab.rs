@@ -326,6 +326,58 @@ impl Lab {
         self.nft(i, &format!("ip daddr 172.16.{i}.0/24 drop"));
     }
 
+    /// Cuts tunnel `i` whole: its router drops everything it would forward to the
+    /// datacenter, the shared target's traffic too when its route takes this tunnel.
+    pub fn cut(&self, i: usize) {
+        self.nft(i, "ip daddr 172.16.0.0/16 drop");
+    }
+
+    /// Moves the vpc's route to the shared target to tunnel `i`, as the virtual private
+    /// gateway does when BGP withdraws it from the failed tunnel (a failover).
+    pub fn route_shared_via(&self, i: usize) {
+        must(&[
+            "ip",
+            "-n",
+            &self.vpc,
+            "route",
+            "replace",
+            "172.16.9.0/24",
+            "via",
+            &format!("10.1.{i}.2"),
+        ]);
+    }
+
+    /// Makes the datacenter drop echo requests to the shared target (a firewall change):
+    /// `true` drops, `false` restores.
+    pub fn shared_drops_icmp(&self, drop: bool) {
+        let dc = &self.dc;
+        let _ = run(&[
+            "ip", "netns", "exec", dc, "nft", "delete", "table", "inet", "labdc",
+        ]);
+        if !drop {
+            return;
+        }
+        must(&[
+            "ip", "netns", "exec", dc, "nft", "add", "table", "inet", "labdc",
+        ]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            dc,
+            "nft",
+            "add chain inet labdc in { type filter hook input priority 0; policy accept; }",
+        ]);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            dc,
+            "nft",
+            &format!("add rule inet labdc in ip daddr {SHARED} icmp type echo-request drop"),
+        ]);
+    }
+
     /// Drops `percent` % of the packets to tunnel `i`'s pinned prefix.
     pub fn loss(&self, i: usize, percent: u32) {
         self.nft(
@@ -392,7 +444,8 @@ impl Lab {
         );
     }
 
-    /// Undoes `blackhole`, `loss`, `reject`, `expire_ttl` and `drop_frag_needed`.
+    /// Undoes `blackhole`, `cut`, `loss`, `reject`, `expire_ttl` and `drop_frag_needed`
+    /// (a moved shared route stays where it is).
     pub fn mend(&self, i: usize) {
         let _ = run(&[
             "ip",

@@ -85,6 +85,9 @@ pub enum Event {
     Shared(bool),
     /// EC2 calls fail (true) or work again (false).
     Ec2Fails(bool),
+    /// The datacenter's route to the shared host moves to tunnel `0` or `1` (a failover:
+    /// the virtual private gateway sends that traffic over one tunnel at a time).
+    RouteTo(usize),
     /// The daemon restarts (state file kept).
     Restart,
     /// SIGHUP with the same config.
@@ -115,6 +118,8 @@ pub struct World {
     pub aws_said_up: [bool; 2],
     /// Whether the shared host itself answers.
     pub shared: bool,
+    /// The tunnel the shared host's traffic takes.
+    pub route: usize,
     ec2_fails: bool,
 }
 
@@ -124,17 +129,24 @@ impl World {
         !self.pings[t] || !self.aws_said_up[t]
     }
 
-    /// Whether the shared host answers: it rides whichever tunnel carries traffic.
+    /// Whether the shared host answers: it rides the tunnel its route takes.
     pub fn shared_answers(&self) -> bool {
-        self.shared && (self.pings[0] || self.pings[1])
+        self.shared && self.pings[self.route]
     }
 
-    /// Whether the outage an alert is about is on.
+    /// Whether the outage an alert is about is on. `SharedLost` (no alert) is the shared
+    /// host not answering, whatever the tunnels do: the failover grace counts from it.
     pub fn outage(&self, alert: &str) -> bool {
         let both = self.tunnel_down(0) && self.tunnel_down(1);
+        let pinned_answer = self.pings[0] || self.pings[1];
         match tunnel_of(alert) {
             Some(t) => self.tunnel_down(t),
-            None if alert.starts_with("VpnUnreachable") => both || !self.shared_answers(),
+            // Unreachable only when no tunnel's pinned targets answer.
+            None if alert.starts_with("VpnUnreachable") => !pinned_answer,
+            None if alert.starts_with("SharedTargetsDown") => {
+                !self.shared_answers() && pinned_answer
+            }
+            None if alert.starts_with("SharedLost") => !self.shared_answers(),
             None => both,
         }
     }
@@ -215,6 +227,7 @@ impl Harness {
                 aws_up: [true; 2],
                 aws_said_up: [true; 2],
                 shared: true,
+                route: 0,
                 ec2_fails: false,
             },
             truth: Vec::new(),
@@ -318,9 +331,15 @@ impl Harness {
             Event::Aws(t, up) => self.world.aws_up[t] = up,
             Event::Shared(ok) => self.world.shared = ok,
             Event::Ec2Fails(fails) => self.world.ec2_fails = fails,
+            Event::RouteTo(t) => self.world.route = t,
             Event::Restart => {
                 let _ = self.stop().await;
                 self.start(None);
+                // A restarted daemon whose EC2 calls fail never hears AWS's last word: the
+                // pings decide alone until EC2 answers again.
+                if self.world.ec2_fails {
+                    self.world.aws_said_up = [true; 2];
+                }
             }
             Event::Reload => {
                 let previous = self.stop().await;
@@ -328,6 +347,14 @@ impl Harness {
             }
         }
         self.note_world();
+    }
+
+    /// Makes EC2 fail from the first poll on (no route to it, or no permission): it never
+    /// answers unless an `Ec2Fails(false)` comes.
+    pub fn ec2_never_answers(&mut self) {
+        assert_eq!(self.elapsed, Duration::ZERO, "before the first poll");
+        self.world.ec2_fails = true;
+        self.truth = vec![(Duration::ZERO, self.world)];
     }
 
     pub fn note_world(&mut self) {

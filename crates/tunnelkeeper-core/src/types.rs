@@ -190,11 +190,15 @@ pub enum AlertClass {
     /// A tunnel's median RTT over `[alerts.slow] window` is more than `factor` times its
     /// own long-run baseline.
     TunnelSlow,
+    /// Shared datacenter targets have not answered for longer than `failover_grace` while
+    /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
+    /// answer (a firewall change, the hosts themselves, or a route that never moved).
+    SharedTargetsDown,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 12] = [
+    pub const ALL: [AlertClass; 13] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -207,6 +211,7 @@ impl AlertClass {
         AlertClass::NotificationsFailing,
         AlertClass::TunnelLossy,
         AlertClass::TunnelSlow,
+        AlertClass::SharedTargetsDown,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -221,7 +226,8 @@ impl AlertClass {
             | AlertClass::MtuBlackHole
             | AlertClass::NotificationsFailing
             | AlertClass::TunnelLossy
-            | AlertClass::TunnelSlow => Severity::Warning,
+            | AlertClass::TunnelSlow
+            | AlertClass::SharedTargetsDown => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -243,6 +249,7 @@ impl AlertClass {
             AlertClass::NotificationsFailing => "NotificationsFailing",
             AlertClass::TunnelLossy => "TunnelLossy",
             AlertClass::TunnelSlow => "TunnelSlow",
+            AlertClass::SharedTargetsDown => "SharedTargetsDown",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod engine;
 pub mod mtu;
 pub mod outbox;
+pub mod paths;
 pub mod runbook;
 pub mod saved;
 pub mod sink_health;

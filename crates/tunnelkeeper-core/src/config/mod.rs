@@ -228,6 +228,10 @@ pub struct AlertsConfig {
     /// How long after AWS applied maintenance to a tunnel (an endpoint replacement) its
     /// outage pages as `TunnelDownAfterMaintenance` rather than `TunnelDown`.
     pub maintenance_grace: Duration,
+    /// How long the shared datacenter targets may be lost while another tunnel's pinned
+    /// targets answer before `SharedTargetsDown`: AWS moves the route to another tunnel
+    /// within its BGP hold time, and until then the loss is a failover in progress.
+    pub failover_grace: Duration,
     /// The severity of `TunnelDownAfterMaintenance`.
     pub maintenance_severity: Severity,
     /// Severities the config sets for whole classes (`[alerts.severity]`), over the
@@ -253,6 +257,7 @@ impl Default for AlertsConfig {
             flap_window: Duration::from_secs(120),
             control_plane_unavailable_after: Duration::from_secs(600),
             maintenance_grace: Duration::from_secs(30 * 60),
+            failover_grace: Duration::from_secs(60),
             maintenance_severity: Severity::Info,
             severity_overrides: BTreeMap::new(),
             runbook_url: DEFAULT_RUNBOOK.into(),

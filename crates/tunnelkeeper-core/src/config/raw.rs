@@ -40,6 +40,7 @@ pub(super) struct RawAlerts {
     pub(super) flap_window: Option<Spanned<HumanDuration>>,
     pub(super) control_plane_unavailable_after: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_grace: Option<Spanned<HumanDuration>>,
+    pub(super) failover_grace: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_severity: Option<Spanned<String>>,
     pub(super) severity: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     pub(super) runbook_url: Option<String>,

@@ -391,6 +391,7 @@ fn explain(key: &str, message: &str) -> String {
         | "flap_window"
         | "control_plane_unavailable_after"
         | "maintenance_grace"
+        | "failover_grace"
         | "poll_interval"
         | "cloudwatch_interval"
         | "maintenance_interval"

@@ -86,6 +86,8 @@ pub struct ControlPlane {
     stale: bool,
     errors: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
+    /// The last failure's kind and message, for the cause ControlPlaneUnavailable names.
+    last_failure: Option<(AwsErrorKind, String)>,
     failing_since: Option<Timestamp>,
     problems: Vec<String>,
     maintenance: Vec<((VpnConnectionId, OutsideIp), TunnelMaintenance)>,
@@ -131,6 +133,7 @@ impl ControlPlane {
             stale: false,
             errors: AwsErrorKind::ALL.iter().map(|k| (k.label(), 0)).collect(),
             last_error: None,
+            last_failure: None,
             failing_since: None,
             problems: Vec::new(),
             maintenance: Vec::new(),
@@ -150,6 +153,7 @@ impl ControlPlane {
         self.last_success = Some(now);
         self.stale = false;
         self.last_error = None;
+        self.last_failure = None;
         self.failing_since = None;
         self.problems = reading
             .iter()
@@ -197,6 +201,14 @@ impl ControlPlane {
         *self.errors.entry(kind.label()).or_default() += 1;
         self.failing_since.get_or_insert(now);
         self.last_error = Some(format!("{}: {message}", kind.label()));
+        self.last_failure = Some((kind, message));
+    }
+
+    /// Says why EC2 fails, for people (no route, no answer in time, access denied with the
+    /// missing action, ...), while it fails.
+    pub fn failure_cause(&self) -> Option<String> {
+        let (kind, message) = self.last_failure.as_ref()?;
+        Some(crate::health::ec2_cause::describe(*kind, message))
     }
 
     /// Takes the poller's word on when its next call goes out. An answer from a call made
@@ -416,6 +428,7 @@ impl ControlPlane {
         self.stale = old.stale;
         self.errors = old.errors.clone();
         self.last_error = old.last_error.clone();
+        self.last_failure = old.last_failure.clone();
         self.failing_since = old.failing_since;
         self.problems = self
             .last_reading

@@ -4,6 +4,8 @@
 
 pub mod advice;
 pub mod control_plane;
+pub mod ec2_cause;
+pub mod failover;
 pub mod maintenance;
 pub mod model;
 pub mod path_mtu;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, ProbeSettings, ReloadMapping, TargetScope};
+use crate::health::failover::{FailoverTracker, Observation};
 use crate::health::verdict::{settle, Settle};
 use crate::health::ConnectionState;
 use crate::health::Verdict;
@@ -25,6 +26,9 @@ pub struct TargetHealth {
     /// When its last probe result came.
     pub last_result: Option<Timestamp>,
     streak_since: Option<Timestamp>,
+    /// When the first lost probe of the current loss streak was sent (its result's time
+    /// less the timeout it waited): where a failover's measurement starts.
+    loss_sent: Option<Timestamp>,
     down_after: u32,
     up_after: u32,
     /// Silence after which its verdict becomes unknown: three intervals without a result
@@ -41,6 +45,7 @@ impl TargetHealth {
             judged: false,
             last_result: None,
             streak_since: None,
+            loss_sent: None,
             down_after: probe.down_after,
             up_after: probe.up_after,
             silent_after: probe.interval * 3,
@@ -57,6 +62,9 @@ impl TargetHealth {
         };
         if *streak == 0 {
             self.streak_since = Some(now);
+            if !replied {
+                self.loss_sent = Some(sent_at(outcome, now));
+            }
         }
         *streak = streak.saturating_add(1);
         *other = 0;
@@ -106,6 +114,17 @@ impl TargetHealth {
     }
 }
 
+/// When the probe whose outcome came at `now` was sent: a timeout waited `after`, a reply
+/// took `rtt`; an ICMP error or a failed send came (about) at once.
+fn sent_at(outcome: &ProbeOutcome, now: Timestamp) -> Timestamp {
+    let took = match outcome {
+        ProbeOutcome::Reply { rtt } => *rtt,
+        ProbeOutcome::Timeout { after } => *after,
+        ProbeOutcome::IcmpError { .. } | ProbeOutcome::SendFailed { .. } => Duration::ZERO,
+    };
+    Timestamp::from_millis(now.as_millis().saturating_sub(took.as_millis() as u64))
+}
+
 /// Says why a target is down without counting: a count would change the reason with every
 /// probe, and with it the alert's details, the state file and the log.
 fn loss_reason(down_after: u32, last: &ProbeOutcome) -> String {
@@ -133,6 +152,7 @@ pub struct HealthModel {
     connections: Vec<ConnectionState>,
     vpn: VpnState,
     names: Names,
+    failovers: FailoverTracker,
 }
 
 /// Names used in reasons, copied from the config once.
@@ -200,6 +220,7 @@ impl HealthModel {
             tunnels,
             connections,
             vpn: VpnState::Starting,
+            failovers: FailoverTracker::default(),
             names: Names {
                 targets: config.targets.iter().map(|t| t.name.to_string()).collect(),
                 tunnels: config
@@ -228,11 +249,67 @@ impl HealthModel {
         };
         let before = health.verdict.clone();
         let changed = health.handle(outcome, now);
-        if before == health.verdict {
-            return false;
+        let changed = if before == health.verdict {
+            false
+        } else {
+            let since = health.verdict_since().unwrap_or(now);
+            self.propagate(target, since) | changed
+        };
+        // Measured between the probes' sending times: when the path was lost and back.
+        let observation = self.failover_observation();
+        self.failovers.observe(&observation, sent_at(outcome, now));
+        changed
+    }
+
+    /// What the failover tracker needs: the shared targets' and each tunnel's latest probes.
+    fn failover_observation(&self) -> Observation {
+        let shared: Vec<&TargetHealth> = (0..self.targets.len())
+            .filter(|&i| self.scopes[i] == TargetScope::Shared)
+            .map(|i| &self.targets[i])
+            .collect();
+        if shared.is_empty() {
+            return Observation::default();
         }
-        let since = health.verdict_since().unwrap_or(now);
-        self.propagate(target, since) | changed
+        let shared_lost_since = shared
+            .iter()
+            .all(|t| t.consecutive_lost > 0)
+            .then(|| shared.iter().filter_map(|t| t.loss_sent).max())
+            .flatten();
+        let mut observation = Observation {
+            shared_lost_since,
+            shared_replied: shared.iter().any(|t| t.consecutive_replies > 0),
+            ..Observation::default()
+        };
+        for (ci, tunnels) in self.tunnel_targets.iter().enumerate() {
+            for (ti, ids) in tunnels.iter().enumerate() {
+                if ids.is_empty() {
+                    continue;
+                }
+                if ids.iter().all(|id| self.targets[id.0].consecutive_lost > 0) {
+                    observation.tunnels_lost.push(TunnelId {
+                        connection: ci,
+                        tunnel: ti,
+                    });
+                }
+                if ids
+                    .iter()
+                    .any(|id| self.targets[id.0].consecutive_replies > 0)
+                {
+                    observation.tunnels_answering += 1;
+                }
+            }
+        }
+        observation
+    }
+
+    /// The failovers seen (the shared targets' route moving to another tunnel).
+    pub fn failovers(&self) -> &FailoverTracker {
+        &self.failovers
+    }
+
+    /// Hands out the failovers completed since the last call, for the log and metrics.
+    pub fn take_fresh_failovers(&mut self) -> Vec<crate::health::failover::Failover> {
+        self.failovers.take_fresh()
     }
 
     /// Returns true when every target has a result within its last three intervals.
@@ -379,6 +456,22 @@ impl HealthModel {
                 .all(|c| matches!(c, ConnectionState::Down { .. }));
         let all_shared_down =
             !shared.is_empty() && shared.iter().all(|&i| self.targets[i].verdict.is_down());
+        let shared_up = shared
+            .iter()
+            .filter(|&&i| self.targets[i].verdict.is_up())
+            .count();
+        let tunnels: Vec<&TunnelHealth> = self.tunnels.iter().flatten().collect();
+        let tunnels_up = tunnels.iter().filter(|t| t.verdict.is_up()).count();
+        // Pings through a tunnel's pinned targets are the proof that it carries traffic;
+        // a shared target only shows the one tunnel its route uses right now.
+        let pinned_answering = tunnels.iter().filter(|t| t.data_plane.is_up()).count();
+        let mut paths = format!("{tunnels_up} of {} tunnels up", tunnels.len());
+        if !shared.is_empty() {
+            paths.push_str(&format!(
+                ", {shared_up} of {} shared targets answer",
+                shared.len()
+            ));
+        }
 
         let mut problems: Vec<String> = Vec::new();
         for (c, name) in self.connections.iter().zip(&self.names.connections) {
@@ -404,20 +497,30 @@ impl HealthModel {
         // the VPN can be is STARTING.
         let every_target_judged = self.targets.iter().all(|t| t.judged);
 
-        let next = if all_connections_down {
+        // No path: nothing answers, neither a tunnel's pinned targets nor a shared target,
+        // and what is judged says so (every connection down, or every shared target).
+        let no_path =
+            pinned_answering == 0 && shared_up == 0 && (all_connections_down || all_shared_down);
+        let next = if no_path {
             VpnState::Critical {
                 since,
-                reason: format!("every connection down: {}", problems.join("; ")),
+                reason: format!(
+                    "no working path to the datacenter ({paths}): {}",
+                    problems.join("; ")
+                ),
             }
-        } else if all_shared_down {
-            VpnState::Critical {
+        } else if all_shared_down && pinned_answering > 0 {
+            VpnState::Degraded {
                 since,
-                reason: format!("every shared target unreachable: {}", problems.join("; ")),
+                reason: format!(
+                    "the VPN carries traffic but the shared targets do not answer ({paths}; {pinned_answering} tunnels' pinned targets answer): a failover in progress, or these hosts do not answer; {}",
+                    problems.join("; ")
+                ),
             }
         } else if !problems.is_empty() {
             VpnState::Degraded {
                 since,
-                reason: problems.join("; "),
+                reason: format!("{paths}: {}", problems.join("; ")),
             }
         } else if every_target_judged {
             VpnState::Ok { since }
@@ -464,6 +567,13 @@ impl HealthModel {
         }
         self.vpn = old.vpn.clone();
         let tunnel_ids: Vec<TunnelId> = config.tunnel_ids().collect();
+        self.failovers.adopt(&old.failovers, |old_id| {
+            mapping
+                .tunnels
+                .iter()
+                .find(|(_, o)| *o == old_id)
+                .map(|(new, _)| *new)
+        });
         for id in tunnel_ids.iter().copied() {
             let data = self.data_plane(id, now);
             settle(&mut self.tunnels[id.connection][id.tunnel].data_plane, data);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::alert::saved::SavedState;
+use crate::health::failover::Failover;
 use crate::health::{Verdict, VpnState};
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
 use crate::messages::{ProbeOutcome, TimeoutInForce};
@@ -55,6 +56,8 @@ pub enum Event {
     /// The one-line status changed (`OK: 4/4 tunnels up`); `vpn` is set when the VPN
     /// verdict changed kind with it (worth a log line).
     StatusLine { line: String, vpn: Option<VpnState> },
+    /// Traffic to the shared targets moved to another tunnel: how long they were lost.
+    Failover(Failover),
     /// Every target has reported once since start: the daemon is ready.
     FirstRound,
     /// A notification is due at a sink worker.

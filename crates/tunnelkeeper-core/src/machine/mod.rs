@@ -312,6 +312,9 @@ impl Core {
     }
 
     fn after_target(&mut self, target: TargetId, before: &str, changed: bool, at: Timestamp) {
+        for failover in self.model.take_fresh_failovers() {
+            self.events.push_back(Event::Failover(failover));
+        }
         let verdict = &self.model.target(target).verdict;
         // A reworded reason is not a change: only a change of kind is an event.
         if before != verdict.label() {

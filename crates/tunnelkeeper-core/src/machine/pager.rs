@@ -453,7 +453,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::MtuBlackHole
         | AlertClass::NotificationsFailing
         | AlertClass::TunnelLossy
-        | AlertClass::TunnelSlow => None,
+        | AlertClass::TunnelSlow
+        | AlertClass::SharedTargetsDown => None,
     }
 }
 

@@ -47,6 +47,13 @@ impl Validator<'_> {
             Duration::ZERO,
             day,
         );
+        let failover_grace = self.duration(
+            "alerts.failover_grace",
+            raw.failover_grace.as_ref(),
+            defaults.failover_grace,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        );
         let maintenance_severity = raw
             .maintenance_severity
             .as_ref()
@@ -67,6 +74,7 @@ impl Validator<'_> {
             flap_window,
             control_plane_unavailable_after,
             maintenance_grace,
+            failover_grace,
             maintenance_severity,
             severity_overrides,
             runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),

@@ -170,8 +170,11 @@ fn both_tunnels_down_makes_the_vpn_critical_and_recovery_makes_it_ok() {
     assert!(
         matches!(m.connection(0), ConnectionState::Down { reason, .. } if reason.starts_with("both tunnels down"))
     );
+    // The shared host still answering (some other way) is a path.
+    assert_eq!(m.vpn().token(), "DEGRADED");
+    feed(&mut m, DB, lost(), 11..14);
     assert!(
-        matches!(m.vpn(), VpnState::Critical { since, reason } if *since == t(11) && reason.starts_with("every connection down"))
+        matches!(m.vpn(), VpnState::Critical { since, reason } if *since == t(11) && reason.starts_with("no working path to the datacenter (0 of 2 tunnels up, 0 of 1 shared targets answer)"))
     );
     assert_eq!(m.vpn().token(), "CRITICAL");
 
@@ -182,18 +185,91 @@ fn both_tunnels_down_makes_the_vpn_critical_and_recovery_makes_it_ok() {
     feed(&mut m, A, ok(), 21..22);
     assert_eq!(m.vpn().token(), "DEGRADED");
     feed(&mut m, B, ok(), 22..24);
+    feed(&mut m, DB, ok(), 22..24);
     assert_eq!(m.vpn(), &VpnState::Ok { since: t(22) });
 }
 
 #[test]
-fn every_shared_target_down_is_critical_even_with_tunnels_up() {
+fn shared_targets_down_while_pinned_targets_answer_is_degraded_not_critical() {
     let mut m = healthy();
     feed(&mut m, DB, lost(), 10..13);
     assert!(
-        matches!(m.vpn(), VpnState::Critical { reason, .. } if reason.starts_with("every shared target unreachable"))
+        matches!(m.vpn(), VpnState::Degraded { reason, .. } if reason.starts_with("the VPN carries traffic but the shared targets do not answer (2 of 2 tunnels up, 0 of 1 shared targets answer; 2 tunnels' pinned targets answer)")),
+        "{:?}",
+        m.vpn()
     );
     feed(&mut m, DB, ok(), 20..22);
     assert_eq!(m.vpn().token(), "OK");
+}
+
+/// The VPN verdict, row by row: what each tunnel's pinned target and the shared target
+/// did (each fed three probes, `down_after` = 3), and the token that follows.
+#[test]
+fn the_vpn_is_critical_only_when_nothing_answers() {
+    // (name, A's pinned target, B's pinned target, shared target, token)
+    let rows: [(&str, bool, bool, bool, &str); 6] = [
+        ("everything answers", true, true, true, "OK"),
+        (
+            "one tunnel down: redundancy lost",
+            false,
+            true,
+            true,
+            "DEGRADED",
+        ),
+        (
+            "failover: a tunnel down, the shared host lost",
+            false,
+            true,
+            false,
+            "DEGRADED",
+        ),
+        (
+            "the shared host stops answering ping",
+            true,
+            true,
+            false,
+            "DEGRADED",
+        ),
+        (
+            "both tunnels down, the shared host answers another way",
+            false,
+            false,
+            true,
+            "DEGRADED",
+        ),
+        ("nothing answers", false, false, false, "CRITICAL"),
+    ];
+    for (name, a, b, db, token) in rows {
+        let mut m = healthy();
+        for (target, answers) in [(A, a), (B, b), (DB, db)] {
+            feed(&mut m, target, if answers { ok() } else { lost() }, 10..13);
+        }
+        assert_eq!(m.vpn().token(), token, "{name}: {:?}", m.vpn());
+    }
+}
+
+#[test]
+fn a_failover_is_measured_from_the_shared_hosts_first_loss_to_their_first_reply() {
+    let mut m = healthy();
+    // Tunnel A fails at 9 s; the shared host, routed through it, goes with it (the lost
+    // probe sent at 9 s times out at 10 s); the route moves to B, and the probe sent at
+    // 19 s answers in 5 ms.
+    feed(&mut m, A, lost(), 10..30);
+    feed(&mut m, DB, lost(), 10..20);
+    feed(&mut m, B, ok(), 10..30);
+    assert_eq!(m.vpn().token(), "DEGRADED");
+    assert_eq!(m.failovers().in_progress(), Some(t(9)));
+    m.handle_probe(DB, &ok(), t(19).plus(Duration::from_millis(5)));
+    let f = m
+        .failovers()
+        .latest_from(TUNNEL_A)
+        .expect("a failover")
+        .clone();
+    // Between the probes' sending times: lost from 9 s, back at 19 s.
+    assert_eq!((f.lost_at, f.restored_at), (t(9), t(19)));
+    assert_eq!(f.seconds(), 10.0);
+    assert_eq!(m.take_fresh_failovers(), vec![f]);
+    assert!(m.take_fresh_failovers().is_empty());
 }
 
 #[test]
