@@ -3,7 +3,7 @@
 //! re-exported here under their usual names; the core's pager decides what goes where.
 
 pub use tunnelkeeper_core::alert::{
-    brownout, conditions, engine, mtu, outbox, runbook, saved, view, wording,
+    engine, outbox, policy, runbook, saved, sink_health, view, wording,
 };
 
 pub mod sinks;

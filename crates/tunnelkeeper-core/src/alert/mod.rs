@@ -1,12 +1,9 @@
 //! Alerting, pure: the engine and its notifications, the conditions it is fed, the outbox
 //! of undelivered notifications, the saved state, and what notifications say.
 
-pub mod brownout;
-pub mod conditions;
 pub mod engine;
-pub mod mtu;
 pub mod outbox;
-pub mod paths;
+pub mod policy;
 pub mod runbook;
 pub mod saved;
 pub mod sink_health;

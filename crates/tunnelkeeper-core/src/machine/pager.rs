@@ -7,14 +7,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alert::brownout::brownouts;
-use crate::alert::conditions::{conditions, FlapTracker};
 use crate::alert::engine::NotificationStatus;
 use crate::alert::engine::{
     AlertEngine, AlertKey, AlertState, Condition, Conditions, Notification,
 };
-use crate::alert::mtu::black_holes;
 use crate::alert::outbox::Outbox;
+use crate::alert::policy::{self, FlapTracker, Inputs};
 use crate::alert::saved::{SavedState, VERSION};
 use crate::alert::sink_health::{SinkHealth, SinksHealth};
 use crate::alert::view::AlertView;
@@ -144,23 +142,17 @@ impl Pager {
         events: &mut VecDeque<Event>,
     ) {
         self.flaps.update(model, now);
-        let unavailable = control
-            .and_then(|c| c.failing_for(now))
-            .filter(|(d, _)| *d > self.config.alerts.control_plane_unavailable_after)
-            .map(|(d, error)| {
-                (
-                    Timestamp::from_millis(now.as_millis() - d.as_millis() as u64),
-                    error,
-                )
-            });
-        let mut conditions =
-            conditions(&self.config, model, control, &self.flaps, unavailable, now);
-        conditions.extend(black_holes(&self.config, path_mtu));
-        conditions.extend(brownouts(&self.config, model, history, now));
+        let mut conditions = policy::conditions(&Inputs {
+            config: &self.config,
+            model,
+            control,
+            flaps: &self.flaps,
+            path_mtu,
+            history,
+            sinks: &self.sinks,
+            now,
+        });
         fill_outage_starts(&mut conditions, &self.config, model);
-        if let Some(failing) = self.sinks.condition() {
-            conditions.insert(AlertKey::global(AlertClass::NotificationsFailing), failing);
-        }
         // Until EC2 has answered once, nobody knows whether its API is available.
         if control.is_some_and(|c| !c.has_succeeded()) {
             conditions

@@ -10,6 +10,12 @@ use crate::types::AlertClass;
 
 /// Returns the condition of every tunnel whose path MTU is measured: unknown until its
 /// first measurement (an alert restored from disk keeps its state until then).
+/// The policy's rule: [`black_holes`] of the tunnels measured.
+pub fn rule(inputs: &crate::alert::policy::Inputs<'_>) -> Conditions {
+    black_holes(inputs.config, inputs.path_mtu)
+}
+
+/// Active for each tunnel whose last measurement found a black hole.
 pub fn black_holes(config: &Config, path_mtu: &PathMtus) -> Conditions {
     let mut out = Conditions::new();
     if !config.mtu.enabled {

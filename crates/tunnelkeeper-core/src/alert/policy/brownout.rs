@@ -14,6 +14,12 @@ use crate::history::History;
 use crate::types::{AlertClass, Timestamp};
 
 /// Returns the brownout conditions of every tunnel with pinned targets.
+/// The policy's rule: [`brownouts`] of every tunnel.
+pub fn rule(inputs: &crate::alert::policy::Inputs<'_>) -> Conditions {
+    brownouts(inputs.config, inputs.model, inputs.history, inputs.now)
+}
+
+/// Each tunnel's `TunnelLossy` and `TunnelSlow` conditions.
 pub fn brownouts(
     config: &Config,
     model: &HealthModel,

@@ -5,6 +5,36 @@ use crate::messages::{
 };
 use crate::types::{OutsideIp, Severity, TargetId, VpnConnectionId};
 
+/// The outage rule's conditions with SharedTargetsDown's, maintenance's and
+/// ConnectionNotFound's (what `conditions()` gave before the policy became a table); `_unavailable` is the control plane rule's business now.
+fn conditions(
+    config: &Config,
+    model: &HealthModel,
+    control: Option<&ControlPlane>,
+    flaps: &FlapTracker,
+    _unavailable: Option<(Timestamp, String)>,
+    now: Timestamp,
+) -> Conditions {
+    let history = crate::history::History::new(&std::sync::Arc::new(config.clone()));
+    let sinks = crate::alert::sink_health::SinksHealth::new(config);
+    let path_mtu = crate::health::path_mtu::PathMtus::new(config);
+    let inputs = Inputs {
+        config,
+        model,
+        control,
+        flaps,
+        path_mtu: &path_mtu,
+        history: &history,
+        sinks: &sinks,
+        now,
+    };
+    let mut out = rule(&inputs);
+    out.extend(crate::alert::policy::shared_targets_down::rule(&inputs));
+    out.extend(crate::alert::policy::maintenance_pending::rule(&inputs));
+    out.extend(crate::alert::policy::connection_not_found::rule(&inputs));
+    out
+}
+
 const CONFIG: &str = r#"
     [aws]
     poll_interval = "10s"

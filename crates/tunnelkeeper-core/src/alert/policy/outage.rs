@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
-use crate::alert::paths;
+use crate::alert::policy::paths;
+use crate::alert::policy::Inputs;
 use crate::config::{Config, ReloadMapping};
 use crate::health::maintenance::MaintenancePhase;
 use crate::health::{ConnectionState, ControlPlane, HealthModel, Verdict, VpnState};
@@ -86,7 +87,7 @@ impl FlapTracker {
 }
 
 /// An active condition with what its page says.
-fn active(
+pub(super) fn active(
     summary: impl Into<String>,
     reason: impl Into<String>,
     vpn_id: Option<String>,
@@ -120,7 +121,7 @@ fn replacement_text(phase: MaintenancePhase) -> String {
 
 /// Calls out `StartupAction=add`, with which AWS waits for the customer gateway after a
 /// replacement.
-fn startup_add_text(startup_add: bool) -> &'static str {
+pub(super) fn startup_add_text(startup_add: bool) -> &'static str {
     if startup_add {
         "; StartupAction=add: after a replacement AWS waits for the customer gateway to start IKE, so send traffic from the datacenter or restart IKE on the customer gateway"
     } else {
@@ -331,21 +332,21 @@ fn connection_down(
 /// `TunnelDownAfterMaintenance` (at the configured severity) for `maintenance_grace`, its
 /// `TunnelDown` held; still down after the grace, `TunnelDown` pages (saying why) and the
 /// maintenance alert is held until the outage ends.
-pub fn conditions(
-    config: &Config,
-    model: &HealthModel,
-    control: Option<&ControlPlane>,
-    flaps: &FlapTracker,
-    control_unavailable: Option<(Timestamp, String)>,
-    now: Timestamp,
-) -> Conditions {
+pub fn rule(inputs: &Inputs<'_>) -> Conditions {
+    let Inputs {
+        config,
+        model,
+        control,
+        flaps,
+        now,
+        ..
+    } = *inputs;
     let mut out = Conditions::new();
     // Whether some tunnel's latest probe was lost while it counts as up: the VPN's alert
     // holds too, rather than resolve between two losses.
     let mut any_held = false;
     for (ci, c) in config.connections.iter().enumerate() {
         let mut connection_held = false;
-        let vpn = c.name.as_str();
         let vpn_id = c.id.as_ref().map(|id| id.to_string());
         for ti in 0..c.tunnels.len() {
             let id = TunnelId {
@@ -356,59 +357,6 @@ pub fn conditions(
             if let Some(probe_lost) = tunnel_conditions(world, id, &vpn_id, now, &mut out) {
                 connection_held = true;
                 any_held |= probe_lost;
-            }
-        }
-        if let Some((state, id)) = control.and_then(|cp| cp.not_found(ci)).zip(c.id.as_ref()) {
-            out.insert(
-                AlertKey::connection(AlertClass::ConnectionNotFound, vpn),
-                active(
-                    format!("{id} not found in EC2"),
-                    match state {
-                        "missing" => format!(
-                            "EC2 does not know connection {vpn} ({id}): deleted or replaced (a new customer gateway means a new connection), or in another account or Region; the config no longer matches AWS, and its tunnels' control plane is unknown"
-                        ),
-                        other => format!(
-                            "connection {vpn} ({id}) is {other} in EC2; the config no longer matches AWS, and its tunnels' control plane is unknown"
-                        ),
-                    },
-                    vpn_id.clone(),
-                ),
-            );
-        }
-        for (ti, t) in c.tunnels.iter().enumerate() {
-            let id = TunnelId {
-                connection: ci,
-                tunnel: ti,
-            };
-            let pending = control
-                .and_then(|cp| cp.maintenance(id))
-                .filter(|m| m.reading.pending_text().is_some());
-            if let Some(m) = pending {
-                let when = m
-                    .reading
-                    .auto_apply_after
-                    .map_or("at a time AWS has not given".to_string(), |t| {
-                        format!("after {t}")
-                    });
-                out.insert(
-                    AlertKey::tunnel(AlertClass::TunnelMaintenancePending, vpn, t.name.as_str()),
-                    active(
-                        format!("AWS maintenance pending, applied automatically {when}"),
-                        format!(
-                            "AWS announced tunnel endpoint maintenance ({}); AWS applies it by itself {when} (MaintenanceAutoAppliedAfter), and the tunnel goes down while its endpoint is replaced. Apply it earlier at a quiet time with ReplaceVpnTunnel (tunnel endpoint lifecycle control){}",
-                            m.reading.pending_text().unwrap_or_default(),
-                            startup_add_text(
-                                control
-                                    .and_then(|cp| cp.tunnel_reading(id))
-                                    .and_then(|r| r.options.as_ref())
-                                    .is_some_and(|o| {
-                                        o.startup_action.as_deref().unwrap_or("add") == "add"
-                                    })
-                            )
-                        ),
-                        vpn_id.clone(),
-                    ),
-                );
             }
         }
         let (key, condition) = connection_down(config, model, ci, connection_held);
@@ -444,15 +392,6 @@ pub fn conditions(
                 out.insert(key, Condition::Unknown);
             }
         }
-    }
-    if let Some((key, condition)) = paths::shared_targets_down(config, model, now) {
-        out.insert(key, condition);
-    }
-    if let Some((since, error)) = control_unavailable {
-        out.insert(
-            AlertKey::global(AlertClass::ControlPlaneUnavailable),
-            paths::control_plane_unavailable(control, since, &error),
-        );
     }
     out
 }
