@@ -4,7 +4,8 @@
 //! a failover of the active tunnel (the shared host's route moving to the other tunnel) is
 //! never a critical, and is measured; datacenter hosts that stop answering ping while the
 //! tunnels carry traffic are a warning after the grace; a total outage pages the critical
-//! first. Needs root and iproute2, nftables, util-linux and procps: every test is
+//! first; a tunnel renamed mid-outage keeps its page, and a restart mid-outage keeps when
+//! the outage began. Needs root and iproute2, nftables, util-linux and procps: every test is
 //! `#[ignore]`d by default.
 
 mod common;
@@ -23,6 +24,9 @@ struct Scenario {
     lab: Lab,
     double: AwsDouble,
     daemon: Daemon,
+    /// The config file and the state directory, for reloads and restarts.
+    config: std::path::PathBuf,
+    state: std::path::PathBuf,
 }
 
 /// Starts the double and the daemon in a fresh lab (the connection polled in EC2 when
@@ -86,6 +90,21 @@ kind = "log"
         ),
     );
     let state = temp_dir("scenario-state");
+    let daemon = start_daemon(&lab, &config, &state);
+    daemon.wait_for("/health", Duration::from_secs(15), |status, body| {
+        status == 200 && body.starts_with("TUNNELKEEPER OK")
+    });
+    Scenario {
+        lab,
+        double,
+        daemon,
+        config,
+        state,
+    }
+}
+
+/// Starts the daemon in the lab's VPC on `config` and `state`.
+fn start_daemon(lab: &Lab, config: &std::path::Path, state: &std::path::Path) -> Daemon {
     let mut command = lab.exec(&lab.vpc, binary());
     command.args([
         "run",
@@ -100,15 +119,7 @@ kind = "log"
     for (k, v) in aws_env() {
         command.env(k, v);
     }
-    let daemon = Daemon::spawn(command, Some(lab.reach()));
-    daemon.wait_for("/health", Duration::from_secs(15), |status, body| {
-        status == 200 && body.starts_with("TUNNELKEEPER OK")
-    });
-    Scenario {
-        lab,
-        double,
-        daemon,
-    }
+    Daemon::spawn(command, Some(lab.reach()))
 }
 
 /// Checks a `/status` body against docs/status.schema.json with python3-jsonschema, as
@@ -398,5 +409,123 @@ fn a_total_outage_pages_the_critical_first() {
     assert!(
         subjects[1].starts_with("[RESOLVED] VpnUnreachable"),
         "{subjects:?}"
+    );
+}
+
+/// The `since` of tunnel dc-a on `/status`.
+fn tunnel_a_since(s: &Scenario) -> String {
+    s.status()["connections"][0]["tunnels"][0]["since"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+fn a_tunnel_renamed_during_its_outage_keeps_its_page_and_resolves_once() {
+    need_lab();
+    let s = setup("", true, None);
+    s.lab.blackhole(1);
+    let (subjects, _) = s.wait_pages(1, Duration::from_secs(10));
+    assert!(
+        subjects[0].starts_with("[WARNING] TunnelDown dc-a"),
+        "{subjects:?}"
+    );
+    let since = tunnel_a_since(&s);
+    // Same outside IP, new name, the tunnels listed the other way round: the same tunnel.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let a = text.find("  [[vpn.tunnel]]\n  name = \"dc-a\"").unwrap();
+    let b = text.find("  [[vpn.tunnel]]\n  name = \"dc-b\"").unwrap();
+    let end = text.find("\n[[target]]").unwrap();
+    let (tunnel_a, tunnel_b) = (&text[a..b], &text[b..end]);
+    let renamed = format!(
+        "{}{}{}{}",
+        &text[..a],
+        tunnel_b,
+        tunnel_a.replace("dc-a", "dc-primary"),
+        &text[end..]
+    );
+    std::fs::write(&s.config, renamed).unwrap();
+    let pid = s.daemon.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    s.daemon
+        .wait_for("/status", Duration::from_secs(10), |_, b| {
+            b.contains("dc-primary")
+        });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        s.subjects(),
+        subjects,
+        "no RESOLVED at the rename, no second page; log:\n{}",
+        s.daemon.log()
+    );
+    let tunnel = s.status()["connections"][0]["tunnels"][1].clone();
+    assert_eq!(tunnel["name"], "dc-primary");
+    assert_eq!(tunnel["state"], "down");
+    assert_eq!(
+        tunnel["since"].as_str().unwrap(),
+        since,
+        "the outage's start kept"
+    );
+    assert!(s.daemon.log().contains("renamed to dc-primary of dc"));
+    s.lab.mend(1);
+    let (subjects, _) = s.wait_pages(2, Duration::from_secs(10));
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects[1].starts_with("[RESOLVED] TunnelDown dc-primary"),
+        "{subjects:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+fn a_restart_during_an_outage_keeps_when_it_began_and_pages_once() {
+    need_lab();
+    let mut s = setup("", true, None);
+    s.lab.blackhole(1);
+    let (subjects, _) = s.wait_pages(1, Duration::from_secs(10));
+    assert!(
+        subjects[0].starts_with("[WARNING] TunnelDown dc-a"),
+        "{subjects:?}"
+    );
+    let since = tunnel_a_since(&s);
+    s.daemon.stop("TERM", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    s.daemon = start_daemon(&s.lab, &s.config, &s.state);
+    s.daemon
+        .wait_for("/status", Duration::from_secs(15), |_, b| {
+            serde_json::from_str::<Value>(b)
+                .is_ok_and(|j| j["connections"][0]["tunnels"][0]["state"] == "down")
+        });
+    assert_eq!(
+        tunnel_a_since(&s),
+        since,
+        "down since the first lost probe before the restart, not the restart"
+    );
+    let health = s.daemon.get("/health").1;
+    assert!(
+        health.contains(&format!("tunnel dc-a: down since {}", &since[..19]))
+            || health.contains(&since[..19]),
+        "{health}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.subjects(), subjects, "no second page after the restart");
+    s.lab.mend(1);
+    let (subjects, _) = s.wait_pages(2, Duration::from_secs(10));
+    assert!(
+        subjects[1].starts_with("[RESOLVED] TunnelDown dc-a"),
+        "{subjects:?}"
+    );
+    let (_, messages) = s
+        .pages()
+        .into_iter()
+        .unzip::<_, _, Vec<String>, Vec<String>>();
+    assert!(
+        messages[1].contains(&format!("From {}", &since[..19])),
+        "the RESOLVED measures from the outage's start: {}",
+        messages[1]
     );
 }

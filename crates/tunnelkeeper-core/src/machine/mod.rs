@@ -341,16 +341,20 @@ impl Core {
 
     fn tunnel_changed(&mut self, tunnel: TunnelId, at: Timestamp) {
         if let Some(i) = self.restored_outages.iter().position(|(t, _)| *t == tunnel) {
-            match &self.model.tunnel(tunnel).verdict {
-                Verdict::Down { .. } => {
+            let t = self.model.tunnel(tunnel);
+            match (&t.verdict, &t.data_plane) {
+                (Verdict::Down { .. }, _) => {
                     self.model
                         .backdate_outage(tunnel, self.restored_outages[i].1);
                     self.restored_outages.swap_remove(i);
                 }
-                Verdict::Up { .. } => {
+                // Up by the pings too: the outage ended while the daemon was away. Up by
+                // AWS's word alone (the first poll answers before the first probe round)
+                // says nothing yet.
+                (Verdict::Up { .. }, Verdict::Up { .. }) => {
                     self.restored_outages.swap_remove(i);
                 }
-                Verdict::Unknown { .. } => {}
+                (Verdict::Up { .. } | Verdict::Unknown { .. }, _) => {}
             }
         }
         let label = self.model.tunnel(tunnel).verdict.label();
