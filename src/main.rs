@@ -58,6 +58,15 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
+        Some(Command::TestPage { daemon, sink }) => {
+            let (code, text) = tunnelkeeper::cli::test_page::run(&daemon, sink.as_deref());
+            if code == 0 || code == 1 {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::from(code)
+        }
         Some(Command::Healthcheck { daemon }) => {
             match tunnelkeeper::cli::status::get(&daemon, "/-/healthy") {
                 Ok((200, _)) => ExitCode::SUCCESS,

@@ -132,6 +132,7 @@ proptest! {
                     NotificationStatus::Resolved => {
                         prop_assert!(open.remove(&n.key), "{} resolved without having fired", n.key);
                     }
+                    NotificationStatus::Test => prop_assert!(false, "the engine made a test page"),
                 }
                 if n.status == NotificationStatus::Firing {
                     last_firing.insert(n.key.clone(), now);

@@ -182,3 +182,30 @@ fn an_alert_stays_firing_while_any_instance_sees_it_and_ends_once_none_does() {
         cleared.elapsed()
     );
 }
+
+#[test]
+#[ignore = "needs prometheus-alertmanager"]
+fn test_page_posts_a_short_lived_test_alert_labelled_test() {
+    need_tool("prometheus-alertmanager", "prometheus-alertmanager");
+    let am = start_alertmanager();
+    let double = AwsDouble::start();
+    set_b(&double, "UP");
+    let config = config_for(&double, &am);
+    let daemon = Daemon::start(&["run", "--config", config.to_str().unwrap()], &aws_env());
+    let addr = daemon.addr.to_string();
+    let (code, out, err) = common::run_cli(&["test-page", "--addr", &addr]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok      alertmanager:"), "{out}");
+    let alerts = wait_for_alerts(&am, Duration::from_secs(5), |a| !a.is_empty());
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["labels"]["test"], "true", "{alerts:#?}");
+    let summary = alerts[0]["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("tunnelkeeper test page from ")
+            && summary.ends_with("no action needed"),
+        "{summary}"
+    );
+    // It ends by itself: never re-posted.
+    let left = wait_for_alerts(&am, LAPSE + Duration::from_secs(15), |a| a.is_empty());
+    assert!(left.is_empty(), "the test alert did not end: {left:#?}");
+}

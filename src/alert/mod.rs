@@ -9,3 +9,4 @@ pub use tunnelkeeper_core::alert::{
 pub mod sinks;
 pub mod state_file;
 pub mod state_writer;
+pub mod test_page;

@@ -3,6 +3,7 @@
 
 pub mod reload;
 pub mod status;
+pub mod test_page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,17 @@ pub enum Command {
         /// Print the raw /status JSON instead.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask a running daemon to send "[TEST] tunnelkeeper test page from <host>: no action
+    /// needed" through its sinks (or the one named) and print each sink's answer: exit 0
+    /// when every sink accepted it, 1 when one refused, 2 when the daemon refused, 3 when
+    /// unreachable. Allowed from the daemon's own host (loopback) or with the lifecycle API.
+    TestPage {
+        #[command(flatten)]
+        daemon: DaemonAddress,
+        /// Only this sink (its name, as in /status `sinks` and `tunnelkeeper status`).
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
     },
     /// Exit 0 when a daemon answers /-/healthy (the container health probe), 1 otherwise.
     Healthcheck {

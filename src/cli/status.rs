@@ -11,6 +11,16 @@ use serde_json::Value;
 
 /// Makes a GET request to a running daemon; returns the status code and body.
 pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> {
+    call(daemon, path, None, Duration::from_secs(5))
+}
+
+/// Makes a request to a running daemon (a POST with `body`); returns status and body.
+pub fn call(
+    daemon: &DaemonAddress,
+    path: &str,
+    body: Option<String>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let addr = &daemon.addr;
     let tls = daemon.tls_insecure || daemon.tls_ca_file.is_some();
     let options = CallOptions {
@@ -36,8 +46,8 @@ pub fn get(daemon: &DaemonAddress, path: &str) -> Result<(u16, String), String> 
         .block_on(crate::http_client::call(
             &format!("{scheme}://{addr}"),
             path,
-            None,
-            Duration::from_secs(5),
+            body,
+            timeout,
             &options,
         ))
         .map_err(|e| format!("cannot reach tunnelkeeper at {addr}: {e}"))?;

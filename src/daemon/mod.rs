@@ -176,11 +176,21 @@ pub async fn run_until(
     let security: SharedSecurity = Arc::new(RwLock::new(prepared.security.clone()));
     let (reload_health, reload_health_rx) =
         watch::channel(ReloadHealth::started(shared.started_at));
+    // Test pages go through the running config's sinks (replaced on reload).
+    let (test_pages_tx, test_pages_rx) = mpsc::channel(4);
+    let (test_sinks_tx, test_sinks_rx) =
+        watch::channel((prepared.config.clone(), prepared.sdk.clone()));
+    lasting.spawn(crate::alert::test_page::serve(
+        test_pages_rx,
+        test_sinks_rx,
+        cancel.clone(),
+    ));
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
         reload: Some(reload_tx),
         lifecycle: lifecycle.clone(),
+        test_pages: Some(test_pages_tx),
         security: security.clone(),
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
@@ -236,6 +246,7 @@ pub async fn run_until(
                     info!(%change, "config change");
                 }
                 prepared = next;
+                test_sinks_tx.send_replace((prepared.config.clone(), prepared.sdk.clone()));
                 lifecycle.store(prepared.config.enable_lifecycle, Ordering::Release);
                 // Certificates and users as the new config has them (read by prepare).
                 *security.write().unwrap_or_else(|p| p.into_inner()) = prepared.security.clone();

@@ -24,6 +24,7 @@ use crate::snapshot::Snapshot;
 pub mod page;
 pub mod security;
 mod server;
+mod test_page;
 
 pub use server::{
     serve, HEADER_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTION_AGE, MAX_HEADER_BYTES,
@@ -40,6 +41,8 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Whether the running config enables `POST /-/reload`.
     pub lifecycle: Arc<AtomicBool>,
+    /// Where `POST /-/test-page` asks for a test page; `None` disables it.
+    pub test_pages: Option<mpsc::Sender<crate::alert::test_page::TestPageRequest>>,
     /// TLS and basic auth in force.
     pub security: security::SharedSecurity,
     /// The core loops (monitor first): `/-/healthy` fails when one stops, and `/health`
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/-/test-page", post(test_page::test_page))
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), require_user))
@@ -445,6 +449,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(ready)),
             reload: None,
             lifecycle: Arc::new(AtomicBool::new(false)),
+            test_pages: None,
             security: security::shared(security::Security::open()),
             watched,
             reload_health: watch::channel(crate::reload::ReloadHealth::started(
@@ -648,6 +653,30 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn test_page_is_allowed_from_loopback_only_while_the_lifecycle_api_is_off() {
+        let from = |peer: &str| {
+            let mut request = HttpRequest::builder()
+                .method(Method::POST)
+                .uri("/-/test-page")
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(Peer(peer.parse().unwrap()));
+            request
+        };
+        let remote = app(&[], true)
+            .oneshot(from("10.0.1.7:40000"))
+            .await
+            .unwrap();
+        assert_eq!(remote.status(), StatusCode::FORBIDDEN);
+        // From loopback it passes the check (and finds no daemon task in this test).
+        let local = app(&[], true)
+            .oneshot(from("127.0.0.1:40000"))
+            .await
+            .unwrap();
+        assert_eq!(local.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[tokio::test]

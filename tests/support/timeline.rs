@@ -499,6 +499,7 @@ impl Harness {
             status: match n.status {
                 tunnelkeeper::alert::engine::NotificationStatus::Firing => "FIRING",
                 tunnelkeeper::alert::engine::NotificationStatus::Resolved => "RESOLVED",
+                tunnelkeeper::alert::engine::NotificationStatus::Test => "TEST",
             },
             repeat: n.repeat,
         });

@@ -242,6 +242,7 @@ fn check(run: &Run) -> Result<(), TestCaseError> {
                 prop_assert!(*was, "{class} resolved unpaged at {s}: {:?}", run.pages);
                 *was = false;
             }
+            NotificationStatus::Test => prop_assert!(false, "the engine made a test page"),
         }
         // A tunnel page follows a real outage of that tunnel within the last 20 s.
         if let (Some(i), "TunnelDown", NotificationStatus::Firing, false) =

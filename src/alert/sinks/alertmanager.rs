@@ -54,6 +54,11 @@ pub fn alertmanager_body(
             if let Some(t) = &n.key.tunnel {
                 labels.insert("tunnel".into(), json!(t));
             }
+            // A test page is marked so that routes can tell it apart; it ends by itself
+            // within AM_LAPSE, as it is never re-posted.
+            if n.status == crate::alert::engine::NotificationStatus::Test {
+                labels.insert("test".into(), json!("true"));
+            }
             // Alertmanager takes strings only: absent annotations are left out.
             let mut annotations = serde_json::Map::new();
             annotations.insert("summary".into(), json!(n.details.summary));
@@ -132,6 +137,18 @@ impl AlertmanagerSink {
             }
         }
     }
+}
+
+/// Posts one test alert (`tunnelkeeper test-page`): labelled `test="true"`, ending
+/// within [`AM_LAPSE`]; returns Alertmanager's refusal, if any.
+pub async fn post_test_alert(
+    url: &str,
+    test: Notification,
+    ctx: &PageContext,
+    now: Timestamp,
+) -> Result<(), String> {
+    let body = alertmanager_body(&[AmAlert { notification: test }], ctx, now).to_string();
+    post_json(url, "/api/v2/alerts", body).await
 }
 
 /// POSTs the alerts and checks for a 2xx answer.

@@ -31,6 +31,7 @@ impl Deliver for LogSink {
                 runbook = %self.ctx.runbook(n),
                 "ALERT {subject}"
             ),
+            NotificationStatus::Test => info!(alert = n.key.class.name(), "ALERT {subject}"),
             NotificationStatus::Resolved => info!(
                 alert = n.key.class.name(),
                 key = %n.key,

@@ -6,7 +6,7 @@ mod alertmanager;
 mod log;
 mod sns;
 
-pub use alertmanager::{alertmanager_body, AlertmanagerSink, AmAlert, AM_RESEND};
+pub use alertmanager::{alertmanager_body, post_test_alert, AlertmanagerSink, AmAlert, AM_RESEND};
 pub use log::LogSink;
 pub use sns::SnsSink;
 

@@ -338,6 +338,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
         ready: Arc::new(AtomicBool::new(true)),
         reload: None,
         lifecycle: Arc::new(AtomicBool::new(false)),
+        test_pages: None,
         security: security::shared(security),
         watched,
         reload_health: watch::channel(crate::reload::ReloadHealth::started(

@@ -124,6 +124,9 @@ pub enum NotificationStatus {
     Firing,
     /// The alert has cleared.
     Resolved,
+    /// A test page (`tunnelkeeper test-page`) that proves the pager path: it says so and
+    /// asks for nothing. Never made by the engine.
+    Test,
 }
 
 /// Something to tell the sinks.

@@ -120,6 +120,7 @@ pub fn subject(n: &Notification) -> String {
     let tag = match n.status {
         NotificationStatus::Resolved => "RESOLVED".to_string(),
         NotificationStatus::Firing => n.severity.label().to_ascii_uppercase(),
+        NotificationStatus::Test => return clean(&format!("[TEST] {}", n.details.summary)),
     };
     let text = clean(&format!(
         "[{tag}] {} {}: {}",
@@ -155,6 +156,10 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
             if n.repeat { format!(" (still firing, {} so far)", duration_text(n.created_at.since(outage_start(n)))) } else { String::new() },
             ctx.runbook(n),
             reason
+        ),
+        NotificationStatus::Test => format!(
+            "[TEST] {}.\nSent by `tunnelkeeper test-page` at {} to prove the pager path; nothing is wrong.\n",
+            n.details.summary, n.created_at
         ),
         NotificationStatus::Resolved => format!(
             "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
@@ -198,6 +203,28 @@ fn status_label(n: &Notification) -> &'static str {
     match n.status {
         NotificationStatus::Firing => "firing",
         NotificationStatus::Resolved => "resolved",
+        NotificationStatus::Test => "test",
+    }
+}
+
+/// Returns the test page `tunnelkeeper test-page` sends through every sink:
+/// "[TEST] tunnelkeeper test page from <host>: no action needed".
+pub fn test_page(host: &str, now: crate::types::Timestamp) -> Notification {
+    Notification {
+        key: crate::alert::engine::AlertKey::global(crate::types::AlertClass::NotificationsFailing),
+        severity: crate::types::Severity::Info,
+        status: NotificationStatus::Test,
+        repeat: false,
+        details: crate::alert::engine::Details {
+            summary: format!("tunnelkeeper test page from {host}: no action needed"),
+            reason: "a test page; nothing is wrong".into(),
+            vpn_id: None,
+            severity: None,
+            since: None,
+        },
+        starts_at: now,
+        ends_at: None,
+        created_at: now,
     }
 }
 
@@ -231,6 +258,7 @@ pub fn notification_id(n: &Notification) -> String {
     let status = match n.status {
         NotificationStatus::Firing => "firing",
         NotificationStatus::Resolved => "resolved",
+        NotificationStatus::Test => "test",
     };
     stable_hash(&format!(
         "{}|{}|{status}|{}",

@@ -193,6 +193,8 @@ impl Pager {
                 let told = match n.status {
                     NotificationStatus::Firing => !self.sinks.is_failing(i),
                     NotificationStatus::Resolved => self.told_failing.contains(&i),
+                    // Test pages never come from the engine.
+                    NotificationStatus::Test => false,
                 };
                 if !told {
                     continue;
