@@ -8,9 +8,9 @@
 //! writes of the state file. The whole chain from a probe result to a notification runs
 //! here without a runtime, so tests drive it with made-up times.
 //!
-//! One record per target: the verdict and its hysteresis ([`HealthModel`]), the counters
-//! and recent window ([`TargetStats`]) and the smoke-chart series ([`History`]) are all
-//! updated here, once per observation, and every view reads them.
+//! A target's verdict and hysteresis ([`HealthModel`]), its counters and recent window
+//! ([`TargetStats`]) and its smoke-chart series ([`History`]) are updated here, in one
+//! place, once per observation; every view reads them from the core.
 
 mod event;
 mod pager;
@@ -135,6 +135,14 @@ impl Core {
             new.adopt(old, &config);
         }
         next.status_line = self.status_line;
+        next.restored_outages = self
+            .restored_outages
+            .iter()
+            .filter_map(|&(old, since)| {
+                let new = mapping.tunnels.iter().find(|(_, o)| *o == old)?.0;
+                Some((new, since))
+            })
+            .collect();
         next.first_round_done = next.stats.iter().all(|s| s.summary_sent() > 0);
         next.announce_all();
         next.pager.save_now(now, &mut next.events);
