@@ -124,8 +124,26 @@ impl Pager {
             outbox,
             jitter: self.jitter,
             saved: self.saved,
-            restored: Vec::new(),
-            hold_restored_until: None,
+            // A reload within the hold after a restart keeps the hold (under new names).
+            restored: self
+                .restored
+                .iter()
+                .map(|key| {
+                    match key
+                        .vpn
+                        .as_deref()
+                        .and_then(|v| mapping.renamed(v, key.tunnel.as_deref()))
+                    {
+                        Some((vpn, tunnel)) => AlertKey {
+                            vpn: Some(vpn.to_string()),
+                            tunnel: tunnel.map(str::to_string),
+                            ..key.clone()
+                        },
+                        None => key.clone(),
+                    }
+                })
+                .collect(),
+            hold_restored_until: self.hold_restored_until,
         }
     }
 
@@ -153,12 +171,6 @@ impl Pager {
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
-        // Until EC2 has answered once, nobody knows whether its API is available.
-        if control.is_some_and(|c| !c.has_succeeded()) {
-            conditions
-                .entry(AlertKey::global(AlertClass::ControlPlaneUnavailable))
-                .or_insert(Condition::Unknown);
-        }
         if let Some(until) = self.hold_restored_until {
             if settled || now >= until {
                 self.hold_restored_until = None;
