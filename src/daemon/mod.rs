@@ -176,15 +176,7 @@ pub async fn run_until(
     let security: SharedSecurity = Arc::new(RwLock::new(prepared.security.clone()));
     let (reload_health, reload_health_rx) =
         watch::channel(ReloadHealth::started(shared.started_at));
-    // Test pages go through the running config's sinks (replaced on reload).
-    let (test_pages_tx, test_pages_rx) = mpsc::channel(4);
-    let (test_sinks_tx, test_sinks_rx) =
-        watch::channel((prepared.config.clone(), prepared.sdk.clone()));
-    lasting.spawn(crate::alert::test_page::serve(
-        test_pages_rx,
-        test_sinks_rx,
-        cancel.clone(),
-    ));
+    let (test_pages_tx, test_sinks_tx) = spawn_test_pages(&lasting, &prepared, &cancel);
     let app = http::router(AppState {
         snapshots: snapshots_rx,
         ready: ready.clone(),
@@ -281,6 +273,18 @@ pub async fn run_until(
         let _ = request.respond.send(answer);
     }
 
+    shut_down(&shared, pingers, generation, lasting).await;
+    Ok(())
+}
+
+/// Stops the pingers, the running generation (which saves the alert state) and the tasks
+/// that last across generations, each within [`DRAIN`].
+async fn shut_down(
+    shared: &Lasting,
+    mut pingers: PingerPool,
+    generation: Generation,
+    lasting: TaskTracker,
+) {
     info!("shutting down");
     shared.notifier.notify("STOPPING=1");
     pingers.stop(DRAIN).await;
@@ -293,7 +297,6 @@ pub async fn run_until(
     }
     lasting.close();
     let _ = tokio::time::timeout(DRAIN, lasting.wait()).await;
-    Ok(())
 }
 
 /// Opens the state directory; without a `state_dir` in the config, a user who cannot
@@ -613,6 +616,26 @@ fn start_sinks(
         }
     }
     sinks
+}
+
+/// Starts the task that sends test pages through the running config's sinks; returns its
+/// request channel and where the config goes on reload.
+fn spawn_test_pages(
+    lasting: &TaskTracker,
+    prepared: &Prepared,
+    cancel: &CancellationToken,
+) -> (
+    mpsc::Sender<crate::alert::test_page::TestPageRequest>,
+    watch::Sender<crate::alert::test_page::Sinks>,
+) {
+    let (requests_tx, requests_rx) = mpsc::channel(4);
+    let (sinks_tx, sinks_rx) = watch::channel((prepared.config.clone(), prepared.sdk.clone()));
+    lasting.spawn(crate::alert::test_page::serve(
+        requests_rx,
+        sinks_rx,
+        cancel.clone(),
+    ));
+    (requests_tx, sinks_tx)
 }
 
 /// Ends a generation and returns what its monitor knew; `None` if the monitor died (the
