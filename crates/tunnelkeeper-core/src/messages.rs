@@ -535,11 +535,21 @@ pub struct TunnelOptionsReading {
 }
 
 impl TunnelOptionsReading {
+    /// The tunnel's `StartupAction`, AWS's default `add` when EC2 does not say.
+    pub fn startup_action(&self) -> &str {
+        self.startup_action.as_deref().unwrap_or("add")
+    }
+
+    /// True with `StartupAction=add`: after a drop or a replacement AWS waits for the
+    /// customer gateway to start IKE.
+    pub fn startup_add(&self) -> bool {
+        self.startup_action() == "add"
+    }
+
     /// True when a dropped tunnel stays down until the datacenter sends traffic:
     /// `StartupAction=add` with `DpdTimeoutAction=clear` (both AWS's defaults).
     pub fn waits_for_datacenter(&self) -> bool {
-        self.startup_action.as_deref().unwrap_or("add") == "add"
-            && self.dpd_timeout_action.as_deref().unwrap_or("clear") == "clear"
+        self.startup_add() && self.dpd_timeout_action.as_deref().unwrap_or("clear") == "clear"
     }
 }
 

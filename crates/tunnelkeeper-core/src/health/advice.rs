@@ -236,8 +236,7 @@ fn option_findings(
 /// Names the options in which two tunnels differ.
 fn option_differences(a: &TunnelOptionsReading, b: &TunnelOptionsReading) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if a.startup_action.as_deref().unwrap_or("add") != b.startup_action.as_deref().unwrap_or("add")
-    {
+    if a.startup_action() != b.startup_action() {
         out.push("StartupAction");
     }
     if a.dpd_timeout_action.as_deref().unwrap_or("clear")

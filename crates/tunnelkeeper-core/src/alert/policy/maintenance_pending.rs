@@ -39,9 +39,7 @@ pub fn rule(inputs: &Inputs<'_>) -> Conditions {
                             control
                                 .and_then(|cp| cp.tunnel_reading(id))
                                 .and_then(|r| r.options.as_ref())
-                                .is_some_and(|o| {
-                                    o.startup_action.as_deref().unwrap_or("add") == "add"
-                                })
+                                .is_some_and(|o| o.startup_add())
                         )
                     ),
                     vpn_id.clone(),

@@ -159,7 +159,7 @@ fn tunnel_conditions(
             let startup_add = control
                 .and_then(|cp| cp.tunnel_reading(id))
                 .and_then(|r| r.options.as_ref())
-                .is_some_and(|o| o.startup_action.as_deref().unwrap_or("add") == "add");
+                .is_some_and(|o| o.startup_add());
             match phase {
                 Some(p @ MaintenancePhase::Grace { until, .. }) => {
                     out.insert(key, Condition::Unknown);
