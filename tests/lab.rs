@@ -159,11 +159,7 @@ fn start_daemon(
         Mode::RawRoot => lab.exec(&lab.vpc, binary()),
         Mode::DgramUnprivileged => {
             lab.allow_unprivileged_ping();
-            // A copy anyone can run, whatever the permissions on the build directory.
-            let bin = temp_dir("bin").join("tunnelkeeper");
-            if !bin.exists() {
-                std::fs::copy(binary(), &bin).unwrap();
-            }
+            let bin = unprivileged_binary();
             for path in [bin.parent().unwrap(), state] {
                 Command::new("chown")
                     .args(["-R", "65534:65534", path.to_str().unwrap()])
@@ -195,6 +191,23 @@ fn start_daemon(
         command.env(k, v);
     }
     Daemon::spawn(command, Some(lab.reach()))
+}
+
+/// A copy of the binary anyone can run, whatever the permissions on the build directory:
+/// one fixed path, replaced by rename once per test process (a daemon still running the
+/// previous copy keeps its inode), so runs do not pile up copies in /tmp.
+fn unprivileged_binary() -> std::path::PathBuf {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join("tunnelkeeper-lab-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("tunnelkeeper");
+        let fresh = dir.join(format!("tunnelkeeper.{}", std::process::id()));
+        std::fs::copy(binary(), &fresh).unwrap();
+        std::fs::rename(&fresh, &bin).unwrap();
+        bin
+    })
+    .clone()
 }
 
 impl Scenario {
