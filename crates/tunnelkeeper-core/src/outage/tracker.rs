@@ -290,11 +290,15 @@ impl OutageTracker {
             return;
         };
         let episode = self.open.swap_remove(i);
-        // The up verdict's `since` is when the first reply of the streak came; never
-        // before the start, never after now.
-        let ended_at = ended_at
-            .max(episode.started_at)
-            .min(now.max(episode.started_at));
+        // The up verdict's `since` is when the first reply of the streak came. One at or
+        // before the start is AWS's LastStatusChange of an earlier change (EC2 does not
+        // always move it): then the end is when the core saw it.
+        let ended_at = if ended_at > episode.started_at {
+            ended_at.min(now)
+        } else {
+            now
+        };
+        let ended_at = ended_at.max(episode.started_at);
         let (kind, connection, what) = match scope {
             Scope::Tunnel(t) => (
                 OutageKind::Tunnel,
