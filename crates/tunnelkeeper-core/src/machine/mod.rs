@@ -13,6 +13,8 @@
 //! place, once per observation; every view reads them from the core.
 
 mod event;
+#[cfg(test)]
+mod outage_tests;
 mod pager;
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,3 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     }
 }
-
-#[cfg(test)]
-mod core_tests;

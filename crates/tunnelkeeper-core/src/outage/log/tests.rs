@@ -36,7 +36,9 @@ fn reading_skips_what_it_cannot_read_and_keeps_the_rest() {
     let b = encode_line(&record("b", "dc-b", 200, 260));
     let newer =
         encode_line(&record("c", "dc-a", 300, 360)).replace("\"version\":1", "\"version\":9");
-    let cases: Vec<(&str, String, Vec<&str>, Vec<usize>, bool)> = vec![
+    // (what, file text, ids read, lines skipped, torn end)
+    type Case<'a> = (&'a str, String, Vec<&'a str>, Vec<usize>, bool);
+    let cases: Vec<Case> = vec![
         ("empty file", String::new(), vec![], vec![], false),
         (
             "two records",
