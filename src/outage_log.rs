@@ -155,22 +155,24 @@ fn write_loop(
         records.push(record);
         prune(&mut records, now);
         let kept = records.len();
-        *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(records.clone());
-        let Some(path) = path else { continue };
-        match append(path, &line) {
-            Ok(()) => lines += 1,
-            Err(e) => {
-                error!(path = %path.display(), error = %e, "an outage record cannot be written to the log")
-            }
-        }
-        if should_rewrite(lines, kept) {
-            match rewrite(path, &records) {
-                Ok(()) => lines = kept,
+        if let Some(path) = path {
+            match append(path, &line) {
+                Ok(()) => lines += 1,
                 Err(e) => {
-                    error!(path = %path.display(), error = %e, "the outage log cannot be pruned")
+                    error!(path = %path.display(), error = %e, "an outage record cannot be written to the log")
+                }
+            }
+            if should_rewrite(lines, kept) {
+                match rewrite(path, &records) {
+                    Ok(()) => lines = kept,
+                    Err(e) => {
+                        error!(path = %path.display(), error = %e, "the outage log cannot be pruned")
+                    }
                 }
             }
         }
+        // Shown once on disk: what /outages lists survives a kill -9.
+        *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(records);
     }
 }
 
