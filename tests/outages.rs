@@ -84,13 +84,50 @@ fn an_outage_is_recorded_served_and_kept_across_a_restart() {
     let (status, body) = daemon.get("/outages?since=last-night");
     assert_eq!(status, 400);
     assert!(body.contains("since=\"last-night\""), "{body}");
+    // The incident bundle: the record, its pages, the minutes of dc-a and its sibling.
     let (status, body) = daemon.get(&format!("/outages/{id}"));
     assert_eq!(status, 200, "{body}");
+    let bundle: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(bundle["outage"], record);
+    assert_eq!(bundle["pages"], record["pages"]);
+    let tunnels: Vec<(&str, &str)> = bundle["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tunnel"].as_str().unwrap(), t["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tunnels, [("dc-a", "outage"), ("dc-b", "sibling")], "{body}");
+    let sent: u64 = bundle["tunnels"][0]["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sent"].as_u64().unwrap())
+        .sum();
+    assert!(sent > 0, "the minutes of the pings through dc-a: {body}");
+    let (status, csv) = daemon.get(&format!("/outages/{id}?format=csv"));
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        csv.starts_with("connection,tunnel,role,at,minutes,sent,lost,"),
+        "{csv}"
+    );
+    assert!(csv.contains("\ndc,dc-b,sibling,"), "{csv}");
+    assert_eq!(daemon.get(&format!("/outages/{id}?format=xml")).0, 400);
+    assert_eq!(daemon.get("/outages/tunnel-1-deadbeef").0, 404);
+    let addr = daemon.addr.to_string();
+    let (code, out, err) = common::run_cli(&["outages", "--addr", &addr]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("{id}  ")), "{out}");
+    let (code, out, err) = common::run_cli(&["outages", "--addr", &addr, "--export", &id]);
+    assert_eq!(code, 0, "{err}");
     assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["id"],
+        serde_json::from_str::<Value>(&out).unwrap()["outage"]["id"],
         id.as_str()
     );
-    assert_eq!(daemon.get("/outages/tunnel-1-deadbeef").0, 404);
+    let (code, out, _) = common::run_cli(&["outages", "--addr", &addr, "--export", &id, "--csv"]);
+    assert_eq!((code, csv.as_str()), (0, out.as_str()));
+    let (code, _, err) = common::run_cli(&["outages", "--addr", &addr, "--export", "nope"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/outages/nope: no such outage"), "{err}");
     let (_, page) = daemon.get("/");
     assert!(page.contains("Recent outages"), "{page}");
     assert!(page.contains(&format!("/outages/{id}")), "{page}");

@@ -270,3 +270,75 @@ fn a_reload_during_an_outage_keeps_it_open() {
     assert_eq!((r.started_at, r.ended_at), (t(10), t(30)));
     assert_eq!(r.tunnels, ["dc-east"]);
 }
+
+#[test]
+fn a_bundle_holds_the_minutes_of_the_tunnel_and_its_sibling() {
+    use crate::outage::bundle::{build, minutes_csv, MARGIN};
+    let mut core = new_core(None, t(0));
+    let seen = run(&mut core, 0..40, |target, s| {
+        target != A || !(10..20).contains(&s)
+    });
+    let record = &seen.records[0];
+    let history = core.history().lock().unwrap();
+    let bundle = build(record, &history, t(40));
+    assert_eq!(bundle.outage, *record);
+    assert_eq!(bundle.pages, record.pages);
+    assert_eq!(
+        bundle.from,
+        Timestamp::from_millis(t(10).as_millis() - MARGIN.as_millis() as u64)
+    );
+    assert_eq!(bundle.to, t(40), "not past now");
+    let roles: Vec<(&str, &str)> = bundle
+        .tunnels
+        .iter()
+        .map(|t| (t.tunnel.as_str(), t.role))
+        .collect();
+    assert_eq!(roles, [("dc-a", "outage"), ("dc-b", "sibling")]);
+    let lost = |i: usize| -> u32 {
+        bundle.tunnels[i]
+            .minutes
+            .iter()
+            .map(|m| u32::from(m.lost))
+            .sum()
+    };
+    assert_eq!((lost(0), lost(1)), (10, 0));
+    let sent: u32 = bundle.tunnels[0]
+        .minutes
+        .iter()
+        .map(|m| u32::from(m.sent))
+        .sum();
+    assert_eq!(sent, 40);
+    assert!(bundle.tunnels[0]
+        .minutes
+        .iter()
+        .any(|m| m.marks.contains(&"down")));
+    // 31 minutes of window at one row a minute (the minute of the start included).
+    assert!(
+        bundle.tunnels[0].minutes.len() >= 30,
+        "{}",
+        bundle.tunnels[0].minutes.len()
+    );
+    assert!(bundle.note.is_none());
+    let csv = minutes_csv(&bundle);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("connection,tunnel,role,at,minutes,sent,lost,rtt_p10_ms,rtt_p50_ms,rtt_p90_ms,marks")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(
+        rows.len(),
+        bundle
+            .tunnels
+            .iter()
+            .map(|t| t.minutes.len())
+            .sum::<usize>()
+    );
+    assert!(
+        rows.iter()
+            // The minute it went down (10 of 20 probes lost) and came back up.
+            .any(|r| r.starts_with("dc,dc-a,outage,")
+                && r.ends_with(",1,20,10,5.000,5.000,5.000,down up")),
+        "{csv}"
+    );
+}

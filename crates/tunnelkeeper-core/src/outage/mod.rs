@@ -1,8 +1,10 @@
 //! The outage log, pure: what one ended outage or failover was ([`OutageRecord`]), how
 //! the core builds records as verdicts change ([`OutageTracker`]), and how records are
-//! written, read back, pruned and filtered ([`log`]). The shell only appends lines to a
+//! written, read back, pruned and filtered ([`log`]), and what one outage's incident
+//! bundle holds ([`bundle`]). The shell only appends lines to a
 //! file and serves them.
 
+pub mod bundle;
 pub mod log;
 mod tracker;
 
