@@ -1,8 +1,7 @@
 //! The outage log, pure: what one ended outage or failover was ([`OutageRecord`]), how
-//! the core builds records as verdicts change ([`OutageTracker`]), and how records are
+//! the core builds records as verdicts change ([`OutageTracker`]), how records are
 //! written, read back, pruned and filtered ([`log`]), and what one outage's incident
-//! bundle holds ([`bundle`]). The shell only appends lines to a
-//! file and serves them.
+//! bundle holds ([`bundle`]). The shell only appends lines to a file and serves them.
 
 pub mod bundle;
 pub mod log;
