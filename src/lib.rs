@@ -22,6 +22,7 @@
 //! - [`messages`]: what crosses channels between tasks.
 //! - [`snapshot`]: what readers see: the `/health` page and the `/status` JSON.
 //! - [`metrics`]: the Prometheus series every task writes to.
+//! - [`outage_log`]: the outage log's file in `state_dir` and its records in memory.
 //! - [`history`]: per-minute latency rings for the NOC page's smoke charts.
 //! - [`liveness`]: heartbeats of the loops, for the watchdog.
 //! - [`http_client`]: one small HTTP/1.1 client.
@@ -40,5 +41,6 @@ pub mod http_client;
 pub mod liveness;
 pub mod messages;
 pub mod metrics;
+pub mod outage_log;
 pub mod probe;
 pub mod snapshot;

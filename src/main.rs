@@ -67,6 +67,19 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+        Some(Command::Outages {
+            daemon,
+            export,
+            csv,
+        }) => {
+            let (code, text) = tunnelkeeper::cli::outages::run(&daemon, export.as_deref(), csv);
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::from(code)
+        }
         Some(Command::Healthcheck { daemon }) => {
             match tunnelkeeper::cli::status::get(&daemon, "/-/healthy") {
                 Ok((200, _)) => ExitCode::SUCCESS,

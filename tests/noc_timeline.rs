@@ -67,6 +67,7 @@ async fn an_outage_marks_and_colours_its_tunnels_chart_across_a_reload() {
         range: Range::Hour,
         stale_for: None,
         reload_refused: None,
+        outages: Default::default(),
     };
     let page = tunnelkeeper::http::page::render_index(&snapshot, &view);
     assert_eq!(page.matches(r#"<line class="mark down""#).count(), 1);

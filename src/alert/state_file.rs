@@ -136,6 +136,11 @@ impl StateStore {
         })
     }
 
+    /// Returns the state directory (locked for this process).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Returns the state file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)

@@ -1,6 +1,7 @@
 //! The command line: `run` (the default), `check-config`, `print-config`, `status`,
-//! `healthcheck` and `reload`.
+//! `healthcheck`, `reload` and `outages`.
 
+pub mod outages;
 pub mod reload;
 pub mod status;
 pub mod test_page;
@@ -62,6 +63,20 @@ pub enum Command {
         /// Only this sink (its name, as in /status `sinks` and `tunnelkeeper status`).
         #[arg(long, value_name = "NAME")]
         sink: Option<String>,
+    },
+    /// List a running daemon's outage log, newest first; with --export ID print that
+    /// outage's incident bundle (JSON: the record, its pages, the minutes of its tunnels
+    /// around it), or its minutes as CSV with --csv. Exit 1 for an unknown id, 3 when
+    /// unreachable.
+    Outages {
+        #[command(flatten)]
+        daemon: DaemonAddress,
+        /// The outage whose bundle to print (an id from the list).
+        #[arg(long, value_name = "ID")]
+        export: Option<String>,
+        /// With --export: the minutes as CSV instead of the JSON bundle.
+        #[arg(long)]
+        csv: bool,
     },
     /// Exit 0 when a daemon answers /-/healthy (the container health probe), 1 otherwise.
     Healthcheck {

@@ -15,6 +15,7 @@ use crate::daemon::systemd::Notifier;
 use crate::health::{Verdict, VpnState};
 use crate::liveness::Heartbeat;
 use crate::metrics::Metrics;
+use crate::outage_log::OutageLog;
 use crate::snapshot::AlertView;
 use crate::types::{TargetId, Timestamp, TunnelId};
 use tunnelkeeper_core::machine::{AwsEvent, Core, Event};
@@ -33,6 +34,8 @@ pub struct Hooks {
     pub sinks: Vec<SinkHandle>,
     /// Writes the state file off the monitor's thread.
     pub writer: StateWriter,
+    /// Keeps ended outages (in `state_dir`, off the monitor's thread).
+    pub outages: Arc<OutageLog>,
 }
 
 /// Turns events into IO.
@@ -189,6 +192,19 @@ impl Effects {
             }
             Event::SaveState(state) => {
                 self.hooks.writer.submit(state);
+                false
+            }
+            Event::OutageRecorded(record) => {
+                info!(
+                    id = %record.id,
+                    kind = record.kind.label(),
+                    tunnels = %record.tunnels.join(", "),
+                    started_at = %record.started_at,
+                    ended_at = %record.ended_at,
+                    seconds = format!("{:.1}", record.seconds),
+                    "outage recorded"
+                );
+                self.hooks.outages.record(record);
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),

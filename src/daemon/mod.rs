@@ -45,6 +45,7 @@ use crate::http::{self, AppState, ReloadRequest};
 use crate::liveness::{Heartbeat, Watched};
 use crate::messages::Observation;
 use crate::metrics::{Metrics, ReloadStatus};
+use crate::outage_log::OutageLog;
 use crate::probe::icmp::IcmpSockets;
 use crate::reload::ReloadHealth;
 use crate::snapshot::{Meta, Snapshot};
@@ -115,6 +116,8 @@ struct Lasting {
     started_at: crate::types::Timestamp,
     /// The smoke charts' history: kept across reloads, lost on restart.
     history: SharedHistory,
+    /// The outage log (in `state_dir`, which a reload does not move).
+    outages: Arc<OutageLog>,
 }
 
 /// Resources a generation needs that can fail to come up: got before the running
@@ -150,6 +153,7 @@ pub async fn run_until(
     let mut config = config;
     let store = open_store(&mut config)?;
     let saved = load_state(&store, &clock);
+    let outages = Arc::new(OutageLog::open(store.dir(), clock.now()));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
@@ -169,6 +173,7 @@ pub async fn run_until(
         poller: Heartbeat::new(),
         started_at: clock.now(),
         history: History::shared(&prepared.config),
+        outages,
     };
     let lasting = TaskTracker::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -186,6 +191,7 @@ pub async fn run_until(
         security: security.clone(),
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
+        outages: shared.outages.clone(),
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     spawn_watchdog(&lasting, &shared, &prepared.config, &cancel);
@@ -294,6 +300,9 @@ async fn shut_down(
         .is_ok();
     if !saved_in_time {
         error!("the monitor did not stop in time; the alert state may miss the last changes");
+    }
+    if !shared.outages.flush(DRAIN) {
+        error!("the outage log was not written in time; the last outages may be missing");
     }
     lasting.close();
     let _ = tokio::time::timeout(DRAIN, lasting.wait()).await;
@@ -517,6 +526,7 @@ fn start_generation(
             first_round: first_round_tx,
             sinks,
             writer: shared.writer.clone(),
+            outages: shared.outages.clone(),
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));

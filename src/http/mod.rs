@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+mod outages;
 pub mod page;
 pub mod security;
 mod server;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// The last reload's outcome: `/status` has it, `/health` and the NOC page say when
     /// it was refused.
     pub reload_health: watch::Receiver<crate::reload::ReloadHealth>,
+    /// The outage log: `/outages` and the page's "Recent outages".
+    pub outages: Arc<crate::outage_log::OutageLog>,
 }
 
 /// The `/status` body: the snapshot, with what lives outside the monitor.
@@ -82,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/outages", get(outages::outages))
+        .route("/outages/{id}", get(outages::outage))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
@@ -456,6 +461,7 @@ mod tests {
                 Timestamp::from_secs(1_700_000_000),
             ))
             .1,
+            outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
         })
     }
 

@@ -288,6 +288,7 @@ impl Harness {
                 first_round,
                 sinks,
                 writer: self.writer.clone(),
+                outages: Arc::new(tunnelkeeper::outage_log::OutageLog::in_memory(Vec::new())),
             },
         });
         let (tx, rx) = mpsc::channel(4096);

@@ -14,6 +14,8 @@
 //!   tracker; AWS maintenance; path MTU; advisories.
 //! - [`history`]: per-minute latency rings for the smoke charts.
 //! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
+//! - [`outage`]: the outage log: records of ended outages and failovers, built as the
+//!   verdicts change; their file form, retention and filters.
 //! - [`machine`]: the core as one state machine: observations and time in, events out.
 //! - [`jitter`]: a small random source for backoff jitter.
 //! - [`reload`]: the outcome of config reloads, as every view tells it.
@@ -25,6 +27,7 @@ pub mod history;
 pub mod jitter;
 pub mod machine;
 pub mod messages;
+pub mod outage;
 pub mod probe;
 pub mod quantile;
 pub mod reload;

@@ -36,6 +36,7 @@ pub fn render_index(s: &Snapshot, view: &View) -> String {
     main.push_str("</section>");
     shared_targets(&mut main, now, &s.shared_targets, view);
     alerts(&mut main, now, &s.alerts, &s.runbook_url);
+    super::outages::recent_outages(&mut main, now, &view.outages, "Recent outages", |_| true);
     advisories(&mut main, s);
     let _ = write!(
         main,

@@ -7,6 +7,7 @@
 
 pub mod chart;
 mod index;
+mod outages;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,8 @@ pub struct View {
     pub stale_for: Option<Duration>,
     /// The banner of a refused config reload, until one is taken.
     pub reload_refused: Option<String>,
+    /// The outage log's records, oldest first.
+    pub outages: std::sync::Arc<Vec<tunnelkeeper_core::outage::OutageRecord>>,
 }
 
 /// Escapes text for HTML content and quoted attributes.
@@ -321,6 +324,7 @@ fn view_of(state: &AppState, range: Range) -> View {
         range,
         stale_for,
         reload_refused: state.reload_health.borrow().banner(),
+        outages: state.outages.records(),
     }
 }
 

@@ -111,6 +111,18 @@ pub fn render_target(s: &Snapshot, view: &View, address: Ipv4Addr) -> Option<Str
                 r#"<p class="legend">No chart: the history is being reshaped after a reload.</p>"#,
             ),
         }
+        if let Some((connection, tunnel)) = f.tunnel {
+            super::outages::recent_outages(
+                &mut main,
+                now,
+                &view.outages,
+                &format!("Recent outages of tunnel {tunnel}"),
+                |r| {
+                    r.involves_tunnel(tunnel)
+                        && r.connection.as_deref().is_none_or(|c| c == connection)
+                },
+            );
+        }
         main.push_str("</section>");
     }
     let _ = write!(

@@ -92,6 +92,7 @@ fn hour() -> View {
         range: Range::Hour,
         stale_for: None,
         reload_refused: None,
+        outages: Default::default(),
     }
 }
 
@@ -240,6 +241,7 @@ fn the_target_page_shows_where_it_is_probed_and_its_chart() {
         range: Range::SixHours,
         stale_for: None,
         reload_refused: None,
+        outages: Default::default(),
     };
     let html = render_target(&s, &six, "172.16.1.10".parse().unwrap()).unwrap();
     assert!(html.contains("pinned to tunnel dc-a of dc"), "{html}");
@@ -345,6 +347,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
             crate::types::Timestamp::from_secs(1_700_000_000),
         ))
         .1,
+        outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
     })
 }
 

@@ -12,6 +12,7 @@ use crate::health::failover::Failover;
 use crate::health::{Verdict, VpnState};
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
 use crate::messages::{ProbeOutcome, TimeoutInForce};
+use crate::outage::OutageRecord;
 use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// One thing that happened in the core, for the shell to act on.
@@ -79,6 +80,8 @@ pub enum Event {
     OutboxOverflowed,
     /// The alerts or the outbox changed: the state file must be written with this.
     SaveState(SavedState),
+    /// An outage or a failover ended: its record goes to the outage log.
+    OutageRecorded(OutageRecord),
 }
 
 /// The control plane's events: EC2's answers and failures, what changed in them.

@@ -13,6 +13,8 @@
 //! place, once per observation; every view reads them from the core.
 
 mod event;
+#[cfg(test)]
+mod outage_tests;
 mod pager;
 #[cfg(test)]
 mod tests;
@@ -34,6 +36,7 @@ use crate::health::{HealthModel, Verdict};
 use crate::history::{History, SharedHistory};
 use crate::jitter::Jitter;
 use crate::messages::{MaintenanceResult, Observation, PollResult, ProbeOutcome};
+use crate::outage::OutageTracker;
 use crate::probe::stats::TargetStats;
 use crate::types::{AlertClass, TargetId, Timestamp, TunnelId};
 
@@ -65,6 +68,8 @@ pub struct Core {
     /// Tunnels that were down when the daemon stopped, with when their outage began (from
     /// the saved alerts): if they are still down, the outage is that one.
     restored_outages: Vec<(TunnelId, Timestamp)>,
+    /// Outages under way, and ended ones waiting to be recorded.
+    outages: OutageTracker,
     events: VecDeque<Event>,
 }
 
@@ -111,6 +116,7 @@ impl Core {
             now,
             last_timeout: now,
             restored_outages: Vec::new(),
+            outages: OutageTracker::default(),
             events: VecDeque::new(),
             config,
         }
@@ -135,6 +141,8 @@ impl Core {
             new.adopt(old, &config);
         }
         next.status_line = self.status_line;
+        next.outages
+            .adopt(&self.outages, (&self.config, &config), &mapping);
         next.restored_outages = self
             .restored_outages
             .iter()
@@ -249,7 +257,40 @@ impl Core {
             self.evaluation_due = false;
             self.evaluate();
         }
-        self.events.pop_front()
+        if self.events.is_empty() && self.outages.has_closed() {
+            // After the batch's deliveries: an outage's record carries the pages sent
+            // with its end (its RESOLVED page).
+            for record in self.outages.take_closed() {
+                self.events.push_back(Event::OutageRecorded(record));
+            }
+        }
+        let event = self.events.pop_front()?;
+        self.note_pages(&event);
+        Some(event)
+    }
+
+    /// Lets the outage tracker see the pages that go out.
+    fn note_pages(&mut self, event: &Event) {
+        let sink_name = |sink: usize| {
+            self.config
+                .alerts
+                .sinks
+                .get(sink)
+                .map_or_else(|| format!("unknown[{sink}]"), |s| s.name.clone())
+        };
+        match event {
+            Event::Deliver(delivery) => {
+                let sink = sink_name(delivery.sink);
+                self.outages.note_page(&delivery.notification, &sink);
+            }
+            Event::AlertmanagerAlerts { sink, alerts } => {
+                let sink = sink_name(*sink);
+                for alert in alerts {
+                    self.outages.note_page(alert, &sink);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Asks for the state file to be written now, whatever changed (shutdown).
@@ -294,6 +335,11 @@ impl Core {
             send_delay,
         });
         self.after_target(target, before, changed, at);
+        if matches!(self.config.targets[target.0].scope, TargetScope::Shared) {
+            let lost = self.model.target(target).consecutive_lost > 0;
+            let in_progress = self.model.failovers().in_progress();
+            self.outages.shared_probe(lost, in_progress);
+        }
         if !self.first_round_done && self.stats.iter().all(|s| s.summary_sent() > 0) {
             // After the verdicts this round made: the status line goes out before ready.
             self.first_round_done = true;
@@ -321,6 +367,7 @@ impl Core {
 
     fn after_target(&mut self, target: TargetId, before: &str, changed: bool, at: Timestamp) {
         for failover in self.model.take_fresh_failovers() {
+            self.outages.failover(&self.config, &failover);
             self.events.push_back(Event::Failover(failover));
         }
         let verdict = &self.model.target(target).verdict;
@@ -365,6 +412,8 @@ impl Core {
                 (Verdict::Up { .. } | Verdict::Unknown { .. }, _) => {}
             }
         }
+        self.outages
+            .observe_tunnel(&self.config, &self.model, tunnel, at);
         let label = self.model.tunnel(tunnel).verdict.label();
         lock(&self.history).note_tunnel(tunnel, label, at);
         self.events.push_back(Event::TunnelChanged { tunnel });
@@ -454,6 +503,8 @@ impl Core {
         if line == self.status_line {
             return;
         }
+        let now = self.now;
+        self.outages.observe_vpn(&self.config, &self.model, now);
         let token_changed = !self.status_line.starts_with(&format!("{}:", vpn.token()));
         self.status_line = line.clone();
         self.events.push_back(Event::StatusLine {
