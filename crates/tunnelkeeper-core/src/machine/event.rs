@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::alert::saved::SavedState;
+use crate::config::maintenance::ApplyMode;
 use crate::health::failover::Failover;
+use crate::maintenance::TunnelPlan;
 use crate::health::{Verdict, VpnState};
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
 use crate::messages::{ProbeOutcome, TimeoutInForce};
@@ -79,6 +81,15 @@ pub enum Event {
     OutboxOverflowed,
     /// The alerts or the outbox changed: the state file must be written with this.
     SaveState(SavedState),
+    /// Call `ReplaceVpnTunnel` (`ApplyPendingMaintenance=true`) for the tunnel now, and
+    /// answer with [`crate::messages::Observation::TunnelReplaceAnswered`].
+    ReplaceTunnel { tunnel: TunnelId },
+    /// A tunnel's maintenance plan changed (decision, progress, result): worth a log line.
+    MaintenancePlanChanged {
+        tunnel: TunnelId,
+        plan: TunnelPlan,
+        mode: ApplyMode,
+    },
 }
 
 /// The control plane's events: EC2's answers and failures, what changed in them.
