@@ -33,6 +33,8 @@ pub struct Hooks {
     pub sinks: Vec<SinkHandle>,
     /// Writes the state file off the monitor's thread.
     pub writer: StateWriter,
+    /// Calls `ReplaceVpnTunnel` when `[maintenance]` asks (with AWS configured).
+    pub replacer: Option<crate::aws::replace::TunnelReplacer>,
 }
 
 /// Turns events into IO.
@@ -192,6 +194,28 @@ impl Effects {
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
+            Event::ReplaceTunnel { tunnel } => {
+                self.metrics.maintenance_started();
+                match &self.hooks.replacer {
+                    Some(replacer) => replacer.replace(tunnel),
+                    // No AWS: the config refuses `when-safe` without [aws]; say it anyway.
+                    None => error!(tunnel = %self.config.tunnel(tunnel).name, "ReplaceVpnTunnel asked for without AWS configured"),
+                }
+                true
+            }
+            Event::MaintenancePlanChanged {
+                tunnel,
+                plan,
+                mode,
+                ended,
+            } => {
+                self.metrics.set_maintenance(tunnel, &plan);
+                if let (true, Some(outcome)) = (ended, &plan.outcome) {
+                    self.metrics.maintenance_outcome(outcome);
+                }
+                crate::daemon::maintenance_log::log_plan(&self.config, tunnel, &plan, mode);
+                true
+            }
         }
     }
 

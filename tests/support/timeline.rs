@@ -288,6 +288,7 @@ impl Harness {
                 first_round,
                 sinks,
                 writer: self.writer.clone(),
+                replacer: None,
             },
         });
         let (tx, rx) = mpsc::channel(4096);

@@ -89,6 +89,8 @@ pub enum Event {
         tunnel: TunnelId,
         plan: TunnelPlan,
         mode: ApplyMode,
+        /// A replacement's outcome is new with this change (count it).
+        ended: bool,
     },
 }
 

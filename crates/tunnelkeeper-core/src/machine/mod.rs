@@ -537,10 +537,15 @@ impl Core {
         for step in self.maintenance.update(now, &stores) {
             let event = match step {
                 Step::Replace(tunnel) => Event::ReplaceTunnel { tunnel },
-                Step::Changed(tunnel) => Event::MaintenancePlanChanged {
+                Step::Changed { tunnel, ended } => Event::MaintenancePlanChanged {
                     tunnel,
-                    plan: self.maintenance.plan(tunnel).cloned().expect("a configured tunnel"),
+                    plan: self
+                        .maintenance
+                        .plan(tunnel)
+                        .cloned()
+                        .expect("a configured tunnel"),
                     mode: self.config.maintenance.apply,
+                    ended,
                 },
             };
             self.events.push_back(event);

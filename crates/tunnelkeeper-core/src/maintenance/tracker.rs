@@ -67,8 +67,9 @@ impl TunnelPlan {
 pub enum Step {
     /// Call `ReplaceVpnTunnel` for the tunnel.
     Replace(TunnelId),
-    /// A tunnel's plan changed (worth a log line).
-    Changed(TunnelId),
+    /// A tunnel's plan changed (worth a log line); `ended` when a replacement's outcome
+    /// is new with it.
+    Changed { tunnel: TunnelId, ended: bool },
 }
 
 /// The per-tunnel records, indexed like the config's connections and tunnels.
@@ -172,7 +173,8 @@ impl MaintenanceTracker {
                 .and_then(|r| r.options.as_ref())
                 .is_none_or(|o| o.startup_add());
             if *plan != before {
-                steps.push(Step::Changed(id));
+                let ended = plan.outcome.is_some() && plan.outcome != before.outcome;
+                steps.push(Step::Changed { tunnel: id, ended });
             }
         }
         let facts = self.facts(now, stores);
@@ -188,8 +190,14 @@ impl MaintenanceTracker {
             }
             if plan.decision != decision {
                 plan.decision = decision;
-                if !steps.contains(&Step::Changed(id)) {
-                    steps.push(Step::Changed(id));
+                if !steps
+                    .iter()
+                    .any(|s| matches!(s, Step::Changed { tunnel, .. } if *tunnel == id))
+                {
+                    steps.push(Step::Changed {
+                        tunnel: id,
+                        ended: false,
+                    });
                 }
             }
         }
