@@ -180,6 +180,11 @@ fn tunnel(
         }
         let _ = write!(out, "<dt>AWS maintenance</dt><dd>{text}</dd>");
     }
+    if let Some(plan) = &t.maintenance_plan {
+        if let Some(text) = maintenance_plan_text(plan, now) {
+            let _ = write!(out, "<dt>maintenance plan</dt><dd>{}</dd>", escape(&text));
+        }
+    }
     if let Some(mtu) = &t.path_mtu {
         use crate::messages::MtuLimitFound;
         let r = &mtu.reading;
@@ -385,4 +390,36 @@ fn advisories(out: &mut String, s: &Snapshot) {
         let _ = write!(out, "<li>{}</li>", escape(w));
     }
     out.push_str("</ul></section>");
+}
+
+/// What the daemon decides about a tunnel's pending maintenance, in one line; `None` when
+/// there is nothing to say (nothing pending, nothing done).
+fn maintenance_plan_text(
+    plan: &tunnelkeeper_core::maintenance::TunnelPlan,
+    now: crate::types::Timestamp,
+) -> Option<String> {
+    use tunnelkeeper_core::maintenance::tracker::Outcome;
+    use tunnelkeeper_core::maintenance::{Decision, Progress};
+    let mut text = match (&plan.progress, &plan.decision) {
+        (Progress::Replacing { since }, _) => format!("endpoint being replaced since {}", when(now, *since)),
+        (Progress::Failed { since, why }, _) => format!("replacement failed {}: {why}", when(now, *since)),
+        (Progress::Idle, Decision::Apply) => "applying now".to_string(),
+        (Progress::Idle, Decision::WouldApply) => "a safe moment: would apply now (dry-run)".to_string(),
+        (Progress::Idle, Decision::Wait { blocked_by, next_window }) => {
+            let why: Vec<String> = blocked_by.iter().map(ToString::to_string).collect();
+            let next = next_window.map_or_else(String::new, |t| format!("; next window {t}"));
+            format!("waiting: {}{next}", why.join("; "))
+        }
+        (Progress::Idle, Decision::Idle | Decision::InProgress) => String::new(),
+    };
+    match &plan.outcome {
+        Some(Outcome::Recovered { at }) => {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&format!("last replacement back up {}", when(now, *at)));
+        }
+        Some(Outcome::Failed { .. }) | None => {}
+    }
+    (!text.is_empty()).then_some(text)
 }

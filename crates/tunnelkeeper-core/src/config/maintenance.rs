@@ -263,6 +263,9 @@ pub struct MaintenanceConfig {
 impl MaintenanceConfig {
     /// The default `sibling_healthy_for`.
     pub const DEFAULT_SIBLING_HEALTHY_FOR: Duration = Duration::from_secs(1800);
+    /// The shortest `sibling_healthy_for` and `recovery_timeout` accepted: a few probe
+    /// rounds and EC2 polls (values this short are for tests and labs).
+    pub const MIN_WAIT: Duration = Duration::from_secs(10);
     /// The default `recovery_timeout`.
     pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(600);
 }

@@ -69,8 +69,7 @@ pub struct ConnectionFacts {
 }
 
 /// What stops a pending replacement now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Blocker {
     /// `apply = "never"`.
     ApplyNever,
@@ -86,6 +85,33 @@ pub enum Blocker {
     NotCallable { why: String },
     /// AWS has not answered since the daemon's last call for this tunnel.
     AwaitingAws,
+}
+
+impl Blocker {
+    /// Returns a bounded label: `apply_never`, `outside_window`, `not_healthy`,
+    /// `other_replacing`, `alerts_firing`, `not_callable` or `awaiting_aws`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Blocker::ApplyNever => "apply_never",
+            Blocker::OutsideWindow { .. } => "outside_window",
+            Blocker::NotHealthy { .. } => "not_healthy",
+            Blocker::OtherReplacing { .. } => "other_replacing",
+            Blocker::AlertsFiring { .. } => "alerts_firing",
+            Blocker::NotCallable { .. } => "not_callable",
+            Blocker::AwaitingAws => "awaiting_aws",
+        }
+    }
+}
+
+/// Serialized as its kind and its text, for `/status` readers.
+impl Serialize for Blocker {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("Blocker", 2)?;
+        out.serialize_field("kind", self.kind())?;
+        out.serialize_field("text", &self.to_string())?;
+        out.end()
+    }
 }
 
 impl fmt::Display for Blocker {

@@ -86,7 +86,7 @@ impl Validator<'_> {
                 "maintenance.sibling_healthy_for",
                 m.sibling_healthy_for.as_ref(),
                 MaintenanceConfig::DEFAULT_SIBLING_HEALTHY_FOR,
-                Duration::from_secs(60),
+                MaintenanceConfig::MIN_WAIT,
                 Duration::from_secs(7 * 24 * 3600),
             ),
             max_concurrent,
@@ -94,7 +94,7 @@ impl Validator<'_> {
                 "maintenance.recovery_timeout",
                 m.recovery_timeout.as_ref(),
                 MaintenanceConfig::DEFAULT_RECOVERY_TIMEOUT,
-                Duration::from_secs(60),
+                MaintenanceConfig::MIN_WAIT,
                 Duration::from_secs(24 * 3600),
             ),
         }
