@@ -15,9 +15,9 @@ use ec2_daemon::*;
 use serde_json::{json, Value};
 
 /// The `[maintenance]` table of these tests: always inside a window, short waits.
-fn maintenance(apply: &str) -> String {
+fn maintenance(apply: &str, recovery: &str) -> String {
     format!(
-        "\n[maintenance]\napply = \"{apply}\"\nwindow = \"daily 00:00-24:00\"\ntimezone = \"Europe/Paris\"\nsibling_healthy_for = \"10s\"\nrecovery_timeout = \"10s\"\n"
+        "\n[maintenance]\napply = \"{apply}\"\nwindow = \"daily 00:00-24:00\"\ntimezone = \"Europe/Paris\"\nsibling_healthy_for = \"10s\"\nrecovery_timeout = \"{recovery}\"\n"
     )
 }
 
@@ -36,7 +36,11 @@ fn world(double: &AwsDouble, b_status: &str) {
 }
 
 fn start_with(double: &AwsDouble, apply: &str) -> Daemon {
-    let text = format!("{}{}", config(double, ""), maintenance(apply));
+    start_recovering_within(double, apply, "10s")
+}
+
+fn start_recovering_within(double: &AwsDouble, apply: &str, recovery: &str) -> Daemon {
+    let text = format!("{}{}", config(double, ""), maintenance(apply, recovery));
     let path = common::write_temp("maintenance.toml", &text);
     let mut env = common::aws_env();
     env.push(("RUST_LOG", "info"));
@@ -59,13 +63,17 @@ fn alert<'a>(json: &'a Value, class: &str) -> Option<&'a Value> {
 fn pending_maintenance_is_applied_once_when_the_other_tunnel_was_healthy_long_enough() {
     let double = AwsDouble::start();
     world(&double, "UP");
-    let daemon = start_with(&double, "when-safe");
+    let daemon = start_recovering_within(&double, "when-safe", "40s");
     let started = Instant::now();
     let json = wait_json(&daemon, Duration::from_secs(30), |j| {
         plan(j, 0)["progress"]["state"] == "replacing"
     });
     // Not before dc-b had been healthy (pings and EC2) for sibling_healthy_for.
-    assert!(started.elapsed() >= Duration::from_secs(9), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(plan(&json, 0)["applied_at"].is_string(), "{json}");
     assert_eq!(plan(&json, 0)["startup_add"], true);
     // A few polls more: still one call, for dc-a, with the maintenance applied.
@@ -80,7 +88,10 @@ fn pending_maintenance_is_applied_once_when_the_other_tunnel_was_healthy_long_en
     let page = alert(&json, "MaintenanceReplacing").expect("the replacement's page");
     assert_eq!(page["severity"], "info");
     assert!(
-        page["reason"].as_str().unwrap().contains("the datacenter must send traffic into the tunnel"),
+        page["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the datacenter must send traffic into the tunnel"),
         "{page}"
     );
     assert_eq!(plan(&json, 1)["decision"], "idle");
@@ -91,11 +102,13 @@ fn pending_maintenance_is_applied_once_when_the_other_tunnel_was_healthy_long_en
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
-    assert!(daemon.log().contains("maintenance: tunnel endpoint replacement started"));
+    assert!(daemon
+        .log()
+        .contains("maintenance: tunnel endpoint replacement started"));
     // AWS brings it back (the datacenter started IKE): the replacement is over.
-    world(&double, "UP");
     let mut a = tunnel("52.2.144.13", "UP", "");
-    a["last_status_change"] = json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    a["last_status_change"] =
+        json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
     double.set_connections(&connection(a, tunnel("52.2.144.14", "UP", "")));
     let json = wait_json(&daemon, Duration::from_secs(20), |j| {
         plan(j, 0)["outcome"]["result"] == "recovered"
@@ -117,13 +130,20 @@ fn nothing_is_replaced_while_the_other_tunnel_is_down() {
     assert!(double.requests("ec2_replace").is_empty());
     let blocked = plan(&json, 0)["blocked_by"].as_array().unwrap().clone();
     assert!(
-        blocked.iter().any(|b| b["kind"] == "not_healthy" && b["text"].as_str().unwrap().starts_with("dc-b is down")),
+        blocked.iter().any(|b| b["kind"] == "not_healthy"
+            && b["text"].as_str().unwrap().starts_with("dc-b is down")),
         "{blocked:?}"
     );
     // AWS applies it within 20 hours by itself: the page says what blocked it.
     let page = alert(&json, "MaintenanceBlocked").expect("a blocked page");
     assert_eq!(page["severity"], "warning");
-    assert!(page["reason"].as_str().unwrap().contains("Blocked by: dc-b is down"), "{page}");
+    assert!(
+        page["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Blocked by: dc-b is down"),
+        "{page}"
+    );
 }
 
 #[test]
@@ -138,7 +158,13 @@ fn a_replaced_tunnel_not_back_within_the_timeout_pages() {
     });
     let page = alert(&json, "MaintenanceReplaceFailed").unwrap();
     assert_eq!(page["severity"], "warning");
-    assert!(page["reason"].as_str().unwrap().contains("not back up on both planes 10s after ReplaceVpnTunnel"), "{page}");
+    assert!(
+        page["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not back up on both planes 10s after ReplaceVpnTunnel"),
+        "{page}"
+    );
     assert_eq!(plan(&json, 0)["progress"]["state"], "failed");
     assert_eq!(double.requests("ec2_replace").len(), 1);
 }
@@ -156,7 +182,9 @@ fn dry_run_shows_the_decision_and_calls_nothing() {
     assert_eq!(plan(&json, 0)["progress"]["state"], "idle");
     assert!(alert(&json, "MaintenanceReplacing").is_none());
     assert!(
-        daemon.log().contains("would call ReplaceVpnTunnel now (dry-run: nothing is called)"),
+        daemon
+            .log()
+            .contains("would call ReplaceVpnTunnel now (dry-run: nothing is called)"),
         "{}",
         daemon.log()
     );

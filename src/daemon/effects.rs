@@ -199,7 +199,9 @@ impl Effects {
                 match &self.hooks.replacer {
                     Some(replacer) => replacer.replace(tunnel),
                     // No AWS: the config refuses `when-safe` without [aws]; say it anyway.
-                    None => error!(tunnel = %self.config.tunnel(tunnel).name, "ReplaceVpnTunnel asked for without AWS configured"),
+                    None => {
+                        error!(tunnel = %self.config.tunnel(tunnel).name, "ReplaceVpnTunnel asked for without AWS configured")
+                    }
                 }
                 true
             }

@@ -25,7 +25,13 @@ pub fn log_plan(config: &Config, id: TunnelId, plan: &TunnelPlan, mode: ApplyMod
         (Progress::Idle, Decision::WouldApply) => {
             info!(%vpn, %tunnel, mode, "maintenance: a safe moment: would call ReplaceVpnTunnel now (dry-run: nothing is called)")
         }
-        (Progress::Idle, Decision::Wait { blocked_by, next_window }) => {
+        (
+            Progress::Idle,
+            Decision::Wait {
+                blocked_by,
+                next_window,
+            },
+        ) => {
             let blocked_by = blocked_by
                 .iter()
                 .map(ToString::to_string)

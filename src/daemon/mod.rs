@@ -518,13 +518,16 @@ fn start_generation(
             first_round: first_round_tx,
             sinks,
             writer: shared.writer.clone(),
-            replacer: p.sdk.as_ref().map(|sdk| crate::aws::replace::TunnelReplacer {
-                client: aws_sdk_ec2::Client::new(sdk),
-                config: config.clone(),
-                observations: tx.clone(),
-                cancel: cancel.clone(),
-                tasks: tasks.clone(),
-            }),
+            replacer: p
+                .sdk
+                .as_ref()
+                .map(|sdk| crate::aws::replace::TunnelReplacer {
+                    client: aws_sdk_ec2::Client::new(sdk),
+                    config: config.clone(),
+                    observations: tx.clone(),
+                    cancel: cancel.clone(),
+                    tasks: tasks.clone(),
+                }),
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));

@@ -401,11 +401,23 @@ fn maintenance_plan_text(
     use tunnelkeeper_core::maintenance::tracker::Outcome;
     use tunnelkeeper_core::maintenance::{Decision, Progress};
     let mut text = match (&plan.progress, &plan.decision) {
-        (Progress::Replacing { since }, _) => format!("endpoint being replaced since {}", when(now, *since)),
-        (Progress::Failed { since, why }, _) => format!("replacement failed {}: {why}", when(now, *since)),
+        (Progress::Replacing { since }, _) => {
+            format!("endpoint being replaced since {}", when(now, *since))
+        }
+        (Progress::Failed { since, why }, _) => {
+            format!("replacement failed {}: {why}", when(now, *since))
+        }
         (Progress::Idle, Decision::Apply) => "applying now".to_string(),
-        (Progress::Idle, Decision::WouldApply) => "a safe moment: would apply now (dry-run)".to_string(),
-        (Progress::Idle, Decision::Wait { blocked_by, next_window }) => {
+        (Progress::Idle, Decision::WouldApply) => {
+            "a safe moment: would apply now (dry-run)".to_string()
+        }
+        (
+            Progress::Idle,
+            Decision::Wait {
+                blocked_by,
+                next_window,
+            },
+        ) => {
             let why: Vec<String> = blocked_by.iter().map(ToString::to_string).collect();
             let next = next_window.map_or_else(String::new, |t| format!("; next window {t}"));
             format!("waiting: {}{next}", why.join("; "))

@@ -308,8 +308,14 @@ mod tests {
     #[test]
     fn windows_parse_days_ranges_and_times_and_name_what_is_wrong() {
         let w = Window::parse("Sun 02:00-05:00").unwrap();
-        assert_eq!((w.days, w.start, w.end), ([false, false, false, false, false, false, true], 120, 300));
-        assert_eq!(Window::parse("sat-mon 23:30-01:00").unwrap().days, [true, false, false, false, false, true, true]);
+        assert_eq!(
+            (w.days, w.start, w.end),
+            ([false, false, false, false, false, false, true], 120, 300)
+        );
+        assert_eq!(
+            Window::parse("sat-mon 23:30-01:00").unwrap().days,
+            [true, false, false, false, false, true, true]
+        );
         assert_eq!(Window::parse("daily 00:00-24:00").unwrap().end, 1440);
         assert_eq!(Window::parse("Tuesday 01:00-02:00").unwrap().days[1], true);
         for (bad, says) in [
@@ -331,16 +337,31 @@ mod tests {
         let w = windows(&["Sun 02:00-05:00"], "Europe/Paris");
         // Sunday 2026-01-04: Paris is UTC+1, the window is 01:00-04:00 UTC.
         assert_eq!(w.open_until(utc(2026, 1, 4, 0, 59)), None);
-        assert_eq!(w.open_until(utc(2026, 1, 4, 1, 0)), Some(utc(2026, 1, 4, 4, 0)));
+        assert_eq!(
+            w.open_until(utc(2026, 1, 4, 1, 0)),
+            Some(utc(2026, 1, 4, 4, 0))
+        );
         assert_eq!(w.open_until(utc(2026, 1, 4, 4, 0)), None);
-        assert_eq!(w.next_open(utc(2026, 1, 4, 4, 0)), Some(utc(2026, 1, 11, 1, 0)));
+        assert_eq!(
+            w.next_open(utc(2026, 1, 4, 4, 0)),
+            Some(utc(2026, 1, 11, 1, 0))
+        );
         // Sunday 2026-07-05: UTC+2, the window is 00:00-03:00 UTC.
-        assert_eq!(w.open_until(utc(2026, 7, 5, 0, 30)), Some(utc(2026, 7, 5, 3, 0)));
+        assert_eq!(
+            w.open_until(utc(2026, 7, 5, 0, 30)),
+            Some(utc(2026, 7, 5, 3, 0))
+        );
         // Saturday: the next one is tomorrow.
-        assert_eq!(w.next_open(utc(2026, 7, 4, 12, 0)), Some(utc(2026, 7, 5, 0, 0)));
+        assert_eq!(
+            w.next_open(utc(2026, 7, 4, 12, 0)),
+            Some(utc(2026, 7, 5, 0, 0))
+        );
         // The night summer time starts (2026-03-29, 02:00 is skipped): it opens at 03:00
         // local = 01:00 UTC and ends at 05:00 local = 03:00 UTC.
-        assert_eq!(w.open_until(utc(2026, 3, 29, 1, 30)), Some(utc(2026, 3, 29, 3, 0)));
+        assert_eq!(
+            w.open_until(utc(2026, 3, 29, 1, 30)),
+            Some(utc(2026, 3, 29, 3, 0))
+        );
         assert_eq!(w.open_until(utc(2026, 3, 29, 0, 59)), None);
     }
 
@@ -348,7 +369,10 @@ mod tests {
     fn a_window_past_midnight_ends_the_next_day() {
         let w = windows(&["Sat 23:00-01:00"], "UTC");
         // 2026-07-04 is a Saturday.
-        assert_eq!(w.open_until(utc(2026, 7, 5, 0, 30)), Some(utc(2026, 7, 5, 1, 0)));
+        assert_eq!(
+            w.open_until(utc(2026, 7, 5, 0, 30)),
+            Some(utc(2026, 7, 5, 1, 0))
+        );
         assert_eq!(w.open_until(utc(2026, 7, 4, 22, 59)), None);
         assert_eq!(w.open_until(utc(2026, 7, 5, 1, 0)), None);
     }

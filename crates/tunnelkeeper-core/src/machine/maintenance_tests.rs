@@ -159,7 +159,8 @@ impl World {
                 }
                 Event::Deliver(d) => {
                     let n = &d.notification;
-                    self.pages.push((n.key.class, n.status, n.details.reason.clone()));
+                    self.pages
+                        .push((n.key.class, n.status, n.details.reason.clone()));
                     self.core
                         .handle_observation(Observation::Delivery(DeliveryReport {
                             id: d.id,
@@ -203,8 +204,16 @@ fn pending_maintenance_is_applied_once_when_the_sibling_was_healthy_long_enough(
         w.pages_of(AlertClass::MaintenanceReplacing),
         [NotificationStatus::Firing]
     );
-    let started = w.pages.iter().find(|p| p.0 == AlertClass::MaintenanceReplacing).unwrap();
-    assert!(started.2.contains("the datacenter must send traffic"), "{}", started.2);
+    let started = w
+        .pages
+        .iter()
+        .find(|p| p.0 == AlertClass::MaintenanceReplacing)
+        .unwrap();
+    assert!(
+        started.2.contains("the datacenter must send traffic"),
+        "{}",
+        started.2
+    );
     // The tunnel goes down with the replacement and comes back at 190; AWS says applied.
     for s in 130..190 {
         w.second(s, (false, false, 131), UP);
@@ -220,7 +229,10 @@ fn pending_maintenance_is_applied_once_when_the_sibling_was_healthy_long_enough(
     );
     assert!(w.pages_of(AlertClass::MaintenanceReplaceFailed).is_empty());
     let plan = w.core.maintenance().plan(A).unwrap();
-    assert!(matches!(plan.outcome, Some(Outcome::Recovered { .. })), "{plan:?}");
+    assert!(
+        matches!(plan.outcome, Some(Outcome::Recovered { .. })),
+        "{plan:?}"
+    );
     assert_eq!(plan.decision, Decision::Idle);
 }
 
@@ -244,8 +256,15 @@ fn nothing_is_replaced_while_the_sibling_is_down_and_aws_near_its_date_pages_why
         "{blocked_by:?}"
     );
     // AWS applies it within 20 hours: the blocked page says by what.
-    let blocked = w.pages.iter().find(|p| p.0 == AlertClass::MaintenanceBlocked);
-    assert!(blocked.is_some_and(|p| p.2.contains("Blocked by: dc-b is down")), "{:?}", w.pages);
+    let blocked = w
+        .pages
+        .iter()
+        .find(|p| p.0 == AlertClass::MaintenanceBlocked);
+    assert!(
+        blocked.is_some_and(|p| p.2.contains("Blocked by: dc-b is down")),
+        "{:?}",
+        w.pages
+    );
 }
 
 #[test]
@@ -265,8 +284,16 @@ fn a_replaced_tunnel_not_back_in_time_pages_and_stops_further_replacements() {
         w.pages_of(AlertClass::MaintenanceReplaceFailed),
         [NotificationStatus::Firing]
     );
-    let failed = w.pages.iter().find(|p| p.0 == AlertClass::MaintenanceReplaceFailed).unwrap();
-    assert!(failed.2.contains("not back up on both planes 2m"), "{}", failed.2);
+    let failed = w
+        .pages
+        .iter()
+        .find(|p| p.0 == AlertClass::MaintenanceReplaceFailed)
+        .unwrap();
+    assert!(
+        failed.2.contains("not back up on both planes 2m"),
+        "{}",
+        failed.2
+    );
     assert_eq!(w.replaced.len(), 1);
 }
 
@@ -279,7 +306,13 @@ fn dry_run_shows_the_decision_and_calls_nothing() {
         w.second(s, UP, UP);
     }
     assert!(w.replaced.is_empty());
-    assert_eq!(w.core.maintenance().plan(A).unwrap().decision, Decision::WouldApply);
-    assert!(w.plans.iter().any(|(id, d, _)| *id == A && *d == Decision::WouldApply));
+    assert_eq!(
+        w.core.maintenance().plan(A).unwrap().decision,
+        Decision::WouldApply
+    );
+    assert!(w
+        .plans
+        .iter()
+        .any(|(id, d, _)| *id == A && *d == Decision::WouldApply));
     assert!(w.pages_of(AlertClass::MaintenanceReplacing).is_empty());
 }

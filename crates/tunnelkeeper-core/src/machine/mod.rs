@@ -137,8 +137,7 @@ impl Core {
         for &(new, old) in &mapping.targets {
             next.stats[new.0] = self.stats[old.0].clone();
         }
-        next.maintenance
-            .adopt(&self.maintenance, &mapping.tunnels);
+        next.maintenance.adopt(&self.maintenance, &mapping.tunnels);
         if let (Some(new), Some(old)) = (next.control.as_mut(), self.control.as_ref()) {
             new.adopt(old, &config);
         }

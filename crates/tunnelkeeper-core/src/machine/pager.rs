@@ -22,8 +22,8 @@ use crate::health::path_mtu::PathMtus;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::history::History;
 use crate::jitter::Jitter;
-use crate::maintenance::MaintenanceTracker;
 use crate::machine::event::Event;
+use crate::maintenance::MaintenanceTracker;
 use crate::messages::DeliveryReport;
 use crate::types::{AlertClass, Timestamp};
 

@@ -118,7 +118,9 @@ impl fmt::Display for Blocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Blocker::ApplyNever => f.write_str("[maintenance] apply is \"never\""),
-            Blocker::OutsideWindow { next_window: Some(t) } => {
+            Blocker::OutsideWindow {
+                next_window: Some(t),
+            } => {
                 write!(f, "outside the maintenance windows (next at {t})")
             }
             Blocker::OutsideWindow { next_window: None } => {

@@ -139,7 +139,10 @@ impl MaintenanceTracker {
     /// Takes the answer to a `ReplaceVpnTunnel` call: an error ends the replacement as
     /// failed (nothing was replaced; it may be tried again after `recovery_timeout`).
     pub fn call_answered(&mut self, id: TunnelId, error: Option<String>, at: Timestamp) {
-        let Some(plan) = self.plans.get_mut(id.connection).and_then(|c| c.get_mut(id.tunnel))
+        let Some(plan) = self
+            .plans
+            .get_mut(id.connection)
+            .and_then(|c| c.get_mut(id.tunnel))
         else {
             return;
         };
@@ -223,9 +226,13 @@ impl MaintenanceTracker {
                     && m.reading.pending_text().is_none()
                     && m.reading.last_applied.is_some_and(|a| a >= started)
             });
+        // Back: up on both planes now, and EC2 saw it come up after the call (its
+        // telemetry moves when the new endpoint's IKE is up) or AWS says the maintenance
+        // is applied. The pings need not have failed: AWS may replace an endpoint while
+        // the VGW routes through the other tunnel.
         let back = is_up(&tunnel.data_plane)
             && is_up(&tunnel.control_plane)
-            && ((up_after(&tunnel.data_plane) && up_after(&tunnel.control_plane)) || aws_done);
+            && (up_after(&tunnel.control_plane) || aws_done);
         let timeout = stores.config.maintenance.recovery_timeout;
         match plan.progress.clone() {
             Progress::Idle => {}
@@ -308,7 +315,9 @@ impl MaintenanceTracker {
                                 progress: plan.progress.clone(),
                                 not_callable: match (&c.id, t.outside_ip) {
                                     (None, _) => Some(format!("connection {} has no id", c.name)),
-                                    (_, None) => Some(format!("tunnel {} has no outside_ip", t.name)),
+                                    (_, None) => {
+                                        Some(format!("tunnel {} has no outside_ip", t.name))
+                                    }
                                     (Some(_), Some(_)) => None,
                                 },
                             }
@@ -326,7 +335,10 @@ impl MaintenanceTracker {
             Verdict::Down { .. } => Err(format!("is down by {plane}")),
             Verdict::Unknown { .. } => Err(format!("is not known up by {plane}")),
         };
-        match (since("its pings", &t.data_plane), since("EC2", &t.control_plane)) {
+        match (
+            since("its pings", &t.data_plane),
+            since("EC2", &t.control_plane),
+        ) {
             (Ok(a), Ok(b)) => {
                 let lossy = self.last_lossy[id.connection][id.tunnel];
                 Health::Healthy {

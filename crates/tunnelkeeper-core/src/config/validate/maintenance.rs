@@ -126,7 +126,8 @@ mod tests {
         assert_eq!(m.max_concurrent, 2);
         assert_eq!(m.recovery_timeout, Duration::from_secs(900));
         // One window as a bare string.
-        let c = parse("[maintenance]\napply = \"dry-run\"\nwindow = \"daily 01:00-02:00\"\n").unwrap();
+        let c =
+            parse("[maintenance]\napply = \"dry-run\"\nwindow = \"daily 01:00-02:00\"\n").unwrap();
         assert_eq!(c.maintenance.windows.windows.len(), 1);
     }
 
@@ -145,6 +146,9 @@ mod tests {
             assert!(e.contains(says), "{text}: {e}");
         }
         let e = Config::parse("[[vpn]]\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\ntargets = [\"10.0.0.1\"]\n[maintenance]\napply = \"dry-run\"\nwindow = \"Sun 02:00-03:00\"\n", "t").unwrap_err().to_string();
-        assert!(e.contains("maintenance.apply: apply = \"dry-run\" needs an [aws] table"), "{e}");
+        assert!(
+            e.contains("maintenance.apply: apply = \"dry-run\" needs an [aws] table"),
+            "{e}"
+        );
     }
 }

@@ -88,15 +88,58 @@ fn pending_maintenance_is_applied_only_when_everything_else_is_safe() {
     type Change = fn(&mut Vec<ConnectionFacts>, &mut MaintenanceConfig);
     let cases: [(&str, Change, &[&str]); 10] = [
         ("all healthy", |_, _| {}, &["Apply"]),
-        ("never", |_, c| c.apply = ApplyMode::Never, &["[maintenance] apply is \"never\""]),
-        ("dry run", |_, c| c.apply = ApplyMode::DryRun, &["WouldApply"]),
-        ("outside", |_, c| c.windows.windows = vec![Window::parse("Mon 02:00-05:00").unwrap()], &["outside the maintenance windows (next at 2026-07-06T02:00:00Z)"]),
-        ("sibling down", |v, _| v[0].tunnels[1].health = down(), &["dc-b is down"]),
-        ("sibling healthy too briefly", |v, _| v[0].tunnels[1].health = healthy(12, SUNDAY + 3 * 3600), &["dc-b has been healthy for 12m only, 30m needed"]),
-        ("other connection gone", |v, _| { v[1].tunnels[0].health = down(); v[1].tunnels[1].health = down(); }, &["connection dc2 has no healthy tunnel (dc2-a is down; dc2-b is down)"]),
-        ("alerts", |v, _| v[0].firing = vec!["TunnelLossy".into()], &["alerts fire for the connection: TunnelLossy"]),
-        ("another replacing", |v, _| v[1].tunnels[1].progress = Progress::Replacing { since: Timestamp::from_secs(SUNDAY) }, &["dc2-b is being replaced"]),
-        ("no outside ip", |v, _| v[0].tunnels[0].not_callable = Some("no outside_ip".into()), &["no outside_ip"]),
+        (
+            "never",
+            |_, c| c.apply = ApplyMode::Never,
+            &["[maintenance] apply is \"never\""],
+        ),
+        (
+            "dry run",
+            |_, c| c.apply = ApplyMode::DryRun,
+            &["WouldApply"],
+        ),
+        (
+            "outside",
+            |_, c| c.windows.windows = vec![Window::parse("Mon 02:00-05:00").unwrap()],
+            &["outside the maintenance windows (next at 2026-07-06T02:00:00Z)"],
+        ),
+        (
+            "sibling down",
+            |v, _| v[0].tunnels[1].health = down(),
+            &["dc-b is down"],
+        ),
+        (
+            "sibling healthy too briefly",
+            |v, _| v[0].tunnels[1].health = healthy(12, SUNDAY + 3 * 3600),
+            &["dc-b has been healthy for 12m only, 30m needed"],
+        ),
+        (
+            "other connection gone",
+            |v, _| {
+                v[1].tunnels[0].health = down();
+                v[1].tunnels[1].health = down();
+            },
+            &["connection dc2 has no healthy tunnel (dc2-a is down; dc2-b is down)"],
+        ),
+        (
+            "alerts",
+            |v, _| v[0].firing = vec!["TunnelLossy".into()],
+            &["alerts fire for the connection: TunnelLossy"],
+        ),
+        (
+            "another replacing",
+            |v, _| {
+                v[1].tunnels[1].progress = Progress::Replacing {
+                    since: Timestamp::from_secs(SUNDAY),
+                }
+            },
+            &["dc2-b is being replaced"],
+        ),
+        (
+            "no outside ip",
+            |v, _| v[0].tunnels[0].not_callable = Some("no outside_ip".into()),
+            &["no outside_ip"],
+        ),
     ];
     for (what, change, expected) in cases {
         let (mut v, mut c) = (vpn(now), safe.clone());
@@ -163,31 +206,36 @@ fn arb_progress() -> impl Strategy<Value = Progress> {
 
 fn arb_vpn() -> impl Strategy<Value = Vec<ConnectionFacts>> {
     let arb_tunnel = (any::<bool>(), arb_health(), arb_progress());
-    prop::collection::vec(
-        (prop::collection::vec(arb_tunnel, 2), any::<bool>()),
-        1..=2,
+    prop::collection::vec((prop::collection::vec(arb_tunnel, 2), any::<bool>()), 1..=2).prop_map(
+        |conns| {
+            conns
+                .into_iter()
+                .enumerate()
+                .map(|(ci, (tunnels, alerts))| ConnectionFacts {
+                    name: format!("c{ci}"),
+                    firing: if alerts {
+                        vec!["TunnelDown".into()]
+                    } else {
+                        vec![]
+                    },
+                    tunnels: tunnels
+                        .into_iter()
+                        .enumerate()
+                        .map(|(ti, (pending, health, progress))| TunnelFacts {
+                            name: format!("c{ci}-t{ti}"),
+                            pending: pending.then_some(Pending {
+                                auto_apply_after: None,
+                                fresh: true,
+                            }),
+                            health,
+                            progress,
+                            not_callable: None,
+                        })
+                        .collect(),
+                })
+                .collect()
+        },
     )
-    .prop_map(|conns| {
-        conns
-            .into_iter()
-            .enumerate()
-            .map(|(ci, (tunnels, alerts))| ConnectionFacts {
-                name: format!("c{ci}"),
-                firing: if alerts { vec!["TunnelDown".into()] } else { vec![] },
-                tunnels: tunnels
-                    .into_iter()
-                    .enumerate()
-                    .map(|(ti, (pending, health, progress))| TunnelFacts {
-                        name: format!("c{ci}-t{ti}"),
-                        pending: pending.then_some(Pending { auto_apply_after: None, fresh: true }),
-                        health,
-                        progress,
-                        not_callable: None,
-                    })
-                    .collect(),
-            })
-            .collect()
-    })
 }
 
 fn arb_mode() -> impl Strategy<Value = ApplyMode> {
