@@ -317,7 +317,7 @@ mod tests {
             [true, false, false, false, false, true, true]
         );
         assert_eq!(Window::parse("daily 00:00-24:00").unwrap().end, 1440);
-        assert_eq!(Window::parse("Tuesday 01:00-02:00").unwrap().days[1], true);
+        assert!(Window::parse("Tuesday 01:00-02:00").unwrap().days[1]);
         for (bad, says) in [
             ("Sun", "is not a window"),
             ("Sunday 02:00-05:00 extra", "is not a window"),

@@ -114,7 +114,7 @@ impl World {
                 send_delay: Duration::ZERO,
             });
         }
-        if s % 10 == 0 {
+        if s.is_multiple_of(10) {
             let tunnel = |ip: &str, (_, up, since): Plane| TunnelReading {
                 outside_ip: Some(OutsideIp(ip.parse().unwrap())),
                 telemetry: Some(Telemetry {
