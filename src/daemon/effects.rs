@@ -194,6 +194,15 @@ impl Effects {
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
+            event @ (Event::ReplaceTunnel { .. } | Event::MaintenancePlanChanged { .. }) => {
+                self.act_on_maintenance(event)
+            }
+        }
+    }
+
+    /// The maintenance events: a `ReplaceVpnTunnel` call to make, a plan to show and log.
+    fn act_on_maintenance(&mut self, event: Event) -> bool {
+        match event {
             Event::ReplaceTunnel { tunnel } => {
                 self.metrics.maintenance_started();
                 match &self.hooks.replacer {
@@ -218,6 +227,7 @@ impl Effects {
                 crate::daemon::maintenance_log::log_plan(&self.config, tunnel, &plan, mode);
                 true
             }
+            _ => false,
         }
     }
 

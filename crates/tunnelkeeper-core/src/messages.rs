@@ -101,8 +101,8 @@ pub enum Observation<I = Timestamp> {
         /// How many sends were skipped.
         missed: u64,
     },
-    /// AWS answered a `ReplaceVpnTunnel` call the core asked for
-    /// ([`crate::machine::Event::ReplaceTunnel`]).
+    /// AWS answered a `ReplaceVpnTunnel` call the core asked for (its `ReplaceTunnel`
+    /// event).
     TunnelReplaceAnswered {
         /// When.
         at: I,
