@@ -210,7 +210,8 @@ shellcheck_install() {
 }
 
 iam() {
-  local policy=$1 dir=$work/iam-$(basename "$1" .json)
+  local policy=$1 dir
+  dir=$work/iam-$(basename "$policy" .json)
   shim "$dir" "$module/examples/basic"
   "$python" "$module/check/checks.py" iam-inputs "$policy" >"$dir/iam.tfvars"
   "$terraform" -chdir="$dir" apply -auto-approve -input=false -no-color \

@@ -187,13 +187,9 @@ fn one_tunnel_at_a_time_and_never_both_of_a_connection() {
     );
 }
 
-fn arb_health() -> impl Strategy<Value = Health> {
-    prop_oneof![
-        (0u64..120).prop_map(|m| Health::Healthy {
-            since: Timestamp::from_secs(SUNDAY + 7 * 86_400 - m * MIN)
-        }),
-        Just(down()),
-    ]
+/// Healthy for so many minutes before the property's `now` (set in the test), or down.
+fn arb_health() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![(0u64..120).prop_map(Some), Just(None)]
 }
 
 fn arb_progress() -> impl Strategy<Value = Progress> {
@@ -206,6 +202,7 @@ fn arb_progress() -> impl Strategy<Value = Progress> {
 
 fn arb_vpn() -> impl Strategy<Value = Vec<ConnectionFacts>> {
     let arb_tunnel = (any::<bool>(), arb_health(), arb_progress());
+    // Health is filled in against `NOW` below.
     prop::collection::vec((prop::collection::vec(arb_tunnel, 2), any::<bool>()), 1..=2).prop_map(
         |conns| {
             conns
@@ -227,7 +224,12 @@ fn arb_vpn() -> impl Strategy<Value = Vec<ConnectionFacts>> {
                                 auto_apply_after: None,
                                 fresh: true,
                             }),
-                            health,
+                            health: match health {
+                                Some(minutes) => Health::Healthy {
+                                    since: Timestamp::from_secs(NOW - minutes * MIN),
+                                },
+                                None => down(),
+                            },
                             progress,
                             not_callable: None,
                         })
@@ -237,6 +239,9 @@ fn arb_vpn() -> impl Strategy<Value = Vec<ConnectionFacts>> {
         },
     )
 }
+
+/// The property's time: a Sunday at 04:00 UTC.
+const NOW: u64 = SUNDAY + 7 * 86_400 + 4 * 3600;
 
 fn arb_mode() -> impl Strategy<Value = ApplyMode> {
     prop_oneof![
@@ -252,10 +257,18 @@ proptest! {
         vpn in arb_vpn(),
         mode in arb_mode(),
         max_concurrent in 1u32..=3,
-        minute_of_week in 0u64..(7 * 24 * 60),
+        // Windows around NOW (Sunday 04:00 UTC): open, open, closed, closed (it ends as
+        // NOW begins), closed (it opens a minute later).
+        window in prop_oneof![
+            Just("Sun 02:00-05:00"),
+            Just("daily 00:00-24:00"),
+            Just("Sat 12:00-13:00"),
+            Just("Sun 03:00-04:00"),
+            Just("Sun 04:01-05:00"),
+        ],
     ) {
-        let now = Timestamp::from_secs(SUNDAY + 7 * 86_400 + minute_of_week * MIN - 3 * 86_400);
-        let mut c = config(mode, "Sun 02:00-05:00");
+        let now = Timestamp::from_secs(NOW);
+        let mut c = config(mode, window);
         c.max_concurrent = max_concurrent;
         let d = decide(now, &c, &vpn);
         let mut under_way = 0;
