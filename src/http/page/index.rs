@@ -435,3 +435,64 @@ fn maintenance_plan_text(
     }
     (!text.is_empty()).then_some(text)
 }
+
+#[cfg(test)]
+mod maintenance_text_tests {
+    use super::maintenance_plan_text;
+    use crate::types::Timestamp;
+    use tunnelkeeper_core::maintenance::tracker::{Outcome, TunnelPlan};
+    use tunnelkeeper_core::maintenance::{Blocker, Decision, Progress};
+
+    fn plan(decision: Decision, progress: Progress, outcome: Option<Outcome>) -> TunnelPlan {
+        TunnelPlan {
+            pending: true,
+            auto_apply_after: None,
+            decision,
+            progress,
+            applied_at: None,
+            outcome,
+            startup_add: true,
+        }
+    }
+
+    #[test]
+    fn the_page_says_what_blocks_a_replacement_and_how_the_last_one_went() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        let waiting = plan(
+            Decision::Wait {
+                blocked_by: vec![Blocker::NotHealthy {
+                    tunnel: "dc-b".into(),
+                    why: "is down by EC2".into(),
+                }],
+                next_window: Some(Timestamp::from_secs(1_800_003_600)),
+            },
+            Progress::Idle,
+            None,
+        );
+        assert_eq!(
+            maintenance_plan_text(&waiting, now).unwrap(),
+            "waiting: dc-b is down by EC2; next window 2027-01-15T09:00:00Z"
+        );
+        let failed = plan(
+            Decision::InProgress,
+            Progress::Failed {
+                since: now,
+                why: "not back".into(),
+            },
+            None,
+        );
+        assert!(maintenance_plan_text(&failed, now)
+            .unwrap()
+            .starts_with("replacement failed"));
+        let idle = plan(Decision::Idle, Progress::Idle, None);
+        assert_eq!(maintenance_plan_text(&idle, now), None);
+        let back = plan(
+            Decision::Idle,
+            Progress::Idle,
+            Some(Outcome::Recovered { at: now }),
+        );
+        assert!(maintenance_plan_text(&back, now)
+            .unwrap()
+            .starts_with("last replacement back up"));
+    }
+}
