@@ -117,6 +117,9 @@ pub struct TunnelSnapshot {
     pub aws: Option<TunnelReading>,
     /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
     pub maintenance: Option<TunnelMaintenance>,
+    /// What the daemon decides about pending maintenance (`[maintenance]`), and its last
+    /// replacement of the tunnel.
+    pub maintenance_plan: Option<tunnelkeeper_core::maintenance::TunnelPlan>,
     /// The last path-MTU measurement (`[mtu]`), if one found anything.
     pub path_mtu: Option<crate::health::path_mtu::TunnelPathMtu>,
     /// Loss and median RTT over the brownout windows, and the RTT baseline.
@@ -207,6 +210,7 @@ impl Snapshot {
                         TunnelSnapshot {
                             aws,
                             maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
+                            maintenance_plan: None,
                             path_mtu: None,
                             brownout: Default::default(),
                             name: t.name.clone(),

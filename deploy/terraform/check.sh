@@ -210,13 +210,14 @@ shellcheck_install() {
 }
 
 iam() {
-  local dir=$work/iam
+  local policy=$1 dir
+  dir=$work/iam-$(basename "$policy" .json)
   shim "$dir" "$module/examples/basic"
-  "$python" "$module/check/checks.py" iam-inputs deploy/iam-policy.json >"$dir/iam.tfvars"
+  "$python" "$module/check/checks.py" iam-inputs "$policy" >"$dir/iam.tfvars"
   "$terraform" -chdir="$dir" apply -auto-approve -input=false -no-color \
     -var-file=example.tfvars -var-file=iam.tfvars >"$dir/apply.log" || { cat "$dir/apply.log"; return 1; }
   "$terraform" -chdir="$dir" output -raw daemon_policy >"$dir/module-policy.json"
-  "$python" "$module/check/checks.py" iam deploy/iam-policy.json "$dir/module-policy.json"
+  "$python" "$module/check/checks.py" iam "$policy" "$dir/module-policy.json"
 }
 
 # refused CASE: planning the basic example with CASE on top must fail with the message
@@ -271,7 +272,9 @@ done
 check "shellcheck: $module/check.sh" "$venv/bin/shellcheck" "$module/check.sh"
 
 if [ -n "$have_terraform" ]; then
-  check "iam: the instance role's policy equals deploy/iam-policy.json" iam
+  check "iam: the instance role's policy equals deploy/iam-policy.json" iam deploy/iam-policy.json
+  check "iam: with maintenance_apply = \"when-safe\" it equals deploy/iam-policy-maintenance.json" \
+    iam deploy/iam-policy-maintenance.json
   for case_file in "$module"/check/invalid/*.tfvars; do
     check "invalid: $(basename "$case_file" .tfvars) is refused at plan time" refused "$case_file"
   done

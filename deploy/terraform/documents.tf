@@ -28,6 +28,9 @@ locals {
     sns_topic_arn        = local.sns_topic_arn
     page_min_severity    = var.page_min_severity
     runbook_url          = var.runbook_url
+    maintenance_apply    = var.maintenance_apply
+    maintenance_windows  = var.maintenance_windows
+    maintenance_timezone = var.maintenance_timezone
   })
 
   install_script = templatefile("${path.module}/templates/install-tunnelkeeper.sh.tftpl", {
@@ -42,11 +45,24 @@ locals {
     package_from_s3 = local.package_from_s3
   })
 
-  # deploy/iam-policy.json with this deployment's namespace and topic filled in, statement
-  # for statement (check.sh compares the two): what the daemon calls, and nothing else.
+  # ReplaceVpnTunnel only where the daemon calls it (maintenance_apply = "when-safe"): a
+  # dry run calls nothing. deploy/iam-policy-maintenance.json is the policy with it.
+  apply_maintenance_statements = var.maintenance_apply == "when-safe" ? [
+    {
+      Sid    = "ApplyVpnTunnelMaintenance"
+      Effect = "Allow"
+      Action = "ec2:ReplaceVpnTunnel"
+      # Takes the vpn-connection resource type: only the configured connections.
+      Resource = [for c in var.vpn_connections : "arn:aws:ec2:${local.region}:*:vpn-connection/${c.id}"]
+    },
+  ] : []
+
+  # deploy/iam-policy.json (deploy/iam-policy-maintenance.json with maintenance_apply =
+  # "when-safe") with this deployment's namespace and topic filled in, statement for
+  # statement (check.sh compares them): what the daemon calls, and nothing else.
   daemon_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid    = "ReadVpnTunnelStatus"
         Effect = "Allow"
@@ -81,6 +97,6 @@ locals {
         Action   = "sns:Publish"
         Resource = local.sns_topic_arn
       },
-    ]
+    ], local.apply_maintenance_statements)
   }
 }

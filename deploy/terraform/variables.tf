@@ -177,6 +177,29 @@ variable "runbook_url" {
   }
 }
 
+variable "maintenance_apply" {
+  description = "What the daemon does with AWS's pending tunnel endpoint maintenance ([maintenance] apply): \"never\" (only reads it), \"dry-run\" (decides and shows, calls nothing) or \"when-safe\" (calls ReplaceVpnTunnel inside a window when the rest of the VPN is healthy). Only \"when-safe\" gives the role ec2:ReplaceVpnTunnel; the connections need tunnel endpoint lifecycle control enabled."
+  type        = string
+  default     = "never"
+
+  validation {
+    condition     = contains(["never", "dry-run", "when-safe"], var.maintenance_apply)
+    error_message = "maintenance_apply must be \"never\", \"dry-run\" or \"when-safe\"."
+  }
+}
+
+variable "maintenance_windows" {
+  description = "Weekly windows in which the daemon may apply pending maintenance, in maintenance_timezone's local time: \"Sun 02:00-05:00\", \"Sat-Sun 23:00-01:00\", \"daily 03:00-04:00\". Used unless maintenance_apply is \"never\"."
+  type        = list(string)
+  default     = ["Sun 02:00-05:00"]
+}
+
+variable "maintenance_timezone" {
+  description = "The IANA time zone of maintenance_windows, e.g. \"Europe/Paris\" (the daemon carries the zone database; the instance needs no tzdata)."
+  type        = string
+  default     = "UTC"
+}
+
 # ---------------------------------------------------------------------------------------
 # Who may talk to it
 

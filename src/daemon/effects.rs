@@ -18,7 +18,9 @@ use crate::metrics::Metrics;
 use crate::outage_log::OutageLog;
 use crate::snapshot::AlertView;
 use crate::types::{TargetId, Timestamp, TunnelId};
+use tunnelkeeper_core::config::maintenance::ApplyMode;
 use tunnelkeeper_core::machine::{AwsEvent, Core, Event};
+use tunnelkeeper_core::maintenance::TunnelPlan;
 
 /// How the monitor reaches the world outside the core.
 pub struct Hooks {
@@ -36,6 +38,8 @@ pub struct Hooks {
     pub writer: StateWriter,
     /// Keeps ended outages (in `state_dir`, off the monitor's thread).
     pub outages: Arc<OutageLog>,
+    /// Calls `ReplaceVpnTunnel` when `[maintenance]` asks (with AWS configured).
+    pub replacer: Option<crate::aws::replace::TunnelReplacer>,
 }
 
 /// Turns events into IO.
@@ -208,7 +212,43 @@ impl Effects {
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
+            Event::ReplaceTunnel { tunnel } => self.replace_tunnel(tunnel),
+            Event::MaintenancePlanChanged {
+                tunnel,
+                plan,
+                mode,
+                ended,
+            } => self.show_maintenance_plan(tunnel, &plan, mode, ended),
         }
+    }
+
+    /// Asks AWS to replace a tunnel (`[maintenance]` found a safe moment).
+    fn replace_tunnel(&mut self, tunnel: TunnelId) -> bool {
+        self.metrics.maintenance_started();
+        match &self.hooks.replacer {
+            Some(replacer) => replacer.replace(tunnel),
+            // No AWS: the config refuses `when-safe` without [aws]; say it anyway.
+            None => {
+                error!(tunnel = %self.config.tunnel(tunnel).name, "ReplaceVpnTunnel asked for without AWS configured")
+            }
+        }
+        true
+    }
+
+    /// Shows and logs a tunnel's maintenance plan; counts a replacement that ended.
+    fn show_maintenance_plan(
+        &mut self,
+        tunnel: TunnelId,
+        plan: &TunnelPlan,
+        mode: ApplyMode,
+        ended: bool,
+    ) -> bool {
+        self.metrics.set_maintenance(tunnel, plan);
+        if let (true, Some(outcome)) = (ended, &plan.outcome) {
+            self.metrics.maintenance_outcome(outcome);
+        }
+        crate::daemon::maintenance_log::log_plan(&self.config, tunnel, plan, mode);
+        true
     }
 
     /// The control plane's events: EC2's answers, failures, problems, staleness and

@@ -7,6 +7,7 @@
 //! everything through one root token; the alert state is saved last.
 
 pub mod effects;
+pub mod maintenance_log;
 pub mod monitor;
 pub mod mtu;
 pub mod pingers;
@@ -527,6 +528,16 @@ fn start_generation(
             sinks,
             writer: shared.writer.clone(),
             outages: shared.outages.clone(),
+            replacer: p
+                .sdk
+                .as_ref()
+                .map(|sdk| crate::aws::replace::TunnelReplacer {
+                    client: aws_sdk_ec2::Client::new(sdk),
+                    config: config.clone(),
+                    observations: tx.clone(),
+                    cancel: cancel.clone(),
+                    tasks: tasks.clone(),
+                }),
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));

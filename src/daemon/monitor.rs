@@ -187,6 +187,7 @@ impl Monitor {
             for id in core.config().tunnel_ids() {
                 let tunnel = &mut snapshot.connections[id.connection].tunnels[id.tunnel];
                 tunnel.path_mtu = core.path_mtu().get(id).cloned();
+                tunnel.maintenance_plan = core.maintenance().plan(id).cloned();
                 tunnel.brownout = history.brownout(id, now);
                 self.effects.metrics().set_brownout(id, &tunnel.brownout);
             }

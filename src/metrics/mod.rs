@@ -88,6 +88,7 @@ pub struct Metrics {
     state_save_failures: IntCounter,
     path_mtu: path_mtu::PathMtuSeries,
     brownout: brownout::BrownoutSeries,
+    maintenance: maintenance::MaintenanceSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -355,7 +356,9 @@ impl Metrics {
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
         let failover_seconds = failover::histogram(&registry);
+        let maintenance = maintenance::MaintenanceSeries::new(&registry, config, &tunnel_labels);
         let metrics = Self {
+            maintenance,
             path_mtu,
             brownout,
             failover_seconds,
@@ -643,6 +646,7 @@ mod aws;
 mod brownout;
 mod control_plane;
 mod failover;
+mod maintenance;
 mod path_mtu;
 mod render;
 

@@ -289,6 +289,7 @@ impl Harness {
                 sinks,
                 writer: self.writer.clone(),
                 outages: Arc::new(tunnelkeeper::outage_log::OutageLog::in_memory(Vec::new())),
+                replacer: None,
             },
         });
         let (tx, rx) = mpsc::channel(4096);

@@ -101,6 +101,16 @@ pub enum Observation<I = Timestamp> {
         /// How many sends were skipped.
         missed: u64,
     },
+    /// AWS answered a `ReplaceVpnTunnel` call the core asked for (its `ReplaceTunnel`
+    /// event).
+    TunnelReplaceAnswered {
+        /// When.
+        at: I,
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// `None` when AWS accepted it, else its error's kind and text.
+        error: Option<(AwsErrorKind, String)>,
+    },
 }
 
 impl<I> Observation<I> {
@@ -117,6 +127,7 @@ impl<I> Observation<I> {
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
             | Observation::PathMtu { .. }
+            | Observation::TunnelReplaceAnswered { .. }
             | Observation::Delivery(_) => {}
         }
     }
@@ -177,6 +188,13 @@ impl<I> Observation<I> {
             },
             Observation::ScheduleSlip { target, missed } => {
                 Observation::ScheduleSlip { target, missed }
+            }
+            Observation::TunnelReplaceAnswered { at, tunnel, error } => {
+                Observation::TunnelReplaceAnswered {
+                    at: time(at),
+                    tunnel,
+                    error,
+                }
             }
         }
     }

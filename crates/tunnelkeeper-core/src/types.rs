@@ -194,11 +194,20 @@ pub enum AlertClass {
     /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
     /// answer (a firewall change, the hosts themselves, or a route that never moved).
     SharedTargetsDown,
+    /// The daemon asked AWS to replace a tunnel's endpoint (`[maintenance] apply =
+    /// "when-safe"`): firing is "replacement started", resolved is "finished".
+    MaintenanceReplacing,
+    /// A tunnel the daemon had replaced is not back up on both planes within
+    /// `[maintenance] recovery_timeout`, or the `ReplaceVpnTunnel` call failed.
+    MaintenanceReplaceFailed,
+    /// AWS applies a tunnel's pending maintenance within a day and no safe moment came:
+    /// says what blocked it.
+    MaintenanceBlocked,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 13] = [
+    pub const ALL: [AlertClass; 16] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -212,6 +221,9 @@ impl AlertClass {
         AlertClass::TunnelLossy,
         AlertClass::TunnelSlow,
         AlertClass::SharedTargetsDown,
+        AlertClass::MaintenanceReplacing,
+        AlertClass::MaintenanceReplaceFailed,
+        AlertClass::MaintenanceBlocked,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -227,10 +239,12 @@ impl AlertClass {
             | AlertClass::NotificationsFailing
             | AlertClass::TunnelLossy
             | AlertClass::TunnelSlow
-            | AlertClass::SharedTargetsDown => Severity::Warning,
-            AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
-                Severity::Info
-            }
+            | AlertClass::SharedTargetsDown
+            | AlertClass::MaintenanceReplaceFailed
+            | AlertClass::MaintenanceBlocked => Severity::Warning,
+            AlertClass::TunnelMaintenancePending
+            | AlertClass::TunnelDownAfterMaintenance
+            | AlertClass::MaintenanceReplacing => Severity::Info,
         }
     }
 
@@ -250,6 +264,9 @@ impl AlertClass {
             AlertClass::TunnelLossy => "TunnelLossy",
             AlertClass::TunnelSlow => "TunnelSlow",
             AlertClass::SharedTargetsDown => "SharedTargetsDown",
+            AlertClass::MaintenanceReplacing => "MaintenanceReplacing",
+            AlertClass::MaintenanceReplaceFailed => "MaintenanceReplaceFailed",
+            AlertClass::MaintenanceBlocked => "MaintenanceBlocked",
         }
     }
 

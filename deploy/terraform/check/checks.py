@@ -134,6 +134,9 @@ def iam_inputs(path):
     print(f"cloudwatch_namespace = {json.dumps(namespaces.pop())}")
     print(f"sns_topic_arn = {json.dumps(topics.pop())}")
     print("create_sns_topic = false")
+    # The maintenance statement is there exactly when the daemon applies maintenance.
+    applies = any("ec2:ReplaceVpnTunnel" in as_list(s.get("Action", [])) for s in policy.get("Statement", []))
+    print(f"maintenance_apply = {json.dumps('when-safe' if applies else 'never')}")
 
 
 def iam(path, module_path):
@@ -158,7 +161,7 @@ def iam(path, module_path):
         elif project[sid] != module[sid]:
             problems.append(f"statement {sid} differs:\n    {path}: {json.dumps(project[sid], sort_keys=True)}\n    module: {json.dumps(module[sid], sort_keys=True)}")
     if problems:
-        fail("the instance role's policy (documents.tf, daemon_policy) does not match deploy/iam-policy.json:\n  " + "\n  ".join(problems))
+        fail(f"the instance role's policy (documents.tf, daemon_policy) does not match {path}:\n  " + "\n  ".join(problems))
     print(f"{len(project)} statements, actions: {', '.join(sorted(actions(project)))}")
 
 

@@ -181,6 +181,11 @@ fn tunnel(
         }
         let _ = write!(out, "<dt>AWS maintenance</dt><dd>{text}</dd>");
     }
+    if let Some(plan) = &t.maintenance_plan {
+        if let Some(text) = maintenance_plan_text(plan, now) {
+            let _ = write!(out, "<dt>maintenance plan</dt><dd>{}</dd>", escape(&text));
+        }
+    }
     if let Some(mtu) = &t.path_mtu {
         use crate::messages::MtuLimitFound;
         let r = &mtu.reading;
@@ -386,4 +391,109 @@ fn advisories(out: &mut String, s: &Snapshot) {
         let _ = write!(out, "<li>{}</li>", escape(w));
     }
     out.push_str("</ul></section>");
+}
+
+/// What the daemon decides about a tunnel's pending maintenance, in one line; `None` when
+/// there is nothing to say (nothing pending, nothing done).
+fn maintenance_plan_text(
+    plan: &tunnelkeeper_core::maintenance::TunnelPlan,
+    now: crate::types::Timestamp,
+) -> Option<String> {
+    use tunnelkeeper_core::maintenance::tracker::Outcome;
+    use tunnelkeeper_core::maintenance::{Decision, Progress};
+    let mut text = match (&plan.progress, &plan.decision) {
+        (Progress::Replacing { since }, _) => {
+            format!("endpoint being replaced since {}", when(now, *since))
+        }
+        (Progress::Failed { since, why }, _) => {
+            format!("replacement failed {}: {why}", when(now, *since))
+        }
+        (Progress::Idle, Decision::Apply) => "applying now".to_string(),
+        (Progress::Idle, Decision::WouldApply) => {
+            "a safe moment: would apply now (dry-run)".to_string()
+        }
+        (
+            Progress::Idle,
+            Decision::Wait {
+                blocked_by,
+                next_window,
+            },
+        ) => {
+            let why: Vec<String> = blocked_by.iter().map(ToString::to_string).collect();
+            let next = next_window.map_or_else(String::new, |t| format!("; next window {t}"));
+            format!("waiting: {}{next}", why.join("; "))
+        }
+        (Progress::Idle, Decision::Idle | Decision::InProgress) => String::new(),
+    };
+    match &plan.outcome {
+        Some(Outcome::Recovered { at }) => {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&format!("last replacement back up {}", when(now, *at)));
+        }
+        Some(Outcome::Failed { .. }) | None => {}
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod maintenance_text_tests {
+    use super::maintenance_plan_text;
+    use crate::types::Timestamp;
+    use tunnelkeeper_core::maintenance::tracker::{Outcome, TunnelPlan};
+    use tunnelkeeper_core::maintenance::{Blocker, Decision, Progress};
+
+    fn plan(decision: Decision, progress: Progress, outcome: Option<Outcome>) -> TunnelPlan {
+        TunnelPlan {
+            pending: true,
+            auto_apply_after: None,
+            decision,
+            progress,
+            applied_at: None,
+            outcome,
+            startup_add: true,
+        }
+    }
+
+    #[test]
+    fn the_page_says_what_blocks_a_replacement_and_how_the_last_one_went() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        let waiting = plan(
+            Decision::Wait {
+                blocked_by: vec![Blocker::NotHealthy {
+                    tunnel: "dc-b".into(),
+                    why: "is down by EC2".into(),
+                }],
+                next_window: Some(Timestamp::from_secs(1_800_003_600)),
+            },
+            Progress::Idle,
+            None,
+        );
+        assert_eq!(
+            maintenance_plan_text(&waiting, now).unwrap(),
+            "waiting: dc-b is down by EC2; next window 2027-01-15T09:00:00Z"
+        );
+        let failed = plan(
+            Decision::InProgress,
+            Progress::Failed {
+                since: now,
+                why: "not back".into(),
+            },
+            None,
+        );
+        assert!(maintenance_plan_text(&failed, now)
+            .unwrap()
+            .starts_with("replacement failed"));
+        let idle = plan(Decision::Idle, Progress::Idle, None);
+        assert_eq!(maintenance_plan_text(&idle, now), None);
+        let back = plan(
+            Decision::Idle,
+            Progress::Idle,
+            Some(Outcome::Recovered { at: now }),
+        );
+        assert!(maintenance_plan_text(&back, now)
+            .unwrap()
+            .starts_with("last replacement back up"));
+    }
 }

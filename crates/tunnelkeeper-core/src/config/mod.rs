@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub mod brownout;
 pub mod diff;
+pub mod maintenance;
 mod mapping;
 mod raw;
 mod type_errors;
@@ -72,6 +73,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Path-MTU probing through the tunnels.
     pub mtu: MtuConfig,
+    /// `[maintenance]`: applying AWS's pending tunnel maintenance at a safe moment.
+    pub maintenance: maintenance::MaintenanceConfig,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }

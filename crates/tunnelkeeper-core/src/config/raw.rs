@@ -17,6 +17,26 @@ pub(super) struct RawConfig {
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) alerts: Option<RawAlerts>,
     pub(super) mtu: Option<Spanned<RawMtu>>,
+    pub(super) maintenance: Option<Spanned<RawMaintenance>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMaintenance {
+    pub(super) apply: Option<Spanned<String>>,
+    pub(super) window: Option<Spanned<RawWindows>>,
+    pub(super) timezone: Option<Spanned<String>>,
+    pub(super) sibling_healthy_for: Option<Spanned<HumanDuration>>,
+    pub(super) max_concurrent: Option<Spanned<u32>>,
+    pub(super) recovery_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// One window or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawWindows {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]

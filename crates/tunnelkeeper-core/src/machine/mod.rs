@@ -14,6 +14,8 @@
 
 mod event;
 #[cfg(test)]
+mod maintenance_tests;
+#[cfg(test)]
 mod outage_tests;
 mod pager;
 #[cfg(test)]
@@ -35,6 +37,7 @@ use crate::health::path_mtu::PathMtus;
 use crate::health::{HealthModel, Verdict};
 use crate::history::{History, SharedHistory};
 use crate::jitter::Jitter;
+use crate::maintenance::tracker::{MaintenanceTracker, Step, Stores};
 use crate::messages::{MaintenanceResult, Observation, PollResult, ProbeOutcome};
 use crate::outage::OutageTracker;
 use crate::probe::stats::TargetStats;
@@ -53,6 +56,8 @@ pub struct Core {
     /// Per-target counters and recent window, indexed like `config.targets`.
     stats: Vec<TargetStats>,
     path_mtu: PathMtus,
+    /// Pending AWS maintenance: the decisions and the replacements under way.
+    maintenance: MaintenanceTracker,
     pager: Pager,
     /// The smoke charts' series (shared with the page, which reads them under the lock).
     history: SharedHistory,
@@ -108,6 +113,7 @@ impl Core {
                 .map(|aws| ControlPlane::new(&config, aws.stale_after())),
             stats: vec![TargetStats::default(); config.targets.len()],
             path_mtu: PathMtus::new(&config),
+            maintenance: MaintenanceTracker::new(&config),
             pager,
             history,
             status_line: String::new(),
@@ -137,6 +143,7 @@ impl Core {
         for &(new, old) in &mapping.targets {
             next.stats[new.0] = self.stats[old.0].clone();
         }
+        next.maintenance.adopt(&self.maintenance, &mapping.tunnels);
         if let (Some(new), Some(old)) = (next.control.as_mut(), self.control.as_ref()) {
             new.adopt(old, &config);
         }
@@ -214,6 +221,12 @@ impl Core {
             Observation::ScheduleSlip { target, missed } => {
                 self.events
                     .push_back(Event::ScheduleSlipped { target, missed });
+            }
+            Observation::TunnelReplaceAnswered { at, tunnel, error } => {
+                self.advance(at);
+                let error = error.map(|(kind, message)| format!("{}: {message}", kind.label()));
+                self.maintenance.call_answered(tunnel, error, at);
+                self.evaluation_due = true;
             }
         }
     }
@@ -542,15 +555,56 @@ impl Core {
         let control_known =
             !self.config.polls_ec2() || self.control.as_ref().is_none_or(|c| c.has_succeeded());
         let now = self.now;
-        let history = lock(&self.history);
+        let shared = self.history.clone();
+        let history = lock(&shared);
+        self.decide_maintenance(&history, now);
         self.pager.evaluate(
-            (&self.model, &history),
+            (&self.model, &history, &self.maintenance),
             self.control.as_ref(),
             &self.path_mtu,
             now,
             targets_known && control_known,
             &mut self.events,
         );
+    }
+
+    /// Decides anew about pending maintenance, and asks the shell for the calls.
+    fn decide_maintenance(&mut self, history: &History, now: Timestamp) {
+        let firing: Vec<(AlertClass, Option<String>)> = self
+            .pager
+            .views(now)
+            .into_iter()
+            .filter(|a| a.state == "firing")
+            .map(|a| (a.alert, a.vpn))
+            .collect();
+        let stores = Stores {
+            config: &self.config,
+            model: &self.model,
+            history,
+            control: self.control.as_ref(),
+            alerts: &firing,
+        };
+        for step in self.maintenance.update(now, &stores) {
+            let event = match step {
+                Step::Replace(tunnel) => Event::ReplaceTunnel { tunnel },
+                Step::Changed { tunnel, ended } => Event::MaintenancePlanChanged {
+                    tunnel,
+                    plan: self
+                        .maintenance
+                        .plan(tunnel)
+                        .cloned()
+                        .expect("a configured tunnel"),
+                    mode: self.config.maintenance.apply,
+                    ended,
+                },
+            };
+            self.events.push_back(event);
+        }
+    }
+
+    /// Returns the maintenance decisions and replacements under way.
+    pub fn maintenance(&self) -> &MaintenanceTracker {
+        &self.maintenance
     }
 
     /// Returns the config this core runs.

@@ -23,6 +23,7 @@ use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::history::History;
 use crate::jitter::Jitter;
 use crate::machine::event::Event;
+use crate::maintenance::MaintenanceTracker;
 use crate::messages::DeliveryReport;
 use crate::types::{AlertClass, Timestamp};
 
@@ -152,7 +153,7 @@ impl Pager {
     /// `settled` says every input (each target, the EC2 poller) has reported at least once.
     pub fn evaluate(
         &mut self,
-        (model, history): (&HealthModel, &History),
+        (model, history, maintenance): (&HealthModel, &History, &MaintenanceTracker),
         control: Option<&ControlPlane>,
         path_mtu: &PathMtus,
         now: Timestamp,
@@ -168,6 +169,7 @@ impl Pager {
             path_mtu,
             history,
             sinks: &self.sinks,
+            maintenance,
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
@@ -460,7 +462,10 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::NotificationsFailing
         | AlertClass::TunnelLossy
         | AlertClass::TunnelSlow
-        | AlertClass::SharedTargetsDown => None,
+        | AlertClass::SharedTargetsDown
+        | AlertClass::MaintenanceReplacing
+        | AlertClass::MaintenanceReplaceFailed
+        | AlertClass::MaintenanceBlocked => None,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod brownout;
 pub mod connection_not_found;
 pub mod control_plane;
+pub mod maintenance_apply;
 pub mod maintenance_pending;
 pub mod mtu_black_hole;
 pub mod outage;
@@ -21,6 +22,7 @@ use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
 use crate::health::HealthModel;
 use crate::history::History;
+use crate::maintenance::MaintenanceTracker;
 use crate::types::{AlertClass, Timestamp};
 
 pub use outage::FlapTracker;
@@ -38,6 +40,8 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     /// Whether each sink takes its pages.
     pub sinks: &'a SinksHealth,
+    /// The maintenance decisions and replacements under way.
+    pub maintenance: &'a MaintenanceTracker,
     pub now: Timestamp,
 }
 
@@ -46,7 +50,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 8] = [
+pub const RULES: [(&[AlertClass], Rule); 9] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -73,6 +77,14 @@ pub const RULES: [(&[AlertClass], Rule); 8] = [
         brownout::rule,
     ),
     (&[AlertClass::NotificationsFailing], paging::rule),
+    (
+        &[
+            AlertClass::MaintenanceReplacing,
+            AlertClass::MaintenanceReplaceFailed,
+            AlertClass::MaintenanceBlocked,
+        ],
+        maintenance_apply::rule,
+    ),
 ];
 
 /// Runs every rule.

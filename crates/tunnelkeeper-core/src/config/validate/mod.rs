@@ -25,6 +25,7 @@ struct Place<'a> {
 }
 mod confirm;
 mod http;
+mod maintenance;
 mod mtu;
 
 /// Collects every problem of one config text.
@@ -156,6 +157,7 @@ impl<'a> Validator<'a> {
             .max()
             .unwrap_or_default();
         let state_dir = self.state_dir(raw.state_dir.as_ref());
+        let maintenance = self.maintenance(raw.maintenance.as_ref(), aws.is_some());
 
         Config {
             aws,
@@ -173,6 +175,7 @@ impl<'a> Validator<'a> {
             connections,
             targets,
             mtu,
+            maintenance,
             warnings: Vec::new(),
         }
     }

@@ -26,6 +26,7 @@ fn conditions(
         path_mtu: &path_mtu,
         history: &history,
         sinks: &sinks,
+        maintenance: &crate::maintenance::MaintenanceTracker::new(config),
         now,
     };
     let mut out = rule(&inputs);
