@@ -532,6 +532,8 @@ pub struct TunnelOptionsReading {
     pub log_enabled: Option<bool>,
     /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`: BGP logs to CloudWatch Logs.
     pub bgp_log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.LogGroupArn`: where the tunnel logs go.
+    pub log_group_arn: Option<String>,
 }
 
 impl TunnelOptionsReading {

@@ -11,6 +11,7 @@ pub mod maintenance;
 pub mod model;
 pub mod path_mtu;
 pub mod tunnel_log;
+pub mod tunnel_log_book;
 pub mod verdict;
 
 pub use control_plane::ControlPlane;

@@ -26,6 +26,7 @@ struct Place<'a> {
 mod confirm;
 mod http;
 mod mtu;
+mod tunnel_logs;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
