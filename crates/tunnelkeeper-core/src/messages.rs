@@ -101,6 +101,15 @@ pub enum Observation<I = Timestamp> {
         /// How many sends were skipped.
         missed: u64,
     },
+    /// A `FilterLogEvents` call for a tunnel's AWS tunnel logs finished.
+    TunnelLogs {
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// When.
+        at: I,
+        /// What it read, or why not.
+        result: crate::health::tunnel_log_book::TunnelLogResult,
+    },
 }
 
 impl<I> Observation<I> {
@@ -117,6 +126,7 @@ impl<I> Observation<I> {
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
             | Observation::PathMtu { .. }
+            | Observation::TunnelLogs { .. }
             | Observation::Delivery(_) => {}
         }
     }
@@ -178,6 +188,11 @@ impl<I> Observation<I> {
             Observation::ScheduleSlip { target, missed } => {
                 Observation::ScheduleSlip { target, missed }
             }
+            Observation::TunnelLogs { tunnel, at, result } => Observation::TunnelLogs {
+                tunnel,
+                at: time(at),
+                result,
+            },
         }
     }
 }

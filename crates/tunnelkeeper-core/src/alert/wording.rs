@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::runbook::what_to_do;
+use crate::alert::runbook::{what_to_do, what_to_do_for_cause};
 use crate::config::Config;
 use crate::types::Timestamp;
 
@@ -51,13 +51,14 @@ impl PageContext {
         }
     }
 
-    /// Returns the runbook section for an alert.
+    /// Returns the runbook section for an alert: its cause's where one is known, else its
+    /// class's.
     pub fn runbook(&self, n: &Notification) -> String {
-        format!(
-            "{}#{}",
-            self.runbook_url,
-            n.key.class.name().to_ascii_lowercase()
-        )
+        let section = match &n.details.cause {
+            Some(cause) => cause.kind.runbook_section(),
+            None => n.key.class.name().to_ascii_lowercase(),
+        };
+        format!("{}#{section}", self.runbook_url)
     }
 
     /// Returns the outside IP of the alert's tunnel, when configured.
@@ -143,10 +144,20 @@ fn duration_text(d: Duration) -> String {
 /// Returns the message: lines a person on a phone understands, then every field as JSON.
 pub fn message(n: &Notification, ctx: &PageContext) -> String {
     let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
-    let action = what_to_do(n.key.class).unwrap_or_else(|| "see the runbook".into());
+    let action = n
+        .details
+        .cause
+        .as_ref()
+        .and_then(|c| what_to_do_for_cause(c.kind))
+        .or_else(|| what_to_do(n.key.class))
+        .unwrap_or_else(|| "see the runbook".into());
+    let cause = match &n.details.cause {
+        Some(c) => format!("Cause: {}\n", clean(&c.line())),
+        None => String::new(),
+    };
     let mut text = match n.status {
         NotificationStatus::Firing => format!(
-            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\nWhat to do: {action}\nRunbook: {}\nReason: {}\n",
+            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\n{cause}What to do: {action}\nRunbook: {}\nReason: {}\n",
             n.severity.label().to_ascii_uppercase(),
             n.key.class,
             n.details.summary,
@@ -162,7 +173,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
             n.details.summary, n.created_at
         ),
         NotificationStatus::Resolved => format!(
-            "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
+            "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\n{cause}Nothing to do; the runbook: {}\nLast reason: {}\n",
             n.key.class,
             n.details.summary,
             ctx.place(n),
@@ -192,6 +203,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
         "host": ctx.host,
         "runbook": ctx.runbook(n),
         "what_to_do": action,
+        "cause": n.details.cause,
     });
     text.push_str("\n--- details (JSON) ---\n");
     text.push_str(&serde_json::to_string_pretty(&details).unwrap_or_default());
@@ -221,6 +233,7 @@ pub fn test_page(host: &str, now: crate::types::Timestamp) -> Notification {
             vpn_id: None,
             severity: None,
             since: None,
+            cause: None,
         },
         starts_at: now,
         ends_at: None,
@@ -303,6 +316,7 @@ pub mod fixtures {
                 vpn_id: Some("vpn-0123456789abcdef0".into()),
                 severity: None,
                 since: None,
+                cause: None,
             },
             starts_at: Timestamp::from_secs(1_795_000_000),
             ends_at: (status == NotificationStatus::Resolved)

@@ -86,19 +86,30 @@ pub enum CauseKind {
 }
 
 impl CauseKind {
-    /// Returns the anchor of the runbook section for this cause (`## cause-dpd`).
-    pub fn runbook_section(self) -> &'static str {
+    /// Returns the heading of this cause's section in docs/runbook.md (`## Cause: DPD`).
+    pub fn runbook_heading(self) -> &'static str {
         match self {
-            Self::Dpd => "cause-dpd",
-            Self::PskMismatch => "cause-psk-mismatch",
-            Self::ProposalMismatch => "cause-proposal-mismatch",
-            Self::NatT => "cause-nat-t",
-            Self::NoTrafficFromDatacenter => "cause-no-traffic-from-datacenter",
-            Self::AwsStatus => "cause-aws-status",
-            Self::Maintenance => "cause-maintenance",
-            Self::IcmpError => "cause-icmp-error",
-            Self::Mtu => "cause-mtu",
+            Self::Dpd => "Cause: DPD",
+            Self::PskMismatch => "Cause: PSK mismatch",
+            Self::ProposalMismatch => "Cause: proposal mismatch",
+            Self::NatT => "Cause: NAT-T",
+            Self::NoTrafficFromDatacenter => "Cause: no traffic from datacenter",
+            Self::AwsStatus => "Cause: AWS status",
+            Self::Maintenance => "Cause: maintenance",
+            Self::IcmpError => "Cause: ICMP error",
+            Self::Mtu => "Cause: MTU",
         }
+    }
+
+    /// Returns the anchor of the runbook section, as GitHub makes it from the heading
+    /// (`cause-dpd`).
+    pub fn runbook_section(self) -> String {
+        self.runbook_heading()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
     }
 
     /// Returns the short tag a page puts after the message: `(DPD, 03:12:41Z)`.
@@ -369,7 +380,7 @@ mod tests {
         ];
         for (message, kind, section) in rows {
             assert_eq!(classify(message), kind, "{message}");
-            assert_eq!(kind.map(CauseKind::runbook_section), section, "{message}");
+            assert_eq!(kind.map(CauseKind::runbook_section).as_deref(), section, "{message}");
         }
     }
 

@@ -63,6 +63,8 @@ struct TunnelLogState {
     read_from: Option<Timestamp>,
     /// The last call's failure, for `/status`.
     last_error: Option<String>,
+    /// The verdict kind last noted.
+    last_verdict: Option<String>,
 }
 
 /// Every tunnel's log reading.
@@ -124,6 +126,22 @@ impl TunnelLogBook {
     pub fn group(&self, id: TunnelId) -> Option<String> {
         self.settings
             .group_for(self.state(id)?.group_from_ec2.as_deref())
+    }
+
+    /// Notes a tunnel's verdict kind (`up`, `down`, `unknown`); returns true, and reads
+    /// its logs for `linger` on, when it changed.
+    pub fn note_verdict(&mut self, id: TunnelId, label: &str, now: Timestamp) -> bool {
+        let Some(s) = self.state_mut(id) else { return false };
+        if s.last_verdict.as_deref() == Some(label) {
+            return false;
+        }
+        // The first verdict after a start is no change worth reading for.
+        let first = s.last_verdict.is_none();
+        s.last_verdict = Some(label.to_string());
+        if !first {
+            self.note_change(id, now);
+        }
+        !first
     }
 
     /// Notes that a tunnel's verdict changed: its logs are read for `linger` on.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::alert::saved::SavedState;
+use crate::health::cause::Cause;
 use crate::health::failover::Failover;
+use crate::health::tunnel_log_book::LogFetch;
 use crate::health::{Verdict, VpnState};
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
 use crate::messages::{ProbeOutcome, TimeoutInForce};
@@ -79,6 +81,14 @@ pub enum Event {
     OutboxOverflowed,
     /// The alerts or the outbox changed: the state file must be written with this.
     SaveState(SavedState),
+    /// A tunnel's AWS tunnel logs are to be read (one `FilterLogEvents` call).
+    FetchTunnelLogs(LogFetch),
+    /// The cause of a tunnel's outage was found or changed (`None`: no longer known, or
+    /// the tunnel is up).
+    CauseChanged {
+        tunnel: TunnelId,
+        cause: Option<Cause>,
+    },
 }
 
 /// The control plane's events: EC2's answers and failures, what changed in them.
