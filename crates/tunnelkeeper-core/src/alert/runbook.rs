@@ -70,8 +70,9 @@ mod tests {
     #[test]
     fn every_cause_has_its_section_with_an_action() {
         for kind in CauseKind::ALL {
-            let action = what_to_do_for_cause(kind)
-                .unwrap_or_else(|| panic!("{kind:?}: no ## {} with What to do", kind.runbook_heading()));
+            let action = what_to_do_for_cause(kind).unwrap_or_else(|| {
+                panic!("{kind:?}: no ## {} with What to do", kind.runbook_heading())
+            });
             assert!(action.len() > 40, "{kind:?}: {action:?}");
         }
     }

@@ -380,7 +380,11 @@ mod tests {
         ];
         for (message, kind, section) in rows {
             assert_eq!(classify(message), kind, "{message}");
-            assert_eq!(kind.map(CauseKind::runbook_section).as_deref(), section, "{message}");
+            assert_eq!(
+                kind.map(CauseKind::runbook_section).as_deref(),
+                section,
+                "{message}"
+            );
         }
     }
 

@@ -131,7 +131,9 @@ impl TunnelLogBook {
     /// Notes a tunnel's verdict kind (`up`, `down`, `unknown`); returns true, and reads
     /// its logs for `linger` on, when it changed.
     pub fn note_verdict(&mut self, id: TunnelId, label: &str, now: Timestamp) -> bool {
-        let Some(s) = self.state_mut(id) else { return false };
+        let Some(s) = self.state_mut(id) else {
+            return false;
+        };
         if s.last_verdict.as_deref() == Some(label) {
             return false;
         }
@@ -156,9 +158,10 @@ impl TunnelLogBook {
         }
     }
 
-    /// Returns the calls due at `now` and marks them under way. `up` says whether a tunnel
-    /// is up: an up tunnel is read only within `linger` of its last change.
-    pub fn due(&mut self, now: Timestamp, up: impl Fn(TunnelId) -> bool) -> Vec<LogFetch> {
+    /// Returns the calls due at `now` and marks them under way. `down` says whether a
+    /// tunnel is down: any other is read only within `linger` of its last change (an
+    /// unknown verdict at start or while EC2 is stale has no outage to explain).
+    pub fn due(&mut self, now: Timestamp, down: impl Fn(TunnelId) -> bool) -> Vec<LogFetch> {
         let mut calls = Vec::new();
         for ci in 0..self.tunnels.len() {
             for ti in 0..self.tunnels[ci].len() {
@@ -171,7 +174,7 @@ impl TunnelLogBook {
                     continue;
                 };
                 let s = &mut self.tunnels[ci][ti];
-                let wanted = !up(id) || s.active_until.is_some_and(|until| now < until);
+                let wanted = down(id) || s.active_until.is_some_and(|until| now < until);
                 if !wanted || s.in_flight_since.is_some() || s.next_call.is_some_and(|t| now < t) {
                     continue;
                 }
@@ -318,15 +321,15 @@ mod tests {
         let mut book = TunnelLogBook::new(&config("[aws.tunnel_logs]\nlog_group = \"/vpn\""));
         let t0 = Timestamp::from_secs(100_000);
         // Both up, no change: nothing to read.
-        assert!(book.due(t0, |_| true).is_empty());
+        assert!(book.due(t0, |_| false).is_empty());
         // T1 down: read from ten minutes back, once at a time.
-        let calls = book.due(t0, |id| id != T1);
+        let calls = book.due(t0, |id| id == T1);
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].outside_ip, "203.0.113.10");
         assert_eq!(calls[0].from, Timestamp::from_secs(100_000 - 600));
         assert_eq!(book.in_flight_since(T1), Some(t0));
         assert!(book
-            .due(t0.plus(Duration::from_secs(60)), |id| id != T1)
+            .due(t0.plus(Duration::from_secs(60)), |id| id == T1)
             .is_empty());
         // Answered: the next call waits an interval and reads on from the latest event.
         book.handle(
@@ -338,9 +341,9 @@ mod tests {
             t0,
         );
         assert!(book
-            .due(t0.plus(Duration::from_secs(29)), |id| id != T1)
+            .due(t0.plus(Duration::from_secs(29)), |id| id == T1)
             .is_empty());
-        let calls = book.due(t0.plus(Duration::from_secs(30)), |id| id != T1);
+        let calls = book.due(t0.plus(Duration::from_secs(30)), |id| id == T1);
         assert_eq!(calls[0].from, Timestamp::from_millis(99_990_001));
         // Throttled: 60 s, then 120 s.
         let t1 = t0.plus(Duration::from_secs(30));
@@ -351,7 +354,7 @@ mod tests {
         book.handle(T1, throttled(), t1);
         assert_eq!(book.next_deadline(), Some(t1.plus(Duration::from_secs(60))));
         let t2 = t1.plus(Duration::from_secs(60));
-        assert_eq!(book.due(t2, |id| id != T1).len(), 1);
+        assert_eq!(book.due(t2, |id| id == T1).len(), 1);
         book.handle(T1, throttled(), t2);
         assert_eq!(
             book.next_deadline(),
@@ -359,7 +362,7 @@ mod tests {
         );
         // T2 changed and came back up: read for the linger, then no more.
         book.note_change(T2, t2);
-        assert_eq!(book.due(t2, |_| true).len(), 1);
+        assert_eq!(book.due(t2, |_| false).len(), 1);
         book.handle(
             T2,
             TunnelLogResult::Events {
@@ -369,7 +372,7 @@ mod tests {
             t2,
         );
         assert_eq!(
-            book.due(t2.plus(Duration::from_secs(299)), |_| true).len(),
+            book.due(t2.plus(Duration::from_secs(299)), |_| false).len(),
             1
         );
         book.handle(
@@ -381,7 +384,7 @@ mod tests {
             t2.plus(Duration::from_secs(299)),
         );
         assert!(book
-            .due(t2.plus(Duration::from_secs(400)), |_| true)
+            .due(t2.plus(Duration::from_secs(400)), |_| false)
             .is_empty());
     }
 

@@ -57,7 +57,9 @@ impl OutageCauses {
     /// Puts each tunnel outage's cause into its condition.
     pub fn fill(&self, conditions: &mut Conditions) {
         for (key, condition) in conditions.iter_mut() {
-            let Condition::Active(details) = condition else { continue };
+            let Condition::Active(details) = condition else {
+                continue;
+            };
             if !is_outage(key.class) {
                 continue;
             }
@@ -70,10 +72,15 @@ impl OutageCauses {
     /// Returns until when a new page waits for its tunnel's logs: a firing outage page
     /// without a cause whose tunnel has a call under way.
     pub fn hold(&self, n: &Notification, now: Timestamp) -> Option<Timestamp> {
-        if n.status != NotificationStatus::Firing || n.details.cause.is_some() || !is_outage(n.key.class) {
+        if n.status != NotificationStatus::Firing
+            || n.details.cause.is_some()
+            || !is_outage(n.key.class)
+        {
             return None;
         }
-        let until = *self.holds.get(&(n.key.vpn.clone()?, n.key.tunnel.clone()?))?;
+        let until = *self
+            .holds
+            .get(&(n.key.vpn.clone()?, n.key.tunnel.clone()?))?;
         (until > now).then_some(until)
     }
 
@@ -84,7 +91,10 @@ impl OutageCauses {
 }
 
 fn is_outage(class: AlertClass) -> bool {
-    matches!(class, AlertClass::TunnelDown | AlertClass::TunnelDownAfterMaintenance)
+    matches!(
+        class,
+        AlertClass::TunnelDown | AlertClass::TunnelDownAfterMaintenance
+    )
 }
 
 /// Returns the cause of a tunnel's outage, `None` while it is not down.
@@ -111,7 +121,10 @@ pub fn tunnel_cause(
     });
     let aws_status = control.and_then(|c| {
         let t = c.tunnel_reading(id)?.telemetry.as_ref()?;
-        let message = t.status_message.as_deref().filter(|m| !m.trim().is_empty())?;
+        let message = t
+            .status_message
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())?;
         (t.status == ApiTunnelStatus::Down)
             .then(|| (message.to_string(), t.last_status_change.unwrap_or(*since)))
     });

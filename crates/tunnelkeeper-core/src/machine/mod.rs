@@ -12,6 +12,8 @@
 //! ([`TargetStats`]) and its smoke-chart series ([`History`]) are updated here, in one
 //! place, once per observation; every view reads them from the core.
 
+#[cfg(test)]
+mod cause_tests;
 mod causes;
 mod event;
 mod pager;
@@ -22,8 +24,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
-pub use event::{AwsEvent, Event};
 pub use causes::OutageCauses;
+pub use event::{AwsEvent, Event};
 pub use pager::Pager;
 
 use crate::alert::engine::AlertState;
@@ -388,7 +390,9 @@ impl Core {
     /// Asks the shell for the logs calls due (tunnels not up, or just changed).
     fn fetch_due_logs(&mut self, now: Timestamp) {
         let model = &self.model;
-        for fetch in self.logs.due(now, |id| model.tunnel(id).verdict.is_up()) {
+        for fetch in self.logs.due(now, |id| {
+            matches!(model.tunnel(id).verdict, Verdict::Down { .. })
+        }) {
             self.events.push_back(Event::FetchTunnelLogs(fetch));
         }
     }
@@ -399,7 +403,10 @@ impl Core {
         self.refresh_causes();
         if let (Some(c), Some(t)) = (
             self.config.connections.get(tunnel.connection),
-            self.config.connections.get(tunnel.connection).and_then(|c| c.tunnels.get(tunnel.tunnel)),
+            self.config
+                .connections
+                .get(tunnel.connection)
+                .and_then(|c| c.tunnels.get(tunnel.tunnel)),
         ) {
             let now = self.now;
             self.pager
