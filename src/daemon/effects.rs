@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alert::sinks::{AmAlert, SinkHandle};
 use crate::alert::state_writer::StateWriter;
@@ -33,6 +33,9 @@ pub struct Hooks {
     pub sinks: Vec<SinkHandle>,
     /// Writes the state file off the monitor's thread.
     pub writer: StateWriter,
+    /// The tunnel logs reader's requests (`None` without AWS).
+    pub tunnel_logs:
+        Option<tokio::sync::mpsc::Sender<tunnelkeeper_core::health::tunnel_log_book::LogFetch>>,
 }
 
 /// Turns events into IO.
@@ -192,7 +195,36 @@ impl Effects {
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
+            Event::FetchTunnelLogs(fetch) => {
+                let sent = self
+                    .hooks
+                    .tunnel_logs
+                    .as_ref()
+                    .is_some_and(|tx| tx.try_send(fetch.clone()).is_ok());
+                if !sent {
+                    // The core gives the call up after a while and asks again.
+                    warn!(tunnel = %self.tunnel_name(fetch.tunnel), "tunnel logs: the reader takes no request");
+                }
+                false
+            }
+            Event::CauseChanged { tunnel, cause } => {
+                match cause {
+                    Some(cause) => {
+                        info!(tunnel = %self.tunnel_name(tunnel), cause = %cause.line(), kind = ?cause.kind, "outage cause")
+                    }
+                    None => debug!(tunnel = %self.tunnel_name(tunnel), "outage cause cleared"),
+                }
+                true
+            }
         }
+    }
+
+    fn tunnel_name(&self, id: TunnelId) -> String {
+        format!(
+            "{}/{}",
+            self.config.connections[id.connection].name,
+            self.config.tunnel(id).name
+        )
     }
 
     /// The control plane's events: EC2's answers, failures, problems, staleness and

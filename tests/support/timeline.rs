@@ -288,6 +288,7 @@ impl Harness {
                 first_round,
                 sinks,
                 writer: self.writer.clone(),
+                tunnel_logs: None,
             },
         });
         let (tx, rx) = mpsc::channel(4096);

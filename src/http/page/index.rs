@@ -180,6 +180,14 @@ fn tunnel(
         }
         let _ = write!(out, "<dt>AWS maintenance</dt><dd>{text}</dd>");
     }
+    if let Some(cause) = &t.cause {
+        let _ = write!(
+            out,
+            "<dt>cause</dt><dd><strong>{}</strong> <small>(runbook: {})</small></dd>",
+            escape(&cause.line()),
+            escape(cause.kind.runbook_heading())
+        );
+    }
     if let Some(mtu) = &t.path_mtu {
         use crate::messages::MtuLimitFound;
         let r = &mtu.reading;

@@ -443,6 +443,38 @@ mod tests {
     }
 
     #[test]
+    fn a_page_with_a_cause_says_it_and_takes_the_causes_runbook_section() {
+        use crate::health::cause::{Cause, CauseSource};
+        use crate::health::tunnel_log::CauseKind;
+        let mut n = note(
+            AlertClass::TunnelDown,
+            NotificationStatus::Firing,
+            "tunnel down",
+        );
+        n.key = AlertKey::tunnel(AlertClass::TunnelDown, "dc-primary", "dc-primary-a");
+        let without = message(&n, &ctx());
+        assert!(!without.contains("Cause:"), "{without}");
+        assert!(
+            without.contains("Runbook: https://wiki.example/tunnelkeeper#tunneldown"),
+            "{without}"
+        );
+        n.details.cause = Some(Cause {
+            kind: CauseKind::PskMismatch,
+            source: CauseSource::TunnelLogs,
+            text: "AWS tunnel payload decryption was unsuccessful due to invalid Pre-shared Key"
+                .into(),
+            at: Timestamp::from_secs(1_796_613_161),
+        });
+        let m = message(&n, &ctx());
+        assert!(m.contains("\nCause: AWS: AWS tunnel payload decryption was unsuccessful due to invalid Pre-shared Key (IKE, pre-shared key, 03:12:41Z)\nWhat to do: compare the tunnel's pre-shared key"), "{m}");
+        assert!(
+            m.contains("Runbook: https://wiki.example/tunnelkeeper#cause-psk-mismatch"),
+            "{m}"
+        );
+        assert!(m.contains("\"kind\": \"psk_mismatch\""), "{m}");
+    }
+
+    #[test]
     fn attributes_support_filter_policies() {
         let a = attributes(&note(
             AlertClass::ConnectionDown,

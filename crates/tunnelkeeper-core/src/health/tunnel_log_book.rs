@@ -20,6 +20,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(900);
 /// the probes saw the outage.
 pub const FIRST_LOOKBACK: Duration = Duration::from_secs(600);
 
+/// A call with no answer after this long counts as lost (AWS calls time out well before).
+pub const LOST_CALL: Duration = Duration::from_secs(60);
+
 /// One call for the shell to make: `FilterLogEvents` on `log_group`, events of
 /// `outside_ip`, from `from` on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +35,18 @@ pub struct LogFetch {
     pub outside_ip: String,
     /// Read events from here on (CloudWatch's event time).
     pub from: Timestamp,
+}
+
+/// What `/status` shows of a tunnel's log reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TunnelLogsReading {
+    /// The log group read; `null` when the tunnel's logs are not read (off, or no group
+    /// known: enable tunnel logs in the tunnel options).
+    pub log_group: Option<String>,
+    /// The last call's failure, while calls fail.
+    pub error: Option<String>,
+    /// Events kept for the tunnel.
+    pub events: usize,
 }
 
 /// What a logs call brought back.
@@ -175,7 +190,10 @@ impl TunnelLogBook {
                 };
                 let s = &mut self.tunnels[ci][ti];
                 let wanted = down(id) || s.active_until.is_some_and(|until| now < until);
-                if !wanted || s.in_flight_since.is_some() || s.next_call.is_some_and(|t| now < t) {
+                // A call with no answer for this long was lost (the shell could not take
+                // it): ask again.
+                let under_way = s.in_flight_since.is_some_and(|t| now < t.plus(LOST_CALL));
+                if !wanted || under_way || s.next_call.is_some_and(|t| now < t) {
                     continue;
                 }
                 s.in_flight_since = Some(now);
@@ -246,6 +264,15 @@ impl TunnelLogBook {
     /// Returns the last call's failure for a tunnel, while calls fail.
     pub fn last_error(&self, id: TunnelId) -> Option<&str> {
         self.state(id)?.last_error.as_deref()
+    }
+
+    /// Returns what `/status` shows of a tunnel's log reading.
+    pub fn reading(&self, id: TunnelId) -> TunnelLogsReading {
+        TunnelLogsReading {
+            log_group: self.group(id),
+            error: self.last_error(id).map(str::to_string),
+            events: self.state(id).map_or(0, |s| s.events.len()),
+        }
     }
 
     /// Returns how long a page waits for a call under way.

@@ -607,6 +607,21 @@ impl Core {
         &self.path_mtu
     }
 
+    /// Returns the cause of a tunnel's outage, while it is down and the evidence tells.
+    pub fn tunnel_cause(&self, id: TunnelId) -> Option<&crate::health::cause::Cause> {
+        let c = self.config.connections.get(id.connection)?;
+        let t = c.tunnels.get(id.tunnel)?;
+        self.pager.causes().cause(c.name.as_str(), t.name.as_str())
+    }
+
+    /// Returns what `/status` shows of a tunnel's AWS tunnel log reading.
+    pub fn tunnel_logs_reading(
+        &self,
+        id: TunnelId,
+    ) -> crate::health::tunnel_log_book::TunnelLogsReading {
+        self.logs.reading(id)
+    }
+
     /// Returns the smoke charts' series.
     pub fn history(&self) -> &SharedHistory {
         &self.history
