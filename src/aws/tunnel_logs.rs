@@ -20,6 +20,20 @@ const MAX_PAGES: usize = 5;
 /// Events asked for per page.
 const PAGE_EVENTS: i32 = 100;
 
+/// Builds the CloudWatch Logs client: `[aws] endpoint_url` like every AWS client, unless
+/// `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` names another (the SDK's service-specific variable,
+/// read here because the shared config's explicit endpoint would otherwise win): the logs
+/// may live elsewhere than EC2, and tests point them at moto while EC2 is the double.
+pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    let mut config = aws_sdk_cloudwatchlogs::config::Builder::from(sdk);
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS") {
+        if !url.trim().is_empty() {
+            config = config.endpoint_url(url.trim());
+        }
+    }
+    Client::from_conf(config.build())
+}
+
 /// Reads tunnel logs on request until cancelled.
 pub struct TunnelLogReader {
     /// The SDK client.

@@ -546,7 +546,7 @@ fn start_generation(
         }
         if let Some(requests) = logs_rx {
             let reader = TunnelLogReader {
-                client: aws_sdk_cloudwatchlogs::Client::new(sdk),
+                client: crate::aws::tunnel_logs::client(sdk),
                 requests,
                 observations: tx.clone(),
                 cancel: cancel.clone(),

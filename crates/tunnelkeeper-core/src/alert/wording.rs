@@ -141,18 +141,28 @@ fn duration_text(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-/// Returns the message: lines a person on a phone understands, then every field as JSON.
-pub fn message(n: &Notification, ctx: &PageContext) -> String {
-    let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
-    let action = n
-        .details
+/// Returns what to do: the runbook's paragraph for the page's cause where one is known,
+/// else for its class.
+pub fn action(n: &Notification) -> String {
+    n.details
         .cause
         .as_ref()
         .and_then(|c| what_to_do_for_cause(c.kind))
         .or_else(|| what_to_do(n.key.class))
-        .unwrap_or_else(|| "see the runbook".into());
-    let cause = match &n.details.cause {
-        Some(c) => format!("Cause: {}\n", clean(&c.line())),
+        .unwrap_or_else(|| "see the runbook".into())
+}
+
+/// Returns the page's cause as it prints after `Cause: `, when one is known.
+pub fn cause_line(n: &Notification) -> Option<String> {
+    n.details.cause.as_ref().map(|c| clean(&c.line()))
+}
+
+/// Returns the message: lines a person on a phone understands, then every field as JSON.
+pub fn message(n: &Notification, ctx: &PageContext) -> String {
+    let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
+    let action = action(n);
+    let cause = match cause_line(n) {
+        Some(line) => format!("Cause: {line}\n"),
         None => String::new(),
     };
     let mut text = match n.status {

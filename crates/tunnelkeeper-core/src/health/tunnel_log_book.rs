@@ -356,8 +356,11 @@ mod tests {
         assert_eq!(calls[0].from, Timestamp::from_secs(100_000 - 600));
         assert_eq!(book.in_flight_since(T1), Some(t0));
         assert!(book
-            .due(t0.plus(Duration::from_secs(60)), |id| id == T1)
+            .due(t0.plus(Duration::from_secs(59)), |id| id == T1)
             .is_empty());
+        // A call never answered is lost after a minute: asked again then.
+        let mut lost = book.clone();
+        assert_eq!(lost.due(t0.plus(LOST_CALL), |id| id == T1).len(), 1);
         // Answered: the next call waits an interval and reads on from the latest event.
         book.handle(
             T1,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::alert::engine::{Condition, Conditions, Notification, NotificationStatus};
 use crate::config::Config;
-use crate::health::cause::{choose, Cause, Evidence};
+use crate::health::cause::{choose, Cause, CauseSource, Evidence};
 use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::{MtuVerdict, PathMtus};
 use crate::health::tunnel_log_book::TunnelLogBook;
@@ -70,12 +70,13 @@ impl OutageCauses {
     }
 
     /// Returns until when a new page waits for its tunnel's logs: a firing outage page
-    /// without a cause whose tunnel has a call under way.
+    /// whose tunnel has a call under way, unless it already has a cause the logs cannot
+    /// beat (the logs' own, or maintenance).
     pub fn hold(&self, n: &Notification, now: Timestamp) -> Option<Timestamp> {
-        if n.status != NotificationStatus::Firing
-            || n.details.cause.is_some()
-            || !is_outage(n.key.class)
-        {
+        let settled = n.details.cause.as_ref().is_some_and(|c| {
+            matches!(c.source, CauseSource::TunnelLogs | CauseSource::Maintenance)
+        });
+        if n.status != NotificationStatus::Firing || settled || !is_outage(n.key.class) {
             return None;
         }
         let until = *self

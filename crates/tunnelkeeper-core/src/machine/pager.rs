@@ -259,7 +259,7 @@ impl Pager {
                     && n.key.tunnel.as_deref() == Some(tunnel)
             },
             |n| {
-                if n.details.cause.is_none() {
+                if cause.is_some() {
                     n.details.cause = cause.clone();
                 }
             },
