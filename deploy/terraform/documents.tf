@@ -28,6 +28,7 @@ locals {
     sns_topic_arn        = local.sns_topic_arn
     page_min_severity    = var.page_min_severity
     runbook_url          = var.runbook_url
+    tunnel_log_group     = var.tunnel_log_group_name
   })
 
   install_script = templatefile("${path.module}/templates/install-tunnelkeeper.sh.tftpl", {
@@ -80,6 +81,13 @@ locals {
         Effect   = "Allow"
         Action   = "sns:Publish"
         Resource = local.sns_topic_arn
+      },
+      {
+        Sid    = "ReadVpnTunnelLogs"
+        Effect = "Allow"
+        Action = "logs:FilterLogEvents"
+        # The tunnel activity logs group only (any account: the name is the module's).
+        Resource = "arn:aws:logs:${local.region}:*:log-group:${var.tunnel_log_group_name}:*"
       },
     ]
   }
