@@ -26,6 +26,11 @@ impl Validator<'_> {
             }
             value.clone()
         });
+        if t.enabled == Some(false) {
+            self.warnings.push(
+                "aws.tunnel_logs.enabled = false: AWS's tunnel logs are never read; enable tunnel logs: pages will not say why".into(),
+            );
+        }
         TunnelLogsConfig {
             enabled: t.enabled,
             log_group,
@@ -51,5 +56,56 @@ impl Validator<'_> {
                 Duration::from_secs(3600),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn with(logs: &str) -> Result<Config, String> {
+        let text = format!("[aws]\nregion = \"eu-west-1\"\n[aws.tunnel_logs]\n{logs}\n[[vpn]]\nname = \"dc\"\n[[vpn.tunnel]]\nname = \"a\"\ntargets = [\"10.0.0.1\"]\n");
+        Config::parse(&text, "test").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_bound_and_logs_off_is_warned() {
+        let rows = [
+            (
+                "wait = \"2m\"",
+                "aws.tunnel_logs.wait: 2m is out of range: it must be between 0s and 1m",
+            ),
+            (
+                "interval = \"1s\"",
+                "aws.tunnel_logs.interval: 1s is out of range: it must be between 5s and 10m",
+            ),
+            (
+                "linger = \"2h\"",
+                "aws.tunnel_logs.linger: 2h is out of range",
+            ),
+            (
+                "log_group = \"arn:aws:logs:x\"",
+                "aws.tunnel_logs.log_group: \"arn:aws:logs:x\" is not a log group name",
+            ),
+        ];
+        for (line, want) in rows {
+            let error = with(line).expect_err(line);
+            assert!(error.contains(want), "{line}: {error}");
+        }
+        let off = with("enabled = false").unwrap();
+        assert!(
+            off.warnings
+                .iter()
+                .any(|w| w.contains("enable tunnel logs: pages will not say why")),
+            "{:?}",
+            off.warnings
+        );
+        let on = with("log_group = \"/vpn/tunnels\"\nwait = \"5s\"").unwrap();
+        let logs = &on.aws.as_ref().unwrap().tunnel_logs;
+        assert_eq!(
+            (logs.log_group.as_deref(), logs.wait.as_secs()),
+            (Some("/vpn/tunnels"), 5)
+        );
+        assert!(!on.warnings.iter().any(|w| w.contains("tunnel_logs")));
     }
 }
