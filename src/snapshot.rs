@@ -126,6 +126,11 @@ pub struct TunnelSnapshot {
     pub brownout: crate::history::brownout::BrownoutReading,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
+    /// Why it is down, when the evidence tells (AWS's tunnel logs, maintenance, EC2's
+    /// status, ICMP errors, MTU); `null` while up or unknown.
+    pub cause: Option<crate::health::cause::Cause>,
+    /// Where its AWS tunnel logs are read from, and the last call's failure.
+    pub tunnel_logs: tunnelkeeper_core::health::tunnel_log_book::TunnelLogsReading,
 }
 
 /// A target in `/status`.
@@ -219,6 +224,8 @@ impl Snapshot {
                             data_plane: h.data_plane.clone(),
                             control_plane: h.control_plane.clone(),
                             targets: t.targets.iter().map(|&id| target(id)).collect(),
+                            cause: None,
+                            tunnel_logs: Default::default(),
                         }
                     })
                     .collect(),

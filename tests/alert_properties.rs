@@ -64,6 +64,7 @@ fn conditions(active: u16, unknown: u16) -> Conditions {
                 vpn_id: None,
                 severity: None,
                 since: None,
+                cause: None,
             };
             if active & (1 << i) != 0 {
                 Some((key, Condition::Active(details)))

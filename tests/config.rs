@@ -499,6 +499,7 @@ fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
             "cloudwatch:PutMetricData",
             "ec2:DescribeVpnConnections",
             "ec2:GetVpnTunnelReplacementStatus",
+            "logs:FilterLogEvents",
             "sns:Publish"
         ]
     );

@@ -115,3 +115,13 @@ resource "aws_cloudwatch_metric_alarm" "auto_recovery" {
   ok_actions = [local.sns_topic_arn]
   tags       = local.tags
 }
+
+# The VPN tunnels' activity logs (IKE, IPsec, DPD): the daemon reads them for the cause of
+# an outage. Each tunnel's LogOptions.CloudWatchLogOptions must point here (the module does
+# not own the VPN connections); `tunnelkeeper check-config` warns while they do not.
+resource "aws_cloudwatch_log_group" "tunnel_logs" {
+  #checkov:skip=CKV_AWS_158:AWS writes the VPN tunnel logs itself; a customer KMS key would need a key policy for the VPN service's log delivery, left to the caller.
+  name              = var.tunnel_log_group_name
+  retention_in_days = var.tunnel_log_retention_days
+  tags              = local.tags
+}

@@ -31,6 +31,7 @@ locals {
     maintenance_apply    = var.maintenance_apply
     maintenance_windows  = var.maintenance_windows
     maintenance_timezone = var.maintenance_timezone
+    tunnel_log_group     = var.tunnel_log_group_name
   })
 
   install_script = templatefile("${path.module}/templates/install-tunnelkeeper.sh.tftpl", {
@@ -96,6 +97,13 @@ locals {
         Effect   = "Allow"
         Action   = "sns:Publish"
         Resource = local.sns_topic_arn
+      },
+      {
+        Sid    = "ReadVpnTunnelLogs"
+        Effect = "Allow"
+        Action = "logs:FilterLogEvents"
+        # The tunnel activity logs group only (any account: the name is the module's).
+        Resource = "arn:aws:logs:${local.region}:*:log-group:${var.tunnel_log_group_name}:*"
       },
     ], local.apply_maintenance_statements)
   }

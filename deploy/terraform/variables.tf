@@ -155,6 +155,28 @@ variable "cloudwatch_namespace" {
   }
 }
 
+variable "tunnel_log_group_name" {
+  description = "CloudWatch Logs group for the VPN tunnels' activity logs, created here with a retention: point each tunnel's LogOptions.CloudWatchLogOptions at it (output tunnel_log_group_arn) so that pages say why a tunnel went down. The instance role may read (logs:FilterLogEvents) this group only."
+  type        = string
+  default     = "/tunnelkeeper/vpn-tunnel-logs"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.tunnel_log_group_name))
+    error_message = "tunnel_log_group_name must be 1 to 512 of A-Z a-z 0-9 _ - / . #."
+  }
+}
+
+variable "tunnel_log_retention_days" {
+  description = "How long the tunnel activity logs are kept, in days (one of CloudWatch Logs' retention values)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.tunnel_log_retention_days)
+    error_message = "tunnel_log_retention_days must be one of CloudWatch Logs' retention values (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
 variable "page_min_severity" {
   description = "Lowest alert severity the daemon sends to the SNS topic: \"warning\" (one tunnel down, flapping, EC2 API trouble, and all critical ones) or \"critical\" (a whole connection or the datacenter unreachable). Alerts below it go to the journal only."
   type        = string

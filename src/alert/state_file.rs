@@ -237,6 +237,7 @@ mod tests {
                     vpn_id: Some("vpn-1".into()),
                     severity: None,
                     since: None,
+                    cause: None,
                 },
             }],
             outbox: Outbox::default(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alert::sinks::{AmAlert, SinkHandle};
 use crate::alert::state_writer::StateWriter;
@@ -40,6 +40,9 @@ pub struct Hooks {
     pub outages: Arc<OutageLog>,
     /// Calls `ReplaceVpnTunnel` when `[maintenance]` asks (with AWS configured).
     pub replacer: Option<crate::aws::replace::TunnelReplacer>,
+    /// The tunnel logs reader's requests (`None` without AWS).
+    pub tunnel_logs:
+        Option<tokio::sync::mpsc::Sender<tunnelkeeper_core::health::tunnel_log_book::LogFetch>>,
 }
 
 /// Turns events into IO.
@@ -219,6 +222,27 @@ impl Effects {
                 mode,
                 ended,
             } => self.show_maintenance_plan(tunnel, &plan, mode, ended),
+            Event::FetchTunnelLogs(fetch) => {
+                let sent = self
+                    .hooks
+                    .tunnel_logs
+                    .as_ref()
+                    .is_some_and(|tx| tx.try_send(fetch.clone()).is_ok());
+                if !sent {
+                    // The core gives the call up after a while and asks again.
+                    warn!(tunnel = %self.tunnel_name(fetch.tunnel), "tunnel logs: the reader takes no request");
+                }
+                false
+            }
+            Event::CauseChanged { tunnel, cause } => {
+                match cause {
+                    Some(cause) => {
+                        info!(tunnel = %self.tunnel_name(tunnel), cause = %cause.line(), runbook = cause.kind.runbook_heading(), "outage cause")
+                    }
+                    None => debug!(tunnel = %self.tunnel_name(tunnel), "outage cause cleared"),
+                }
+                true
+            }
         }
     }
 
@@ -249,6 +273,14 @@ impl Effects {
         }
         crate::daemon::maintenance_log::log_plan(&self.config, tunnel, plan, mode);
         true
+    }
+
+    fn tunnel_name(&self, id: TunnelId) -> String {
+        format!(
+            "{}/{}",
+            self.config.connections[id.connection].name,
+            self.config.tunnel(id).name
+        )
     }
 
     /// The control plane's events: EC2's answers, failures, problems, staleness and

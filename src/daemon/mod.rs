@@ -34,6 +34,7 @@ use crate::alert::state_writer::StateWriter;
 use crate::alert::wording::PageContext;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
+use crate::aws::tunnel_logs::TunnelLogReader;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::effects::Hooks;
@@ -511,6 +512,14 @@ fn start_generation(
         Previous::Generation(previous) => previous.reload(config.clone(), now),
     };
     let (first_round_tx, first_round) = watch::channel(false);
+    // One request per tunnel is under way at most (the core waits for each answer).
+    let (logs_tx, logs_rx) = match (&config.aws, &p.sdk) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = mpsc::channel(config.tunnel_ids().count().max(1) * 2);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let monitor = Monitor::new(MonitorSetup {
         core,
         metrics: metrics.clone(),
@@ -538,6 +547,7 @@ fn start_generation(
                     cancel: cancel.clone(),
                     tasks: tasks.clone(),
                 }),
+            tunnel_logs: logs_tx,
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
@@ -554,6 +564,15 @@ fn start_generation(
                 heartbeat: shared.poller.clone(),
             };
             tasks.spawn(poller.run());
+        }
+        if let Some(requests) = logs_rx {
+            let reader = TunnelLogReader {
+                client: crate::aws::tunnel_logs::client(sdk),
+                requests,
+                observations: tx.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(reader.run());
         }
         if let Some(namespace) = &aws.cloudwatch_namespace {
             let publisher = CloudWatchPublisher {

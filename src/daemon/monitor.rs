@@ -188,6 +188,8 @@ impl Monitor {
                 let tunnel = &mut snapshot.connections[id.connection].tunnels[id.tunnel];
                 tunnel.path_mtu = core.path_mtu().get(id).cloned();
                 tunnel.maintenance_plan = core.maintenance().plan(id).cloned();
+                tunnel.cause = core.tunnel_cause(id).cloned();
+                tunnel.tunnel_logs = core.tunnel_logs_reading(id);
                 tunnel.brownout = history.brownout(id, now);
                 self.effects.metrics().set_brownout(id, &tunnel.brownout);
             }

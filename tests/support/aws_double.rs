@@ -85,6 +85,9 @@ struct Tunnel {
     /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`, left out when absent.
     #[serde(default)]
     bgp_log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.LogGroupArn`, left out when absent.
+    #[serde(default)]
+    log_group_arn: Option<String>,
     /// Leave this tunnel out of the telemetry list.
     #[serde(default)]
     no_telemetry: bool,
@@ -377,8 +380,11 @@ fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -
             if let Some(v) = &t.startup_action {
                 out.push_str(&format!("<startupAction>{v}</startupAction>"));
             }
-            if t.log_enabled.is_some() || t.bgp_log_enabled.is_some() {
+            if t.log_enabled.is_some() || t.bgp_log_enabled.is_some() || t.log_group_arn.is_some() {
                 out.push_str("<logOptions><cloudWatchLogOptions>");
+                if let Some(v) = &t.log_group_arn {
+                    out.push_str(&format!("<logGroupArn>{v}</logGroupArn>"));
+                }
                 if let Some(v) = t.log_enabled {
                     out.push_str(&format!("<logEnabled>{v}</logEnabled>"));
                 }

@@ -290,6 +290,7 @@ impl Harness {
                 writer: self.writer.clone(),
                 outages: Arc::new(tunnelkeeper::outage_log::OutageLog::in_memory(Vec::new())),
                 replacer: None,
+                tunnel_logs: None,
             },
         });
         let (tx, rx) = mpsc::channel(4096);

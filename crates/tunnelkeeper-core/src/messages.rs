@@ -111,6 +111,15 @@ pub enum Observation<I = Timestamp> {
         /// `None` when AWS accepted it, else its error's kind and text.
         error: Option<(AwsErrorKind, String)>,
     },
+    /// A `FilterLogEvents` call for a tunnel's AWS tunnel logs finished.
+    TunnelLogs {
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// When.
+        at: I,
+        /// What it read, or why not.
+        result: crate::health::tunnel_log_book::TunnelLogResult,
+    },
 }
 
 impl<I> Observation<I> {
@@ -128,6 +137,7 @@ impl<I> Observation<I> {
             | Observation::Maintenance { .. }
             | Observation::PathMtu { .. }
             | Observation::TunnelReplaceAnswered { .. }
+            | Observation::TunnelLogs { .. }
             | Observation::Delivery(_) => {}
         }
     }
@@ -196,6 +206,11 @@ impl<I> Observation<I> {
                     error,
                 }
             }
+            Observation::TunnelLogs { tunnel, at, result } => Observation::TunnelLogs {
+                tunnel,
+                at: time(at),
+                result,
+            },
         }
     }
 }
@@ -550,6 +565,8 @@ pub struct TunnelOptionsReading {
     pub log_enabled: Option<bool>,
     /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`: BGP logs to CloudWatch Logs.
     pub bgp_log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.LogGroupArn`: where the tunnel logs go.
+    pub log_group_arn: Option<String>,
 }
 
 impl TunnelOptionsReading {

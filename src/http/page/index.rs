@@ -186,6 +186,14 @@ fn tunnel(
             let _ = write!(out, "<dt>maintenance plan</dt><dd>{}</dd>", escape(&text));
         }
     }
+    if let Some(cause) = &t.cause {
+        let _ = write!(
+            out,
+            "<dt>cause</dt><dd><strong>{}</strong> <small>(runbook: {})</small></dd>",
+            escape(&cause.line()),
+            escape(cause.kind.runbook_heading())
+        );
+    }
     if let Some(mtu) = &t.path_mtu {
         use crate::messages::MtuLimitFound;
         let r = &mtu.reading;

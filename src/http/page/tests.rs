@@ -101,6 +101,28 @@ const UP_B: (usize, bool) = (1, true);
 const LOST_A: (usize, bool) = (0, false);
 
 #[test]
+fn a_down_tunnel_shows_its_cause_and_the_other_none() {
+    use crate::health::cause::{Cause, CauseSource};
+    use tunnelkeeper_core::health::tunnel_log::CauseKind;
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
+    s.connections[0].tunnels[0].cause = Some(Cause {
+        kind: CauseKind::Dpd,
+        source: CauseSource::TunnelLogs,
+        text: "Peer is not responsive - Declaring peer dead".into(),
+        at: Timestamp::from_secs(T0 + 3),
+    });
+    let html = render_index(&s, &hour());
+    assert_eq!(html.matches("<dt>cause</dt>").count(), 1, "{html}");
+    assert!(
+        html.contains(
+            "<dt>cause</dt><dd><strong>AWS: Peer is not responsive - Declaring peer dead (DPD, "
+        ),
+        "{html}"
+    );
+    assert!(html.contains("(runbook: Cause: DPD)"), "{html}");
+}
+
+#[test]
 fn a_tunnel_shows_its_path_mtu_and_a_black_hole_in_words() {
     use crate::health::path_mtu::TunnelPathMtu;
     use crate::messages::{MtuLimitFound, PathMtuReading};

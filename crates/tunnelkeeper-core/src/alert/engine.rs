@@ -96,6 +96,10 @@ pub struct Details {
     /// measures the outage from it; it survives restarts with the alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// Why, where it is a tunnel's outage and the evidence tells (AWS's tunnel logs,
+    /// maintenance, EC2's status, ICMP errors, MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::health::cause::Cause>,
 }
 
 /// Every condition at one evaluation; keys absent here are false.

@@ -118,6 +118,18 @@ pub(super) struct RawAws {
     pub(super) cloudwatch_namespace: Option<Spanned<String>>,
     pub(super) cloudwatch_interval: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_interval: Option<Spanned<HumanDuration>>,
+    pub(super) tunnel_logs: Option<RawTunnelLogs>,
+}
+
+/// `[aws.tunnel_logs]`: reading AWS's tunnel activity logs for the cause of an outage.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTunnelLogs {
+    pub(super) enabled: Option<bool>,
+    pub(super) log_group: Option<Spanned<String>>,
+    pub(super) wait: Option<Spanned<HumanDuration>>,
+    pub(super) interval: Option<Spanned<HumanDuration>>,
+    pub(super) linger: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -395,6 +395,8 @@ fn explain(key: &str, message: &str) -> String {
         | "poll_interval"
         | "cloudwatch_interval"
         | "maintenance_interval"
+        | "wait"
+        | "linger"
         | "window" => Some(("a duration in quotes", "\"1s\" or \"500ms\" or \"2m\"")),
         "threshold" => Some(("a percentage in quotes", "\"5%\"")),
         "factor" => Some(("a number", "3.0")),

@@ -9,7 +9,9 @@ use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::alert::saved::SavedState;
 use crate::config::maintenance::ApplyMode;
+use crate::health::cause::Cause;
 use crate::health::failover::Failover;
+use crate::health::tunnel_log_book::LogFetch;
 use crate::health::{Verdict, VpnState};
 use crate::maintenance::TunnelPlan;
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
@@ -94,6 +96,14 @@ pub enum Event {
         mode: ApplyMode,
         /// A replacement's outcome is new with this change (count it).
         ended: bool,
+    },
+    /// A tunnel's AWS tunnel logs are to be read (one `FilterLogEvents` call).
+    FetchTunnelLogs(LogFetch),
+    /// The cause of a tunnel's outage was found or changed (`None`: no longer known, or
+    /// the tunnel is up).
+    CauseChanged {
+        tunnel: TunnelId,
+        cause: Option<Cause>,
     },
 }
 

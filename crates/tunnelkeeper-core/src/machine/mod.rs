@@ -12,6 +12,9 @@
 //! ([`TargetStats`]) and its smoke-chart series ([`History`]) are updated here, in one
 //! place, once per observation; every view reads them from the core.
 
+#[cfg(test)]
+mod cause_tests;
+mod causes;
 mod event;
 #[cfg(test)]
 mod maintenance_tests;
@@ -25,6 +28,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
+pub use causes::OutageCauses;
 pub use event::{AwsEvent, Event};
 pub use pager::Pager;
 
@@ -34,6 +38,7 @@ use crate::alert::view::AlertView;
 use crate::config::{Config, ReloadMapping, TargetScope};
 use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
+use crate::health::tunnel_log_book::{TunnelLogBook, TunnelLogResult};
 use crate::health::{HealthModel, Verdict};
 use crate::history::{History, SharedHistory};
 use crate::jitter::Jitter;
@@ -58,6 +63,8 @@ pub struct Core {
     path_mtu: PathMtus,
     /// Pending AWS maintenance: the decisions and the replacements under way.
     maintenance: MaintenanceTracker,
+    /// When to read each tunnel's AWS logs, and what was read.
+    logs: TunnelLogBook,
     pager: Pager,
     /// The smoke charts' series (shared with the page, which reads them under the lock).
     history: SharedHistory,
@@ -114,6 +121,7 @@ impl Core {
             stats: vec![TargetStats::default(); config.targets.len()],
             path_mtu: PathMtus::new(&config),
             maintenance: MaintenanceTracker::new(&config),
+            logs: TunnelLogBook::new(&config),
             pager,
             history,
             status_line: String::new(),
@@ -228,6 +236,9 @@ impl Core {
                 self.maintenance.call_answered(tunnel, error, at);
                 self.evaluation_due = true;
             }
+            Observation::TunnelLogs { tunnel, at, result } => {
+                self.handle_tunnel_logs(tunnel, result, at)
+            }
         }
     }
 
@@ -247,6 +258,7 @@ impl Core {
                 self.apply_control_verdicts(verdicts, now);
             }
         }
+        self.fetch_due_logs(now);
         self.evaluation_due = true;
     }
 
@@ -258,7 +270,8 @@ impl Core {
         Some(
             self.pager
                 .poll_timeout(self.now)
-                .map_or(coarse, |t| t.min(coarse)),
+                .map_or(coarse, |t| t.min(coarse))
+                .min(self.logs.next_deadline().unwrap_or(coarse).max(self.now)),
         )
     }
 
@@ -429,7 +442,63 @@ impl Core {
             .observe_tunnel(&self.config, &self.model, tunnel, at);
         let label = self.model.tunnel(tunnel).verdict.label();
         lock(&self.history).note_tunnel(tunnel, label, at);
+        if self.logs.note_verdict(tunnel, label, at) {
+            // A change of kind: AWS's logs may say why, read them now.
+            self.fetch_due_logs(at);
+        }
         self.events.push_back(Event::TunnelChanged { tunnel });
+    }
+
+    /// Asks the shell for the logs calls due (tunnels not up, or just changed).
+    fn fetch_due_logs(&mut self, now: Timestamp) {
+        let model = &self.model;
+        for fetch in self.logs.due(now, |id| {
+            matches!(model.tunnel(id).verdict, Verdict::Down { .. })
+        }) {
+            self.events.push_back(Event::FetchTunnelLogs(fetch));
+        }
+    }
+
+    fn handle_tunnel_logs(&mut self, tunnel: TunnelId, result: TunnelLogResult, at: Timestamp) {
+        self.advance(at);
+        self.logs.handle(tunnel, result, at);
+        self.refresh_causes();
+        if let (Some(c), Some(t)) = (
+            self.config.connections.get(tunnel.connection),
+            self.config
+                .connections
+                .get(tunnel.connection)
+                .and_then(|c| c.tunnels.get(tunnel.tunnel)),
+        ) {
+            let now = self.now;
+            self.pager
+                .release_held((c.name.as_str(), t.name.as_str()), now, &mut self.events);
+        }
+        self.evaluation_due = true;
+    }
+
+    /// Gathers every tunnel's cause for the pager, and says the ones that changed.
+    fn refresh_causes(&mut self) {
+        let causes = OutageCauses::gather(
+            &self.config,
+            (&self.model, self.control.as_ref(), &self.path_mtu),
+            &self.logs,
+        );
+        for id in self.config.tunnel_ids() {
+            let names = (
+                self.config.connections[id.connection].name.as_str(),
+                self.config.tunnel(id).name.as_str(),
+            );
+            let before = self.pager.causes().cause(names.0, names.1);
+            let after = causes.cause(names.0, names.1);
+            if before != after {
+                self.events.push_back(Event::CauseChanged {
+                    tunnel: id,
+                    cause: after.cloned(),
+                });
+            }
+        }
+        self.pager.set_causes(causes);
     }
 
     fn handle_ec2(&mut self, result: PollResult, at: Timestamp) {
@@ -455,6 +524,16 @@ impl Core {
                         problem,
                         gone: true,
                     }));
+                }
+                if let Some(control) = self.control.as_ref() {
+                    for id in self.config.tunnel_ids() {
+                        let arn = control
+                            .tunnel_reading(id)
+                            .and_then(|r| r.options.as_ref())
+                            .filter(|o| o.log_enabled == Some(true))
+                            .and_then(|o| o.log_group_arn.clone());
+                        self.logs.set_group_from_ec2(id, arn.as_deref());
+                    }
                 }
                 self.apply_control_verdicts(verdicts, at);
                 self.evaluation_due = true;
@@ -554,6 +633,7 @@ impl Core {
         // first call says nothing about the tunnels.
         let control_known =
             !self.config.polls_ec2() || self.control.as_ref().is_none_or(|c| c.has_succeeded());
+        self.refresh_causes();
         let now = self.now;
         let shared = self.history.clone();
         let history = lock(&shared);
@@ -630,6 +710,21 @@ impl Core {
     /// Returns each tunnel's last path-MTU measurement.
     pub fn path_mtu(&self) -> &PathMtus {
         &self.path_mtu
+    }
+
+    /// Returns the cause of a tunnel's outage, while it is down and the evidence tells.
+    pub fn tunnel_cause(&self, id: TunnelId) -> Option<&crate::health::cause::Cause> {
+        let c = self.config.connections.get(id.connection)?;
+        let t = c.tunnels.get(id.tunnel)?;
+        self.pager.causes().cause(c.name.as_str(), t.name.as_str())
+    }
+
+    /// Returns what `/status` shows of a tunnel's AWS tunnel log reading.
+    pub fn tunnel_logs_reading(
+        &self,
+        id: TunnelId,
+    ) -> crate::health::tunnel_log_book::TunnelLogsReading {
+        self.logs.reading(id)
     }
 
     /// Returns the smoke charts' series.

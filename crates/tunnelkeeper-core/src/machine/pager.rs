@@ -22,6 +22,7 @@ use crate::health::path_mtu::PathMtus;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::history::History;
 use crate::jitter::Jitter;
+use crate::machine::causes::OutageCauses;
 use crate::machine::event::Event;
 use crate::maintenance::MaintenanceTracker;
 use crate::messages::DeliveryReport;
@@ -49,6 +50,8 @@ pub struct Pager {
     /// deadline passes): right after a restart the model knows too little to clear them.
     restored: Vec<AlertKey>,
     hold_restored_until: Option<Timestamp>,
+    /// Each down tunnel's cause, and the page holds for logs calls under way.
+    causes: OutageCauses,
 }
 
 impl Pager {
@@ -87,6 +90,7 @@ impl Pager {
             saved: saved_fingerprint,
             restored,
             hold_restored_until,
+            causes: OutageCauses::default(),
         }
     }
 
@@ -145,6 +149,7 @@ impl Pager {
                 })
                 .collect(),
             hold_restored_until: self.hold_restored_until,
+            causes: OutageCauses::default(),
         }
     }
 
@@ -173,6 +178,7 @@ impl Pager {
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
+        self.causes.fill(&mut conditions);
         if let Some(until) = self.hold_restored_until {
             if settled || now >= until {
                 self.hold_restored_until = None;
@@ -215,7 +221,8 @@ impl Pager {
                 }
                 self.told_failing.insert(i);
             }
-            dropped |= self.outbox.push(i, sink.kind.identity(), n.clone(), now);
+            let due = self.causes.hold(&n, now).unwrap_or(now);
+            dropped |= self.outbox.push_at(i, sink.kind.identity(), n.clone(), due);
         }
         if n.key.class == AlertClass::NotificationsFailing
             && n.status == NotificationStatus::Resolved
@@ -225,6 +232,42 @@ impl Pager {
         if dropped {
             events.push_back(Event::OutboxOverflowed);
         }
+    }
+
+    /// Takes the causes and holds of the moment (before an evaluation, and when a logs call
+    /// ends).
+    pub fn set_causes(&mut self, causes: OutageCauses) {
+        self.causes = causes;
+    }
+
+    /// Returns the causes in force.
+    pub fn causes(&self) -> &OutageCauses {
+        &self.causes
+    }
+
+    /// Sends the pages that wait for a tunnel's logs now, with the cause if one is known
+    /// (a logs call for the tunnel ended, well or not).
+    pub fn release_held(
+        &mut self,
+        (vpn, tunnel): (&str, &str),
+        now: Timestamp,
+        events: &mut VecDeque<Event>,
+    ) {
+        let cause = self.causes.cause(vpn, tunnel).cloned();
+        self.outbox.release(
+            |n| {
+                n.status == NotificationStatus::Firing
+                    && n.key.vpn.as_deref() == Some(vpn)
+                    && n.key.tunnel.as_deref() == Some(tunnel)
+            },
+            |n| {
+                if cause.is_some() {
+                    n.details.cause = cause.clone();
+                }
+            },
+            now,
+        );
+        self.dispatch(now, events);
     }
 
     /// Takes a sink's report on one delivery.

@@ -13,6 +13,7 @@ fn details(summary: &str) -> Details {
         vpn_id: Some("vpn-0123456789abcdef0".into()),
         severity: None,
         since: None,
+        cause: None,
     }
 }
 

@@ -589,6 +589,7 @@ impl Validator<'_> {
             cloudwatch_namespace,
             cloudwatch_interval,
             maintenance_interval,
+            tunnel_logs: self.tunnel_logs(a.tunnel_logs.as_ref()),
         }
     }
 }

@@ -27,6 +27,7 @@ mod confirm;
 mod http;
 mod maintenance;
 mod mtu;
+mod tunnel_logs;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
