@@ -286,6 +286,8 @@ impl Effects {
             .set_outbox(core.outbox_counts().0, outbox_dropped);
         self.metrics
             .set_state_save_failures(self.hooks.writer.failures());
+        self.metrics
+            .set_state_unsaved_since(self.hooks.writer.health().borrow().unsaved_since);
         self.metrics.set_sinks(core.sink_health());
         if let Some(control) = core.control() {
             self.metrics

@@ -161,7 +161,7 @@ pub async fn run_until(
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder(&prepared, &clock)));
     let shared = Lasting {
         clock,
-        writer: StateWriter::start(store),
+        writer: StateWriter::start(store, clock),
         snapshots,
         notifier: Arc::new(Notifier::from_env()),
         pingers: Heartbeat::new(),
@@ -186,6 +186,7 @@ pub async fn run_until(
         security: security.clone(),
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
+        state_save: shared.writer.health(),
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     spawn_watchdog(&lasting, &shared, &prepared.config, &cancel);

@@ -51,6 +51,8 @@ pub struct AppState {
     /// The last reload's outcome: `/status` has it, `/health` and the NOC page say when
     /// it was refused.
     pub reload_health: watch::Receiver<crate::reload::ReloadHealth>,
+    /// Whether the alert state reaches the disk: `/status` has it, `/health` says when not.
+    pub state_save: watch::Receiver<crate::alert::state_writer::SaveHealth>,
 }
 
 /// The `/status` body: the snapshot, with what lives outside the monitor.
@@ -62,6 +64,8 @@ struct StatusBody<'a> {
     pid: u32,
     /// The last config reload and its outcome.
     reload: crate::reload::ReloadHealth,
+    /// Whether the alert state reaches the disk.
+    state_save: crate::alert::state_writer::SaveHealth,
 }
 
 /// A request to reload the config; the answer says whether it was applied.
@@ -129,15 +133,22 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::from_u16(snapshot.health.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     // A refused reload is told on a line of its own at the end: the first line and the
     // status code stay the verdict's, so SiteScope pages on tunnels, not on a typo.
-    let body = match state.reload_health.borrow().health_line() {
-        Some(line) => {
-            let mut body = Vec::with_capacity(snapshot.health.body.len() + line.len() + 1);
-            body.extend_from_slice(&snapshot.health.body);
+    let lines: Vec<String> = [
+        state.reload_health.borrow().health_line(),
+        state.state_save.borrow().health_line(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let body = if lines.is_empty() {
+        snapshot.health.body.clone()
+    } else {
+        let mut body = snapshot.health.body.to_vec();
+        for line in lines {
             body.extend_from_slice(line.as_bytes());
             body.push(b'\n');
-            bytes::Bytes::from(body)
         }
-        None => snapshot.health.body.clone(),
+        bytes::Bytes::from(body)
     };
     no_store((status, [(header::CONTENT_TYPE, TEXT)], body).into_response())
 }
@@ -148,11 +159,13 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn status(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
     let reload = state.reload_health.borrow().clone();
+    let state_save = state.state_save.borrow().clone();
     let encoded = tokio::task::spawn_blocking(move || {
         serde_json::to_vec_pretty(&StatusBody {
             snapshot: &snapshot,
             pid: std::process::id(),
             reload,
+            state_save,
         })
     })
     .await;
@@ -456,6 +469,7 @@ mod tests {
                 Timestamp::from_secs(1_700_000_000),
             ))
             .1,
+            state_save: watch::channel(Default::default()).1,
         })
     }
 

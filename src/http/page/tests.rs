@@ -345,6 +345,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
             crate::types::Timestamp::from_secs(1_700_000_000),
         ))
         .1,
+        state_save: watch::channel(Default::default()).1,
     })
 }
 
