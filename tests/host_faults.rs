@@ -1,15 +1,20 @@
 //! The daemon under its own host's faults (issue 30), with the real binary: a state
 //! directory that fills during an outage and empties again, with a `kill -9` restart in
-//! between, still gets its RESOLVED page out.
+//! between, still gets its RESOLVED page out; basic auth that tells no user names apart by
+//! timing and brakes a flood of wrong passwords while `/health` keeps answering.
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{aws_env, dc_config, need_root, temp_dir, write_temp, AwsDouble, Daemon, VPN_ID};
+use base64::Engine as _;
+use common::{
+    aws_env, dc_config, need_root, parse_response, temp_dir, write_temp, AwsDouble, Daemon, VPN_ID,
+};
 use serde_json::Value;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:noc-page";
@@ -156,4 +161,158 @@ fn a_state_dir_that_fills_during_an_outage_and_empties_still_gets_the_resolved_p
             .starts_with("[RESOLVED]"),
         "{resolved}"
     );
+}
+
+/// A GET with basic auth from the loopback address `from`; returns the status, the
+/// response's head and the time it took.
+fn get_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    credentials: &str,
+) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    if let Err(e) = socket.connect_timeout(&addr.into(), Duration::from_secs(5)) {
+        return (0, format!("connect: {e}"), started.elapsed());
+    }
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let head = String::from_utf8_lossy(&response)
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (parse_response(&response).0, head, started.elapsed())
+}
+
+/// CPU seconds (user and system) the process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn basic_auth_tells_no_user_names_apart_and_brakes_a_flood_of_wrong_passwords() {
+    // Cost 8: enough to measure in a debug build without making the test slow.
+    let hash = bcrypt::hash("pa55word", 8).unwrap();
+    let config = write_temp(
+        "auth.toml",
+        &format!(
+            "[http.basic_auth_users]\nnoc = \"{hash}\"\n[[target]]\naddress = \"127.0.0.1\"\n"
+        ),
+    );
+    let daemon = Daemon::start(&["run", "--config", config.to_str().unwrap()], &[]);
+    let addr = daemon.addr;
+    let from = |last: u8| IpAddr::from([127, 0, 0, last]);
+
+    // Timing: one try per address, so that no brake applies.
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..6u8 {
+        let (code, _, took) = get_from(from(100 + i), addr, "/health", "noc:wrong");
+        assert_eq!(code, 401);
+        known.push(took);
+        let (code, _, took) = get_from(from(120 + i), addr, "/health", "nosuchuser:wrong");
+        assert_eq!(code, 401);
+        unknown.push(took);
+    }
+    let (known, unknown) = (median(known), median(unknown));
+    eprintln!("median refusal: known user {known:?}, unknown user {unknown:?}");
+    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "known user {known:?}, unknown user {unknown:?}: the timing tells user names apart"
+    );
+
+    // The flood: 8 connections of wrong passwords from one address for 5 s, while a
+    // SiteScope with the right password asks for /health from another.
+    let (code, _, _) = get_from(from(2), addr, "/health", "noc:pa55word");
+    assert_eq!(code, 200, "the right password is taken");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cpu_before = cpu_seconds(daemon.child.id());
+    let flood_started = Instant::now();
+    let flooders: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+                let mut retry_after = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (code, head, _) = get_from(from(66), addr, "/health", "noc:guess");
+                    *codes.entry(code).or_default() += 1;
+                    if code == 429 {
+                        retry_after = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("retry-after: "))
+                            .map(str::to_string);
+                    }
+                }
+                (codes, retry_after)
+            })
+        })
+        .collect();
+    let mut health = Vec::new();
+    while flood_started.elapsed() < Duration::from_secs(5) {
+        let (code, _, took) = get_from(from(2), addr, "/health", "noc:pa55word");
+        assert_eq!(code, 200);
+        health.push(took);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut codes = std::collections::BTreeMap::<u16, u32>::new();
+    let mut retry_after = None;
+    for f in flooders {
+        let (c, r) = f.join().unwrap();
+        for (k, v) in c {
+            *codes.entry(k).or_default() += v;
+        }
+        retry_after = retry_after.or(r);
+    }
+    let cpu = (cpu_seconds(daemon.child.id()) - cpu_before) / flood_started.elapsed().as_secs_f64();
+    health.sort();
+    let p99 = health[(health.len() * 99 / 100).min(health.len() - 1)];
+    eprintln!(
+        "flood: answers {codes:?}, daemon CPU {:.0} %, /health p50 {:?} p99 {p99:?} over {} requests",
+        cpu * 100.0,
+        health[health.len() / 2],
+        health.len()
+    );
+    assert!(codes.get(&429).copied().unwrap_or(0) > 0, "{codes:?}");
+    assert!(
+        codes.get(&401).copied().unwrap_or(0) <= 10,
+        "at most the burst and what refills in 5 s reach bcrypt: {codes:?}"
+    );
+    let retry_after: u64 = retry_after
+        .expect("429 has Retry-After")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Without the brake, eight connections keep both cores busy with bcrypt; what is left
+    // is the HTTP work of thousands of 429s (in a debug build) and the few verifications.
+    assert!(
+        cpu < 1.0,
+        "the daemon used {:.0} % CPU under the flood",
+        cpu * 100.0
+    );
+    assert!(p99 < Duration::from_millis(250), "/health p99 {p99:?}");
 }

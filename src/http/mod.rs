@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+mod auth_limit;
 pub mod page;
 pub mod security;
 mod server;
@@ -328,7 +329,8 @@ async fn not_found() -> Response {
 }
 
 /// Asks for basic-auth credentials when users are configured (every route: SiteScope and
-/// Prometheus both send them). The bcrypt check runs off the async workers.
+/// Prometheus both send them). The bcrypt check runs off the async workers, one at a time,
+/// and an address that keeps sending wrong passwords is braked (429).
 async fn require_user(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let security = state
         .security
@@ -337,19 +339,32 @@ async fn require_user(State(state): State<AppState>, request: Request, next: Nex
         .clone();
     if security.asks_for_users() {
         let header = request.headers().get(header::AUTHORIZATION).cloned();
-        let allowed = tokio::task::spawn_blocking(move || security.allows(header.as_ref()))
-            .await
-            .unwrap_or(false);
-        if !allowed {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [
-                    (header::CONTENT_TYPE, TEXT),
-                    (header::WWW_AUTHENTICATE, "Basic realm=\"tunnelkeeper\""),
-                ],
-                "unauthorized\n",
-            )
-                .into_response();
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        match security.check(peer, header).await {
+            security::AuthOutcome::Allowed => {}
+            security::AuthOutcome::Refused => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [
+                        (header::CONTENT_TYPE, TEXT),
+                        (header::WWW_AUTHENTICATE, "Basic realm=\"tunnelkeeper\""),
+                    ],
+                    "unauthorized\n",
+                )
+                    .into_response();
+            }
+            security::AuthOutcome::Throttled(wait) => {
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        (header::CONTENT_TYPE, TEXT.to_string()),
+                        (header::RETRY_AFTER, seconds.to_string()),
+                    ],
+                    "too many wrong passwords from this address; try again later\n",
+                )
+                    .into_response();
+            }
         }
     }
     next.run(request).await
