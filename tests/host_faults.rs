@@ -1,7 +1,8 @@
 //! The daemon under its own host's faults (issue 30), with the real binary: a state
 //! directory that fills during an outage and empties again, with a `kill -9` restart in
 //! between, still gets its RESOLVED page out; basic auth that tells no user names apart by
-//! timing and brakes a flood of wrong passwords while `/health` keeps answering.
+//! timing and brakes a flood of wrong passwords while `/health` keeps answering; and
+//! `/health` from a fresh address while 64 addresses hold 32 slow connections each.
 
 mod common;
 
@@ -315,4 +316,89 @@ fn basic_auth_tells_no_user_names_apart_and_brakes_a_flood_of_wrong_passwords() 
         cpu * 100.0
     );
     assert!(p99 < Duration::from_millis(250), "/health p99 {p99:?}");
+}
+
+/// Opens a connection from `from` that sends half a request and then nothing.
+fn slow_connection(from: IpAddr, addr: SocketAddr) -> Option<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&SocketAddr::new(from, 0).into()).ok()?;
+    socket
+        .connect_timeout(&addr.into(), Duration::from_secs(1))
+        .ok()?;
+    let mut stream: TcpStream = socket.into();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .ok()?;
+    stream.set_nonblocking(true).ok()?;
+    Some(stream)
+}
+
+/// Whether the server closed `stream` (or reset it).
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn health_answers_a_fresh_address_while_64_addresses_hold_32_slow_connections_each() {
+    let config = write_temp("slots.toml", "[[target]]\naddress = \"127.0.0.1\"\n");
+    let daemon = Daemon::start(&["run", "--config", config.to_str().unwrap()], &[]);
+    let addr = daemon.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each address keeps 32 connections open, opening a new one as soon as one is closed.
+    let holders: Vec<_> = (1..=64u8)
+        .map(|a| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let from = IpAddr::from([127, 0, 0, a]);
+                let mut open: Vec<TcpStream> = Vec::new();
+                let mut opened = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    open.retain_mut(|s| !closed(s));
+                    while open.len() < 32 {
+                        match slow_connection(from, addr) {
+                            Some(s) => {
+                                open.push(s);
+                                opened += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                opened
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let fresh = IpAddr::from([127, 0, 1, 1]);
+    let tries = 200;
+    let mut answered = 0;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..tries {
+        let (code, _, took) = get_from(fresh, addr, "/health", "x:y");
+        if code != 0 {
+            answered += 1;
+        }
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened: u32 = holders.into_iter().map(|h| h.join().unwrap()).sum();
+    let (_, metrics) = daemon.get("/metrics");
+    let refused: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tunnelkeeper_http_connections_refused_total"))
+        .collect();
+    eprintln!(
+        "/health from a fresh address: {answered} of {tries} answered (slowest {slowest:?}); \
+         the 64 holders opened {opened} connections; {refused:?}"
+    );
+    assert!(
+        answered * 100 >= tries * 99,
+        "{answered} of {tries} answered"
+    );
 }
