@@ -337,7 +337,9 @@ fn slow_connection(from: IpAddr, addr: SocketAddr) -> Option<TcpStream> {
 fn closed(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 512];
     match stream.read(&mut buf) {
-        Ok(_) => true,
+        Ok(0) => true,
+        // An answer (408 at the header timeout) comes just before the close.
+        Ok(n) => n > 0,
         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
