@@ -2,7 +2,8 @@
 //! directory that fills during an outage and empties again, with a `kill -9` restart in
 //! between, still gets its RESOLVED page out; basic auth that tells no user names apart by
 //! timing and brakes a flood of wrong passwords while `/health` keeps answering; and
-//! `/health` from a fresh address while 64 addresses hold 32 slow connections each.
+//! `/health` from a fresh address while 64 addresses hold 32 slow connections each; and
+//! Alertmanager posts that stay consistent when the system clock is stepped back (faketime).
 
 mod common;
 
@@ -402,5 +403,160 @@ fn health_answers_a_fresh_address_while_64_addresses_hold_32_slow_connections_ea
     assert!(
         answered * 100 >= tries * 99,
         "{answered} of {tries} answered"
+    );
+}
+
+/// The (startsAt, endsAt) pairs of every alert posted.
+type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// An Alertmanager double: records each post's (startsAt, endsAt) pairs and answers 400,
+/// as Alertmanager does, when an alert ends before it starts.
+fn alertmanager_double() -> (SocketAddr, Posts) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Read the head, then the body its Content-Length announces.
+            let body = loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&raw).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break Some(body.to_string());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let alerts: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let mut consistent = true;
+            for a in alerts.as_array().into_iter().flatten() {
+                let pair = (
+                    a["startsAt"].as_str().unwrap_or_default().to_string(),
+                    a["endsAt"].as_str().unwrap_or_default().to_string(),
+                );
+                consistent &= pair.0 <= pair.1;
+                seen.lock().unwrap().push(pair);
+            }
+            let status = if consistent {
+                "200 OK"
+            } else {
+                "400 Bad Request"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (addr, posts)
+}
+
+#[test]
+#[ignore = "needs faketime"]
+fn alertmanager_posts_stay_consistent_when_the_clock_is_stepped_back_after_start() {
+    common::need_tool("faketime", "faketime");
+    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 from the faketime package");
+    let dir = temp_dir("faketime");
+    // The clock is an hour fast at start; the test steps it back as NTP would.
+    let offset = dir.join("offset");
+    std::fs::write(&offset, "+1h\n").unwrap();
+    let (am, posts) = alertmanager_double();
+    let double = AwsDouble::start();
+    // AWS's LastStatusChange far ahead: the outage's start is then the daemon's own
+    // reading (the earlier of the two), on the clock that was an hour fast.
+    let tunnel = |ip: &str| {
+        serde_json::json!({
+            "outside_ip": ip, "status": "DOWN", "status_message": "IPSEC IS DOWN",
+            "last_status_change": "2030-01-01T00:00:00.000Z", "accepted_route_count": 2,
+            "startup_action": "start", "dpd_timeout_action": "restart",
+        })
+    };
+    double.set_connections(&serde_json::json!([{
+        "id": VPN_ID,
+        "tunnels": [tunnel("52.2.144.13"), tunnel("52.2.144.14")],
+    }]));
+    let config = write_temp(
+        "faketime.toml",
+        &dc_config(
+            &double,
+            "",
+            ["127.0.3.1", "127.0.3.2"],
+            &format!("[[alerts.sink]]\nkind = \"alertmanager\"\nurl = \"http://{am}\"\n"),
+        ),
+    );
+    let mut command = Command::new(common::binary());
+    command
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.join("state"))
+        .env_remove("TUNNELKEEPER_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    for (k, v) in aws_env() {
+        command.env(k, v);
+    }
+    let daemon = Daemon::spawn(command, None);
+    assert!(
+        wait_until(Duration::from_secs(15), || !posts
+            .lock()
+            .unwrap()
+            .is_empty()),
+        "the alert was posted: {}",
+        daemon.log()
+    );
+    let first = posts.lock().unwrap()[0].clone();
+    std::fs::write(&offset, "+0\n").unwrap();
+    let before = posts.lock().unwrap().len();
+    // The next resend comes within AM_RESEND (10 s).
+    assert!(
+        wait_until(Duration::from_secs(15), || posts.lock().unwrap().len()
+            > before),
+        "a post after the step"
+    );
+    let after = posts.lock().unwrap().last().unwrap().clone();
+    eprintln!("before the step {first:?}; after {after:?}");
+    for (starts, ends) in posts.lock().unwrap().iter() {
+        assert!(starts <= ends, "startsAt {starts} after endsAt {ends}");
+    }
+    assert!(
+        after.0 < first.0,
+        "startsAt follows the system clock back: {first:?} then {after:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || daemon
+            .log()
+            .contains("the system clock was stepped")),
+        "the step is logged"
+    );
+    assert_eq!(
+        daemon.log().matches("the system clock was stepped").count(),
+        1,
+        "once"
     );
 }

@@ -489,7 +489,7 @@ fn start_generation(
         reload,
     ));
 
-    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
+    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks, shared.clock);
     let now = shared.clock.now();
     let core = match previous {
         Previous::Disk(saved) => Core::new(
@@ -562,6 +562,7 @@ fn start_sinks(
     reports: &mpsc::Sender<Observation>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
+    clock: Clock,
 ) -> Vec<SinkHandle> {
     let ctx = PageContext::from_machine(&p.config);
     let mut sinks = Vec::new();
@@ -610,6 +611,7 @@ fn start_sinks(
                     metrics: metrics.clone(),
                     label: sink.name.clone(),
                     cancel: cancel.clone(),
+                    clock,
                 };
                 tasks.spawn(am.run());
                 sinks.push(SinkHandle::Alertmanager(am_tx));

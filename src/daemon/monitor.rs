@@ -44,6 +44,8 @@ pub struct Monitor {
     core: Core,
     effects: Effects,
     clock: Clock,
+    /// Logs each step of the system clock once.
+    steps: crate::clock::StepWatch,
     meta: Meta,
     snapshots: watch::Sender<Arc<Snapshot>>,
 }
@@ -71,6 +73,7 @@ impl Monitor {
             effects: Effects::new(core.config().clone(), metrics, hooks),
             core,
             clock,
+            steps: Default::default(),
             meta,
             snapshots,
         };
@@ -125,6 +128,7 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
+                    self.steps.observe(self.clock.wall_shift());
                     self.effects.beat(self.core.pingers_progressing(now));
                     if dirty {
                         self.publish();
