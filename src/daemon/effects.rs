@@ -17,6 +17,7 @@ use crate::liveness::Heartbeat;
 use crate::metrics::Metrics;
 use crate::snapshot::AlertView;
 use crate::types::{TargetId, Timestamp, TunnelId};
+use tunnelkeeper_core::alert::policy::state_not_saved::SaveFailure;
 use tunnelkeeper_core::machine::{AwsEvent, Core, Event};
 
 /// How the monitor reaches the world outside the core.
@@ -40,6 +41,8 @@ pub struct Effects {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     hooks: Hooks,
+    /// What the core was last told of the state saves (since when they fail).
+    told_state_save: Option<Option<Timestamp>>,
 }
 
 impl Effects {
@@ -49,6 +52,7 @@ impl Effects {
             config,
             metrics,
             hooks,
+            told_state_save: None,
         }
     }
 
@@ -293,6 +297,22 @@ impl Effects {
             self.metrics
                 .set_ec2_answer_age(control.status(now).answer_age_seconds);
         }
+    }
+
+    /// Returns whether the state file is being written, when that changed since the core
+    /// was last told (the first call tells a new core).
+    pub fn state_save_change(&mut self) -> Option<Option<SaveFailure>> {
+        let health = self.hooks.writer.health().borrow().clone();
+        let failure = health.unsaved_since.map(|since| SaveFailure {
+            since,
+            error: health.last_error.clone().unwrap_or_default(),
+        });
+        let since = failure.as_ref().map(|f| f.since);
+        if self.told_state_save == Some(since) {
+            return None;
+        }
+        self.told_state_save = Some(since);
+        Some(failure)
     }
 
     /// Waits for the state file to reach the disk (shutdown, reload).

@@ -129,6 +129,14 @@ impl Monitor {
                 _ = tick.tick() => {
                     let now = self.clock.now();
                     self.steps.observe(self.clock.wall_shift());
+                    if let Some(failure) = self.effects.state_save_change() {
+                        self.core.handle_observation(
+                            tunnelkeeper_core::messages::Observation::StateSave(failure),
+                        );
+                        if self.act() {
+                            dirty = true;
+                        }
+                    }
                     self.effects.beat(self.core.pingers_progressing(now));
                     if dirty {
                         self.publish();

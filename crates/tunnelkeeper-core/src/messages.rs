@@ -101,6 +101,10 @@ pub enum Observation<I = Timestamp> {
         /// How many sends were skipped.
         missed: u64,
     },
+    /// Whether the state file is being written (sent by the shell when it changes): the
+    /// first of the saves failing now, and what the last one said; `None` once one
+    /// succeeds.
+    StateSave(Option<crate::alert::policy::state_not_saved::SaveFailure<I>>),
 }
 
 impl<I> Observation<I> {
@@ -117,7 +121,8 @@ impl<I> Observation<I> {
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
             | Observation::PathMtu { .. }
-            | Observation::Delivery(_) => {}
+            | Observation::Delivery(_)
+            | Observation::StateSave(_) => {}
         }
     }
 
@@ -138,6 +143,12 @@ impl<I> Observation<I> {
                 send_delay,
             },
             Observation::StrayReply { target } => Observation::StrayReply { target },
+            Observation::StateSave(failure) => Observation::StateSave(failure.map(|f| {
+                crate::alert::policy::state_not_saved::SaveFailure {
+                    since: time(f.since),
+                    error: f.error,
+                }
+            })),
             Observation::SocketReopened { target, ok } => {
                 Observation::SocketReopened { target, ok }
             }

@@ -194,11 +194,14 @@ pub enum AlertClass {
     /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
     /// answer (a firewall change, the hosts themselves, or a route that never moved).
     SharedTargetsDown,
+    /// The alert state (alerts and outbox) has not reached the state file for a minute: a
+    /// restart now would forget the pages sent since, and never send their RESOLVED.
+    StateNotSaved,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 13] = [
+    pub const ALL: [AlertClass; 14] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -212,6 +215,7 @@ impl AlertClass {
         AlertClass::TunnelLossy,
         AlertClass::TunnelSlow,
         AlertClass::SharedTargetsDown,
+        AlertClass::StateNotSaved,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -227,7 +231,8 @@ impl AlertClass {
             | AlertClass::NotificationsFailing
             | AlertClass::TunnelLossy
             | AlertClass::TunnelSlow
-            | AlertClass::SharedTargetsDown => Severity::Warning,
+            | AlertClass::SharedTargetsDown
+            | AlertClass::StateNotSaved => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -250,6 +255,7 @@ impl AlertClass {
             AlertClass::TunnelLossy => "TunnelLossy",
             AlertClass::TunnelSlow => "TunnelSlow",
             AlertClass::SharedTargetsDown => "SharedTargetsDown",
+            AlertClass::StateNotSaved => "StateNotSaved",
         }
     }
 

@@ -48,6 +48,8 @@ pub struct Pager {
     /// deadline passes): right after a restart the model knows too little to clear them.
     restored: Vec<AlertKey>,
     hold_restored_until: Option<Timestamp>,
+    /// Since when the state file cannot be written, as the shell last said.
+    state_save: Option<crate::alert::policy::state_not_saved::SaveFailure>,
 }
 
 impl Pager {
@@ -86,6 +88,7 @@ impl Pager {
             saved: saved_fingerprint,
             restored,
             hold_restored_until,
+            state_save: None,
         }
     }
 
@@ -144,7 +147,16 @@ impl Pager {
                 })
                 .collect(),
             hold_restored_until: self.hold_restored_until,
+            state_save: self.state_save,
         }
+    }
+
+    /// Takes in whether the state file is being written.
+    pub fn set_state_save(
+        &mut self,
+        failure: Option<crate::alert::policy::state_not_saved::SaveFailure>,
+    ) {
+        self.state_save = failure;
     }
 
     /// Re-evaluates every alert as of `now`, then hands out what is due.
@@ -168,6 +180,7 @@ impl Pager {
             path_mtu,
             history,
             sinks: &self.sinks,
+            state_save: self.state_save.as_ref(),
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
@@ -460,7 +473,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::NotificationsFailing
         | AlertClass::TunnelLossy
         | AlertClass::TunnelSlow
-        | AlertClass::SharedTargetsDown => None,
+        | AlertClass::SharedTargetsDown
+        | AlertClass::StateNotSaved => None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod outage;
 pub mod paging;
 pub mod paths;
 pub mod shared_targets_down;
+pub mod state_not_saved;
 
 use crate::alert::engine::Conditions;
 use crate::alert::sink_health::SinksHealth;
@@ -38,6 +39,8 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     /// Whether each sink takes its pages.
     pub sinks: &'a SinksHealth,
+    /// Since when the state file cannot be written, if it cannot.
+    pub state_save: Option<&'a state_not_saved::SaveFailure>,
     pub now: Timestamp,
 }
 
@@ -46,7 +49,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 8] = [
+pub const RULES: [(&[AlertClass], Rule); 9] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -73,6 +76,7 @@ pub const RULES: [(&[AlertClass], Rule); 8] = [
         brownout::rule,
     ),
     (&[AlertClass::NotificationsFailing], paging::rule),
+    (&[AlertClass::StateNotSaved], state_not_saved::rule),
 ];
 
 /// Runs every rule.

@@ -26,6 +26,7 @@ fn conditions(
         path_mtu: &path_mtu,
         history: &history,
         sinks: &sinks,
+        state_save: None,
         now,
     };
     let mut out = rule(&inputs);
