@@ -104,7 +104,7 @@ pub enum Observation<I = Timestamp> {
     /// Whether the state file is being written (sent by the shell when it changes): the
     /// first of the saves failing now, and what the last one said; `None` once one
     /// succeeds.
-    StateSave(Option<crate::alert::policy::state_not_saved::SaveFailure<I>>),
+    StateSave(Option<SaveFailure<I>>),
 }
 
 impl<I> Observation<I> {
@@ -143,12 +143,12 @@ impl<I> Observation<I> {
                 send_delay,
             },
             Observation::StrayReply { target } => Observation::StrayReply { target },
-            Observation::StateSave(failure) => Observation::StateSave(failure.map(|f| {
-                crate::alert::policy::state_not_saved::SaveFailure {
+            Observation::StateSave(failure) => {
+                Observation::StateSave(failure.map(|f| SaveFailure {
                     since: time(f.since),
                     error: f.error,
-                }
-            })),
+                }))
+            }
             Observation::SocketReopened { target, ok } => {
                 Observation::SocketReopened { target, ok }
             }
@@ -624,4 +624,13 @@ mod tests {
         assert!(!text(1).contains("os error"), "{}", text(1));
         assert!(text(22).starts_with("the OS refused: "), "{}", text(22));
     }
+}
+
+/// State saves failing: since when, and what the last one said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveFailure<I = Timestamp> {
+    /// When the first of the failing saves failed.
+    pub since: I,
+    /// What the last failed save said (the OS error).
+    pub error: String,
 }

@@ -6,20 +6,12 @@ use std::time::Duration;
 
 use crate::alert::engine::{AlertKey, Condition, Conditions, Details};
 use crate::alert::policy::Inputs;
-use crate::types::{AlertClass, Timestamp};
+pub use crate::messages::SaveFailure;
+use crate::types::AlertClass;
 
 /// How long saves must have failed before the alert: a full disk that a log rotation
 /// frees again within seconds is not worth a page.
 pub const AFTER: Duration = Duration::from_secs(60);
-
-/// Saves failing: since when, and what the last one said.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaveFailure<I = Timestamp> {
-    /// When the first of the failing saves failed.
-    pub since: I,
-    /// What the last failed save said (the OS error).
-    pub error: String,
-}
 
 /// Active once saves have failed for [`AFTER`].
 pub fn rule(inputs: &Inputs<'_>) -> Conditions {
@@ -49,6 +41,7 @@ pub fn rule(inputs: &Inputs<'_>) -> Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Timestamp;
 
     #[test]
     fn fires_after_a_minute_of_failed_saves_only() {
