@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::outage_log::OutageLog;
 use crate::snapshot::AlertView;
 use crate::types::{TargetId, Timestamp, TunnelId};
+use tunnelkeeper_core::alert::policy::state_not_saved::SaveFailure;
 use tunnelkeeper_core::config::maintenance::ApplyMode;
 use tunnelkeeper_core::machine::{AwsEvent, Core, Event};
 use tunnelkeeper_core::maintenance::TunnelPlan;
@@ -50,6 +51,8 @@ pub struct Effects {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     hooks: Hooks,
+    /// What the core was last told of the state saves (since when they fail).
+    told_state_save: Option<Option<Timestamp>>,
 }
 
 impl Effects {
@@ -59,6 +62,7 @@ impl Effects {
             config,
             metrics,
             hooks,
+            told_state_save: None,
         }
     }
 
@@ -374,11 +378,29 @@ impl Effects {
             .set_outbox(core.outbox_counts().0, outbox_dropped);
         self.metrics
             .set_state_save_failures(self.hooks.writer.failures());
+        self.metrics
+            .set_state_unsaved_since(self.hooks.writer.health().borrow().unsaved_since);
         self.metrics.set_sinks(core.sink_health());
         if let Some(control) = core.control() {
             self.metrics
                 .set_ec2_answer_age(control.status(now).answer_age_seconds);
         }
+    }
+
+    /// Returns whether the state file is being written, when that changed since the core
+    /// was last told (the first call tells a new core).
+    pub fn state_save_change(&mut self) -> Option<Option<SaveFailure>> {
+        let health = self.hooks.writer.health().borrow().clone();
+        let failure = health.unsaved_since.map(|since| SaveFailure {
+            since,
+            error: health.last_error.clone().unwrap_or_default(),
+        });
+        let since = failure.as_ref().map(|f| f.since);
+        if self.told_state_save == Some(since) {
+            return None;
+        }
+        self.told_state_save = Some(since);
+        Some(failure)
     }
 
     /// Waits for the state file to reach the disk (shutdown, reload).

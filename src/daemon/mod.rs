@@ -167,7 +167,7 @@ pub async fn run_until(
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder(&prepared, &clock)));
     let shared = Lasting {
         clock,
-        writer: StateWriter::start(store),
+        writer: StateWriter::start(store, clock),
         snapshots,
         notifier: Arc::new(Notifier::from_env()),
         pingers: Heartbeat::new(),
@@ -194,6 +194,7 @@ pub async fn run_until(
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
         outages: shared.outages.clone(),
+        state_save: shared.writer.health(),
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     spawn_watchdog(&lasting, &shared, &prepared.config, &cancel);
@@ -499,7 +500,7 @@ fn start_generation(
         reload,
     ));
 
-    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
+    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks, shared.clock);
     let now = shared.clock.now();
     let core = match previous {
         Previous::Disk(saved) => Core::new(
@@ -601,6 +602,7 @@ fn start_sinks(
     reports: &mpsc::Sender<Observation>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
+    clock: Clock,
 ) -> Vec<SinkHandle> {
     let ctx = PageContext::from_machine(&p.config);
     let mut sinks = Vec::new();
@@ -649,6 +651,7 @@ fn start_sinks(
                     metrics: metrics.clone(),
                     label: sink.name.clone(),
                     cancel: cancel.clone(),
+                    clock,
                 };
                 tasks.spawn(am.run());
                 sinks.push(SinkHandle::Alertmanager(am_tx));

@@ -44,6 +44,8 @@ pub struct Monitor {
     core: Core,
     effects: Effects,
     clock: Clock,
+    /// Logs each step of the system clock once.
+    steps: crate::clock::StepWatch,
     meta: Meta,
     snapshots: watch::Sender<Arc<Snapshot>>,
 }
@@ -71,6 +73,7 @@ impl Monitor {
             effects: Effects::new(core.config().clone(), metrics, hooks),
             core,
             clock,
+            steps: Default::default(),
             meta,
             snapshots,
         };
@@ -125,6 +128,15 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
+                    self.steps.observe(self.clock.wall_shift());
+                    if let Some(failure) = self.effects.state_save_change() {
+                        self.core.handle_observation(
+                            tunnelkeeper_core::messages::Observation::StateSave(failure),
+                        );
+                        if self.act() {
+                            dirty = true;
+                        }
+                    }
                     self.effects.beat(self.core.pingers_progressing(now));
                     if dirty {
                         self.publish();

@@ -86,6 +86,7 @@ pub struct Metrics {
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
+    state_unsaved_since: IntGauge,
     path_mtu: path_mtu::PathMtuSeries,
     brownout: brownout::BrownoutSeries,
     maintenance: maintenance::MaintenanceSeries,
@@ -352,6 +353,11 @@ impl Metrics {
             "tunnelkeeper_state_save_failures_total",
             "Failed writes of the alert state file.",
         );
+        let state_unsaved_since = int_gauge(
+            &registry,
+            "tunnelkeeper_state_unsaved_since_seconds",
+            "Unix time of the first of the state saves failing now (each is retried with backoff); 0 while saves succeed.",
+        );
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
@@ -371,6 +377,7 @@ impl Metrics {
             outbox_length,
             outbox_dropped,
             state_save_failures,
+            state_unsaved_since,
             aws,
             registry,
             targets,
@@ -634,6 +641,12 @@ impl Metrics {
         if total > seen {
             self.state_save_failures.inc_by(total - seen);
         }
+    }
+
+    /// Sets when the state saves began to fail (`None`: they succeed).
+    pub fn set_state_unsaved_since(&self, since: Option<crate::types::Timestamp>) {
+        self.state_unsaved_since
+            .set(since.map_or(0, |t| (t.as_millis() / 1000) as i64));
     }
 
     /// Records how late after its scheduled time a request went out.

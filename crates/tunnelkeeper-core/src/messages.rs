@@ -120,6 +120,10 @@ pub enum Observation<I = Timestamp> {
         /// What it read, or why not.
         result: crate::health::tunnel_log_book::TunnelLogResult,
     },
+    /// Whether the state file is being written (sent by the shell when it changes): the
+    /// first of the saves failing now, and what the last one said; `None` once one
+    /// succeeds.
+    StateSave(Option<SaveFailure<I>>),
 }
 
 impl<I> Observation<I> {
@@ -138,7 +142,8 @@ impl<I> Observation<I> {
             | Observation::PathMtu { .. }
             | Observation::TunnelReplaceAnswered { .. }
             | Observation::TunnelLogs { .. }
-            | Observation::Delivery(_) => {}
+            | Observation::Delivery(_)
+            | Observation::StateSave(_) => {}
         }
     }
 
@@ -159,6 +164,12 @@ impl<I> Observation<I> {
                 send_delay,
             },
             Observation::StrayReply { target } => Observation::StrayReply { target },
+            Observation::StateSave(failure) => {
+                Observation::StateSave(failure.map(|f| SaveFailure {
+                    since: time(f.since),
+                    error: f.error,
+                }))
+            }
             Observation::SocketReopened { target, ok } => {
                 Observation::SocketReopened { target, ok }
             }
@@ -648,4 +659,13 @@ mod tests {
         assert!(!text(1).contains("os error"), "{}", text(1));
         assert!(text(22).starts_with("the OS refused: "), "{}", text(22));
     }
+}
+
+/// State saves failing: since when, and what the last one said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveFailure<I = Timestamp> {
+    /// When the first of the failing saves failed.
+    pub since: I,
+    /// What the last failed save said (the OS error).
+    pub error: String,
 }

@@ -203,11 +203,14 @@ pub enum AlertClass {
     /// AWS applies a tunnel's pending maintenance within a day and no safe moment came:
     /// says what blocked it.
     MaintenanceBlocked,
+    /// The alert state (alerts and outbox) has not reached the state file for a minute: a
+    /// restart now would forget the pages sent since, and never send their RESOLVED.
+    StateNotSaved,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 16] = [
+    pub const ALL: [AlertClass; 17] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -224,6 +227,7 @@ impl AlertClass {
         AlertClass::MaintenanceReplacing,
         AlertClass::MaintenanceReplaceFailed,
         AlertClass::MaintenanceBlocked,
+        AlertClass::StateNotSaved,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -241,7 +245,8 @@ impl AlertClass {
             | AlertClass::TunnelSlow
             | AlertClass::SharedTargetsDown
             | AlertClass::MaintenanceReplaceFailed
-            | AlertClass::MaintenanceBlocked => Severity::Warning,
+            | AlertClass::MaintenanceBlocked
+            | AlertClass::StateNotSaved => Severity::Warning,
             AlertClass::TunnelMaintenancePending
             | AlertClass::TunnelDownAfterMaintenance
             | AlertClass::MaintenanceReplacing => Severity::Info,
@@ -267,6 +272,7 @@ impl AlertClass {
             AlertClass::MaintenanceReplacing => "MaintenanceReplacing",
             AlertClass::MaintenanceReplaceFailed => "MaintenanceReplaceFailed",
             AlertClass::MaintenanceBlocked => "MaintenanceBlocked",
+            AlertClass::StateNotSaved => "StateNotSaved",
         }
     }
 

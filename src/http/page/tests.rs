@@ -370,6 +370,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
         ))
         .1,
         outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
+        state_save: watch::channel(Default::default()).1,
     })
 }
 

@@ -63,7 +63,7 @@ pub(super) struct RawAlerts {
     pub(super) failover_grace: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_severity: Option<Spanned<String>>,
     pub(super) severity: Option<std::collections::BTreeMap<String, Spanned<String>>>,
-    pub(super) runbook_url: Option<String>,
+    pub(super) runbook_url: Option<Spanned<String>>,
     pub(super) lossy: Option<Spanned<RawLossy>>,
     pub(super) slow: Option<Spanned<RawSlow>>,
     #[serde(default)]

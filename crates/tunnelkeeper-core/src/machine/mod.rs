@@ -195,6 +195,10 @@ impl Core {
             Observation::Maintenance { at, tunnel, result } => {
                 self.handle_maintenance(tunnel, result, at)
             }
+            Observation::StateSave(failure) => {
+                self.pager.set_state_save(failure);
+                self.evaluation_due = true;
+            }
             Observation::Delivery(report) => {
                 let now = self.now;
                 self.pager.delivery_report(report, now, &mut self.events);

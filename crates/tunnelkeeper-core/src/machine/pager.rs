@@ -52,6 +52,8 @@ pub struct Pager {
     hold_restored_until: Option<Timestamp>,
     /// Each down tunnel's cause, and the page holds for logs calls under way.
     causes: OutageCauses,
+    /// Since when the state file cannot be written, as the shell last said.
+    state_save: Option<crate::alert::policy::state_not_saved::SaveFailure>,
 }
 
 impl Pager {
@@ -91,6 +93,7 @@ impl Pager {
             restored,
             hold_restored_until,
             causes: OutageCauses::default(),
+            state_save: None,
         }
     }
 
@@ -150,7 +153,16 @@ impl Pager {
                 .collect(),
             hold_restored_until: self.hold_restored_until,
             causes: OutageCauses::default(),
+            state_save: self.state_save,
         }
+    }
+
+    /// Takes in whether the state file is being written.
+    pub fn set_state_save(
+        &mut self,
+        failure: Option<crate::alert::policy::state_not_saved::SaveFailure>,
+    ) {
+        self.state_save = failure;
     }
 
     /// Re-evaluates every alert as of `now`, then hands out what is due.
@@ -175,6 +187,7 @@ impl Pager {
             history,
             sinks: &self.sinks,
             maintenance,
+            state_save: self.state_save.as_ref(),
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
@@ -508,7 +521,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::SharedTargetsDown
         | AlertClass::MaintenanceReplacing
         | AlertClass::MaintenanceReplaceFailed
-        | AlertClass::MaintenanceBlocked => None,
+        | AlertClass::MaintenanceBlocked
+        | AlertClass::StateNotSaved => None,
     }
 }
 

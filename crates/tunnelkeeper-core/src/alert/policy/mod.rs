@@ -14,6 +14,7 @@ pub mod outage;
 pub mod paging;
 pub mod paths;
 pub mod shared_targets_down;
+pub mod state_not_saved;
 
 use crate::alert::engine::Conditions;
 use crate::alert::sink_health::SinksHealth;
@@ -42,6 +43,8 @@ pub struct Inputs<'a> {
     pub sinks: &'a SinksHealth,
     /// The maintenance decisions and replacements under way.
     pub maintenance: &'a MaintenanceTracker,
+    /// Since when the state file cannot be written, if it cannot.
+    pub state_save: Option<&'a state_not_saved::SaveFailure>,
     pub now: Timestamp,
 }
 
@@ -50,7 +53,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 9] = [
+pub const RULES: [(&[AlertClass], Rule); 10] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -85,6 +88,7 @@ pub const RULES: [(&[AlertClass], Rule); 9] = [
         ],
         maintenance_apply::rule,
     ),
+    (&[AlertClass::StateNotSaved], state_not_saved::rule),
 ];
 
 /// Runs every rule.

@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod bounds;
 mod brownout;
 
 /// Values seen so far, each with the key path that first used it (for duplicate messages).
@@ -141,7 +142,10 @@ impl<'a> Validator<'a> {
             );
         }
 
-        let aws = raw.aws.as_ref().map(|a| self.aws(a, &connections));
+        let aws = raw
+            .aws
+            .as_ref()
+            .map(|a| self.aws(a, &connections, &raw.vpn));
         if aws.is_none() && connections.iter().any(|c| c.id.is_some()) {
             self.warnings.push(
                 "connections have an `id` but there is no [aws] table: EC2 is not asked about them"
@@ -464,6 +468,17 @@ impl<'a> Validator<'a> {
         }
         if let Some(v) = f.payload_bytes {
             s.payload_bytes = *v.get_ref();
+            if s.payload_bytes < bounds::MIN_PAYLOAD_BYTES {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.payload_bytes"),
+                    format!(
+                        "{} is under {}, ping's own minimum (room for its timestamp); 0 is most likely a typo",
+                        s.payload_bytes,
+                        bounds::MIN_PAYLOAD_BYTES
+                    ),
+                );
+            }
             if s.payload_bytes > MAX_PAYLOAD_BYTES {
                 self.problem(
                     Some(v.span()),

@@ -27,6 +27,7 @@ fn conditions(
         history: &history,
         sinks: &sinks,
         maintenance: &crate::maintenance::MaintenanceTracker::new(config),
+        state_save: None,
         now,
     };
     let mut out = rule(&inputs);
