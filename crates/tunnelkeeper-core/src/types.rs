@@ -194,11 +194,15 @@ pub enum AlertClass {
     /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
     /// answer (a firewall change, the hosts themselves, or a route that never moved).
     SharedTargetsDown,
+    /// A TCP target's host answers but its service refuses connections (RST) for
+    /// `down_after` connects in a row: the tunnel carries traffic, the service is down or
+    /// a firewall rejects it.
+    ServiceDown,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 13] = [
+    pub const ALL: [AlertClass; 14] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -212,6 +216,7 @@ impl AlertClass {
         AlertClass::TunnelLossy,
         AlertClass::TunnelSlow,
         AlertClass::SharedTargetsDown,
+        AlertClass::ServiceDown,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -227,7 +232,8 @@ impl AlertClass {
             | AlertClass::NotificationsFailing
             | AlertClass::TunnelLossy
             | AlertClass::TunnelSlow
-            | AlertClass::SharedTargetsDown => Severity::Warning,
+            | AlertClass::SharedTargetsDown
+            | AlertClass::ServiceDown => Severity::Warning,
             AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
                 Severity::Info
             }
@@ -250,6 +256,7 @@ impl AlertClass {
             AlertClass::TunnelLossy => "TunnelLossy",
             AlertClass::TunnelSlow => "TunnelSlow",
             AlertClass::SharedTargetsDown => "SharedTargetsDown",
+            AlertClass::ServiceDown => "ServiceDown",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod failover;
 pub mod maintenance;
 pub mod model;
 pub mod path_mtu;
+pub mod tcp_service;
 pub mod verdict;
 
 pub use control_plane::ControlPlane;

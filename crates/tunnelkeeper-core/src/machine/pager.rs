@@ -460,7 +460,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::NotificationsFailing
         | AlertClass::TunnelLossy
         | AlertClass::TunnelSlow
-        | AlertClass::SharedTargetsDown => None,
+        | AlertClass::SharedTargetsDown
+        | AlertClass::ServiceDown => None,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod mtu_black_hole;
 pub mod outage;
 pub mod paging;
 pub mod paths;
+pub mod service_down;
 pub mod shared_targets_down;
 
 use crate::alert::engine::Conditions;
@@ -46,7 +47,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 8] = [
+pub const RULES: [(&[AlertClass], Rule); 9] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -73,6 +74,7 @@ pub const RULES: [(&[AlertClass], Rule); 8] = [
         brownout::rule,
     ),
     (&[AlertClass::NotificationsFailing], paging::rule),
+    (&[AlertClass::ServiceDown], service_down::rule),
 ];
 
 /// Runs every rule.
