@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
 use crate::config::ProbeSettings;
-use crate::messages::{IcmpErrorKind, Observation, ProbeOutcome, TimeoutInForce};
+use crate::messages::{IcmpErrorKind, Observation, ProbeOutcome, ServiceAnswer, TimeoutInForce};
 use crate::probe::confirm::{worth_reporting, AdaptiveTimeout, Confirmer, NextSend};
 use crate::types::TargetId;
 
@@ -60,6 +60,12 @@ pub trait Prober: Send + 'static {
     /// answered (an adaptive timeout gave up on them early) and the rest as strays.
     fn late_answers(&mut self) -> Vec<(u16, Duration)> {
         Vec::new()
+    }
+
+    /// What the last probe found of a TCP service, if it reached the host (ICMP probers
+    /// have none).
+    fn take_service_answer(&mut self) -> Option<ServiceAnswer> {
+        None
     }
 }
 
@@ -168,6 +174,14 @@ impl PingerTask {
             } else {
                 timeouts_in_a_row = 0;
                 reopen_at = REOPEN_AFTER;
+            }
+            // Before the probe's outcome, so that the service is current when it is judged.
+            if let Some(answer) = prober.take_service_answer() {
+                messages.push(Observation::TcpService {
+                    target,
+                    at: Instant::now(),
+                    answer,
+                });
             }
             messages.push(Observation::Probe {
                 target,
