@@ -88,6 +88,7 @@ pub struct Metrics {
     state_save_failures: IntCounter,
     path_mtu: path_mtu::PathMtuSeries,
     brownout: brownout::BrownoutSeries,
+    tcp: tcp::TcpSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -230,6 +231,7 @@ fn target_counters(config: &Config) -> Vec<TargetCounters> {
             // In the prometheus crate's order (by name), like every other family.
             TargetCounters::new(&[
                 ("address", &t.address.to_string()),
+                ("proto", t.proto().label()),
                 ("target", t.name.as_str()),
                 ("tunnel", tunnel),
                 ("vpn", vpn),
@@ -355,7 +357,9 @@ impl Metrics {
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
         let failover_seconds = failover::histogram(&registry);
+        let tcp = tcp::TcpSeries::new(&registry, config);
         let metrics = Self {
+            tcp,
             path_mtu,
             brownout,
             failover_seconds,
@@ -645,6 +649,7 @@ mod control_plane;
 mod failover;
 mod path_mtu;
 mod render;
+mod tcp;
 
 use render::TargetCounters;
 pub use render::RENDER_CHUNK;

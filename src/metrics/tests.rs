@@ -138,7 +138,7 @@ mod families {
             format!("tunnelkeeper_probe_consecutive_lost{{{labels}}} 1"),
             format!("tunnelkeeper_target_up{{{labels}}} 1"),
             format!("tunnelkeeper_probe_last_rtt_seconds{{{labels}}} 9"),
-            "tunnelkeeper_probe_sent_total{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\"} 0".to_string(),
+            "tunnelkeeper_probe_sent_total{address=\"172.16.2.10\",proto=\"icmp\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\"} 0".to_string(),
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line} missing in\n{text}");
         }
