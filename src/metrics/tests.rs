@@ -129,7 +129,8 @@ mod families {
             },
         );
         let text = String::from_utf8(m.render()).unwrap();
-        let labels = r#"address="172.16.1.10",proto="icmp",target="172.16.1.10",tunnel="dc-a",vpn="dc""#;
+        let labels =
+            r#"address="172.16.1.10",proto="icmp",target="172.16.1.10",tunnel="dc-a",vpn="dc""#;
         for line in [
             format!("tunnelkeeper_probe_sent_total{{{labels}}} 4"),
             format!("tunnelkeeper_probe_replies_total{{{labels}}} 3"),
