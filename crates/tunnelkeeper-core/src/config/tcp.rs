@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn pinned_strings_split_into_address_and_port() {
-        let cases: [(&str, Result<(&str, Option<u16>), &str>); 7] = [
+        /// The address and port expected, or a fragment of the error.
+        type Want<'a> = Result<(&'a str, Option<u16>), &'a str>;
+        let cases: [(&str, Want); 7] = [
             ("172.16.1.10", Ok(("172.16.1.10", None))),
             ("172.16.1.11:22", Ok(("172.16.1.11", Some(22)))),
             ("172.16.1.11:65535", Ok(("172.16.1.11", Some(65535)))),
