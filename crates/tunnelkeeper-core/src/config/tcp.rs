@@ -215,4 +215,25 @@ tcp_port = 443
             }
         }
     }
+
+    #[test]
+    fn a_reload_keeps_a_tcp_target_by_address_and_port() {
+        use crate::config::{Config, ReloadMapping};
+        use crate::types::TargetId;
+        let old = Config::parse(BASE, "old.toml").unwrap();
+        // Reordered, and 172.16.1.10:22 moved to port 23: only the unchanged ones map.
+        let text = BASE.replace(
+            r#"targets = ["172.16.1.10", "172.16.1.10:22","#,
+            r#"targets = ["172.16.1.10:23", "172.16.1.10","#,
+        );
+        let new = Config::parse(&text, "new.toml").unwrap();
+        let mut kept = ReloadMapping::between(&old, &new).targets;
+        kept.sort();
+        // new 1 = old 0 (ICMP), 2..4 unchanged; new 0 (port 23) is a new target.
+        let want: Vec<(TargetId, TargetId)> = [(1, 0), (2, 2), (3, 3), (4, 4)]
+            .into_iter()
+            .map(|(n, o)| (TargetId(n), TargetId(o)))
+            .collect();
+        assert_eq!(kept, want);
+    }
 }
