@@ -111,7 +111,7 @@ proptest! {
                 .views(now)
                 .into_iter()
                 .filter(|v| v.state != "pending")
-                .map(|v| AlertKey { class: v.alert, vpn: v.vpn, tunnel: v.tunnel })
+                .map(|v| AlertKey { class: v.alert, vpn: v.vpn, tunnel: v.tunnel, target: None })
                 .collect();
             while let Some(n) = engine.poll_notification() {
                 match n.status {

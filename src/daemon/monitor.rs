@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::daemon::effects::{Effects, Hooks};
+use crate::health::tcp_service;
 use crate::messages::Observation;
 use crate::metrics::Metrics;
 use crate::snapshot::{Meta, Snapshot};
@@ -202,13 +203,20 @@ impl Monitor {
                 tunnel.maintenance_plan = core.maintenance().plan(id).cloned();
                 tunnel.cause = core.tunnel_cause(id).cloned();
                 tunnel.tunnel_logs = core.tunnel_logs_reading(id);
+                tunnel.tcp_mss = tcp_service::tunnel_mss(core.config(), core.model(), id);
                 tunnel.brownout = history.brownout(id, now);
                 self.effects.metrics().set_brownout(id, &tunnel.brownout);
             }
+            self.effects.metrics().set_tcp(core.config(), core.model());
         }
         snapshot
             .advisories
             .extend(core.path_mtu().advisories(core.config()));
+        snapshot.advisories.extend(tcp_service::mss_advisories(
+            core.config(),
+            core.model(),
+            core.path_mtu(),
+        ));
         snapshot.alerts = core.alert_views();
         let (outbox_length, dropped) = core.outbox_counts();
         snapshot.outbox_length = outbox_length;

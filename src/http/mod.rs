@@ -635,8 +635,8 @@ mod tests {
         let (status, body) = get(app(&[], true), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         for series in [
-            "tunnelkeeper_probe_sent_total{address=\"172.16.1.10\",target=\"172.16.1.10\",tunnel=\"dc-a\",vpn=\"dc\"} 0",
-            "tunnelkeeper_probe_rtt_seconds_bucket{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\",le=\"0.001\"} 0",
+            "tunnelkeeper_probe_sent_total{address=\"172.16.1.10\",proto=\"icmp\",target=\"172.16.1.10\",tunnel=\"dc-a\",vpn=\"dc\"} 0",
+            "tunnelkeeper_probe_rtt_seconds_bucket{address=\"172.16.2.10\",proto=\"icmp\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\",le=\"0.001\"} 0",
             "tunnelkeeper_tunnel_state{state=\"unknown\",tunnel=\"dc-a\",vpn=\"dc\"} 1",
             "tunnelkeeper_connection_state{state=\"unknown\",vpn=\"dc\"} 1",
             "tunnelkeeper_vpn_state{state=\"starting\"} 1",

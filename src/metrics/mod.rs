@@ -90,6 +90,7 @@ pub struct Metrics {
     path_mtu: path_mtu::PathMtuSeries,
     brownout: brownout::BrownoutSeries,
     maintenance: maintenance::MaintenanceSeries,
+    tcp: tcp::TcpSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -232,6 +233,7 @@ fn target_counters(config: &Config) -> Vec<TargetCounters> {
             // In the prometheus crate's order (by name), like every other family.
             TargetCounters::new(&[
                 ("address", &t.address.to_string()),
+                ("proto", t.proto().label()),
                 ("target", t.name.as_str()),
                 ("tunnel", tunnel),
                 ("vpn", vpn),
@@ -363,8 +365,10 @@ impl Metrics {
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
         let failover_seconds = failover::histogram(&registry);
         let maintenance = maintenance::MaintenanceSeries::new(&registry, config, &tunnel_labels);
+        let tcp = tcp::TcpSeries::new(&registry, config);
         let metrics = Self {
             maintenance,
+            tcp,
             path_mtu,
             brownout,
             failover_seconds,
@@ -662,6 +666,7 @@ mod failover;
 mod maintenance;
 mod path_mtu;
 mod render;
+mod tcp;
 
 use render::TargetCounters;
 pub use render::RENDER_CHUNK;

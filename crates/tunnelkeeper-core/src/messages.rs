@@ -124,6 +124,32 @@ pub enum Observation<I = Timestamp> {
     /// first of the saves failing now, and what the last one said; `None` once one
     /// succeeds.
     StateSave(Option<SaveFailure<I>>),
+    /// A TCP target's connect reached the host: what it found of the service. Sent just
+    /// before the probe's own [`Observation::Probe`], which carries the handshake or the
+    /// reset as a reply (the host answered either way).
+    TcpService {
+        /// Which target.
+        target: TargetId,
+        /// When.
+        at: I,
+        /// Open (with the MSS) or refused.
+        answer: ServiceAnswer,
+    },
+}
+
+/// What a TCP connect that reached its host found of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ServiceAnswer {
+    /// The handshake completed; `mss` is the connection's `TCP_MAXSEG` when it could be
+    /// read.
+    Open {
+        /// The maximum segment size in bytes.
+        mss: Option<u32>,
+    },
+    /// The host reset the connect (RST, or an ICMP port unreachable): the path works, the
+    /// service does not listen or a host firewall rejects it.
+    Refused,
 }
 
 impl<I> Observation<I> {
@@ -135,7 +161,8 @@ impl<I> Observation<I> {
             | Observation::SocketReopened { target, .. }
             | Observation::LateReply { target, .. }
             | Observation::TimeoutInForce { target, .. }
-            | Observation::ScheduleSlip { target, .. } => *target = id,
+            | Observation::ScheduleSlip { target, .. }
+            | Observation::TcpService { target, .. } => *target = id,
             Observation::Ec2 { .. }
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
@@ -221,6 +248,11 @@ impl<I> Observation<I> {
                 tunnel,
                 at: time(at),
                 result,
+            },
+            Observation::TcpService { target, at, answer } => Observation::TcpService {
+                target,
+                at: time(at),
+                answer,
             },
         }
     }

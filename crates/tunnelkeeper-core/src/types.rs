@@ -206,11 +206,15 @@ pub enum AlertClass {
     /// The alert state (alerts and outbox) has not reached the state file for a minute: a
     /// restart now would forget the pages sent since, and never send their RESOLVED.
     StateNotSaved,
+    /// A TCP target's host answers but its service refuses connections (RST) for
+    /// `down_after` connects in a row: the tunnel carries traffic, the service is down or
+    /// a firewall rejects it.
+    ServiceDown,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 17] = [
+    pub const ALL: [AlertClass; 18] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -228,6 +232,7 @@ impl AlertClass {
         AlertClass::MaintenanceReplaceFailed,
         AlertClass::MaintenanceBlocked,
         AlertClass::StateNotSaved,
+        AlertClass::ServiceDown,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -246,7 +251,8 @@ impl AlertClass {
             | AlertClass::SharedTargetsDown
             | AlertClass::MaintenanceReplaceFailed
             | AlertClass::MaintenanceBlocked
-            | AlertClass::StateNotSaved => Severity::Warning,
+            | AlertClass::StateNotSaved
+            | AlertClass::ServiceDown => Severity::Warning,
             AlertClass::TunnelMaintenancePending
             | AlertClass::TunnelDownAfterMaintenance
             | AlertClass::MaintenanceReplacing => Severity::Info,
@@ -273,6 +279,7 @@ impl AlertClass {
             AlertClass::MaintenanceReplaceFailed => "MaintenanceReplaceFailed",
             AlertClass::MaintenanceBlocked => "MaintenanceBlocked",
             AlertClass::StateNotSaved => "StateNotSaved",
+            AlertClass::ServiceDown => "ServiceDown",
         }
     }
 

@@ -59,6 +59,10 @@ pub fn alertmanager_body(
             if let Some(t) = &n.key.tunnel {
                 labels.insert("tunnel".into(), json!(t));
             }
+            // Two services of one tunnel are two alerts to Alertmanager too.
+            if let Some(t) = &n.key.target {
+                labels.insert("target".into(), json!(t));
+            }
             // A test page is marked so that routes can tell it apart; it ends by itself
             // within AM_LAPSE, as it is never re-posted.
             if n.status == crate::alert::engine::NotificationStatus::Test {

@@ -251,7 +251,7 @@ fn target_table<'a>(
         };
         let _ = write!(
             out,
-            r#"<tr><td><a href="/target/{address}?range={range}">{name}</a></td><td>{address}</td><td>{} {since}</td><td class="n">{:.0} % of {}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            r#"<tr><td><a href="/target/{address}?range={range}">{name}</a></td><td>{address}{port}</td><td>{} {since}{service}</td><td class="n">{:.0} % of {}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
             badge(&l),
             target.stats.recent_loss_percent,
             target.stats.recent_probes,
@@ -259,6 +259,13 @@ fn target_table<'a>(
             ms(target.stats.rtt_p99_seconds),
             ms(target.stats.rtt_last_seconds),
             address = target.address,
+            port = target
+                .tcp_port
+                .map_or(String::new(), |p| format!(":{p} (TCP)")),
+            service = match target.service.as_ref().map(|s| s.state) {
+                Some("refused") => "; the service refuses connections",
+                Some(_) | None => "",
+            },
             range = range_query(view.range),
             name = escape(target.name.as_str()),
         );

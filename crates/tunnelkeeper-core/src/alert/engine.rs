@@ -25,6 +25,10 @@ pub struct AlertKey {
     pub vpn: Option<String>,
     /// The tunnel's name, for tunnel alerts.
     pub tunnel: Option<String>,
+    /// The target (`address:port`), for alerts about one service (`ServiceDown`); absent
+    /// from state files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl AlertKey {
@@ -34,6 +38,7 @@ impl AlertKey {
             class,
             vpn: None,
             tunnel: None,
+            target: None,
         }
     }
 
@@ -43,6 +48,7 @@ impl AlertKey {
             class,
             vpn: Some(vpn.into()),
             tunnel: None,
+            target: None,
         }
     }
 
@@ -52,6 +58,18 @@ impl AlertKey {
             class,
             vpn: Some(vpn.into()),
             tunnel: Some(tunnel.into()),
+            target: None,
+        }
+    }
+
+    /// Builds the key of one target's alert: its tunnel's when it is pinned, the VPN's
+    /// when shared.
+    pub fn target(class: AlertClass, place: Option<(&str, &str)>, target: &str) -> Self {
+        Self {
+            class,
+            vpn: place.map(|(v, _)| v.into()),
+            tunnel: place.map(|(_, t)| t.into()),
+            target: Some(target.into()),
         }
     }
 }
@@ -63,6 +81,9 @@ impl fmt::Display for AlertKey {
             write!(f, "/{v}")?;
         }
         if let Some(t) = &self.tunnel {
+            write!(f, "/{t}")?;
+        }
+        if let Some(t) = &self.target {
             write!(f, "/{t}")?;
         }
         Ok(())

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod maintenance;
 mod mapping;
 mod raw;
+pub mod tcp;
 mod type_errors;
 mod validate;
 
@@ -162,6 +163,8 @@ pub struct TargetSpec {
     pub scope: TargetScope,
     /// The probe settings after defaults and overrides.
     pub probe: ProbeSettings,
+    /// Probed by a TCP connect to this port instead of ICMP (see [`tcp`]).
+    pub tcp_port: Option<u16>,
 }
 
 /// The files of `[http.tls_server_config]`, by exporter-toolkit's names.

@@ -163,6 +163,8 @@ pub(super) struct RawProbe {
     pub(super) timeout_floor: Option<Spanned<HumanDuration>>,
     pub(super) timeout_rtt_multiplier: Option<Spanned<u32>>,
     pub(super) fast_confirm: Option<bool>,
+    /// The interval of TCP targets that set none (`tcp.rs`).
+    pub(super) tcp_interval: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -195,9 +197,13 @@ pub(super) struct RawTarget {
     pub(super) payload_bytes: Option<Spanned<u32>>,
     pub(super) down_after: Option<Spanned<u32>>,
     pub(super) up_after: Option<Spanned<u32>>,
+    /// Probe this port by TCP connect instead of ICMP (`tcp.rs`); a wider integer than
+    /// a port so that 70000 is a range error naming the bound, not a type error.
+    pub(super) tcp_port: Option<Spanned<i64>>,
 }
 
-/// A pinned target: a bare address string or an inline table with overrides.
+/// A pinned target: a bare address string (`"172.16.1.10"`, or `"172.16.1.11:22"` for a
+/// TCP target) or an inline table with overrides.
 pub(super) struct RawPinned(pub(super) RawTarget);
 
 impl<'de> Deserialize<'de> for RawPinned {
@@ -206,10 +212,12 @@ impl<'de> Deserialize<'de> for RawPinned {
         impl<'de> Visitor<'de> for PinnedVisitor {
             type Value = RawPinned;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an IPv4 address string or a table with `address`")
+                f.write_str(
+                    "an IPv4 address string (\"ADDRESS\" or \"ADDRESS:PORT\") or a table with `address`",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPinned, E> {
-                let address = parse_v4(s).map_err(E::custom)?;
+                let (address, tcp_port) = super::tcp::split_pinned(s).map_err(E::custom)?;
                 Ok(RawPinned(RawTarget {
                     name: None,
                     address: Spanned::new(0..0, address),
@@ -218,6 +226,7 @@ impl<'de> Deserialize<'de> for RawPinned {
                     payload_bytes: None,
                     down_after: None,
                     up_after: None,
+                    tcp_port: tcp_port.map(|p| Spanned::new(0..0, i64::from(p))),
                 }))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPinned, A::Error> {

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use crate::config::{Config, ProbeSettings, ReloadMapping, TargetScope};
 use crate::health::failover::{FailoverTracker, Observation};
+use crate::health::tcp_service::ServiceHealth;
 use crate::health::verdict::{settle, Settle};
 use crate::health::ConnectionState;
 use crate::health::Verdict;
 use crate::health::VpnState;
-use crate::messages::ProbeOutcome;
+use crate::messages::{ProbeOutcome, ServiceAnswer};
 use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// One target's hysteresis: streaks of replies and losses against `up_after`/`down_after`.
@@ -34,6 +35,8 @@ pub struct TargetHealth {
     /// Silence after which its verdict becomes unknown: three intervals without a result
     /// means its pinger is stuck or gone, and its last verdict is no longer true.
     silent_after: Duration,
+    /// A TCP target's service (default and unused for ICMP targets).
+    pub service: ServiceHealth,
 }
 
 impl TargetHealth {
@@ -49,6 +52,7 @@ impl TargetHealth {
             down_after: probe.down_after,
             up_after: probe.up_after,
             silent_after: probe.interval * 3,
+            service: ServiceHealth::default(),
         }
     }
 
@@ -259,6 +263,19 @@ impl HealthModel {
         let observation = self.failover_observation();
         self.failovers.observe(&observation, sent_at(outcome, now));
         changed
+    }
+
+    /// Applies what a TCP target's connect found of its service; returns true when it
+    /// changed between open and refused. The target's own verdict comes from the probe.
+    pub fn handle_service(
+        &mut self,
+        target: TargetId,
+        answer: ServiceAnswer,
+        now: Timestamp,
+    ) -> bool {
+        self.targets
+            .get_mut(target.0)
+            .is_some_and(|t| t.service.handle(answer, now))
     }
 
     /// What the failover tracker needs: the shared targets' and each tunnel's latest probes.

@@ -243,6 +243,21 @@ impl Core {
             Observation::TunnelLogs { tunnel, at, result } => {
                 self.handle_tunnel_logs(tunnel, result, at)
             }
+            Observation::TcpService { target, at, answer } => {
+                self.advance(at);
+                // ServiceDown follows the refused streak, not only open/refused changes.
+                let down_after = self
+                    .config
+                    .targets
+                    .get(target.0)
+                    .map(|t| t.probe.down_after);
+                let is_down = |core: &Self| {
+                    down_after.is_some_and(|d| core.model.target(target).service.is_down(d))
+                };
+                let before = is_down(self);
+                let changed = self.model.handle_service(target, answer, at);
+                self.evaluation_due |= changed || before != is_down(self);
+            }
         }
     }
 

@@ -522,7 +522,8 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::MaintenanceReplacing
         | AlertClass::MaintenanceReplaceFailed
         | AlertClass::MaintenanceBlocked
-        | AlertClass::StateNotSaved => None,
+        | AlertClass::StateNotSaved
+        | AlertClass::ServiceDown => None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod mtu_black_hole;
 pub mod outage;
 pub mod paging;
 pub mod paths;
+pub mod service_down;
 pub mod shared_targets_down;
 pub mod state_not_saved;
 
@@ -53,7 +54,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 10] = [
+pub const RULES: [(&[AlertClass], Rule); 11] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -89,6 +90,7 @@ pub const RULES: [(&[AlertClass], Rule); 10] = [
         maintenance_apply::rule,
     ),
     (&[AlertClass::StateNotSaved], state_not_saved::rule),
+    (&[AlertClass::ServiceDown], service_down::rule),
 ];
 
 /// Runs every rule.

@@ -14,7 +14,7 @@ struct Seen {
     connection_ids: HashMap<String, String>,
     tunnel_names: HashMap<String, String>,
     outside_ips: HashMap<Ipv4Addr, String>,
-    addresses: HashMap<Ipv4Addr, String>,
+    addresses: HashMap<crate::config::tcp::Endpoint, String>,
     target_names: HashMap<String, String>,
 }
 
@@ -22,12 +22,15 @@ struct Seen {
 #[derive(Clone, Copy)]
 struct Place<'a> {
     defaults: &'a ProbeSettings,
+    /// The defaults of TCP targets: `defaults` with `[probe] tcp_interval`.
+    tcp_defaults: &'a ProbeSettings,
     mtu: &'a MtuConfig,
 }
 mod confirm;
 mod http;
 mod maintenance;
 mod mtu;
+mod tcp;
 mod tunnel_logs;
 
 /// Collects every problem of one config text.
@@ -100,6 +103,7 @@ impl<'a> Validator<'a> {
             },
         );
         let defaults = self.fast_detection(&raw.probe, defaults);
+        let tcp_defaults = self.tcp_defaults(&raw.probe, defaults);
 
         let any_pinned = raw
             .vpn
@@ -115,6 +119,7 @@ impl<'a> Validator<'a> {
             .map(|(ci, vpn)| {
                 let place = Place {
                     defaults: &defaults,
+                    tcp_defaults: &tcp_defaults,
                     mtu: &mtu,
                 };
                 self.connection(ci, vpn, place, &mut seen, &mut targets)
@@ -127,7 +132,7 @@ impl<'a> Validator<'a> {
                 shared.get_ref(),
                 shared.span(),
                 TargetScope::Shared,
-                &defaults,
+                (&defaults, &tcp_defaults),
                 targets.len(),
                 (&mut seen.addresses, &mut seen.target_names),
             );
@@ -280,7 +285,7 @@ impl<'a> Validator<'a> {
                     &pinned.get_ref().0,
                     pinned.span(),
                     TargetScope::Pinned(tunnel_id),
-                    place.defaults,
+                    (place.defaults, place.tcp_defaults),
                     targets.len(),
                     (&mut seen.addresses, &mut seen.target_names),
                 );
@@ -349,9 +354,12 @@ impl<'a> Validator<'a> {
         raw: &RawTarget,
         entry_span: std::ops::Range<usize>,
         scope: TargetScope,
-        defaults: &ProbeSettings,
+        (defaults, tcp_defaults): (&ProbeSettings, &ProbeSettings),
         index: usize,
-        (addresses, names): (&mut HashMap<Ipv4Addr, String>, &mut HashMap<String, String>),
+        (addresses, names): (
+            &mut HashMap<crate::config::tcp::Endpoint, String>,
+            &mut HashMap<String, String>,
+        ),
     ) -> TargetSpec {
         // A bare address string has no span of its own: use the list entry's.
         let address_span = if raw.address.span().is_empty() {
@@ -360,19 +368,29 @@ impl<'a> Validator<'a> {
             raw.address.span()
         };
         let V4(address) = *raw.address.get_ref();
-        let address_is_new = self.unique(addresses, address, &address_span, key, "target address");
+        let tcp_port = self.tcp_port(key, raw.tcp_port.as_ref(), &entry_span);
+        let endpoint = crate::config::tcp::Endpoint { address, tcp_port };
+        let what = match tcp_port {
+            Some(_) => "TCP target",
+            None => "target address",
+        };
+        let address_is_new = self.unique(addresses, endpoint, &address_span, key, what);
         let name = match &raw.name {
             Some(n) => self.name(&format!("{key}.name"), n),
-            None => address.to_string(),
+            None => endpoint.to_string(),
         };
         let name_span = raw.name.as_ref().map_or(address_span, |n| n.span());
         // A name taken from a duplicate address is the same mistake: report it once.
         if raw.name.is_some() || address_is_new {
             self.unique(names, name.clone(), &name_span, key, "target name");
         }
+        let base = match tcp_port {
+            Some(_) => *tcp_defaults,
+            None => *defaults,
+        };
         let probe = self.probe_settings(
             key,
-            *defaults,
+            base,
             ProbeFields {
                 interval: raw.interval.as_ref(),
                 timeout: raw.timeout.as_ref(),
@@ -387,6 +405,7 @@ impl<'a> Validator<'a> {
             address,
             scope,
             probe,
+            tcp_port,
         }
     }
 
