@@ -652,6 +652,9 @@ pub struct AlertRules {
     /// never pages in the instant the connection recovers. Derived from the probe
     /// settings, not configured.
     pub release_wait: Duration,
+    /// How long a warning of an escalating class (`policy::ESCALATING`) fires before it
+    /// is re-sent as critical; zero never escalates.
+    pub escalate_after: Duration,
 }
 
 impl Default for AlertRules {
@@ -663,6 +666,7 @@ impl Default for AlertRules {
             repeat_interval: Duration::from_secs(4 * 3600),
             send_resolved: true,
             release_wait: Duration::ZERO,
+            escalate_after: Duration::from_secs(15 * 60),
         }
     }
 }
