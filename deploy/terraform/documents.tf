@@ -27,6 +27,7 @@ locals {
     shared_targets       = var.shared_targets
     sns_topic_arn        = local.sns_topic_arn
     page_min_severity    = var.page_min_severity
+    escalate_after       = var.escalate_after
     runbook_url          = var.runbook_url
   })
 
