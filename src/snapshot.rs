@@ -140,6 +140,9 @@ pub struct TargetSnapshot {
     /// Counters, loss and RTT.
     #[serde(flatten)]
     pub stats: StatsSummary,
+    /// When its last reply came (the NOC page's "no reply for"; not on /status).
+    #[serde(skip)]
+    pub last_reply: Option<Timestamp>,
 }
 
 /// What the snapshot needs besides the model.
@@ -171,6 +174,7 @@ impl Snapshot {
                 state: health.verdict.clone(),
                 consecutive_lost: health.consecutive_lost,
                 stats: stats[id.0].summary(),
+                last_reply: health.last_reply,
             }
         };
         let connections = config

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use tunnelkeeper::alert::engine::{
     AlertEngine, AlertKey, Condition, Conditions, Details, NotificationStatus,
 };
-use tunnelkeeper::config::AlertRules;
 use tunnelkeeper::alert::policy::escalates;
+use tunnelkeeper::config::AlertRules;
 use tunnelkeeper::types::{AlertClass, Severity, Timestamp};
 
 fn universe() -> Vec<AlertKey> {

@@ -124,7 +124,10 @@ fn the_example_config_parses_with_every_key() {
         .collect();
     assert_eq!(names, ["noc-pager", "log", "alertmanager:127.0.0.1:9093"]);
     assert_eq!(config.alerts.severity_overrides.len(), 0);
-    assert_eq!(config.alerts.rules.escalate_after, Duration::from_secs(15 * 60));
+    assert_eq!(
+        config.alerts.rules.escalate_after,
+        Duration::from_secs(15 * 60)
+    );
 }
 
 #[test]

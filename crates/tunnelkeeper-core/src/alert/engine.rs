@@ -430,7 +430,10 @@ impl AlertEngine {
             .map(|a| a.key.clone())
             .collect();
         for key in due {
-            let escalate = self.alerts.get(&key).and_then(|a| self.escalation_at(a, severity_of));
+            let escalate = self
+                .alerts
+                .get(&key)
+                .and_then(|a| self.escalation_at(a, severity_of));
             let alert = self.alerts.get_mut(&key).expect("collected from the map");
             let decided = severity_of(key.class, alert.details.severity);
             let AlertState::Firing {

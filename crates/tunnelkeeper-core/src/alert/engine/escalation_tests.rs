@@ -151,7 +151,10 @@ const CASES: &[Case] = &[
         situation: Some(Warning),
         escalate_after: Duration::from_secs(15 * MIN),
         steps: &[on(0), on(40 * MIN)],
-        sent: &[(0, Firing, Warning, false), (15 * MIN, Firing, Critical, true)],
+        sent: &[
+            (0, Firing, Warning, false),
+            (15 * MIN, Firing, Critical, true),
+        ],
     },
     Case {
         name: "an alert that is critical already is not re-sent at 15 minutes",
@@ -159,7 +162,10 @@ const CASES: &[Case] = &[
         situation: Some(Critical),
         escalate_after: Duration::from_secs(15 * MIN),
         steps: &[on(0), on(40 * MIN), off(41 * MIN)],
-        sent: &[(0, Firing, Critical, false), (41 * MIN, Resolved, Critical, false)],
+        sent: &[
+            (0, Firing, Critical, false),
+            (41 * MIN, Resolved, Critical, false),
+        ],
     },
     Case {
         name: "a restart mid-warning keeps the original start",
@@ -167,7 +173,10 @@ const CASES: &[Case] = &[
         situation: None,
         escalate_after: Duration::from_secs(15 * MIN),
         steps: &[on(0), restart_on(10 * MIN), on(14 * MIN), on(20 * MIN)],
-        sent: &[(0, Firing, Warning, false), (15 * MIN, Firing, Critical, true)],
+        sent: &[
+            (0, Firing, Warning, false),
+            (15 * MIN, Firing, Critical, true),
+        ],
     },
     Case {
         name: "a restart after the escalation does not escalate again",
@@ -187,7 +196,10 @@ const CASES: &[Case] = &[
         situation: None,
         escalate_after: Duration::from_secs(15 * MIN),
         steps: &[on(0), on(60 * MIN), off(61 * MIN)],
-        sent: &[(0, Firing, Warning, false), (61 * MIN, Resolved, Warning, false)],
+        sent: &[
+            (0, Firing, Warning, false),
+            (61 * MIN, Resolved, Warning, false),
+        ],
     },
     Case {
         name: "escalate_after = 0s never escalates",
@@ -220,7 +232,11 @@ fn an_escalated_alert_shows_as_critical() {
     let conditions: Conditions = [(key, Condition::Active(details))].into();
     e.evaluate(&conditions, t(0));
     assert_eq!(e.views(t(0))[0].severity, Warning);
-    assert_eq!(e.poll_timeout(t(1)), Some(t(15 * MIN)), "wakes up to escalate");
+    assert_eq!(
+        e.poll_timeout(t(1)),
+        Some(t(15 * MIN)),
+        "wakes up to escalate"
+    );
     e.evaluate(&conditions, t(15 * MIN));
     assert_eq!(e.views(t(15 * MIN))[0].severity, Critical);
     assert!(e.alerts().all(Alert::escalated));
