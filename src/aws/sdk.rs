@@ -132,8 +132,14 @@ mod error_text_tests {
 
     #[test]
     fn http_errors_say_only_what_the_answer_carried() {
-        assert_eq!(http_error_text(500, "", " "), "HTTP 500 (no error code or message)");
-        assert_eq!(http_error_text(503, "Unavailable", ""), "HTTP 503 Unavailable");
+        assert_eq!(
+            http_error_text(500, "", " "),
+            "HTTP 500 (no error code or message)"
+        );
+        assert_eq!(
+            http_error_text(503, "Unavailable", ""),
+            "HTTP 503 Unavailable"
+        );
         assert_eq!(http_error_text(500, "", "boom"), "HTTP 500: boom");
         assert_eq!(
             http_error_text(400, "InvalidParameterValue", "bad id"),
