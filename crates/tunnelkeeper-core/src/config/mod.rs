@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub mod brownout;
 pub mod diff;
+mod diff_keys;
 mod mapping;
 mod raw;
 mod type_errors;
