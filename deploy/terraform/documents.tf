@@ -35,6 +35,7 @@ locals {
     package_url    = var.package_url
     package_sha256 = var.package_sha256
     region         = local.region
+    log_group      = "/${var.name}/journal"
   })
 
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {

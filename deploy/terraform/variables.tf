@@ -372,3 +372,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "log_retention_days" {
+  description = "How long CloudWatch Logs keeps the instance's journal (log group /<name>/journal), which holds the daemon's log and the log sink's pages."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts, such as 30, 365 or 400."
+  }
+}
+
+variable "log_kms_key_id" {
+  description = "KMS key ARN for the journal's log group. Null uses CloudWatch Logs' own encryption."
+  type        = string
+  default     = null
+}
