@@ -120,6 +120,11 @@ proptest! {
                 match n.status {
                     NotificationStatus::Firing if !n.repeat => {
                         prop_assert!(open.insert(n.key.clone()), "{} fired twice without a resolve", n.key);
+                        // A first page due past escalate_after goes out as critical at once.
+                        if n.severity == Severity::Critical && n.key.class.severity() == Severity::Warning {
+                            prop_assert!(now.since(n.starts_at) >= rules.escalate_after, "{} escalated too soon", n.key);
+                            escalated.insert(n.key.clone());
+                        }
                         for by in inhibitors(&n.key) {
                             prop_assert!(!firing.contains(&by), "{} reached a sink while {by} fires", n.key);
                         }

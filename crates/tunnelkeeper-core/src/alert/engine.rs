@@ -402,7 +402,12 @@ impl AlertEngine {
                 }
             }
         }
-        // Notify firing alerts that are due and neither inhibited nor silenced.
+        self.notify_due(conditions, now, severity_of);
+    }
+
+    /// Queues the pages of firing alerts that are due (first page, repeat, escalation)
+    /// and neither inhibited nor silenced.
+    fn notify_due(&mut self, conditions: &Conditions, now: Timestamp, severity_of: SeverityOf<'_>) {
         let due: Vec<AlertKey> = self
             .alerts
             .values()
