@@ -156,6 +156,9 @@ pub struct TargetSnapshot {
     pub tcp_port: Option<u16>,
     /// A TCP target's service, once a connect reached the host.
     pub service: Option<ServiceSnapshot>,
+    /// When its last reply came (the NOC page's "no reply for"; not on /status).
+    #[serde(skip)]
+    pub last_reply: Option<Timestamp>,
 }
 
 /// A TCP target's service in `/status`.
@@ -218,6 +221,7 @@ impl Snapshot {
                 proto: spec.proto().label(),
                 tcp_port: spec.tcp_port,
                 service: ServiceSnapshot::of(&health.service),
+                last_reply: health.last_reply,
             }
         };
         let connections = config

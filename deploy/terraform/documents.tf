@@ -27,6 +27,7 @@ locals {
     shared_targets       = var.shared_targets
     sns_topic_arn        = local.sns_topic_arn
     page_min_severity    = var.page_min_severity
+    escalate_after       = var.escalate_after
     runbook_url          = var.runbook_url
     maintenance_apply    = var.maintenance_apply
     maintenance_windows  = var.maintenance_windows
@@ -38,6 +39,7 @@ locals {
     package_url    = var.package_url
     package_sha256 = var.package_sha256
     region         = local.region
+    log_group      = "/${var.name}/journal"
   })
 
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {

@@ -178,13 +178,24 @@ variable "tunnel_log_retention_days" {
 }
 
 variable "page_min_severity" {
-  description = "Lowest alert severity the daemon sends to the SNS topic: \"warning\" (one tunnel down, flapping, EC2 API trouble, and all critical ones) or \"critical\" (a whole connection or the datacenter unreachable). Alerts below it go to the journal only."
+  description = "Lowest alert severity the daemon sends to the SNS topic. \"critical\" (the City's rule, and config/example.toml's): the last path to the datacenter down (VpnUnreachable, or ConnectionDown with no other connection carrying traffic), or a path-down warning (TunnelDown, ConnectionDown while another connection carries traffic, SharedTargetsDown) still firing after escalate_after. \"warning\": every warning as well, at once (one tunnel down, flapping, lossy, slow, EC2 API trouble). Alerts below it go to the journal only, and from there to CloudWatch Logs."
   type        = string
-  default     = "warning"
+  default     = "critical"
 
   validation {
     condition     = contains(["warning", "critical"], var.page_min_severity)
     error_message = "page_min_severity must be \"warning\" or \"critical\"."
+  }
+}
+
+variable "escalate_after" {
+  description = "How long a path-down warning (one tunnel, or one connection while another carries traffic) fires before the daemon re-sends it as critical, which reaches the topic under page_min_severity = \"critical\". \"0s\" never escalates. A duration such as \"15m\", at most 1 day."
+  type        = string
+  default     = "15m"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h)$", var.escalate_after)) && try(tonumber(regex("^[0-9]+", var.escalate_after)) * lookup({ s = 1, m = 60, h = 3600 }, regex("[smh]$", var.escalate_after)) <= 86400, false)
+    error_message = "escalate_after must be a whole number of seconds, minutes or hours such as \"15m\", at most 1 day (\"24h\")."
   }
 }
 
@@ -316,7 +327,7 @@ variable "sns_topic_kms_key_id" {
 # Alarms
 
 variable "create_tunnel_state_alarms" {
-  description = "Create, per connection, the AWS/VPN TunnelState alarm the City uses today, as a backstop that does not depend on tunnelkeeper. Set false if your own code already manages it."
+  description = "Create, per connection, the AWS/VPN TunnelState alarm the City uses today, as a backstop that does not depend on tunnelkeeper: it pages (through a composite alarm) only while tunnelkeeper's heartbeat is missing too, so that a tunnel never pages twice. Set false if your own code already manages it."
   type        = bool
   default     = true
 }
@@ -405,4 +416,21 @@ variable "tags" {
   description = "Tags for every resource the module creates."
   type        = map(string)
   default     = {}
+}
+
+variable "log_retention_days" {
+  description = "How long CloudWatch Logs keeps the instance's journal (log group /<name>/journal), which holds the daemon's log and the log sink's pages."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts, such as 30, 365 or 400."
+  }
+}
+
+variable "log_kms_key_id" {
+  description = "KMS key ARN for the journal's log group. Null uses CloudWatch Logs' own encryption."
+  type        = string
+  default     = null
 }

@@ -259,6 +259,7 @@ mod tests {
                     last_notified: Some(Timestamp::from_secs(1_700_000_001)),
                     cleared_at: None,
                     visible_since: None,
+                    escalated_at: Some(Timestamp::from_secs(1_700_000_900)),
                 },
                 details: Details {
                     summary: "s".into(),

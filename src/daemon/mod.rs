@@ -368,7 +368,7 @@ fn spawn_watchdog(
             watched(shared, config),
             cancel.clone(),
         ));
-        info!(?interval, "systemd watchdog on");
+        info!(interval = %humantime::format_duration(interval), "systemd watchdog on");
     }
 }
 
@@ -426,7 +426,11 @@ async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Res
     let sdk = match &config.aws {
         Some(aws) => {
             let sdk = crate::aws::load(aws).await?;
-            info!(region = ?sdk.region(), endpoint = ?aws.endpoint_url, "AWS configured");
+            info!(
+                region = sdk.region().map_or("unset", |r| r.as_ref()),
+                endpoint = aws.endpoint_url.as_deref().unwrap_or("AWS's own"),
+                "AWS configured"
+            );
             Some(sdk)
         }
         None => None,
@@ -705,7 +709,7 @@ async fn wait_first_round(generation: &mut Generation, config: &Config) {
     let done = tokio::time::timeout(limit, generation.first_round.wait_for(|done| *done)).await;
     if done.is_err() {
         warn!(
-            ?limit,
+            limit = %humantime::format_duration(limit),
             "not every target reported within the first round; ready anyway"
         );
     }

@@ -169,10 +169,10 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
     if (200..300).contains(&answer.status) {
         Ok(())
     } else {
-        Err(format!(
-            "HTTP {}: {}",
+        Err(crate::aws::sdk::http_error_text(
             answer.status,
-            String::from_utf8_lossy(&answer.body)
+            "",
+            &String::from_utf8_lossy(&answer.body),
         ))
     }
 }

@@ -50,6 +50,18 @@ fn what_to_do_in(runbook: &str, section: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Phrases that point at other places in the runbook, which a page does not have.
+    const RUNBOOK_RELATIVE: [&str; 8] = [
+        "next section",
+        "previous section",
+        "section below",
+        "section above",
+        "see below",
+        "see above",
+        "as above",
+        "this section",
+    ];
+
     #[test]
     fn every_class_has_an_action_that_does_not_send_the_noc_to_itself() {
         for class in AlertClass::ALL {
@@ -64,6 +76,13 @@ mod tests {
                 !action.to_lowercase().contains("contact the noc"),
                 "{class}: {action}"
             );
+            // A page stands alone: nothing that only makes sense inside the runbook.
+            for phrase in RUNBOOK_RELATIVE {
+                assert!(
+                    !action.to_lowercase().contains(phrase),
+                    "{class}: {phrase:?} in a page: {action}"
+                );
+            }
         }
     }
 

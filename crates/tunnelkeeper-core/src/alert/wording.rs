@@ -251,8 +251,8 @@ pub fn test_page(host: &str, now: crate::types::Timestamp) -> Notification {
     }
 }
 
-/// Returns the message attributes subscribers filter on: `severity`, `alert`, `vpn_id`,
-/// `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
+/// Returns the message attributes subscribers filter on: `severity`, `alert`, `vpn_id`
+/// (the AWS id only), `vpn` (the connection's name), `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
 pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
     vec![
         ("notification_id", notification_id(n)),
@@ -260,12 +260,10 @@ pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
         ("alert", n.key.class.name().to_string()),
         (
             "vpn_id",
-            n.details
-                .vpn_id
-                .clone()
-                .or_else(|| n.key.vpn.clone())
-                .unwrap_or_else(|| "none".into()),
+            // An AWS id or nothing: a filter on `vpn-...` must never meet a name.
+            n.details.vpn_id.clone().unwrap_or_else(|| "none".into()),
         ),
+        ("vpn", n.key.vpn.clone().unwrap_or_else(|| "none".into())),
         (
             "tunnel",
             n.key.tunnel.clone().unwrap_or_else(|| "none".into()),
@@ -498,9 +496,19 @@ mod tests {
                 ("severity", "critical".to_string()),
                 ("alert", "ConnectionDown".to_string()),
                 ("vpn_id", "vpn-0123456789abcdef0".to_string()),
+                ("vpn", "dc-primary".to_string()),
                 ("tunnel", "none".to_string()),
                 ("state", "resolved".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn the_vpn_id_attribute_never_carries_a_name() {
+        let mut n = note(AlertClass::ConnectionDown, NotificationStatus::Firing, "x");
+        n.details.vpn_id = None;
+        let a = attributes(&n);
+        assert!(a.contains(&("vpn_id", "none".to_string())), "{a:?}");
+        assert!(a.contains(&("vpn", "dc-primary".to_string())), "{a:?}");
     }
 }

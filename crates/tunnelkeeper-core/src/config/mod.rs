@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub mod brownout;
 pub mod diff;
+mod diff_keys;
 pub mod maintenance;
 mod mapping;
 mod raw;
@@ -709,6 +710,9 @@ pub struct AlertRules {
     /// never pages in the instant the connection recovers. Derived from the probe
     /// settings, not configured.
     pub release_wait: Duration,
+    /// How long a warning of an escalating class (`policy::ESCALATING`) fires before it
+    /// is re-sent as critical; zero never escalates.
+    pub escalate_after: Duration,
 }
 
 impl Default for AlertRules {
@@ -720,6 +724,7 @@ impl Default for AlertRules {
             repeat_interval: Duration::from_secs(4 * 3600),
             send_resolved: true,
             release_wait: Duration::ZERO,
+            escalate_after: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -56,6 +56,7 @@ pub(super) struct RawAlerts {
     pub(super) group_wait: Option<Spanned<HumanDuration>>,
     pub(super) repeat_interval: Option<Spanned<HumanDuration>>,
     pub(super) send_resolved: Option<bool>,
+    pub(super) escalate_after: Option<Spanned<HumanDuration>>,
     pub(super) flap_changes: Option<Spanned<u32>>,
     pub(super) flap_window: Option<Spanned<HumanDuration>>,
     pub(super) control_plane_unavailable_after: Option<Spanned<HumanDuration>>,

@@ -388,6 +388,7 @@ fn explain(key: &str, message: &str) -> String {
         | "keep_firing_for"
         | "group_wait"
         | "repeat_interval"
+        | "escalate_after"
         | "flap_window"
         | "control_plane_unavailable_after"
         | "maintenance_grace"

@@ -26,6 +26,8 @@ pub struct TargetHealth {
     pub judged: bool,
     /// When its last probe result came.
     pub last_result: Option<Timestamp>,
+    /// When its last reply came: what a down target's page says it waits since.
+    pub last_reply: Option<Timestamp>,
     streak_since: Option<Timestamp>,
     /// When the first lost probe of the current loss streak was sent (its result's time
     /// less the timeout it waited): where a failover's measurement starts.
@@ -47,6 +49,7 @@ impl TargetHealth {
             consecutive_lost: 0,
             judged: false,
             last_result: None,
+            last_reply: None,
             streak_since: None,
             loss_sent: None,
             down_after: probe.down_after,
@@ -73,6 +76,9 @@ impl TargetHealth {
         *streak = streak.saturating_add(1);
         *other = 0;
         self.last_result = Some(now);
+        if replied {
+            self.last_reply = Some(now);
+        }
         let since = self.streak_since.unwrap_or(now);
 
         let next = match (&self.verdict, replied) {

@@ -26,7 +26,7 @@ use crate::machine::causes::OutageCauses;
 use crate::machine::event::Event;
 use crate::maintenance::MaintenanceTracker;
 use crate::messages::DeliveryReport;
-use crate::types::{AlertClass, Timestamp};
+use crate::types::{AlertClass, Severity, Timestamp};
 
 /// What decides whether the state must be saved again: each alert's key and state, and the
 /// outbox (never details, whose reasons are reworded on every evaluation).
@@ -201,10 +201,12 @@ impl Pager {
                 }
             }
         }
-        self.engine.evaluate(&conditions, now);
-        while let Some(mut n) = self.engine.poll_notification() {
-            // The policy's severity, with the config's word over it: decided here once.
-            n.severity = self.config.alerts.severity(n.key.class, n.details.severity);
+        // The policy's severity, with the config's word over it: decided here once, and
+        // the engine escalates a lasting warning from it.
+        let alerts_config = &self.config.alerts;
+        self.engine
+            .evaluate_with(&conditions, now, &|c, s| alerts_config.severity(c, s));
+        while let Some(n) = self.engine.poll_notification() {
             self.route(n, now, events);
         }
         self.save(now, events);
@@ -367,7 +369,11 @@ impl Pager {
                         .is_some_and(|t| now >= t);
                 paged.then(|| Notification {
                     key: a.key.clone(),
-                    severity: self.config.alerts.severity(a.key.class, a.details.severity),
+                    severity: if a.escalated() {
+                        Severity::Critical
+                    } else {
+                        self.config.alerts.severity(a.key.class, a.details.severity)
+                    },
                     status: NotificationStatus::Firing,
                     repeat: false,
                     details: a.details.clone(),
@@ -427,7 +433,8 @@ impl Pager {
     /// Returns when the pager must evaluate again even if nothing comes in.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         [
-            self.engine.poll_timeout(now),
+            self.engine
+                .poll_timeout_with(now, &|c, s| self.config.alerts.severity(c, s)),
             self.outbox.next_due(),
             self.hold_restored_until,
         ]
@@ -446,11 +453,8 @@ impl Pager {
 
     /// Returns every alert as readers see it, at its decided severity.
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
-        let mut views = self.engine.views(now);
-        for v in &mut views {
-            v.severity = self.config.alerts.severity(v.alert, v.situation);
-        }
-        views
+        self.engine
+            .views_with(now, &|c, s| self.config.alerts.severity(c, s))
     }
 
     /// Returns whether each sink takes its pages.

@@ -93,6 +93,22 @@ pub const RULES: [(&[AlertClass], Rule); 11] = [
     (&[AlertClass::ServiceDown], service_down::rule),
 ];
 
+/// The classes whose warning is re-sent as critical once it has lasted `escalate_after`
+/// (the City's rule): a path down while another carries traffic usually heals within
+/// minutes (an endpoint replacement, a rekey); one that does not is worth a call. The
+/// brownouts, the control plane and the pager's own health stay warnings: time does not
+/// make them an outage.
+pub const ESCALATING: [AlertClass; 3] = [
+    AlertClass::TunnelDown,
+    AlertClass::ConnectionDown,
+    AlertClass::SharedTargetsDown,
+];
+
+/// Returns whether a lasting warning of `class` is re-sent as critical.
+pub fn escalates(class: AlertClass) -> bool {
+    ESCALATING.contains(&class)
+}
+
 /// Runs every rule.
 pub fn conditions(inputs: &Inputs<'_>) -> Conditions {
     let mut out = Conditions::new();

@@ -93,7 +93,8 @@ impl Validator<'_> {
         }
     }
 
-    /// `for`, `keep_firing_for`, `group_wait`, `repeat_interval` and `send_resolved`.
+    /// `for`, `keep_firing_for`, `group_wait`, `repeat_interval`, `send_resolved` and
+    /// `escalate_after`.
     fn alert_rules(&mut self, raw: &RawAlerts, defaults: &AlertsConfig) -> AlertRules {
         let day = Duration::from_secs(86_400);
         AlertRules {
@@ -127,6 +128,13 @@ impl Validator<'_> {
             ),
             send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
             release_wait: Duration::ZERO,
+            escalate_after: self.duration(
+                "alerts.escalate_after",
+                raw.escalate_after.as_ref(),
+                defaults.rules.escalate_after,
+                Duration::ZERO,
+                day,
+            ),
         }
     }
 
