@@ -111,6 +111,7 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
     out.extend(super::diff_keys::table_changes(old, new));
     let tables = [
         ("[probe] socket", old.socket != new.socket),
+        ("[maintenance]", old.maintenance != new.maintenance),
         (
             "[http] security",
             old.tls != new.tls || old.basic_auth_users != new.basic_auth_users,

@@ -66,6 +66,7 @@ fn aws_keys(a: Option<&AwsConfig>, b: Option<&AwsConfig>) -> Vec<&'static str> {
             "maintenance_interval",
             a.maintenance_interval != b.maintenance_interval,
         ),
+        ("tunnel_logs", a.tunnel_logs != b.tunnel_logs),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))
