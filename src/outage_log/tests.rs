@@ -24,6 +24,7 @@ fn record(id: &str, end: u64) -> OutageRecord {
         seconds: 60.0,
         planes: Vec::new(),
         reason: "lost".into(),
+        cause: None,
         pages: Vec::new(),
         shared_targets: SharedLoss::default(),
     }

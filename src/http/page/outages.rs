@@ -67,7 +67,14 @@ pub fn recent_outages(
             lasted = lasted(r.seconds),
             what = escape(&what),
             planes = planes.join(", "),
-            why = escape(&r.reason),
+            why = match &r.cause {
+                Some(cause) => format!(
+                    "{}<br><small>Cause: {}</small>",
+                    escape(&r.reason),
+                    escape(cause)
+                ),
+                None => escape(&r.reason),
+            },
             pages = r.pages.len(),
         );
     }

@@ -510,6 +510,9 @@ impl Core {
             );
             let before = self.pager.causes().cause(names.0, names.1);
             let after = causes.cause(names.0, names.1);
+            if let Some(cause) = after {
+                self.outages.note_cause(id, &cause.line());
+            }
             if before != after {
                 self.events.push_back(Event::CauseChanged {
                     tunnel: id,

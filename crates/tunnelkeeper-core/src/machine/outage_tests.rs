@@ -159,6 +159,46 @@ fn a_tunnel_outage_is_recorded_when_it_ends_with_its_pages() {
     assert_eq!(r.shared_targets.sent, 9, "{:?}", r.shared_targets);
     // Nothing else was out: the other tunnel carried the connection.
     assert_eq!(seen.records.len(), 1, "{:#?}", seen.records);
+    assert_eq!(r.cause, None, "plain timeouts tell no why");
+}
+
+#[test]
+fn a_tunnel_outage_keeps_its_cause_after_the_tunnel_is_back() {
+    let mut core = new_core(None, t(0));
+    let mut records = Vec::new();
+    for s in 0..40 {
+        for target in [A, B, SHARED] {
+            let outcome = if target == A && (10..20).contains(&s) {
+                ProbeOutcome::IcmpError {
+                    from: "10.1.1.2".parse().unwrap(),
+                    kind: crate::messages::IcmpErrorKind::Unreachable { code: 1 },
+                }
+            } else {
+                ProbeOutcome::Reply {
+                    rtt: Duration::from_millis(5),
+                }
+            };
+            core.handle_observation(Observation::Probe {
+                target,
+                seq: 0,
+                at: t(s),
+                outcome,
+                send_delay: Duration::ZERO,
+            });
+        }
+        core.handle_timeout(t(s));
+        while let Some(e) = core.poll_event() {
+            if let Event::OutageRecorded(r) = e {
+                records.push(r);
+            }
+        }
+    }
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let cause = records[0].cause.as_deref().unwrap_or("none");
+    assert!(
+        cause.contains("10.1.1.2"),
+        "the router that answered: {cause}"
+    );
 }
 
 #[test]

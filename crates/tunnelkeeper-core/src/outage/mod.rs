@@ -97,6 +97,10 @@ pub struct OutageRecord {
     pub planes: Vec<Plane>,
     /// Why it counted as an outage, as first said.
     pub reason: String,
+    /// Why it broke, as the evidence told while it lasted (the last cause known: AWS's
+    /// tunnel logs, maintenance, EC2's status, an ICMP error, MTU), in the page's words.
+    #[serde(default)]
+    pub cause: Option<String>,
     pub pages: Vec<PageSent>,
     pub shared_targets: SharedLoss,
 }

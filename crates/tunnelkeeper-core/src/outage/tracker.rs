@@ -35,6 +35,7 @@ struct Episode {
     scope: Scope,
     started_at: Timestamp,
     reason: String,
+    cause: Option<String>,
     planes: BTreeSet<Plane>,
     tunnels: BTreeSet<String>,
     shared: SharedLoss,
@@ -46,6 +47,7 @@ impl Episode {
             scope,
             started_at,
             reason: reason.to_string(),
+            cause: None,
             planes: BTreeSet::new(),
             tunnels: BTreeSet::new(),
             shared: SharedLoss::default(),
@@ -107,6 +109,22 @@ impl OutageTracker {
             ConnectionState::Unknown { .. } => {}
         }
         self.observe_vpn(config, model, now);
+    }
+
+    /// Takes in the cause of `tunnel`'s outage, as the page says it (`Cause: ...`): kept
+    /// on the tunnel's outage and on its connection's, if under way. The last one known
+    /// stays when the evidence goes quiet (the tunnel coming back clears the live cause).
+    pub fn note_cause(&mut self, tunnel: TunnelId, line: &str) {
+        for episode in &mut self.open {
+            let concerns = match episode.scope {
+                Scope::Tunnel(t) => t == tunnel,
+                Scope::Connection(c) => c == tunnel.connection,
+                Scope::Vpn | Scope::Failover => false,
+            };
+            if concerns {
+                episode.cause = Some(line.to_string());
+            }
+        }
     }
 
     /// Takes in the VPN verdict after it may have changed at `now`.
@@ -174,6 +192,7 @@ impl OutageTracker {
             ended_at: failover.restored_at,
             seconds: failover.seconds(),
             planes: vec![Plane::Data],
+            cause: None,
             pages: Vec::new(),
             shared_targets: shared,
         });
@@ -323,6 +342,7 @@ impl OutageTracker {
             seconds: ended_at.since(episode.started_at).as_secs_f64(),
             planes: episode.planes.into_iter().collect(),
             reason: episode.reason,
+            cause: episode.cause,
             pages: Vec::new(),
             shared_targets: episode.shared,
         });

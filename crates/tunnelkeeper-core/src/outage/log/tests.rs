@@ -15,6 +15,7 @@ fn record(id: &str, tunnel: &str, start: u64, end: u64) -> OutageRecord {
         seconds: (end - start) as f64,
         planes: vec![Plane::Data],
         reason: "3 or more probes lost in a row".into(),
+        cause: Some("AWS: Peer is not responsive - Declaring peer dead (DPD, 03:12:41Z)".into()),
         pages: Vec::new(),
         shared_targets: SharedLoss { sent: 4, lost: 1 },
     }
