@@ -19,6 +19,7 @@ mod type_errors;
 mod validate;
 
 pub use mapping::ReloadMapping;
+pub(crate) use mapping::tunnel_identity;
 
 use raw::*;
 use validate::Validator;

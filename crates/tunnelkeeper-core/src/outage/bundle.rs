@@ -148,6 +148,7 @@ fn rows(points: &[MinuteSummary], range: Range, from: Timestamp, to: Timestamp) 
                     Mark::Down => "down",
                     Mark::Up => "up",
                     Mark::Unknown => "unknown",
+                    Mark::NotRunning => "not_running",
                 })
                 .collect(),
         })
