@@ -65,6 +65,8 @@ struct StatusBody<'a> {
     pid: u32,
     /// The last config reload and its outcome.
     reload: crate::reload::ReloadHealth,
+    /// What the start read back of the saved history (null without a file).
+    history_restored: Option<crate::history::disk::Restored>,
 }
 
 /// A request to reload the config; the answer says whether it was applied.
@@ -154,10 +156,17 @@ async fn status(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
     let reload = state.reload_health.borrow().clone();
     let encoded = tokio::task::spawn_blocking(move || {
+        let history_restored = (snapshot.history.as_ref()).and_then(|h| {
+            h.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restored()
+                .cloned()
+        });
         serde_json::to_vec_pretty(&StatusBody {
             snapshot: &snapshot,
             pid: std::process::id(),
             reload,
+            history_restored,
         })
     })
     .await;

@@ -18,8 +18,8 @@ mod raw;
 mod type_errors;
 mod validate;
 
-pub use mapping::ReloadMapping;
 pub(crate) use mapping::tunnel_identity;
+pub use mapping::ReloadMapping;
 
 use raw::*;
 use validate::Validator;

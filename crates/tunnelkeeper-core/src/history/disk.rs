@@ -17,9 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{
-    minute_of, History, Mark, Series, Slot, COARSE_MINUTES, COARSE_SLOTS, FINE_SLOTS,
-};
+use super::{minute_of, History, Mark, Series, Slot, COARSE_MINUTES, COARSE_SLOTS, FINE_SLOTS};
 use crate::config::{tunnel_identity, Config, TargetScope};
 use crate::types::Timestamp;
 
@@ -265,7 +263,14 @@ pub fn encode(saved: &SavedHistory) -> Vec<u8> {
         out.extend_from_slice(&(key.len() as u16).to_le_bytes());
         out.extend_from_slice(key);
         for slot in series.rings.fine.iter().chain(&series.rings.coarse) {
-            for field in [slot.minute, slot.p10, slot.p50, slot.p90, slot.sent, slot.lost] {
+            for field in [
+                slot.minute,
+                slot.p10,
+                slot.p50,
+                slot.p90,
+                slot.sent,
+                slot.lost,
+            ] {
                 out.extend_from_slice(&field.to_le_bytes());
             }
             out.push(slot.marks);
@@ -339,7 +344,8 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn u64(&mut self) -> Option<u64> {

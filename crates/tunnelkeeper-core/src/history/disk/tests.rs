@@ -81,7 +81,9 @@ fn a_damaged_file_is_an_error_naming_what_is_wrong() {
     let mut extra = bytes.clone();
     extra.insert(100, 0);
     let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
-        ("empty", Vec::new(), |e| matches!(e, DecodeError::TooShort(0))),
+        ("empty", Vec::new(), |e| {
+            matches!(e, DecodeError::TooShort(0))
+        }),
         ("header only", bytes[..20].to_vec(), |e| {
             matches!(e, DecodeError::TooShort(20))
         }),
@@ -94,11 +96,17 @@ fn a_damaged_file_is_an_error_naming_what_is_wrong() {
         ("other version", other_version, |e| {
             matches!(e, DecodeError::Version { found: 9 })
         }),
-        ("not ours", b"{\"json\": true, \"a\": 123456789}".to_vec(), |e| {
-            matches!(e, DecodeError::Magic)
+        (
+            "not ours",
+            b"{\"json\": true, \"a\": 123456789}".to_vec(),
+            |e| matches!(e, DecodeError::Magic),
+        ),
+        ("a flipped bit", flipped, |e| {
+            matches!(e, DecodeError::Checksum)
         }),
-        ("a flipped bit", flipped, |e| matches!(e, DecodeError::Checksum)),
-        ("a byte too many", extra, |e| matches!(e, DecodeError::Checksum)),
+        ("a byte too many", extra, |e| {
+            matches!(e, DecodeError::Checksum)
+        }),
     ];
     for (what, bytes, expected) in cases {
         let error = decode(&bytes).expect_err(what);
@@ -154,13 +162,19 @@ fn series_are_adopted_by_identity_not_position_or_name() {
         tunnel: 1,
     };
     let points = hour(history.tunnel(tunnel_a));
-    assert_eq!((points[FINE_SLOTS - 5].sent, points[FINE_SLOTS - 4].sent), (2, 2));
+    assert_eq!(
+        (points[FINE_SLOTS - 5].sent, points[FINE_SLOTS - 4].sent),
+        (2, 2)
+    );
     // Not running from the minute after the save to the start, on both rings.
     for p in &points[FINE_SLOTS - 2..] {
         assert!(p.has(Mark::NotRunning) && p.sent == 0, "{p:?}");
     }
     assert!(!points[FINE_SLOTS - 3].has(Mark::NotRunning));
-    let six = history.tunnel(tunnel_a).unwrap().points(Range::SixHours, now);
+    let six = history
+        .tunnel(tunnel_a)
+        .unwrap()
+        .points(Range::SixHours, now);
     assert!(six.iter().any(|p| p.has(Mark::NotRunning)));
     assert!(six.iter().any(|p| p.sent == 2 || p.sent == 4));
 }
@@ -173,7 +187,10 @@ fn a_file_too_old_or_from_the_future_brings_nothing_back() {
         let mut history = History::new(&first());
         let restored = history.adopt(saved, if saved_at == at(0) { now } else { at(180) });
         assert_eq!((restored.series_adopted, restored.series_dropped), (0, 5));
-        let points = history.target(TargetId(0)).unwrap().points(Range::Hour, now);
+        let points = history
+            .target(TargetId(0))
+            .unwrap()
+            .points(Range::Hour, now);
         assert!(points.iter().all(|p| p.sent == 0 && p.marks == 0));
     }
 }
@@ -184,7 +201,10 @@ fn a_restart_within_the_minute_marks_the_start_minute() {
     let mut history = History::new(&first());
     let restored = history.adopt(saved, at(170));
     assert_eq!(restored.minutes_not_running, 1);
-    let points = history.target(TargetId(0)).unwrap().points(Range::Hour, at(170));
+    let points = history
+        .target(TargetId(0))
+        .unwrap()
+        .points(Range::Hour, at(170));
     assert!(points[FINE_SLOTS - 1].has(Mark::NotRunning));
     assert!(!points[FINE_SLOTS - 2].has(Mark::NotRunning));
     assert_eq!(points[FINE_SLOTS - 2].sent, 1);
@@ -199,8 +219,15 @@ fn a_reload_keeps_what_was_restored() {
     let mapping = crate::config::ReloadMapping::between(history.config(), &new);
     history.reshape(&new, &mapping);
     assert_eq!(history.restored(), Some(&restored));
-    let points = history.target(TargetId(0)).unwrap().points(Range::Hour, at(170));
-    assert_eq!(points[FINE_SLOTS - 2].p50_us, 3_000, "10.0.1.1 kept its minutes");
+    let points = history
+        .target(TargetId(0))
+        .unwrap()
+        .points(Range::Hour, at(170));
+    assert_eq!(
+        points[FINE_SLOTS - 2].p50_us,
+        3_000,
+        "10.0.1.1 kept its minutes"
+    );
 }
 
 #[test]
@@ -212,5 +239,8 @@ fn a_series_takes_its_key_and_1718_bytes_on_disk() {
     assert_eq!(bytes, HEADER_BYTES + CHECKSUM_BYTES + keys + 5 * 1_716);
     assert_eq!((FINE_SLOTS + COARSE_SLOTS) * SLOT_BYTES, 1_716);
     let key = &saved.series[0].key;
-    assert_eq!(key, "target 10.0.0.1 on aws \"vpn-0123456789abcdef0\" ip 52.0.0.1");
+    assert_eq!(
+        key,
+        "target 10.0.0.1 on aws \"vpn-0123456789abcdef0\" ip 52.0.0.1"
+    );
 }
