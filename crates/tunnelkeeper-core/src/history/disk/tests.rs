@@ -71,6 +71,9 @@ fn a_saved_history_comes_back_as_it_was_written() {
     assert_eq!(held, vec![m0, m0 + 1]);
 }
 
+/// Whether an error is the one a case expects.
+type Expected = fn(&DecodeError) -> bool;
+
 #[test]
 fn a_damaged_file_is_an_error_naming_what_is_wrong() {
     let bytes = encode(&recorded(&first()).rings().into_saved(at(150)));
@@ -80,7 +83,7 @@ fn a_damaged_file_is_an_error_naming_what_is_wrong() {
     flipped[200] ^= 1;
     let mut extra = bytes.clone();
     extra.insert(100, 0);
-    let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Expected)> = vec![
         ("empty", Vec::new(), |e| {
             matches!(e, DecodeError::TooShort(0))
         }),
