@@ -18,6 +18,7 @@ the largest size. Writes the tables into BENCHMARKS.md between the `bench:start`
     sudo python3 bench/run.py --baseline /path/to/an/earlier/tunnelkeeper   # adds before/after
     sudo python3 bench/run.py --noc-page [--baseline OLD] [--binary B]   # the NOC page's memory only
     sudo python3 bench/run.py --mtu --sizes 1000,10000   # only what path-MTU probing costs (bench/mtu_cost.py)
+    sudo python3 bench/run.py --tcp --sizes 1000          # only what TCP targets cost (bench/tcp_cost.py)
 
 `--noc-page` measures only the NOC page's cost: RSS at the embedded default and at the
 largest size once the history's rings are written (after a minute and more), with the
@@ -744,6 +745,8 @@ def main():
     p.add_argument("--noc-seconds", type=float, default=130, help="how long the daemon runs before --noc-page reads its RSS")
     p.add_argument("--mtu", action="store_true",
                    help="measure only what path-MTU probing costs (bench/mtu_cost.py), into its own section")
+    p.add_argument("--tcp", action="store_true",
+                   help="measure only what TCP targets cost (bench/tcp_cost.py), into its own section")
     args = p.parse_args()
     args.rtt_count, args.http_seconds, args.http_rate = 150, 10, 10000
     if args.smoke:
@@ -779,6 +782,12 @@ def main():
     try:
         with open(range_file, "w") as f:
             f.write("0 2147483647")
+        if args.tcp:
+            import tcp_cost
+            body = tcp_cost.report(args, tcp_cost.measure(args, workdir))
+            tcp_cost.write(args.out, body)
+            print(body)
+            return
         if args.mtu:
             import mtu_cost
             body = mtu_cost.report(args, mtu_cost.measure(args, workdir))

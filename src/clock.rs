@@ -1,7 +1,13 @@
 //! The daemon's clock: the runtime's monotonic instants turned into the core's
-//! [`Timestamp`]s, anchored to the wall clock once at start.
+//! [`Timestamp`]s, anchored to the wall clock once at start. Every duration and timer
+//! stays on that monotonic scale, whatever NTP does to the system clock; what leaves the
+//! process for a reader that compares with the wall clock (Alertmanager's `startsAt` and
+//! `endsAt`) is shifted by [`Clock::wall_shift`] read at that moment, so that a clock
+//! stepped after start cannot make an `endsAt` earlier than its `startsAt`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::warn;
 
 use crate::types::Timestamp;
 
@@ -35,9 +41,98 @@ impl Clock {
         self.at(tokio::time::Instant::now())
     }
 
+    /// Returns how far the wall clock is now from the anchored one: zero unless the system
+    /// clock was stepped (or slewed) since start.
+    pub fn wall_shift(&self) -> WallShift {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        WallShift {
+            ms: wall - self.now().as_millis() as i64,
+        }
+    }
+
     /// Returns the monotonic instant of a timestamp (for sleeping until it).
     pub fn instant_of(&self, at: Timestamp) -> tokio::time::Instant {
         let elapsed = at.as_millis().saturating_sub(self.start_wall_ms);
         self.start + std::time::Duration::from_millis(elapsed)
+    }
+}
+
+/// The wall clock minus the anchored clock, at one reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WallShift {
+    /// Milliseconds (negative: the wall clock went back since start).
+    pub ms: i64,
+}
+
+impl WallShift {
+    /// No shift: for times that are wall times already.
+    pub const NONE: WallShift = WallShift { ms: 0 };
+
+    /// Returns the wall time of an anchored timestamp.
+    pub fn apply(self, at: Timestamp) -> Timestamp {
+        Timestamp::from_millis((at.as_millis() as i64).saturating_add(self.ms).max(0) as u64)
+    }
+}
+
+/// A change of the wall clock against the monotonic one this large is a step, and logged.
+pub const STEP: Duration = Duration::from_secs(2);
+
+/// Logs each step of the system clock once: remembers the shift last reported.
+#[derive(Debug, Default)]
+pub struct StepWatch {
+    reported: WallShift,
+}
+
+impl StepWatch {
+    /// Looks at the present shift; returns it (and logs it) when it moved by more than
+    /// [`STEP`] since the last report.
+    pub fn observe(&mut self, shift: WallShift) -> Option<WallShift> {
+        if shift.ms.abs_diff(self.reported.ms) <= STEP.as_millis() as u64 {
+            return None;
+        }
+        let step_ms = shift.ms - self.reported.ms;
+        self.reported = shift;
+        warn!(
+            step_ms,
+            wall_minus_monotonic_ms = shift.ms,
+            "the system clock was stepped: timers keep the monotonic clock; times shown and sent follow the system clock"
+        );
+        Some(shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_is_reported_once() {
+        let mut watch = StepWatch::default();
+        let shifts = [0, 150, -1_900, -3_600_000, -3_600_400, -3_599_000, 0, 10];
+        let reported: Vec<bool> = shifts
+            .iter()
+            .map(|&ms| watch.observe(WallShift { ms }).is_some())
+            .collect();
+        assert_eq!(
+            reported,
+            [false, false, false, true, false, false, true, false]
+        );
+    }
+
+    #[test]
+    fn a_shift_moves_anchored_times_to_the_wall() {
+        let at = Timestamp::from_secs(1_000);
+        assert_eq!(
+            WallShift { ms: -3_600_000 }.apply(Timestamp::from_secs(4_600)),
+            at
+        );
+        assert_eq!(WallShift::NONE.apply(at), at);
+        assert_eq!(
+            WallShift { ms: -5_000_000 }.apply(at),
+            Timestamp::from_millis(0)
+        );
     }
 }

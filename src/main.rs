@@ -107,16 +107,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some(Command::Run(args)) => run(args, cli.log_format),
-        None => run(cli.run, cli.log_format),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
     }
 }
 
 /// Exit code of a daemon taken down by a panicking task.
 const EXIT_PANIC: i32 = 70;
 
-fn run(args: RunArgs, log_format: LogFormat) -> ExitCode {
-    init_logging(log_format);
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(args.log_format);
     // A task that panics would otherwise leave the daemon limping (a dead monitor behind a
     // frozen /health, a pinger that never reports): log it and exit, and let systemd or
     // ECS restart the process. The state file is saved after every change, so nothing

@@ -117,12 +117,22 @@ pub struct TunnelSnapshot {
     pub aws: Option<TunnelReading>,
     /// AWS's maintenance details (`GetVpnTunnelReplacementStatus`), from the last check.
     pub maintenance: Option<TunnelMaintenance>,
+    /// What the daemon decides about pending maintenance (`[maintenance]`), and its last
+    /// replacement of the tunnel.
+    pub maintenance_plan: Option<tunnelkeeper_core::maintenance::TunnelPlan>,
     /// The last path-MTU measurement (`[mtu]`), if one found anything.
     pub path_mtu: Option<crate::health::path_mtu::TunnelPathMtu>,
+    /// The latest MSS a pinned TCP target's handshake got through it.
+    pub tcp_mss: Option<crate::health::tcp_service::TunnelMss>,
     /// Loss and median RTT over the brownout windows, and the RTT baseline.
     pub brownout: crate::history::brownout::BrownoutReading,
     /// Its pinned targets.
     pub targets: Vec<TargetSnapshot>,
+    /// Why it is down, when the evidence tells (AWS's tunnel logs, maintenance, EC2's
+    /// status, ICMP errors, MTU); `null` while up or unknown.
+    pub cause: Option<crate::health::cause::Cause>,
+    /// Where its AWS tunnel logs are read from, and the last call's failure.
+    pub tunnel_logs: tunnelkeeper_core::health::tunnel_log_book::TunnelLogsReading,
 }
 
 /// A target in `/status`.
@@ -140,6 +150,43 @@ pub struct TargetSnapshot {
     /// Counters, loss and RTT.
     #[serde(flatten)]
     pub stats: StatsSummary,
+    /// `icmp` or `tcp`.
+    pub proto: &'static str,
+    /// A TCP target's port.
+    pub tcp_port: Option<u16>,
+    /// A TCP target's service, once a connect reached the host.
+    pub service: Option<ServiceSnapshot>,
+    /// When its last reply came (the NOC page's "no reply for"; not on /status).
+    #[serde(skip)]
+    pub last_reply: Option<Timestamp>,
+}
+
+/// A TCP target's service in `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceSnapshot {
+    /// `open` or `refused`.
+    pub state: &'static str,
+    /// Since when.
+    pub since: Option<Timestamp>,
+    /// Refused connects in a row.
+    pub refused_in_a_row: u32,
+    /// `TCP_MAXSEG` of the last completed handshake.
+    pub mss_bytes: Option<u32>,
+}
+
+impl ServiceSnapshot {
+    fn of(service: &crate::health::tcp_service::ServiceHealth) -> Option<Self> {
+        let state = match service.last? {
+            crate::messages::ServiceAnswer::Open { .. } => "open",
+            crate::messages::ServiceAnswer::Refused => "refused",
+        };
+        Some(Self {
+            state,
+            since: service.since,
+            refused_in_a_row: service.refused_in_a_row,
+            mss_bytes: service.mss.map(|(bytes, _)| bytes),
+        })
+    }
 }
 
 /// What the snapshot needs besides the model.
@@ -171,6 +218,10 @@ impl Snapshot {
                 state: health.verdict.clone(),
                 consecutive_lost: health.consecutive_lost,
                 stats: stats[id.0].summary(),
+                proto: spec.proto().label(),
+                tcp_port: spec.tcp_port,
+                service: ServiceSnapshot::of(&health.service),
+                last_reply: health.last_reply,
             }
         };
         let connections = config
@@ -207,7 +258,9 @@ impl Snapshot {
                         TunnelSnapshot {
                             aws,
                             maintenance: control.and_then(|cp| cp.maintenance(id)).cloned(),
+                            maintenance_plan: None,
                             path_mtu: None,
+                            tcp_mss: None,
                             brownout: Default::default(),
                             name: t.name.clone(),
                             outside_ip: t.outside_ip,
@@ -215,6 +268,8 @@ impl Snapshot {
                             data_plane: h.data_plane.clone(),
                             control_plane: h.control_plane.clone(),
                             targets: t.targets.iter().map(|&id| target(id)).collect(),
+                            cause: None,
+                            tunnel_logs: Default::default(),
                         }
                     })
                     .collect(),

@@ -123,7 +123,11 @@ fn the_example_config_parses_with_every_key() {
         .map(|s| s.name.as_str())
         .collect();
     assert_eq!(names, ["noc-pager", "log", "alertmanager:127.0.0.1:9093"]);
-    assert_eq!(config.alerts.severity_overrides.len(), 1);
+    assert_eq!(config.alerts.severity_overrides.len(), 0);
+    assert_eq!(
+        config.alerts.rules.escalate_after,
+        Duration::from_secs(15 * 60)
+    );
 }
 
 #[test]
@@ -499,6 +503,7 @@ fn the_shipped_iam_policy_grants_exactly_the_calls_the_daemon_makes() {
             "cloudwatch:PutMetricData",
             "ec2:DescribeVpnConnections",
             "ec2:GetVpnTunnelReplacementStatus",
+            "logs:FilterLogEvents",
             "sns:Publish"
         ]
     );

@@ -1,6 +1,7 @@
 //! Fast detection in the tunnel lab, with the probe defaults (1 s interval, adaptive
 //! timeout, fast confirm, `down_after` 5): a blackholed tunnel is `DEGRADED` within 2 s
-//! whatever the phase of the break, and 2 % random loss on both tunnels never takes one
+//! whatever the phase of the break (also in the first seconds after a start, while the
+//! adaptive timeout is still learning), and 2 % random loss on both tunnels never takes one
 //! down. The suite runs short versions (a few breaks, ~20 s of loss); `bench/fast_detection.sh`
 //! runs the long ones (25 breaks, 10 minutes of loss) through `TK_LAB_BREAKS` and
 //! `TK_LAB_LOSS_SECONDS`. Needs root and iproute2, nftables, util-linux and procps.
@@ -191,4 +192,51 @@ fn two_percent_random_loss_never_takes_a_tunnel_down() {
     if let Ok(path) = std::env::var("TK_LAB_LOSS_OUT") {
         std::fs::write(path, &row).unwrap();
     }
+}
+
+#[test]
+#[ignore = "needs root and iproute2, nftables, util-linux, procps (network namespaces)"]
+fn a_blackhole_in_the_first_seconds_after_a_start_is_seen_as_fast_as_later() {
+    need_lab();
+    let restarts = env_number("TK_LAB_RESTARTS", 3) as usize;
+    let lab = Lab::new();
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut latencies = Vec::with_capacity(restarts);
+    for _ in 0..restarts {
+        let daemon = start(&lab);
+        // Still learning (fewer than ten replies): the first estimate is in force.
+        let target = status(&daemon)["connections"][0]["tunnels"][0]["targets"][0].clone();
+        assert_eq!(target["timeout_mode"], "learning", "{target}");
+        std::thread::sleep(random_phase(&mut seed));
+        let broke = Instant::now();
+        lab.blackhole(1);
+        let latency = loop {
+            let (_, body) = daemon.get("/health");
+            if body.starts_with("TUNNELKEEPER DEGRADED") && body.contains("dc-a down") {
+                break broke.elapsed();
+            }
+            assert!(
+                broke.elapsed() < Duration::from_secs(10),
+                "never DEGRADED: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        eprintln!("break in the first seconds after a start -> DEGRADED in {latency:?}");
+        latencies.push(latency);
+        lab.mend(1);
+        drop(daemon);
+    }
+    latencies.sort();
+    println!(
+        "\nfast detection right after a start, {restarts} starts: max {:.2} s (bound {:.1} s)",
+        latencies.last().unwrap().as_secs_f64(),
+        DETECTION_BOUND.as_secs_f64()
+    );
+    assert!(
+        *latencies.last().unwrap() < DETECTION_BOUND,
+        "{latencies:?}"
+    );
 }

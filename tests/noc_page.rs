@@ -274,3 +274,124 @@ fn the_charts_history_survives_a_reload() {
         "the marks went with the reload:\n{page}"
     );
 }
+
+/// Serves, on a port of its own, a wrapper page at `/wrap?WxH` that frames the daemon's `/`
+/// at that viewport size and writes where the alert's name lies in it into its own DOM
+/// (`<pre id="layout">`), for `--dump-dom` to read; every other path is the daemon's,
+/// relayed, so that the frame is same-origin with the wrapper and its DOM can be read.
+fn layout_server(daemon: std::net::SocketAddr, alert: &'static str) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let body = if let Some(size) = path.strip_prefix("/wrap?") {
+                let (w, h) = size.split_once('x').unwrap();
+                format!(
+                    r#"<!doctype html><html><body style="margin:0"><iframe id="f" src="/" style="border:0;width:{w}px;height:{h}px"></iframe><script>
+document.getElementById("f").onload=function(){{var d=this.contentDocument,w=d.createTreeWalker(d.body,NodeFilter.SHOW_TEXT),n,r=null;
+while((n=w.nextNode())){{if(n.textContent.indexOf("{alert}")>=0){{var g=d.createRange();g.selectNodeContents(n);r=g.getBoundingClientRect();break}}}}
+var p=document.createElement("pre");p.id="layout";p.textContent=JSON.stringify({{found:!!r,top:r&&r.top,bottom:r&&r.bottom,right:r&&r.right,
+width:d.documentElement.clientWidth,height:d.documentElement.clientHeight,title:d.title}});document.body.appendChild(p)}};</script></body></html>"#
+                )
+            } else {
+                let mut upstream = std::net::TcpStream::connect(daemon).unwrap();
+                write!(
+                    upstream,
+                    "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
+                let mut response = String::new();
+                let _ = upstream.read_to_string(&mut response);
+                response
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_string())
+                    .unwrap_or_default()
+            };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+#[ignore = "needs chromium (Debian's chromium package): lays the NOC page out headless"]
+fn a_firing_alert_is_on_the_first_screen_of_a_desktop_and_a_phone() {
+    common::need_tool("chromium", "chromium");
+    // Two connections, so that the page is long: AWS says both tunnels of "dc" are DOWN
+    // (the pings to loopback still pass), "dr" carries the traffic: ConnectionDown fires.
+    let double = common::AwsDouble::start();
+    double.set_tunnels(common::VPN_ID, "DOWN", "DOWN");
+    let config = common::dc_config(
+        &double,
+        "",
+        ["127.0.2.1", "127.0.2.2"],
+        "[[vpn]]\nname = \"dr\"\n[[vpn.tunnel]]\nname = \"dr-a\"\ntargets = [\"127.0.3.1\"]\n\
+         [[vpn.tunnel]]\nname = \"dr-b\"\ntargets = [\"127.0.3.2\"]\n\
+         [[target]]\nname = \"dc-host\"\naddress = \"127.0.4.1\"\n",
+    );
+    let path = common::write_temp("noc-first-screen.toml", &config);
+    let daemon = Daemon::start(
+        &["run", "--config", path.to_str().unwrap()],
+        &common::aws_env(),
+    );
+    daemon.wait_for("/status", Duration::from_secs(15), |s, b| {
+        s == 200
+            && serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
+                v["alerts"].as_array().is_some_and(|alerts| {
+                    alerts
+                        .iter()
+                        .any(|a| a["alert"] == "ConnectionDown" && a["state"] == "firing")
+                })
+            })
+    });
+    let proxy = layout_server(daemon.addr, "ConnectionDown");
+    let dir = common::temp_dir("chromium-first-screen");
+    for (width, height) in [(1280, 800), (390, 844)] {
+        let out = chromium(
+            &dir.join("profile"),
+            &[
+                "--window-size=1400,1000",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                &format!("http://{proxy}/wrap?{width}x{height}"),
+            ],
+        );
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let start = dom
+            .find(r#"<pre id="layout">"#)
+            .unwrap_or_else(|| panic!("no layout:\n{dom}"));
+        let json = &dom[start + r#"<pre id="layout">"#.len()..];
+        let json = &json[..json.find("</pre>").unwrap()].replace("&quot;", "\"");
+        let layout: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            layout["found"], true,
+            "{width}x{height}: no ConnectionDown on the page"
+        );
+        assert_eq!(
+            (layout["width"].as_f64(), layout["height"].as_f64()),
+            (Some(f64::from(width)), Some(f64::from(height))),
+            "the frame is the screen"
+        );
+        let bottom = layout["bottom"].as_f64().unwrap();
+        let right = layout["right"].as_f64().unwrap();
+        assert!(
+            layout["top"].as_f64().unwrap() >= 0.0
+                && bottom <= f64::from(height)
+                && right <= f64::from(width),
+            "{width}x{height}: ConnectionDown is outside the first screen: {layout}"
+        );
+        assert_eq!(layout["title"], "DEGRADED · tunnelkeeper", "{layout}");
+    }
+}

@@ -117,3 +117,21 @@ fn status_matches_its_schema_with_and_without_aws() {
     assert!(json["reload"]["error"].is_string() && json["reload"]["last_attempt"].is_string());
     validate(&json.to_string());
 }
+
+/// Every alert class the daemon can raise is a value the schema allows for `alert` (a new
+/// class once went out on /status before the schema knew it; no run happened to fire it).
+#[test]
+fn the_schema_names_every_alert_class() {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    let allowed: Vec<&str> = schema["$defs"]["alert"]["properties"]["alert"]["enum"]
+        .as_array()
+        .expect("$defs.alert.properties.alert.enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let classes: Vec<&str> = tunnelkeeper::types::AlertClass::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(allowed, classes);
+}

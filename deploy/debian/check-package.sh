@@ -2,8 +2,10 @@
 # Builds the Debian package with cargo-deb and checks it on this machine (CI, as root):
 # what the package holds and its maintainer scripts; `dpkg -i`; the installed unit through
 # `systemd-analyze verify` and `systemd-analyze security` (exposure at most 2.0);
-# `tunnelkeeper check-config` on the installed /etc/tunnelkeeper/config.toml; a reinstall
-# (the upgrade path) that keeps a local edit of the config; `dpkg --purge`, after which
+# `tunnelkeeper check-config` on the installed example; install without start (no
+# /etc/tunnelkeeper/config.toml, and the unit's ConditionPathExists= fails without it, as
+# systemd-analyze evaluates it); a reinstall (the upgrade path) that keeps the operator's
+# config; `dpkg --purge`, after which
 # nothing of the package is left. Then once more the way deploy/terraform installs it: a
 # config written before the package, kept by --force-confold, kept by `dpkg -r`, removed
 # by `dpkg --purge`.
@@ -27,6 +29,7 @@ PKG=tunnelkeeper
 UNIT=/usr/lib/systemd/system/tunnelkeeper.service
 SYSCTL_DROPIN=/usr/lib/sysctl.d/60-tunnelkeeper.conf
 CONFIG=/etc/tunnelkeeper/config.toml
+EXAMPLE=/usr/share/doc/tunnelkeeper/examples/config.toml
 BIN=/usr/bin/tunnelkeeper
 WANTS=/etc/systemd/system/multi-user.target.wants/tunnelkeeper.service
 PING_RANGE=/proc/sys/net/ipv4/ping_group_range
@@ -178,15 +181,17 @@ has_file() { grep -q -E "^$1 \./${2#/}\$" "$work/contents"; }
 check "the package has the binary $BIN (0755)" has_file -rwxr-xr-x "$BIN"
 check "the package has the unit $UNIT" has_file -rw-r--r-- "$UNIT"
 check "the package has the sysctl drop-in $SYSCTL_DROPIN" has_file -rw-r--r-- "$SYSCTL_DROPIN"
-check "the package has the config $CONFIG (0644: the dynamic user reads it)" has_file -rw-r--r-- "$CONFIG"
+check "the package has the example config $EXAMPLE" has_file -rw-r--r-- "$EXAMPLE"
+no_config() { ! grep -q ' \./etc/tunnelkeeper/config.toml' "$work/contents"; }
+check "the package does not install $CONFIG (the service waits for the operator's)" no_config
 nothing_in_usr_local() { ! grep -q ' \./usr/local' "$work/contents"; }
 check "the package installs nothing under /usr/local" nothing_in_usr_local
 dpkg-deb --control "$deb" "$work/control"
 check "the package depends on libc6 (\$auto, from dpkg-shlibdeps)" grep -q '^Depends:.*libc6' "$work/control/control"
-check "$CONFIG is the one conffile" test "$(cat "$work/control/conffiles")" = "$CONFIG"
+check "the package has no conffile" test ! -s "$work/control/conffiles"
 # packaged PATH FILE: the package's PATH is FILE of the repository.
 packaged() { dpkg-deb --fsys-tarfile "$deb" | tar -xO ".$1" | cmp -s - "$2"; }
-check "the packaged config is config/example.toml" packaged "$CONFIG" config/example.toml
+check "the packaged example is config/example.toml" packaged "$EXAMPLE" config/example.toml
 check "the packaged unit is deploy/debian/tunnelkeeper.service" packaged "$UNIT" deploy/debian/tunnelkeeper.service
 for script in postinst prerm postrm; do
   check "the $script script is valid sh" sh -n "$work/control/$script"
@@ -217,7 +222,33 @@ check "dpkg says $PKG is installed" installed
 check "$BIN is installed and executable" test -x "$BIN"
 check "the unit is at $UNIT" test -f "$UNIT"
 check "the sysctl drop-in is at $SYSCTL_DROPIN" cmp -s "$SYSCTL_DROPIN" systemd/60-tunnelkeeper.conf
-check "the config is at $CONFIG" cmp -s "$CONFIG" config/example.toml
+check "the example is at $EXAMPLE" cmp -s "$EXAMPLE" config/example.toml
+check "no config at $CONFIG after the install" absent "$CONFIG"
+documented() {
+  local doc
+  doc=$(sed -n 's#^Documentation=file://##p' "$UNIT")
+  [ -n "$doc" ] && [ -f "$doc" ] || { echo "Documentation= names '$doc', not installed" >&2; return 1; }
+}
+check "the unit's Documentation= is a file the package installed" documented
+# Install without start: the installed unit's conditions, evaluated by systemd, fail while
+# the config is missing (so postinst's start leaves it inactive) and pass once it is there.
+conditions() { sed -n 's/^\(Condition[A-Za-z]*=.*\)$/\1/p' "$UNIT"; }
+not_startable() {
+  local c
+  mapfile -t c < <(conditions)
+  [ "${#c[@]}" -gt 0 ] || { echo "the unit has no Condition*=" >&2; return 1; }
+  ! systemd-analyze condition "${c[@]}"
+}
+startable() {
+  local c
+  mapfile -t c < <(conditions)
+  systemd-analyze condition "${c[@]}"
+}
+check "installed without a config, the unit does not start (its conditions fail)" not_startable
+if [ -d /run/systemd/system ]; then
+  inactive() { ! systemctl is-active --quiet tunnelkeeper.service; }
+  check "systemd runs: the service is not active after the install" inactive
+fi
 # deb-systemd-helper links to /lib/systemd/system/..., the same file on a merged /usr.
 enabled() { [ -L "$WANTS" ] && [ "$(readlink -f "$WANTS")" = "$(readlink -f "$UNIT")" ]; }
 check "the unit is enabled ($WANTS)" enabled
@@ -237,14 +268,18 @@ echo "systemd-analyze security: overall exposure ${exposure:-not found}"
 check "the exposure level ${exposure:-(none)} is at most 2.0" \
   awk -v e="$exposure" 'BEGIN { exit !(e != "" && e + 0 <= 2.0) }'
 
-# The installed config, by the installed binary (as ExecStartPre= does).
-check "tunnelkeeper check-config $CONFIG" quietly "$BIN" check-config "$CONFIG"
+# The installed example, by the installed binary (as ExecStartPre= does).
+check "tunnelkeeper check-config $EXAMPLE" quietly "$BIN" check-config "$EXAMPLE"
 
-# The upgrade path (postinst configure with the old version): a local edit of the conffile
+# The operator writes the config: now the unit may start.
+install -d -m 0755 /etc/tunnelkeeper
+{ echo "# the operator's"; cat config/example.toml; } >"$CONFIG"
+check "with $CONFIG written, the unit's conditions pass" startable
+
+# The upgrade path (postinst configure with the old version): the operator's config
 # survives it, and the unit stays enabled.
-echo "# a local edit" >>"$CONFIG"
 check "dpkg -i again (the upgrade path) succeeds" quietly dpkg -i "$deb"
-check "a local edit of $CONFIG survives the upgrade" grep -q '^# a local edit$' "$CONFIG"
+check "the operator's $CONFIG survives the upgrade" grep -q "^# the operator's$" "$CONFIG"
 check "the unit is still enabled after the upgrade" enabled
 
 # Purge: nothing left. State as systemd's DynamicUser=/StateDirectory= leaves it.
@@ -262,8 +297,9 @@ check "after the purge: not enabled, not masked, no deb-systemd-helper state" \
   /var/lib/systemd/deb-systemd-helper-masked/tunnelkeeper.service
 check "after the purge: no state directory" absent "$STATE" /var/lib/private/tunnelkeeper
 
-# As deploy/terraform installs it: the config is written first and kept (--force-confold),
-# `dpkg -r` keeps it, `dpkg --purge` removes it.
+# As deploy/terraform installs it: the config is written first and kept (--force-confold
+# is harmless now that the package has no conffile), `dpkg -r` keeps it, `dpkg --purge`
+# removes it.
 install -d -m 0755 /etc/tunnelkeeper
 { echo "# written before the package"; cat config/example.toml; } >"$CONFIG"
 check "dpkg -i --force-confold over a config written first succeeds" \

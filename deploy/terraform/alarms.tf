@@ -1,7 +1,9 @@
 # What pages when tunnelkeeper cannot: its heartbeat stops (daemon or instance dead), AWS
-# itself reports tunnels down (the City's existing alarm, kept as a backstop), or EC2
-# finds the instance's host broken. All of them go to the same SNS topic as the daemon's
-# own pages, and say so again when they clear.
+# itself reports tunnels down while the heartbeat is missing (the City's existing alarm,
+# kept as a backstop), or EC2 finds the instance's host broken. All of them go to the same
+# SNS topic as the daemon's own pages, and say so again when they clear. While the daemon
+# runs, it alone pages a tunnel (at once when critical, at escalate_after when a warning):
+# the AWS alarm would page the same tunnel a second time 15 minutes later.
 
 resource "aws_sns_topic" "pages" {
   count = var.create_sns_topic ? 1 : 0
@@ -53,7 +55,8 @@ resource "aws_cloudwatch_metric_alarm" "heartbeat" {
 # a tunnel is down the whole period, below 0.5 while both are. AWS publishes it every
 # 5 minutes, and three periods is AWS's own recipe: this pages 15 minutes into an outage,
 # whatever tunnelkeeper thinks. Missing data is breaching: AWS publishes TunnelState for as
-# long as the connection exists.
+# long as the connection exists. It pages nobody itself: the composite alarm below pages
+# when it and the heartbeat alarm are both in ALARM (the daemon cannot page the tunnel).
 locals {
   tunnel_state_threshold = var.tunnel_state_alarm_when == "both_tunnels_down" ? 0.5 : 1
   tunnel_state_meaning   = var.tunnel_state_alarm_when == "both_tunnels_down" ? "both tunnels" : "a tunnel"
@@ -63,7 +66,7 @@ resource "aws_cloudwatch_metric_alarm" "tunnel_state" {
   for_each = var.create_tunnel_state_alarms ? { for c in var.vpn_connections : c.name => c } : {}
 
   alarm_name        = "${var.name}-${each.key}-tunnel-state"
-  alarm_description = "AWS reports ${local.tunnel_state_meaning} of VPN connection ${each.key} (${each.value.id}) down for 15 minutes. Backstop for tunnelkeeper's own pages. Runbook: ${coalesce(var.runbook_url, "docs/runbook.md")}#${var.tunnel_state_alarm_when == "both_tunnels_down" ? "connectiondown" : "tunneldown"}"
+  alarm_description = "AWS reports ${local.tunnel_state_meaning} of VPN connection ${each.key} (${each.value.id}) down for 15 minutes. Pages only through ${var.name}-${each.key}-tunnel-state-unwatched, while tunnelkeeper's heartbeat is missing too."
 
   namespace   = "AWS/VPN"
   metric_name = "TunnelState"
@@ -77,6 +80,20 @@ resource "aws_cloudwatch_metric_alarm" "tunnel_state" {
   threshold           = local.tunnel_state_threshold
   comparison_operator = "LessThanThreshold"
   treat_missing_data  = "breaching"
+
+  # No actions of its own: tunnelkeeper pages this tunnel while it runs; the composite
+  # below pages when it does not. (Enabled, with none: a disabled alarm's state is still
+  # evaluated, but checkov reads it as an alarm someone switched off.)
+  actions_enabled = true
+  tags            = local.tags
+}
+
+resource "aws_cloudwatch_composite_alarm" "tunnel_state_unwatched" {
+  for_each = aws_cloudwatch_metric_alarm.tunnel_state
+
+  alarm_name        = "${each.value.alarm_name}-unwatched"
+  alarm_description = "AWS reports ${local.tunnel_state_meaning} of VPN connection ${each.key} down for 15 minutes, and tunnelkeeper's heartbeat is missing, so it cannot page this itself. Runbook: ${coalesce(var.runbook_url, "docs/runbook.md")}#${var.tunnel_state_alarm_when == "both_tunnels_down" ? "connectiondown" : "tunneldown"}"
+  alarm_rule        = "ALARM(\"${each.value.alarm_name}\") AND ALARM(\"${aws_cloudwatch_metric_alarm.heartbeat.alarm_name}\")"
 
   actions_enabled = true
   alarm_actions   = [local.sns_topic_arn]
@@ -114,4 +131,14 @@ resource "aws_cloudwatch_metric_alarm" "auto_recovery" {
   ]
   ok_actions = [local.sns_topic_arn]
   tags       = local.tags
+}
+
+# The VPN tunnels' activity logs (IKE, IPsec, DPD): the daemon reads them for the cause of
+# an outage. Each tunnel's LogOptions.CloudWatchLogOptions must point here (the module does
+# not own the VPN connections); `tunnelkeeper check-config` warns while they do not.
+resource "aws_cloudwatch_log_group" "tunnel_logs" {
+  #checkov:skip=CKV_AWS_158:AWS writes the VPN tunnel logs itself; a customer KMS key would need a key policy for the VPN service's log delivery, left to the caller.
+  name              = var.tunnel_log_group_name
+  retention_in_days = var.tunnel_log_retention_days
+  tags              = local.tags
 }

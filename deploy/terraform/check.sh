@@ -12,6 +12,9 @@
 #                data must be well-formed and write exactly the rendered config.
 #   check-config `tunnelkeeper check-config` accepts the config that user data writes: the
 #                Terraform inputs and the daemon's config format cannot drift apart
+#   routing      the config user data writes routes pages as config/example.toml does (the
+#                sinks' severities, escalate_after, group_wait, [alerts.severity]): one
+#                severity story in the example, the module's defaults and the README
 #   script       the install script the user data writes passes `bash -n` and ShellCheck,
 #                and so does this file
 #   iam          the role's policy (documents.tf), rendered with the namespace and topic
@@ -201,6 +204,12 @@ check_config() {
   "$tk" check-config "$config"
 }
 
+same_routing() {
+  local config=$1/files/config.toml
+  [ -f "$config" ] || { echo "no config: the render check failed" >&2; return 1; }
+  "$python" "$module/check/checks.py" routing config/example.toml "$config"
+}
+
 shellcheck_install() {
   local script=$1/files/install.sh
   [ -f "$script" ] || { echo "no install script: the render check failed" >&2; return 1; }
@@ -210,13 +219,14 @@ shellcheck_install() {
 }
 
 iam() {
-  local dir=$work/iam
+  local policy=$1 dir
+  dir=$work/iam-$(basename "$policy" .json)
   shim "$dir" "$module/examples/basic"
-  "$python" "$module/check/checks.py" iam-inputs deploy/iam-policy.json >"$dir/iam.tfvars"
+  "$python" "$module/check/checks.py" iam-inputs "$policy" >"$dir/iam.tfvars"
   "$terraform" -chdir="$dir" apply -auto-approve -input=false -no-color \
     -var-file=example.tfvars -var-file=iam.tfvars >"$dir/apply.log" || { cat "$dir/apply.log"; return 1; }
   "$terraform" -chdir="$dir" output -raw daemon_policy >"$dir/module-policy.json"
-  "$python" "$module/check/checks.py" iam deploy/iam-policy.json "$dir/module-policy.json"
+  "$python" "$module/check/checks.py" iam "$policy" "$dir/module-policy.json"
 }
 
 # refused CASE: planning the basic example with CASE on top must fail with the message
@@ -262,6 +272,7 @@ for example in "$module"/examples/*/; do
     else
       skip "check-config: $name" "$why_no_tk"
     fi
+    check "routing: $name: the instance's config pages as config/example.toml does" same_routing "$dir"
     check "shellcheck: $name: the install script the instance runs" shellcheck_install "$dir"
   else
     skip "render, check-config, shellcheck: $name" "$why_no_terraform"
@@ -271,7 +282,9 @@ done
 check "shellcheck: $module/check.sh" "$venv/bin/shellcheck" "$module/check.sh"
 
 if [ -n "$have_terraform" ]; then
-  check "iam: the instance role's policy equals deploy/iam-policy.json" iam
+  check "iam: the instance role's policy equals deploy/iam-policy.json" iam deploy/iam-policy.json
+  check "iam: with maintenance_apply = \"when-safe\" it equals deploy/iam-policy-maintenance.json" \
+    iam deploy/iam-policy-maintenance.json
   for case_file in "$module"/check/invalid/*.tfvars; do
     check "invalid: $(basename "$case_file" .tfvars) is refused at plan time" refused "$case_file"
   done

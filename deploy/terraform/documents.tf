@@ -27,13 +27,19 @@ locals {
     shared_targets       = var.shared_targets
     sns_topic_arn        = local.sns_topic_arn
     page_min_severity    = var.page_min_severity
+    escalate_after       = var.escalate_after
     runbook_url          = var.runbook_url
+    maintenance_apply    = var.maintenance_apply
+    maintenance_windows  = var.maintenance_windows
+    maintenance_timezone = var.maintenance_timezone
+    tunnel_log_group     = var.tunnel_log_group_name
   })
 
   install_script = templatefile("${path.module}/templates/install-tunnelkeeper.sh.tftpl", {
     package_url    = var.package_url
     package_sha256 = var.package_sha256
     region         = local.region
+    log_group      = "/${var.name}/journal"
   })
 
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
@@ -42,11 +48,24 @@ locals {
     package_from_s3 = local.package_from_s3
   })
 
-  # deploy/iam-policy.json with this deployment's namespace and topic filled in, statement
-  # for statement (check.sh compares the two): what the daemon calls, and nothing else.
+  # ReplaceVpnTunnel only where the daemon calls it (maintenance_apply = "when-safe"): a
+  # dry run calls nothing. deploy/iam-policy-maintenance.json is the policy with it.
+  apply_maintenance_statements = var.maintenance_apply == "when-safe" ? [
+    {
+      Sid    = "ApplyVpnTunnelMaintenance"
+      Effect = "Allow"
+      Action = "ec2:ReplaceVpnTunnel"
+      # Takes the vpn-connection resource type: only the configured connections.
+      Resource = [for c in var.vpn_connections : "arn:aws:ec2:${local.region}:*:vpn-connection/${c.id}"]
+    },
+  ] : []
+
+  # deploy/iam-policy.json (deploy/iam-policy-maintenance.json with maintenance_apply =
+  # "when-safe") with this deployment's namespace and topic filled in, statement for
+  # statement (check.sh compares them): what the daemon calls, and nothing else.
   daemon_policy = {
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid    = "ReadVpnTunnelStatus"
         Effect = "Allow"
@@ -81,6 +100,13 @@ locals {
         Action   = "sns:Publish"
         Resource = local.sns_topic_arn
       },
-    ]
+      {
+        Sid    = "ReadVpnTunnelLogs"
+        Effect = "Allow"
+        Action = "logs:FilterLogEvents"
+        # The tunnel activity logs group only (any account: the name is the module's).
+        Resource = "arn:aws:logs:${local.region}:*:log-group:${var.tunnel_log_group_name}:*"
+      },
+    ], local.apply_maintenance_statements)
   }
 }

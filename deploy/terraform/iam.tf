@@ -1,7 +1,9 @@
-# The instance role: exactly deploy/iam-policy.json (rendered in documents.tf with this
-# deployment's namespace and topic). Nothing for SSH, SSM or S3: the package's bucket grants
-# the role read access in its own policy, and anything more is the caller's to attach,
-# visibly, with the iam_role_name output.
+# The instance role: deploy/iam-policy.json (rendered in documents.tf with this
+# deployment's namespace and topic) for the daemon, and two AWS managed policies for the
+# operator: Session Manager (a shell without SSH or an open port: `aws ssm start-session`,
+# then `tunnelkeeper status`, `journalctl -u tunnelkeeper`) and the CloudWatch agent, which
+# ships the daemon's journal (where the log sink's pages go) to CloudWatch Logs. Nothing
+# for S3: the package's bucket grants the role read access in its own policy.
 
 data "aws_iam_policy_document" "assume_role" {
   statement {
@@ -36,4 +38,22 @@ resource "aws_iam_instance_profile" "this" {
   name_prefix = "${var.name}-"
   role        = aws_iam_role.this.name
   tags        = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy_attachment" "cloudwatch_agent" {
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/CloudWatchAgentServerPolicy"
+}
+
+# Where the journal goes: one stream per instance, kept log_retention_days.
+resource "aws_cloudwatch_log_group" "journal" {
+  name              = "/${var.name}/journal"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.log_kms_key_id
+  tags              = local.tags
 }

@@ -42,3 +42,8 @@ output "heartbeat_alarm_name" {
   description = "The heartbeat alarm: silence it (disable its actions) while replacing the instance on purpose."
   value       = aws_cloudwatch_metric_alarm.heartbeat.alarm_name
 }
+
+output "tunnel_log_group_arn" {
+  description = "The tunnel activity logs group: set it as each VPN tunnel's LogOptions.CloudWatchLogOptions.LogGroupArn (LogEnabled = true), so that pages carry AWS's cause."
+  value       = aws_cloudwatch_log_group.tunnel_logs.arn
+}

@@ -155,14 +155,47 @@ variable "cloudwatch_namespace" {
   }
 }
 
-variable "page_min_severity" {
-  description = "Lowest alert severity the daemon sends to the SNS topic: \"warning\" (one tunnel down, flapping, EC2 API trouble, and all critical ones) or \"critical\" (a whole connection or the datacenter unreachable). Alerts below it go to the journal only."
+variable "tunnel_log_group_name" {
+  description = "CloudWatch Logs group for the VPN tunnels' activity logs, created here with a retention: point each tunnel's LogOptions.CloudWatchLogOptions at it (output tunnel_log_group_arn) so that pages say why a tunnel went down. The instance role may read (logs:FilterLogEvents) this group only."
   type        = string
-  default     = "warning"
+  default     = "/tunnelkeeper/vpn-tunnel-logs"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.tunnel_log_group_name))
+    error_message = "tunnel_log_group_name must be 1 to 512 of A-Z a-z 0-9 _ - / . #."
+  }
+}
+
+variable "tunnel_log_retention_days" {
+  description = "How long the tunnel activity logs are kept, in days (one of CloudWatch Logs' retention values)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.tunnel_log_retention_days)
+    error_message = "tunnel_log_retention_days must be one of CloudWatch Logs' retention values (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+variable "page_min_severity" {
+  description = "Lowest alert severity the daemon sends to the SNS topic. \"critical\" (the City's rule, and config/example.toml's): the last path to the datacenter down (VpnUnreachable, or ConnectionDown with no other connection carrying traffic), or a path-down warning (TunnelDown, ConnectionDown while another connection carries traffic, SharedTargetsDown) still firing after escalate_after. \"warning\": every warning as well, at once (one tunnel down, flapping, lossy, slow, EC2 API trouble). Alerts below it go to the journal only, and from there to CloudWatch Logs."
+  type        = string
+  default     = "critical"
 
   validation {
     condition     = contains(["warning", "critical"], var.page_min_severity)
     error_message = "page_min_severity must be \"warning\" or \"critical\"."
+  }
+}
+
+variable "escalate_after" {
+  description = "How long a path-down warning (one tunnel, or one connection while another carries traffic) fires before the daemon re-sends it as critical, which reaches the topic under page_min_severity = \"critical\". \"0s\" never escalates. A duration such as \"15m\", at most 1 day."
+  type        = string
+  default     = "15m"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h)$", var.escalate_after)) && try(tonumber(regex("^[0-9]+", var.escalate_after)) * lookup({ s = 1, m = 60, h = 3600 }, regex("[smh]$", var.escalate_after)) <= 86400, false)
+    error_message = "escalate_after must be a whole number of seconds, minutes or hours such as \"15m\", at most 1 day (\"24h\")."
   }
 }
 
@@ -175,6 +208,29 @@ variable "runbook_url" {
     condition     = var.runbook_url == null || can(regex("^https?://[^\\s]+$", var.runbook_url))
     error_message = "runbook_url must be an http:// or https:// URL without spaces."
   }
+}
+
+variable "maintenance_apply" {
+  description = "What the daemon does with AWS's pending tunnel endpoint maintenance ([maintenance] apply): \"never\" (only reads it), \"dry-run\" (decides and shows, calls nothing) or \"when-safe\" (calls ReplaceVpnTunnel inside a window when the rest of the VPN is healthy). Only \"when-safe\" gives the role ec2:ReplaceVpnTunnel; the connections need tunnel endpoint lifecycle control enabled."
+  type        = string
+  default     = "never"
+
+  validation {
+    condition     = contains(["never", "dry-run", "when-safe"], var.maintenance_apply)
+    error_message = "maintenance_apply must be \"never\", \"dry-run\" or \"when-safe\"."
+  }
+}
+
+variable "maintenance_windows" {
+  description = "Weekly windows in which the daemon may apply pending maintenance, in maintenance_timezone's local time: \"Sun 02:00-05:00\", \"Sat-Sun 23:00-01:00\", \"daily 03:00-04:00\". Used unless maintenance_apply is \"never\"."
+  type        = list(string)
+  default     = ["Sun 02:00-05:00"]
+}
+
+variable "maintenance_timezone" {
+  description = "The IANA time zone of maintenance_windows, e.g. \"Europe/Paris\" (the daemon carries the zone database; the instance needs no tzdata)."
+  type        = string
+  default     = "UTC"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +327,7 @@ variable "sns_topic_kms_key_id" {
 # Alarms
 
 variable "create_tunnel_state_alarms" {
-  description = "Create, per connection, the AWS/VPN TunnelState alarm the City uses today, as a backstop that does not depend on tunnelkeeper. Set false if your own code already manages it."
+  description = "Create, per connection, the AWS/VPN TunnelState alarm the City uses today, as a backstop that does not depend on tunnelkeeper: it pages (through a composite alarm) only while tunnelkeeper's heartbeat is missing too, so that a tunnel never pages twice. Set false if your own code already manages it."
   type        = bool
   default     = true
 }
@@ -360,4 +416,21 @@ variable "tags" {
   description = "Tags for every resource the module creates."
   type        = map(string)
   default     = {}
+}
+
+variable "log_retention_days" {
+  description = "How long CloudWatch Logs keeps the instance's journal (log group /<name>/journal), which holds the daemon's log and the log sink's pages."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts, such as 30, 365 or 400."
+  }
+}
+
+variable "log_kms_key_id" {
+  description = "KMS key ARN for the journal's log group. Null uses CloudWatch Logs' own encryption."
+  type        = string
+  default     = null
 }

@@ -107,6 +107,27 @@ fn lock(dir: &Path) -> Result<File, StateDirError> {
     }
 }
 
+/// Removes the temporary files a crash mid-save left (the lock is held: no other writer can
+/// be writing one), so that they do not pile up across crashes.
+fn sweep_temporaries(dir: &Path) {
+    let prefix = format!(".{FILE_NAME}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed a temporary state file an earlier run left")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a temporary state file an earlier run left")
+                }
+            }
+        }
+    }
+}
+
 /// The state file in its directory, locked for this process.
 #[derive(Clone, Debug)]
 pub struct StateStore {
@@ -130,6 +151,7 @@ impl StateStore {
             .map_err(|e| err("is not writable", e))?;
         let _ = fs::remove_file(&probe);
         let lock = lock(dir)?;
+        sweep_temporaries(dir);
         Ok(StateStore {
             dir: dir.to_path_buf(),
             _lock: Arc::new(lock),
@@ -188,15 +210,22 @@ impl StateStore {
             SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        let mut file = OpenOptions::new()
+        let written = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.path())?;
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(&json)?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, self.path()));
+        if let Err(e) = written {
+            // A full disk leaves a file of 0 bytes at each try: it would be one more file
+            // for every retry, in the very directory that is out of space.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         // The rename itself is durable only once the directory is synced.
         File::open(&self.dir)?.sync_all()
     }
@@ -230,6 +259,7 @@ mod tests {
                     last_notified: Some(Timestamp::from_secs(1_700_000_001)),
                     cleared_at: None,
                     visible_since: None,
+                    escalated_at: Some(Timestamp::from_secs(1_700_000_900)),
                 },
                 details: Details {
                     summary: "s".into(),
@@ -237,6 +267,7 @@ mod tests {
                     vpn_id: Some("vpn-1".into()),
                     severity: None,
                     since: None,
+                    cause: None,
                 },
             }],
             outbox: Outbox::default(),
@@ -246,6 +277,33 @@ mod tests {
             Loaded::State(loaded) => assert_eq!(loaded, state),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn temporaries(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_temporary_file_and_open_sweeps_old_ones() {
+        let dir = temp_dir("tmpfiles");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".state.json.tmp-1-7"), b"").unwrap();
+        let store = StateStore::open(&dir).unwrap();
+        assert_eq!(temporaries(&dir), Vec::<String>::new(), "swept at open");
+        // A directory where the file goes makes the rename fail after the temporary file
+        // was written, as a full disk makes the write fail after it was created.
+        fs::create_dir_all(store.path().join("blocker")).unwrap();
+        assert!(store.save(&SavedState::default()).is_err());
+        assert_eq!(
+            temporaries(&dir),
+            Vec::<String>::new(),
+            "removed on failure"
+        );
     }
 
     #[test]

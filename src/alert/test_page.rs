@@ -112,7 +112,12 @@ pub async fn send(
             },
             SinkKind::Alertmanager { url } => post_test_alert(url, page.clone(), &ctx, now).await,
         };
-        info!(sink = %sink.name, ok = result.is_ok(), error = ?result.as_ref().err(), "test page sent");
+        info!(
+            sink = %sink.name,
+            ok = result.is_ok(),
+            error = result.as_ref().err().map_or("", String::as_str),
+            "test page sent"
+        );
         answers.push(SinkAnswer {
             name: sink.name.clone(),
             ok: result.is_ok(),

@@ -120,6 +120,11 @@ pub fn read_answer(config: &Config, answer: &[VpnConnection]) -> Vec<ConnectionR
                                 .log_options()
                                 .and_then(|l| l.cloud_watch_log_options())
                                 .and_then(|c| c.bgp_log_enabled()),
+                            log_group_arn: o
+                                .log_options()
+                                .and_then(|l| l.cloud_watch_log_options())
+                                .and_then(|c| c.log_group_arn())
+                                .map(str::to_string),
                         });
                     TunnelReading {
                         outside_ip: t.outside_ip,

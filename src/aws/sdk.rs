@@ -96,7 +96,7 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 "" => AwsErrorKind::Unparsable,
                 _ => AwsErrorKind::Other,
             };
-            (kind, format!("HTTP {status} {code}: {message}"))
+            (kind, http_error_text(status, code, message))
         }
         SdkError::ConstructionFailure(_) => (AwsErrorKind::Other, source_text(err)),
         _ => (AwsErrorKind::Other, source_text(err)),
@@ -112,4 +112,38 @@ fn source_text(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Says an HTTP error in words, leaving out what the answer did not carry: "HTTP 500"
+/// with "(no error code or message)" rather than "HTTP 500 :  ".
+pub fn http_error_text(status: u16, code: &str, message: &str) -> String {
+    let (code, message) = (code.trim(), message.trim());
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => format!("HTTP {status} (no error code or message)"),
+        (false, true) => format!("HTTP {status} {code}"),
+        (true, false) => format!("HTTP {status}: {message}"),
+        (false, false) => format!("HTTP {status} {code}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::http_error_text;
+
+    #[test]
+    fn http_errors_say_only_what_the_answer_carried() {
+        assert_eq!(
+            http_error_text(500, "", " "),
+            "HTTP 500 (no error code or message)"
+        );
+        assert_eq!(
+            http_error_text(503, "Unavailable", ""),
+            "HTTP 503 Unavailable"
+        );
+        assert_eq!(http_error_text(500, "", "boom"), "HTTP 500: boom");
+        assert_eq!(
+            http_error_text(400, "InvalidParameterValue", "bad id"),
+            "HTTP 400 InvalidParameterValue: bad id"
+        );
+    }
 }

@@ -17,7 +17,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// With no arguments it runs the embedded default: a pretend VPN whose two tunnels ping
 /// 127.0.0.1 and 127.0.0.2, with HTTP on 127.0.0.1:9478. See `print-config` for it.
 #[derive(Debug, Parser)]
-#[command(name = "tunnelkeeper", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "tunnelkeeper",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_RUN
+)]
 pub struct Cli {
     /// What to do; `run` when absent.
     #[command(subcommand)]
@@ -26,26 +31,40 @@ pub struct Cli {
     /// Options of `run`, accepted without the word `run` too.
     #[command(flatten)]
     pub run: RunArgs,
-
-    /// Log format: human-readable text or one JSON object per line. RUST_LOG sets the level
-    /// (default: info).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
 }
+
+// Each subcommand's exit codes, in its --help (scripts and ExecReload= branch on them).
+const EXIT_RUN: &str = "Exit codes: 0 stopped by SIGTERM or SIGINT, 1 could not start or \
+                        failed, 2 the config does not validate, 70 a task panicked.";
+const EXIT_CHECK_CONFIG: &str = "Exit codes: 0 valid, 2 invalid (every problem is printed).";
+const EXIT_PRINT_CONFIG: &str = "Exit codes: 0 always.";
+const EXIT_STATUS: &str = "Exit codes (as monitoring plugins): 0 VPN OK, 1 DEGRADED, 2 \
+                           CRITICAL or a critical alert fires, 3 unknown (daemon unreachable, \
+                           starting, or an answer that cannot be read).";
+const EXIT_TEST_PAGE: &str = "Exit codes: 0 every sink accepted the page, 1 a sink refused \
+                              it, 2 the daemon refused the request, 3 the daemon is \
+                              unreachable.";
+const EXIT_HEALTHCHECK: &str = "Exit codes: 0 the daemon answers /-/healthy, 1 otherwise.";
+const EXIT_RELOAD: &str = "Exit codes: 0 the new config runs, 1 it was refused or no \
+                           outcome came in time.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default).
+    #[command(after_help = EXIT_RUN)]
     Run(RunArgs),
     /// Validate a config file: exit 0 with a one-line summary, or 2 with every problem.
+    #[command(after_help = EXIT_CHECK_CONFIG)]
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
     },
     /// Print the embedded default config, a commented TOML file to start from.
+    #[command(after_help = EXIT_PRINT_CONFIG)]
     PrintConfig,
     /// Show a running daemon's connections, tunnels, targets and alerts as a table.
+    #[command(after_help = EXIT_STATUS)]
     Status {
         #[command(flatten)]
         daemon: DaemonAddress,
@@ -57,6 +76,7 @@ pub enum Command {
     /// needed" through its sinks (or the one named) and print each sink's answer: exit 0
     /// when every sink accepted it, 1 when one refused, 2 when the daemon refused, 3 when
     /// unreachable. Allowed from the daemon's own host (loopback) or with the lifecycle API.
+    #[command(after_help = EXIT_TEST_PAGE)]
     TestPage {
         #[command(flatten)]
         daemon: DaemonAddress,
@@ -79,6 +99,7 @@ pub enum Command {
         csv: bool,
     },
     /// Exit 0 when a daemon answers /-/healthy (the container health probe), 1 otherwise.
+    #[command(after_help = EXIT_HEALTHCHECK)]
     Healthcheck {
         #[command(flatten)]
         daemon: DaemonAddress,
@@ -86,6 +107,7 @@ pub enum Command {
     /// Reload a running daemon's config (SIGHUP) and wait for the outcome: exit 0 when the
     /// new config runs, 1 with the reason when it was refused or no outcome came in time.
     /// The systemd unit's ExecReload= runs it.
+    #[command(after_help = EXIT_RELOAD)]
     Reload {
         #[command(flatten)]
         daemon: DaemonAddress,
@@ -145,12 +167,18 @@ pub struct RunArgs {
     /// Enable `POST /-/reload`, overriding `http.enable_lifecycle` (Prometheus's flag name).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+
+    /// Log format: human-readable text or one JSON object per line. RUST_LOG sets the level
+    /// (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
+    #[default]
     Text,
     /// One JSON object per line.
     Json,

@@ -268,22 +268,39 @@ fn tunnels_table(j: &Value, color: bool) -> (String, Vec<(String, Value)>) {
     (out, targets)
 }
 
+/// A target's address, with `:port/tcp` for a TCP target.
+fn endpoint(x: &Value) -> String {
+    match x["tcp_port"].as_u64() {
+        Some(port) => format!("{}:{port}/tcp", s(x, "address")),
+        None => s(x, "address").to_string(),
+    }
+}
+
+/// A target's state; a TCP target whose host resets the connects is `up/refused`: the
+/// path works, the service does not.
+fn target_state(x: &Value) -> String {
+    match x["service"]["state"].as_str() {
+        Some("refused") => format!("{}/refused", s(x, "state")),
+        Some(_) | None => s(x, "state").to_string(),
+    }
+}
+
 /// Every target's state, loss and RTTs over its recent window.
 fn targets_table(targets: &[(String, Value)], color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
+        "\n{:<18} {:<20} {:<21} {:<9} {:>13} {:>10} {:>10} {:>9}",
         "TUNNEL", "TARGET", "ADDRESS", "STATE", "LOSS", "RTT p50", "RTT p99", "SENT"
     );
     for (tunnel, x) in targets {
         let _ = writeln!(
             out,
-            "{:<18} {:<20} {:<16} {:<9} {:>13} {:>10} {:>10} {:>9}",
+            "{:<18} {:<20} {:<21} {:<9} {:>13} {:>10} {:>10} {:>9}",
             tunnel,
             s(x, "name"),
-            s(x, "address"),
-            paint(s(x, "state"), color),
+            endpoint(x),
+            paint(&target_state(x), color),
             format!(
                 "{:.1}% of {}",
                 x["recent_loss_percent"].as_f64().unwrap_or(0.0),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::alert::sinks::{AmAlert, SinkHandle};
 use crate::alert::state_writer::StateWriter;
@@ -18,7 +18,10 @@ use crate::metrics::Metrics;
 use crate::outage_log::OutageLog;
 use crate::snapshot::AlertView;
 use crate::types::{TargetId, Timestamp, TunnelId};
+use tunnelkeeper_core::alert::policy::state_not_saved::SaveFailure;
+use tunnelkeeper_core::config::maintenance::ApplyMode;
 use tunnelkeeper_core::machine::{AwsEvent, Core, Event};
+use tunnelkeeper_core::maintenance::TunnelPlan;
 
 /// How the monitor reaches the world outside the core.
 pub struct Hooks {
@@ -36,6 +39,11 @@ pub struct Hooks {
     pub writer: StateWriter,
     /// Keeps ended outages (in `state_dir`, off the monitor's thread).
     pub outages: Arc<OutageLog>,
+    /// Calls `ReplaceVpnTunnel` when `[maintenance]` asks (with AWS configured).
+    pub replacer: Option<crate::aws::replace::TunnelReplacer>,
+    /// The tunnel logs reader's requests (`None` without AWS).
+    pub tunnel_logs:
+        Option<tokio::sync::mpsc::Sender<tunnelkeeper_core::health::tunnel_log_book::LogFetch>>,
 }
 
 /// Turns events into IO.
@@ -43,6 +51,8 @@ pub struct Effects {
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     hooks: Hooks,
+    /// What the core was last told of the state saves (since when they fail).
+    told_state_save: Option<Option<Timestamp>>,
 }
 
 impl Effects {
@@ -52,6 +62,7 @@ impl Effects {
             config,
             metrics,
             hooks,
+            told_state_save: None,
         }
     }
 
@@ -208,7 +219,72 @@ impl Effects {
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
+            Event::ReplaceTunnel { tunnel } => self.replace_tunnel(tunnel),
+            Event::MaintenancePlanChanged {
+                tunnel,
+                plan,
+                mode,
+                ended,
+            } => self.show_maintenance_plan(tunnel, &plan, mode, ended),
+            Event::FetchTunnelLogs(fetch) => {
+                let sent = self
+                    .hooks
+                    .tunnel_logs
+                    .as_ref()
+                    .is_some_and(|tx| tx.try_send(fetch.clone()).is_ok());
+                if !sent {
+                    // The core gives the call up after a while and asks again.
+                    warn!(tunnel = %self.tunnel_name(fetch.tunnel), "tunnel logs: the reader takes no request");
+                }
+                false
+            }
+            Event::CauseChanged { tunnel, cause } => {
+                match cause {
+                    Some(cause) => {
+                        info!(tunnel = %self.tunnel_name(tunnel), cause = %cause.line(), runbook = cause.kind.runbook_heading(), "outage cause")
+                    }
+                    None => debug!(tunnel = %self.tunnel_name(tunnel), "outage cause cleared"),
+                }
+                true
+            }
         }
+    }
+
+    /// Asks AWS to replace a tunnel (`[maintenance]` found a safe moment).
+    fn replace_tunnel(&mut self, tunnel: TunnelId) -> bool {
+        self.metrics.maintenance_started();
+        match &self.hooks.replacer {
+            Some(replacer) => replacer.replace(tunnel),
+            // No AWS: the config refuses `when-safe` without [aws]; say it anyway.
+            None => {
+                error!(tunnel = %self.config.tunnel(tunnel).name, "ReplaceVpnTunnel asked for without AWS configured")
+            }
+        }
+        true
+    }
+
+    /// Shows and logs a tunnel's maintenance plan; counts a replacement that ended.
+    fn show_maintenance_plan(
+        &mut self,
+        tunnel: TunnelId,
+        plan: &TunnelPlan,
+        mode: ApplyMode,
+        ended: bool,
+    ) -> bool {
+        self.metrics.set_maintenance(tunnel, plan);
+        if let (true, Some(outcome)) = (ended, &plan.outcome) {
+            self.metrics.maintenance_outcome(outcome);
+        }
+        crate::daemon::maintenance_log::log_plan(&self.config, tunnel, plan, mode);
+        true
+    }
+
+    fn tunnel_name(&self, id: TunnelId) -> String {
+        format!(
+            "{}/{}",
+            self.config.connections[id.connection].name,
+            self.config.tunnel(id).name
+        )
     }
 
     /// The control plane's events: EC2's answers, failures, problems, staleness and
@@ -302,11 +378,29 @@ impl Effects {
             .set_outbox(core.outbox_counts().0, outbox_dropped);
         self.metrics
             .set_state_save_failures(self.hooks.writer.failures());
+        self.metrics
+            .set_state_unsaved_since(self.hooks.writer.health().borrow().unsaved_since);
         self.metrics.set_sinks(core.sink_health());
         if let Some(control) = core.control() {
             self.metrics
                 .set_ec2_answer_age(control.status(now).answer_age_seconds);
         }
+    }
+
+    /// Returns whether the state file is being written, when that changed since the core
+    /// was last told (the first call tells a new core).
+    pub fn state_save_change(&mut self) -> Option<Option<SaveFailure>> {
+        let health = self.hooks.writer.health().borrow().clone();
+        let failure = health.unsaved_since.map(|since| SaveFailure {
+            since,
+            error: health.last_error.clone().unwrap_or_default(),
+        });
+        let since = failure.as_ref().map(|f| f.since);
+        if self.told_state_save == Some(since) {
+            return None;
+        }
+        self.told_state_save = Some(since);
+        Some(failure)
     }
 
     /// Waits for the state file to reach the disk (shutdown, reload).

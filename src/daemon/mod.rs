@@ -7,6 +7,7 @@
 //! everything through one root token; the alert state is saved last.
 
 pub mod effects;
+pub mod maintenance_log;
 pub mod monitor;
 pub mod mtu;
 pub mod pingers;
@@ -33,6 +34,7 @@ use crate::alert::state_writer::StateWriter;
 use crate::alert::wording::PageContext;
 use crate::aws::cloudwatch::CloudWatchPublisher;
 use crate::aws::ec2::Ec2Poller;
+use crate::aws::tunnel_logs::TunnelLogReader;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SinkKind};
 use crate::daemon::effects::Hooks;
@@ -171,7 +173,7 @@ pub async fn run_until(
     crate::history_file::restore(&state_dir, &history, clock.now());
     let shared = Lasting {
         clock,
-        writer: StateWriter::start(store),
+        writer: StateWriter::start(store, clock),
         snapshots,
         notifier: Arc::new(Notifier::from_env()),
         pingers: Heartbeat::new(),
@@ -199,6 +201,7 @@ pub async fn run_until(
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
         outages: shared.outages.clone(),
+        state_save: shared.writer.health(),
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));
     spawn_watchdog(&lasting, &shared, &prepared.config, &cancel);
@@ -377,7 +380,7 @@ fn spawn_watchdog(
             watched(shared, config),
             cancel.clone(),
         ));
-        info!(?interval, "systemd watchdog on");
+        info!(interval = %humantime::format_duration(interval), "systemd watchdog on");
     }
 }
 
@@ -435,7 +438,11 @@ async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Res
     let sdk = match &config.aws {
         Some(aws) => {
             let sdk = crate::aws::load(aws).await?;
-            info!(region = ?sdk.region(), endpoint = ?aws.endpoint_url, "AWS configured");
+            info!(
+                region = sdk.region().map_or("unset", |r| r.as_ref()),
+                endpoint = aws.endpoint_url.as_deref().unwrap_or("AWS's own"),
+                "AWS configured"
+            );
             Some(sdk)
         }
         None => None,
@@ -509,7 +516,7 @@ fn start_generation(
         reload,
     ));
 
-    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks);
+    let sinks = start_sinks(p, &metrics, &tx, &cancel, &tasks, shared.clock);
     let now = shared.clock.now();
     let core = match previous {
         Previous::Disk(saved) => Core::new(
@@ -522,6 +529,14 @@ fn start_generation(
         Previous::Generation(previous) => previous.reload(config.clone(), now),
     };
     let (first_round_tx, first_round) = watch::channel(false);
+    // One request per tunnel is under way at most (the core waits for each answer).
+    let (logs_tx, logs_rx) = match (&config.aws, &p.sdk) {
+        (Some(_), Some(_)) => {
+            let (tx, rx) = mpsc::channel(config.tunnel_ids().count().max(1) * 2);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let monitor = Monitor::new(MonitorSetup {
         core,
         metrics: metrics.clone(),
@@ -539,6 +554,17 @@ fn start_generation(
             sinks,
             writer: shared.writer.clone(),
             outages: shared.outages.clone(),
+            replacer: p
+                .sdk
+                .as_ref()
+                .map(|sdk| crate::aws::replace::TunnelReplacer {
+                    client: aws_sdk_ec2::Client::new(sdk),
+                    config: config.clone(),
+                    observations: tx.clone(),
+                    cancel: cancel.clone(),
+                    tasks: tasks.clone(),
+                }),
+            tunnel_logs: logs_tx,
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
@@ -555,6 +581,15 @@ fn start_generation(
                 heartbeat: shared.poller.clone(),
             };
             tasks.spawn(poller.run());
+        }
+        if let Some(requests) = logs_rx {
+            let reader = TunnelLogReader {
+                client: crate::aws::tunnel_logs::client(sdk),
+                requests,
+                observations: tx.clone(),
+                cancel: cancel.clone(),
+            };
+            tasks.spawn(reader.run());
         }
         if let Some(namespace) = &aws.cloudwatch_namespace {
             let publisher = CloudWatchPublisher {
@@ -583,6 +618,7 @@ fn start_sinks(
     reports: &mpsc::Sender<Observation>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
+    clock: Clock,
 ) -> Vec<SinkHandle> {
     let ctx = PageContext::from_machine(&p.config);
     let mut sinks = Vec::new();
@@ -631,6 +667,7 @@ fn start_sinks(
                     metrics: metrics.clone(),
                     label: sink.name.clone(),
                     cancel: cancel.clone(),
+                    clock,
                 };
                 tasks.spawn(am.run());
                 sinks.push(SinkHandle::Alertmanager(am_tx));
@@ -684,7 +721,7 @@ async fn wait_first_round(generation: &mut Generation, config: &Config) {
     let done = tokio::time::timeout(limit, generation.first_round.wait_for(|done| *done)).await;
     if done.is_err() {
         warn!(
-            ?limit,
+            limit = %humantime::format_duration(limit),
             "not every target reported within the first round; ready anyway"
         );
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::daemon::effects::{Effects, Hooks};
+use crate::health::tcp_service;
 use crate::messages::Observation;
 use crate::metrics::Metrics;
 use crate::snapshot::{Meta, Snapshot};
@@ -44,6 +45,8 @@ pub struct Monitor {
     core: Core,
     effects: Effects,
     clock: Clock,
+    /// Logs each step of the system clock once.
+    steps: crate::clock::StepWatch,
     meta: Meta,
     snapshots: watch::Sender<Arc<Snapshot>>,
 }
@@ -71,6 +74,7 @@ impl Monitor {
             effects: Effects::new(core.config().clone(), metrics, hooks),
             core,
             clock,
+            steps: Default::default(),
             meta,
             snapshots,
         };
@@ -125,6 +129,15 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
+                    self.steps.observe(self.clock.wall_shift());
+                    if let Some(failure) = self.effects.state_save_change() {
+                        self.core.handle_observation(
+                            tunnelkeeper_core::messages::Observation::StateSave(failure),
+                        );
+                        if self.act() {
+                            dirty = true;
+                        }
+                    }
                     self.effects.beat(self.core.pingers_progressing(now));
                     if dirty {
                         self.publish();
@@ -187,13 +200,23 @@ impl Monitor {
             for id in core.config().tunnel_ids() {
                 let tunnel = &mut snapshot.connections[id.connection].tunnels[id.tunnel];
                 tunnel.path_mtu = core.path_mtu().get(id).cloned();
+                tunnel.maintenance_plan = core.maintenance().plan(id).cloned();
+                tunnel.cause = core.tunnel_cause(id).cloned();
+                tunnel.tunnel_logs = core.tunnel_logs_reading(id);
+                tunnel.tcp_mss = tcp_service::tunnel_mss(core.config(), core.model(), id);
                 tunnel.brownout = history.brownout(id, now);
                 self.effects.metrics().set_brownout(id, &tunnel.brownout);
             }
+            self.effects.metrics().set_tcp(core.config(), core.model());
         }
         snapshot
             .advisories
             .extend(core.path_mtu().advisories(core.config()));
+        snapshot.advisories.extend(tcp_service::mss_advisories(
+            core.config(),
+            core.model(),
+            core.path_mtu(),
+        ));
         snapshot.alerts = core.alert_views();
         let (outbox_length, dropped) = core.outbox_counts();
         snapshot.outbox_length = outbox_length;

@@ -15,11 +15,14 @@ use crate::config::{Config, ProbeSettings};
 use crate::messages::Observation;
 use crate::probe::icmp::IcmpSockets;
 use crate::probe::pinger::{splay, PingerRoute, PingerTask};
+use crate::probe::tcp::TcpProber;
 
 /// What makes a pinger reusable: where it pings and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PingerKey {
     address: Ipv4Addr,
+    /// A TCP target's port (`None`: ICMP).
+    tcp_port: Option<u16>,
     settings: ProbeSettings,
 }
 
@@ -82,6 +85,7 @@ impl PingerPool {
                 (
                     PingerKey {
                         address: t.address,
+                        tcp_port: t.tcp_port,
                         settings: t.probe,
                     },
                     i,
@@ -108,11 +112,6 @@ impl PingerPool {
                 changes.kept += 1;
                 continue;
             }
-            let prober = sockets.prober(
-                key.address,
-                key.settings.payload_bytes,
-                ident_base.wrapping_add(index as u16),
-            );
             let (route_tx, route_rx) = watch::channel(route);
             let cancel = self.root.child_token();
             let task = PingerTask {
@@ -121,7 +120,20 @@ impl PingerPool {
                 splay: splay(index, count, key.settings.interval),
                 cancel: cancel.clone(),
             };
-            self.tasks.spawn(task.run(prober));
+            match key.tcp_port {
+                Some(port) => {
+                    self.tasks
+                        .spawn(task.run(TcpProber::new(key.address, port)));
+                }
+                None => {
+                    let prober = sockets.prober(
+                        key.address,
+                        key.settings.payload_bytes,
+                        ident_base.wrapping_add(index as u16),
+                    );
+                    self.tasks.spawn(task.run(prober));
+                }
+            }
             self.running.insert(
                 key,
                 Running {

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use crate::liveness::{stalled, Watched};
 use crate::snapshot::Snapshot;
 
+mod auth_limit;
 mod outages;
 pub mod page;
 pub mod security;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub reload_health: watch::Receiver<crate::reload::ReloadHealth>,
     /// The outage log: `/outages` and the page's "Recent outages".
     pub outages: Arc<crate::outage_log::OutageLog>,
+    /// Whether the alert state reaches the disk: `/status` has it, `/health` says when not.
+    pub state_save: watch::Receiver<crate::alert::state_writer::SaveHealth>,
 }
 
 /// The `/status` body: the snapshot, with what lives outside the monitor.
@@ -65,6 +68,8 @@ struct StatusBody<'a> {
     pid: u32,
     /// The last config reload and its outcome.
     reload: crate::reload::ReloadHealth,
+    /// Whether the alert state reaches the disk.
+    state_save: crate::alert::state_writer::SaveHealth,
     /// What the start read back of the saved history (null without a file).
     history_restored: Option<crate::history::disk::Restored>,
 }
@@ -136,15 +141,22 @@ async fn health(State(state): State<AppState>) -> Response {
         StatusCode::from_u16(snapshot.health.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     // A refused reload is told on a line of its own at the end: the first line and the
     // status code stay the verdict's, so SiteScope pages on tunnels, not on a typo.
-    let body = match state.reload_health.borrow().health_line() {
-        Some(line) => {
-            let mut body = Vec::with_capacity(snapshot.health.body.len() + line.len() + 1);
-            body.extend_from_slice(&snapshot.health.body);
+    let lines: Vec<String> = [
+        state.reload_health.borrow().health_line(),
+        state.state_save.borrow().health_line(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let body = if lines.is_empty() {
+        snapshot.health.body.clone()
+    } else {
+        let mut body = snapshot.health.body.to_vec();
+        for line in lines {
             body.extend_from_slice(line.as_bytes());
             body.push(b'\n');
-            bytes::Bytes::from(body)
         }
-        None => snapshot.health.body.clone(),
+        bytes::Bytes::from(body)
     };
     no_store((status, [(header::CONTENT_TYPE, TEXT)], body).into_response())
 }
@@ -155,6 +167,7 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn status(State(state): State<AppState>) -> Response {
     let snapshot = state.snapshots.borrow().clone();
     let reload = state.reload_health.borrow().clone();
+    let state_save = state.state_save.borrow().clone();
     let encoded = tokio::task::spawn_blocking(move || {
         let history_restored = (snapshot.history.as_ref()).and_then(|h| {
             h.lock()
@@ -166,6 +179,7 @@ async fn status(State(state): State<AppState>) -> Response {
             snapshot: &snapshot,
             pid: std::process::id(),
             reload,
+            state_save,
             history_restored,
         })
     })
@@ -329,7 +343,8 @@ async fn not_found() -> Response {
 }
 
 /// Asks for basic-auth credentials when users are configured (every route: SiteScope and
-/// Prometheus both send them). The bcrypt check runs off the async workers.
+/// Prometheus both send them). The bcrypt check runs off the async workers, one at a time,
+/// and an address that keeps sending wrong passwords is braked (429).
 async fn require_user(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let security = state
         .security
@@ -338,19 +353,32 @@ async fn require_user(State(state): State<AppState>, request: Request, next: Nex
         .clone();
     if security.asks_for_users() {
         let header = request.headers().get(header::AUTHORIZATION).cloned();
-        let allowed = tokio::task::spawn_blocking(move || security.allows(header.as_ref()))
-            .await
-            .unwrap_or(false);
-        if !allowed {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [
-                    (header::CONTENT_TYPE, TEXT),
-                    (header::WWW_AUTHENTICATE, "Basic realm=\"tunnelkeeper\""),
-                ],
-                "unauthorized\n",
-            )
-                .into_response();
+        let peer = request.extensions().get::<Peer>().map(|p| p.0.ip());
+        match security.check(peer, header).await {
+            security::AuthOutcome::Allowed => {}
+            security::AuthOutcome::Refused => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [
+                        (header::CONTENT_TYPE, TEXT),
+                        (header::WWW_AUTHENTICATE, "Basic realm=\"tunnelkeeper\""),
+                    ],
+                    "unauthorized\n",
+                )
+                    .into_response();
+            }
+            security::AuthOutcome::Throttled(wait) => {
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        (header::CONTENT_TYPE, TEXT.to_string()),
+                        (header::RETRY_AFTER, seconds.to_string()),
+                    ],
+                    "too many wrong passwords from this address; try again later\n",
+                )
+                    .into_response();
+            }
         }
     }
     next.run(request).await
@@ -471,6 +499,7 @@ mod tests {
             ))
             .1,
             outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
+            state_save: watch::channel(Default::default()).1,
         })
     }
 
@@ -615,8 +644,8 @@ mod tests {
         let (status, body) = get(app(&[], true), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         for series in [
-            "tunnelkeeper_probe_sent_total{address=\"172.16.1.10\",target=\"172.16.1.10\",tunnel=\"dc-a\",vpn=\"dc\"} 0",
-            "tunnelkeeper_probe_rtt_seconds_bucket{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\",le=\"0.001\"} 0",
+            "tunnelkeeper_probe_sent_total{address=\"172.16.1.10\",proto=\"icmp\",target=\"172.16.1.10\",tunnel=\"dc-a\",vpn=\"dc\"} 0",
+            "tunnelkeeper_probe_rtt_seconds_bucket{address=\"172.16.2.10\",proto=\"icmp\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\",le=\"0.001\"} 0",
             "tunnelkeeper_tunnel_state{state=\"unknown\",tunnel=\"dc-a\",vpn=\"dc\"} 1",
             "tunnelkeeper_connection_state{state=\"unknown\",vpn=\"dc\"} 1",
             "tunnelkeeper_vpn_state{state=\"starting\"} 1",

@@ -28,34 +28,68 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// The most connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 512;
-/// The most connections one peer address may hold open: far below [`MAX_CONNECTIONS`], so
-/// that a client holding half-sent requests open can never lock SiteScope out.
+/// The most connections one peer address may hold open while the server has room: far
+/// below [`MAX_CONNECTIONS`]. Past half the cap it shrinks (see [`per_peer_limit`]).
 pub const MAX_PER_PEER: usize = 32;
+/// The header timeout of a connection accepted while more than three quarters of the
+/// slots are taken: a slow client then holds its slot for a second, not five.
+pub const HEADER_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(1);
 
-/// Open connections per peer address.
+/// How many connections one address may hold when `open` are open in all: [`MAX_PER_PEER`]
+/// up to half the cap, then shrinking in step with the free slots, down to 1. Many
+/// addresses each holding their share then settle well below the cap (64 addresses at
+/// about 455 of 512), so that an address holding nothing, SiteScope's, still gets in.
+pub fn per_peer_limit(open: usize) -> usize {
+    let half = MAX_CONNECTIONS / 2;
+    if open < half {
+        return MAX_PER_PEER;
+    }
+    let free = MAX_CONNECTIONS.saturating_sub(open);
+    (MAX_PER_PEER * free / half).max(1)
+}
+
+/// The header timeout for a connection accepted while `open` are open.
+pub fn header_timeout(open: usize) -> Duration {
+    if open * 4 > MAX_CONNECTIONS * 3 {
+        HEADER_TIMEOUT_UNDER_PRESSURE
+    } else {
+        HEADER_TIMEOUT
+    }
+}
+
+/// Open connections per peer address, and in all.
 #[derive(Default)]
-struct PeerSlots(Mutex<HashMap<IpAddr, usize>>);
+struct PeerSlots(Mutex<(HashMap<IpAddr, usize>, usize)>);
 
 /// One peer's connection, counted until dropped.
 struct PeerSlot(Arc<PeerSlots>, IpAddr);
 
 impl PeerSlots {
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    /// Counts a connection from `ip`, or refuses it; returns the count open before it.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<(PeerSlot, usize)> {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (open, total) = &mut *guard;
+        let before = *total;
         let count = open.entry(ip).or_default();
-        if *count >= MAX_PER_PEER {
+        if *count >= per_peer_limit(before) {
+            if *count == 0 {
+                open.remove(&ip);
+            }
             return None;
         }
         *count += 1;
-        Some(PeerSlot(self.clone(), ip))
+        *total += 1;
+        Some((PeerSlot(self.clone(), ip), before))
     }
 }
 
 impl Drop for PeerSlot {
     fn drop(&mut self) {
-        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        let (open, total) = &mut *guard;
         if let Some(count) = open.get_mut(&self.1) {
             *count -= 1;
+            *total -= 1;
             if *count == 0 {
                 open.remove(&self.1);
             }
@@ -86,7 +120,7 @@ pub async fn serve(
                 }
             },
         };
-        let Some(peer_slot) = peers.acquire(peer.ip()) else {
+        let Some((peer_slot, open)) = peers.acquire(peer.ip()) else {
             debug!(%peer, "too many connections from this address, closing");
             crate::metrics::http_connection_refused(crate::metrics::RefusedBecause::PerPeer);
             continue;
@@ -97,6 +131,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let header_timeout = header_timeout(open);
         let app = app.clone();
         let cancel = cancel.clone();
         let tls = security
@@ -109,13 +144,15 @@ pub async fn serve(
                 // With TLS configured, plain HTTP is not served: a client that does not
                 // finish the handshake within the header timeout is dropped.
                 Some(acceptor) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, app, cancel).await,
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, app, cancel, header_timeout).await
+                        }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(stream, peer, app, cancel).await,
+                None => serve_connection(stream, peer, app, cancel, header_timeout).await,
             }
             drop(permit);
             drop(peer_slot);
@@ -125,8 +162,13 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router, cancel: CancellationToken)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    cancel: CancellationToken,
+    header_timeout: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service =
@@ -142,7 +184,7 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -158,4 +200,44 @@ where
     }
     connection.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_of_an_address_shrinks_as_the_slots_fill() {
+        for (open, limit) in [
+            (0, 32),
+            (255, 32),
+            (256, 32),
+            (320, 24),
+            (384, 16),
+            (455, 7),
+            (500, 1),
+            (511, 1),
+            (512, 1),
+        ] {
+            assert_eq!(per_peer_limit(open), limit, "{open} open");
+        }
+        assert_eq!(header_timeout(384), HEADER_TIMEOUT);
+        assert_eq!(header_timeout(385), HEADER_TIMEOUT_UNDER_PRESSURE);
+    }
+
+    #[test]
+    fn many_addresses_holding_their_share_leave_room_for_a_new_one() {
+        let slots = Arc::new(PeerSlots::default());
+        let mut held = Vec::new();
+        // 64 addresses ask for 32 connections each, round after round.
+        for _ in 0..MAX_PER_PEER {
+            for a in 0..64u8 {
+                if let Some(slot) = slots.acquire(IpAddr::from([127, 0, 0, a + 1])) {
+                    held.push(slot);
+                }
+            }
+        }
+        assert!(held.len() < MAX_CONNECTIONS - 32, "{} held", held.len());
+        assert!(slots.acquire(IpAddr::from([127, 0, 1, 1])).is_some());
+    }
 }

@@ -86,8 +86,11 @@ pub struct Metrics {
     outbox_length: IntGauge,
     outbox_dropped: IntCounter,
     state_save_failures: IntCounter,
+    state_unsaved_since: IntGauge,
     path_mtu: path_mtu::PathMtuSeries,
     brownout: brownout::BrownoutSeries,
+    maintenance: maintenance::MaintenanceSeries,
+    tcp: tcp::TcpSeries,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -230,6 +233,7 @@ fn target_counters(config: &Config) -> Vec<TargetCounters> {
             // In the prometheus crate's order (by name), like every other family.
             TargetCounters::new(&[
                 ("address", &t.address.to_string()),
+                ("proto", t.proto().label()),
                 ("target", t.name.as_str()),
                 ("tunnel", tunnel),
                 ("vpn", vpn),
@@ -351,11 +355,20 @@ impl Metrics {
             "tunnelkeeper_state_save_failures_total",
             "Failed writes of the alert state file.",
         );
+        let state_unsaved_since = int_gauge(
+            &registry,
+            "tunnelkeeper_state_unsaved_since_seconds",
+            "Unix time of the first of the state saves failing now (each is retried with backoff); 0 while saves succeed.",
+        );
 
         let path_mtu = path_mtu::PathMtuSeries::new(&registry, config, &tunnel_labels);
         let brownout = brownout::BrownoutSeries::new(&registry, config, &tunnel_labels);
         let failover_seconds = failover::histogram(&registry);
+        let maintenance = maintenance::MaintenanceSeries::new(&registry, config, &tunnel_labels);
+        let tcp = tcp::TcpSeries::new(&registry, config);
         let metrics = Self {
+            maintenance,
+            tcp,
             path_mtu,
             brownout,
             failover_seconds,
@@ -368,6 +381,7 @@ impl Metrics {
             outbox_length,
             outbox_dropped,
             state_save_failures,
+            state_unsaved_since,
             aws,
             registry,
             targets,
@@ -633,6 +647,12 @@ impl Metrics {
         }
     }
 
+    /// Sets when the state saves began to fail (`None`: they succeed).
+    pub fn set_state_unsaved_since(&self, since: Option<crate::types::Timestamp>) {
+        self.state_unsaved_since
+            .set(since.map_or(0, |t| (t.as_millis() / 1000) as i64));
+    }
+
     /// Records how late after its scheduled time a request went out.
     pub fn record_send_delay(&self, delay: std::time::Duration) {
         self.send_delay.observe(delay.as_secs_f64());
@@ -643,8 +663,10 @@ mod aws;
 mod brownout;
 mod control_plane;
 mod failover;
+mod maintenance;
 mod path_mtu;
 mod render;
+mod tcp;
 
 use render::TargetCounters;
 pub use render::RENDER_CHUNK;

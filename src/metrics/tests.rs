@@ -129,7 +129,8 @@ mod families {
             },
         );
         let text = String::from_utf8(m.render()).unwrap();
-        let labels = r#"address="172.16.1.10",target="172.16.1.10",tunnel="dc-a",vpn="dc""#;
+        let labels =
+            r#"address="172.16.1.10",proto="icmp",target="172.16.1.10",tunnel="dc-a",vpn="dc""#;
         for line in [
             format!("tunnelkeeper_probe_sent_total{{{labels}}} 4"),
             format!("tunnelkeeper_probe_replies_total{{{labels}}} 3"),
@@ -138,7 +139,7 @@ mod families {
             format!("tunnelkeeper_probe_consecutive_lost{{{labels}}} 1"),
             format!("tunnelkeeper_target_up{{{labels}}} 1"),
             format!("tunnelkeeper_probe_last_rtt_seconds{{{labels}}} 9"),
-            "tunnelkeeper_probe_sent_total{address=\"172.16.2.10\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\"} 0".to_string(),
+            "tunnelkeeper_probe_sent_total{address=\"172.16.2.10\",proto=\"icmp\",target=\"172.16.2.10\",tunnel=\"dc-b\",vpn=\"dc\"} 0".to_string(),
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line} missing in\n{text}");
         }

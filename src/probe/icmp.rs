@@ -152,7 +152,11 @@ impl IcmpSockets {
             .unwrap_or(0);
         info!(
             socket = %socket_type,
-            requested = ?kind,
+            requested = match kind {
+                SocketKind::Auto => "auto",
+                SocketKind::Dgram => "dgram",
+                SocketKind::Raw => "raw",
+            },
             receive_buffer_bytes = effective,
             kernel_timestamps = socket.shared.kernel_timestamps,
             "ICMP socket open"

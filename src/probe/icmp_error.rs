@@ -143,8 +143,37 @@ fn find_recverr(control: &[u8]) -> Option<&[u8]> {
 }
 
 /// Reads one entry of the socket's error queue without waiting; `WouldBlock` when empty.
-#[allow(unsafe_code)]
 pub fn recv_queued(fd: BorrowedFd<'_>) -> io::Result<QueuedError> {
+    let (control, payload, target) = read_error_queue(fd)?;
+    Ok(parse_queued(&control, &payload, target))
+}
+
+/// Returns the router and kind of an ICMP error in a control buffer, whatever packet it
+/// quotes: a TCP socket's connect has one packet in flight, so there is nothing to match.
+pub fn parse_icmp_origin(control: &[u8]) -> Option<(Option<Ipv4Addr>, IcmpErrorKind)> {
+    let err = find_recverr(control)?;
+    if err[4] != SO_EE_ORIGIN_ICMP {
+        return None;
+    }
+    let info = u32::from_ne_bytes([err[8], err[9], err[10], err[11]]);
+    let offender = err
+        .get(EXTENDED_ERR_LEN..EXTENDED_ERR_LEN + 8)
+        .filter(|sa| u16::from_ne_bytes([sa[0], sa[1]]) == libc::AF_INET as u16)
+        .map(|sa| Ipv4Addr::new(sa[4], sa[5], sa[6], sa[7]));
+    Some((offender, error_kind(err[5], err[6], info)))
+}
+
+/// Reads the ICMP error a failed TCP connect left in its socket's error queue
+/// (`IP_RECVERR`), if one did.
+pub fn recv_icmp_origin(fd: BorrowedFd<'_>) -> Option<(Option<Ipv4Addr>, IcmpErrorKind)> {
+    let (control, _, _) = read_error_queue(fd).ok()?;
+    parse_icmp_origin(&control)
+}
+
+/// Reads one entry of the error queue: its control messages, its payload and the
+/// destination it names.
+#[allow(unsafe_code)]
+fn read_error_queue(fd: BorrowedFd<'_>) -> io::Result<(Vec<u8>, Vec<u8>, Ipv4Addr)> {
     // u64s keep the control buffer aligned for cmsghdr; room for the extended error, the
     // offender and a timestamp.
     let mut control = [0u64; 16];
@@ -182,11 +211,8 @@ pub fn recv_queued(fd: BorrowedFd<'_>) -> io::Result<QueuedError> {
         .take(control_len)
         .collect();
     let target = Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr));
-    Ok(parse_queued(
-        &control_bytes,
-        &payload[..(len as usize).min(payload.len())],
-        target,
-    ))
+    let payload = payload[..(len as usize).min(payload.len())].to_vec();
+    Ok((control_bytes, payload, target))
 }
 
 #[cfg(test)]
@@ -347,6 +373,26 @@ mod tests {
             parse_queued(&control[..20], &quoted_echo(3), TARGET),
             QueuedError::Ignored
         );
+    }
+
+    #[test]
+    fn a_tcp_connect_s_icmp_error_is_read_whatever_it_quotes() {
+        let router = Ipv4Addr::new(10, 1, 1, 2);
+        let prohibited = recverr_cmsg(
+            libc::EHOSTUNREACH,
+            SO_EE_ORIGIN_ICMP,
+            3,
+            13,
+            0,
+            Some(router),
+        );
+        assert_eq!(
+            parse_icmp_origin(&prohibited),
+            Some((Some(router), IcmpErrorKind::Unreachable { code: 13 }))
+        );
+        let local = recverr_cmsg(libc::EMSGSIZE, SO_EE_ORIGIN_LOCAL, 0, 0, 1300, None);
+        assert_eq!(parse_icmp_origin(&local), None, "a local error is no ICMP");
+        assert_eq!(parse_icmp_origin(&[]), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The data plane: ICMP sockets, the ICMP errors they bring back and the per-target pinger
-//! loop. The adaptive timeout, fast confirm and counters are pure and live in the core.
+//! The data plane: ICMP sockets, the ICMP errors they bring back, TCP connects to services
+//! and the per-target pinger loop. The adaptive timeout, fast confirm and counters are pure and live in the core.
 
 pub use tunnelkeeper_core::probe::{confirm, stats};
 
@@ -9,3 +9,4 @@ pub mod icmp_error;
 pub mod mtu;
 pub mod pinger;
 pub mod syscall;
+pub mod tcp;

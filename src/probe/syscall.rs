@@ -1,5 +1,6 @@
 //! The few socket calls that neither the standard library nor socket2 offer: `recvmsg`
-//! with the kernel's receive timestamp, and integer socket options by level and name.
+//! with the kernel's receive timestamp, and integer socket options by level and name (set
+//! and read).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -85,6 +86,33 @@ pub fn set_int_option(
     };
     if rc == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an integer socket option.
+#[allow(unsafe_code)]
+pub fn get_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is borrowed for the call; `value` and `len` live on the stack
+    // for its whole duration and `len` gives `value`'s size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
     } else {
         Err(io::Error::last_os_error())
     }

@@ -7,12 +7,16 @@
 //! when one id of a `VpnConnectionId.N` list is unknown, and answers what exists for a
 //! `vpn-connection-id` filter. `GetVpnTunnelReplacementStatus` answers each tunnel's
 //! `maintenance` as set (requests are logged as service `ec2_maintenance`, which has its own
-//! fail plan).
+//! fail plan). `ReplaceVpnTunnel` (which moto does not serve) is logged as service
+//! `ec2_replace` (with its own fail plan) and acts as AWS does when it applies pending
+//! maintenance: the tunnel goes `DOWN` ("endpoint being replaced"), its pending
+//! maintenance is cleared and `LastMaintenanceApplied` is now. It stays down (as with
+//! `StartupAction=add`) until a test sets the connections again.
 //!
 //! Run: `aws-double [--listen 127.0.0.1:0]`; it prints `listening on ADDR` on stdout.
 //! Tests steer it over HTTP on the same port:
 //! - `PUT /_double/ec2/connections` with a JSON list of [`Connection`]s: what EC2 reports;
-//! - `PUT /_double/fail/{ec2|ec2_maintenance|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
+//! - `PUT /_double/fail/{ec2|ec2_maintenance|ec2_replace|sns|cloudwatch}` with a [`FailPlan`]: throttle, 5xx, hang,
 //!   garbage, access_denied (EC2's UnauthorizedOperation), for `count` requests (or until changed);
 //! - `GET /_double/requests` : every request received, as JSON, in order;
 //! - `DELETE /_double/requests`: forget them.
@@ -81,6 +85,9 @@ struct Tunnel {
     /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`, left out when absent.
     #[serde(default)]
     bgp_log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.LogGroupArn`, left out when absent.
+    #[serde(default)]
+    log_group_arn: Option<String>,
     /// Leave this tunnel out of the telemetry list.
     #[serde(default)]
     no_telemetry: bool,
@@ -219,6 +226,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
     let service = match action.as_str() {
         "Publish" => "sns",
         "GetVpnTunnelReplacementStatus" => "ec2_maintenance",
+        "ReplaceVpnTunnel" => "ec2_replace",
         _ => "ec2",
     };
     let failure = {
@@ -234,6 +242,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
     match action.as_str() {
         "DescribeVpnConnections" => describe_vpn_connections(&state, &params),
         "GetVpnTunnelReplacementStatus" => replacement_status(&state, &params),
+        "ReplaceVpnTunnel" => replace_vpn_tunnel(&state, &params),
         "Publish" => {
             let id = state.lock().unwrap().next_id;
             xml(
@@ -254,7 +263,7 @@ async fn query_api(State(state): State<Shared>, body: Bytes) -> Response {
 
 async fn fail(service: &str, mode: &str) -> Response {
     match (service, mode) {
-        ("ec2" | "ec2_maintenance", "throttle") => xml(
+        ("ec2" | "ec2_maintenance" | "ec2_replace", "throttle") => xml(
             StatusCode::SERVICE_UNAVAILABLE,
             "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>".into(),
         ),
@@ -371,8 +380,11 @@ fn describe_vpn_connections(state: &Shared, params: &BTreeMap<String, String>) -
             if let Some(v) = &t.startup_action {
                 out.push_str(&format!("<startupAction>{v}</startupAction>"));
             }
-            if t.log_enabled.is_some() || t.bgp_log_enabled.is_some() {
+            if t.log_enabled.is_some() || t.bgp_log_enabled.is_some() || t.log_group_arn.is_some() {
                 out.push_str("<logOptions><cloudWatchLogOptions>");
+                if let Some(v) = &t.log_group_arn {
+                    out.push_str(&format!("<logGroupArn>{v}</logGroupArn>"));
+                }
                 if let Some(v) = t.log_enabled {
                     out.push_str(&format!("<logEnabled>{v}</logEnabled>"));
                 }
@@ -440,6 +452,39 @@ fn replacement_status(state: &Shared, params: &BTreeMap<String, String>) -> Resp
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<GetVpnTunnelReplacementStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>5c1c6d1e-0b55-4c3a-9d4e-EXAMPLE</requestId><vpnConnectionId>{}</vpnConnectionId><customerGatewayId>cgw-b4dc3961</customerGatewayId><vpnGatewayId>vgw-8db04f81</vpnGatewayId><vpnTunnelOutsideIpAddress>{}</vpnTunnelOutsideIpAddress><maintenanceDetails>{details}</maintenanceDetails></GetVpnTunnelReplacementStatusResponse>",
             c.id, t.outside_ip
         ),
+    )
+}
+
+/// `ReplaceVpnTunnel`: checks the call as EC2 would, then applies the maintenance.
+fn replace_vpn_tunnel(state: &Shared, params: &BTreeMap<String, String>) -> Response {
+    let id = params.get("VpnConnectionId").cloned().unwrap_or_default();
+    let ip = params
+        .get("VpnTunnelOutsideIpAddress")
+        .cloned()
+        .unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    let Some(c) = s.connections.iter_mut().find(|c| c.id == id) else {
+        drop(s);
+        return not_found(&id);
+    };
+    let Some(t) = c.tunnels.iter_mut().find(|t| t.outside_ip == ip) else {
+        return xml(
+            StatusCode::BAD_REQUEST,
+            format!("<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>The VPN tunnel outside IP address '{}' does not belong to {id}</Message></Error></Errors><RequestID>x</RequestID></Response>", escape(&ip)),
+        );
+    };
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    t.status = "DOWN".into();
+    t.status_message = "endpoint being replaced".into();
+    t.last_status_change = now.clone();
+    if params.get("ApplyPendingMaintenance").map(String::as_str) == Some("true") {
+        t.maintenance.pending = None;
+        t.maintenance.auto_apply_after = None;
+        t.maintenance.last_applied = Some(now);
+    }
+    xml(
+        StatusCode::OK,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ReplaceVpnTunnelResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>7b2c6d1e-0b55-4c3a-9d4e-EXAMPLE</requestId><return>true</return></ReplaceVpnTunnelResponse>".into(),
     )
 }
 

@@ -199,8 +199,8 @@ impl Harness {
             ["172.16.1.10", "172.16.2.10", "10.20.0.5"],
             "target ids the harness plays"
         );
-        let writer = StateWriter::start(StateStore::open(&dir).unwrap());
         let clock = Clock::start();
+        let writer = StateWriter::start(StateStore::open(&dir).unwrap(), clock);
         let started = clock.now();
         let placeholder = Snapshot::build(
             &config,
@@ -289,6 +289,8 @@ impl Harness {
                 sinks,
                 writer: self.writer.clone(),
                 outages: Arc::new(tunnelkeeper::outage_log::OutageLog::in_memory(Vec::new())),
+                replacer: None,
+                tunnel_logs: None,
             },
         });
         let (tx, rx) = mpsc::channel(4096);

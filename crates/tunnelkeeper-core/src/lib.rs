@@ -13,6 +13,8 @@
 //! - [`health`]: targets, tunnel planes, connections and the VPN; the control-plane
 //!   tracker; AWS maintenance; path MTU; advisories.
 //! - [`history`]: per-minute latency rings for the smoke charts.
+//! - [`maintenance`]: when to apply AWS's pending tunnel maintenance (`[maintenance]`),
+//!   and the replacements under way.
 //! - [`alert`]: conditions, the engine, the outbox, the saved state, notification text.
 //! - [`outage`]: the outage log: records of ended outages and failovers, built as the
 //!   verdicts change; their file form, retention and filters.
@@ -26,6 +28,7 @@ pub mod health;
 pub mod history;
 pub mod jitter;
 pub mod machine;
+pub mod maintenance;
 pub mod messages;
 pub mod outage;
 pub mod probe;

@@ -101,6 +101,55 @@ pub enum Observation<I = Timestamp> {
         /// How many sends were skipped.
         missed: u64,
     },
+    /// AWS answered a `ReplaceVpnTunnel` call the core asked for (its `ReplaceTunnel`
+    /// event).
+    TunnelReplaceAnswered {
+        /// When.
+        at: I,
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// `None` when AWS accepted it, else its error's kind and text.
+        error: Option<(AwsErrorKind, String)>,
+    },
+    /// A `FilterLogEvents` call for a tunnel's AWS tunnel logs finished.
+    TunnelLogs {
+        /// Which tunnel.
+        tunnel: TunnelId,
+        /// When.
+        at: I,
+        /// What it read, or why not.
+        result: crate::health::tunnel_log_book::TunnelLogResult,
+    },
+    /// Whether the state file is being written (sent by the shell when it changes): the
+    /// first of the saves failing now, and what the last one said; `None` once one
+    /// succeeds.
+    StateSave(Option<SaveFailure<I>>),
+    /// A TCP target's connect reached the host: what it found of the service. Sent just
+    /// before the probe's own [`Observation::Probe`], which carries the handshake or the
+    /// reset as a reply (the host answered either way).
+    TcpService {
+        /// Which target.
+        target: TargetId,
+        /// When.
+        at: I,
+        /// Open (with the MSS) or refused.
+        answer: ServiceAnswer,
+    },
+}
+
+/// What a TCP connect that reached its host found of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ServiceAnswer {
+    /// The handshake completed; `mss` is the connection's `TCP_MAXSEG` when it could be
+    /// read.
+    Open {
+        /// The maximum segment size in bytes.
+        mss: Option<u32>,
+    },
+    /// The host reset the connect (RST, or an ICMP port unreachable): the path works, the
+    /// service does not listen or a host firewall rejects it.
+    Refused,
 }
 
 impl<I> Observation<I> {
@@ -112,12 +161,16 @@ impl<I> Observation<I> {
             | Observation::SocketReopened { target, .. }
             | Observation::LateReply { target, .. }
             | Observation::TimeoutInForce { target, .. }
-            | Observation::ScheduleSlip { target, .. } => *target = id,
+            | Observation::ScheduleSlip { target, .. }
+            | Observation::TcpService { target, .. } => *target = id,
             Observation::Ec2 { .. }
             | Observation::Ec2NextCall { .. }
             | Observation::Maintenance { .. }
             | Observation::PathMtu { .. }
-            | Observation::Delivery(_) => {}
+            | Observation::TunnelReplaceAnswered { .. }
+            | Observation::TunnelLogs { .. }
+            | Observation::Delivery(_)
+            | Observation::StateSave(_) => {}
         }
     }
 
@@ -138,6 +191,12 @@ impl<I> Observation<I> {
                 send_delay,
             },
             Observation::StrayReply { target } => Observation::StrayReply { target },
+            Observation::StateSave(failure) => {
+                Observation::StateSave(failure.map(|f| SaveFailure {
+                    since: time(f.since),
+                    error: f.error,
+                }))
+            }
             Observation::SocketReopened { target, ok } => {
                 Observation::SocketReopened { target, ok }
             }
@@ -178,6 +237,23 @@ impl<I> Observation<I> {
             Observation::ScheduleSlip { target, missed } => {
                 Observation::ScheduleSlip { target, missed }
             }
+            Observation::TunnelReplaceAnswered { at, tunnel, error } => {
+                Observation::TunnelReplaceAnswered {
+                    at: time(at),
+                    tunnel,
+                    error,
+                }
+            }
+            Observation::TunnelLogs { tunnel, at, result } => Observation::TunnelLogs {
+                tunnel,
+                at: time(at),
+                result,
+            },
+            Observation::TcpService { target, at, answer } => Observation::TcpService {
+                target,
+                at: time(at),
+                answer,
+            },
         }
     }
 }
@@ -532,6 +608,8 @@ pub struct TunnelOptionsReading {
     pub log_enabled: Option<bool>,
     /// `LogOptions.CloudWatchLogOptions.BgpLogEnabled`: BGP logs to CloudWatch Logs.
     pub bgp_log_enabled: Option<bool>,
+    /// `LogOptions.CloudWatchLogOptions.LogGroupArn`: where the tunnel logs go.
+    pub log_group_arn: Option<String>,
 }
 
 impl TunnelOptionsReading {
@@ -613,4 +691,13 @@ mod tests {
         assert!(!text(1).contains("os error"), "{}", text(1));
         assert!(text(22).starts_with("the OS refused: "), "{}", text(22));
     }
+}
+
+/// State saves failing: since when, and what the last one said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveFailure<I = Timestamp> {
+    /// When the first of the failing saves failed.
+    pub since: I,
+    /// What the last failed save said (the OS error).
+    pub error: String,
 }

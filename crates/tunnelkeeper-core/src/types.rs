@@ -194,11 +194,27 @@ pub enum AlertClass {
     /// another tunnel's pinned targets answer: the VPN carries traffic, these hosts do not
     /// answer (a firewall change, the hosts themselves, or a route that never moved).
     SharedTargetsDown,
+    /// The daemon asked AWS to replace a tunnel's endpoint (`[maintenance] apply =
+    /// "when-safe"`): firing is "replacement started", resolved is "finished".
+    MaintenanceReplacing,
+    /// A tunnel the daemon had replaced is not back up on both planes within
+    /// `[maintenance] recovery_timeout`, or the `ReplaceVpnTunnel` call failed.
+    MaintenanceReplaceFailed,
+    /// AWS applies a tunnel's pending maintenance within a day and no safe moment came:
+    /// says what blocked it.
+    MaintenanceBlocked,
+    /// The alert state (alerts and outbox) has not reached the state file for a minute: a
+    /// restart now would forget the pages sent since, and never send their RESOLVED.
+    StateNotSaved,
+    /// A TCP target's host answers but its service refuses connections (RST) for
+    /// `down_after` connects in a row: the tunnel carries traffic, the service is down or
+    /// a firewall rejects it.
+    ServiceDown,
 }
 
 impl AlertClass {
     /// Every class, for metrics at zero and for config validation.
-    pub const ALL: [AlertClass; 13] = [
+    pub const ALL: [AlertClass; 18] = [
         AlertClass::TunnelDown,
         AlertClass::ConnectionDown,
         AlertClass::VpnUnreachable,
@@ -212,6 +228,11 @@ impl AlertClass {
         AlertClass::TunnelLossy,
         AlertClass::TunnelSlow,
         AlertClass::SharedTargetsDown,
+        AlertClass::MaintenanceReplacing,
+        AlertClass::MaintenanceReplaceFailed,
+        AlertClass::MaintenanceBlocked,
+        AlertClass::StateNotSaved,
+        AlertClass::ServiceDown,
     ];
 
     /// Returns the class's default severity (the config may choose another for
@@ -227,10 +248,14 @@ impl AlertClass {
             | AlertClass::NotificationsFailing
             | AlertClass::TunnelLossy
             | AlertClass::TunnelSlow
-            | AlertClass::SharedTargetsDown => Severity::Warning,
-            AlertClass::TunnelMaintenancePending | AlertClass::TunnelDownAfterMaintenance => {
-                Severity::Info
-            }
+            | AlertClass::SharedTargetsDown
+            | AlertClass::MaintenanceReplaceFailed
+            | AlertClass::MaintenanceBlocked
+            | AlertClass::StateNotSaved
+            | AlertClass::ServiceDown => Severity::Warning,
+            AlertClass::TunnelMaintenancePending
+            | AlertClass::TunnelDownAfterMaintenance
+            | AlertClass::MaintenanceReplacing => Severity::Info,
         }
     }
 
@@ -250,6 +275,11 @@ impl AlertClass {
             AlertClass::TunnelLossy => "TunnelLossy",
             AlertClass::TunnelSlow => "TunnelSlow",
             AlertClass::SharedTargetsDown => "SharedTargetsDown",
+            AlertClass::MaintenanceReplacing => "MaintenanceReplacing",
+            AlertClass::MaintenanceReplaceFailed => "MaintenanceReplaceFailed",
+            AlertClass::MaintenanceBlocked => "MaintenanceBlocked",
+            AlertClass::StateNotSaved => "StateNotSaved",
+            AlertClass::ServiceDown => "ServiceDown",
         }
     }
 

@@ -8,6 +8,9 @@
         the module's policy can be rendered with the same ones.
     checks.py iam POLICY_JSON MODULE_POLICY_JSON
         Compares the module's rendered policy with POLICY_JSON, statement by statement.
+    checks.py routing EXAMPLE_TOML RENDERED_TOML
+        Checks that the rendered config routes pages as the example config does: the same
+        sinks' severities, escalate_after, group_wait and [alerts.severity].
 
 Exits 1 with a message on stderr when a check fails. Needs PyYAML (checkov brings it).
 """
@@ -134,6 +137,9 @@ def iam_inputs(path):
     print(f"cloudwatch_namespace = {json.dumps(namespaces.pop())}")
     print(f"sns_topic_arn = {json.dumps(topics.pop())}")
     print("create_sns_topic = false")
+    # The maintenance statement is there exactly when the daemon applies maintenance.
+    applies = any("ec2:ReplaceVpnTunnel" in as_list(s.get("Action", [])) for s in policy.get("Statement", []))
+    print(f"maintenance_apply = {json.dumps('when-safe' if applies else 'never')}")
 
 
 def iam(path, module_path):
@@ -158,12 +164,53 @@ def iam(path, module_path):
         elif project[sid] != module[sid]:
             problems.append(f"statement {sid} differs:\n    {path}: {json.dumps(project[sid], sort_keys=True)}\n    module: {json.dumps(module[sid], sort_keys=True)}")
     if problems:
-        fail("the instance role's policy (documents.tf, daemon_policy) does not match deploy/iam-policy.json:\n  " + "\n  ".join(problems))
+        fail(f"the instance role's policy (documents.tf, daemon_policy) does not match {path}:\n  " + "\n  ".join(problems))
     print(f"{len(project)} statements, actions: {', '.join(sorted(actions(project)))}")
 
 
+# The daemon's defaults for what routing reads (crates/tunnelkeeper-core/src/config).
+ROUTING_DEFAULTS = {"escalate_after": "15m", "group_wait": "0s", "min_severity": "warning"}
+
+
+def routing(path):
+    """Returns how a config routes pages: per sink kind, the lowest severity it takes;
+    how long a warning lasts before it is re-sent as critical; the first page's wait; and
+    the severities the config forces on whole classes."""
+    import tomllib
+
+    try:
+        alerts = tomllib.loads(Path(path).read_text()).get("alerts", {})
+    except tomllib.TOMLDecodeError as e:
+        fail(f"{path}: not TOML: {e}")
+    sinks = sorted(
+        (s["kind"], s.get("min_severity", ROUTING_DEFAULTS["min_severity"]))
+        for s in alerts.get("sink", [{"kind": "log"}])
+    )
+    return {
+        "sinks (kind, min_severity)": sinks,
+        "escalate_after": alerts.get("escalate_after", ROUTING_DEFAULTS["escalate_after"]),
+        "group_wait": alerts.get("group_wait", ROUTING_DEFAULTS["group_wait"]),
+        "[alerts.severity]": alerts.get("severity", {}),
+    }
+
+
+def same_routing(example_path, rendered_path):
+    example, rendered = routing(example_path), routing(rendered_path)
+    # The example also shows an Alertmanager sink, which the module does not write: the
+    # NOC's pager (sns) and the journal (log) must route alike.
+    example["sinks (kind, min_severity)"] = [
+        s for s in example["sinks (kind, min_severity)"] if s[0] != "alertmanager"
+    ]
+    differ = [k for k in example if example[k] != rendered[k]]
+    for k in differ:
+        print(f"{k}: {example_path} says {example[k]!r}, {rendered_path} says {rendered[k]!r}", file=sys.stderr)
+    if differ:
+        fail("the module's config routes pages differently from the example config")
+    print(f"same routing: {example}")
+
+
 def main(argv):
-    commands = {"user-data": (user_data, 4), "iam-inputs": (iam_inputs, 1), "iam": (iam, 2)}
+    commands = {"user-data": (user_data, 4), "iam-inputs": (iam_inputs, 1), "iam": (iam, 2), "routing": (same_routing, 2)}
     if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
         fail(__doc__)
     function, _ = commands[argv[1]]

@@ -2,7 +2,7 @@
 //! firing alerts on a timer as Alertmanager expects of its clients.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use tracing::warn;
 
 use crate::alert::engine::Notification;
 use crate::alert::wording::{alert_id, PageContext};
+use crate::clock::{Clock, WallShift};
 use crate::metrics::Metrics;
 use crate::types::Timestamp;
 
@@ -32,10 +33,14 @@ pub const AM_LAPSE: Duration = Duration::from_secs(40);
 
 /// Builds the `/api/v2/alerts` body. Labels carry nothing instance-specific, so that the
 /// alerts of several tunnelkeepers watching the same VPN deduplicate in Alertmanager.
+/// `now` and the alerts' times are the daemon's (anchored) clock; `shift`, read at the same
+/// moment as `now`, moves both `startsAt` and `endsAt` to the wall clock, so that
+/// `startsAt` <= `endsAt` whatever the system clock did since start.
 pub fn alertmanager_body(
     alerts: &[AmAlert],
     ctx: &PageContext,
     now: Timestamp,
+    shift: WallShift,
 ) -> serde_json::Value {
     let items: Vec<serde_json::Value> = alerts
         .iter()
@@ -53,6 +58,10 @@ pub fn alertmanager_body(
             }
             if let Some(t) = &n.key.tunnel {
                 labels.insert("tunnel".into(), json!(t));
+            }
+            // Two services of one tunnel are two alerts to Alertmanager too.
+            if let Some(t) = &n.key.target {
+                labels.insert("target".into(), json!(t));
             }
             // A test page is marked so that routes can tell it apart; it ends by itself
             // within AM_LAPSE, as it is never re-posted.
@@ -74,8 +83,8 @@ pub fn alertmanager_body(
             json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": crate::alert::wording::outage_start(n),
-                "endsAt": now.plus(AM_LAPSE),
+                "startsAt": shift.apply(crate::alert::wording::outage_start(n).min(now)),
+                "endsAt": shift.apply(now.plus(AM_LAPSE)),
             })
         })
         .collect();
@@ -97,6 +106,8 @@ pub struct AlertmanagerSink {
     pub label: String,
     /// Stops the task.
     pub cancel: CancellationToken,
+    /// The daemon's clock, which the alerts' times are on.
+    pub clock: Clock,
 }
 
 impl AlertmanagerSink {
@@ -117,13 +128,10 @@ impl AlertmanagerSink {
                 retry_soon = false;
                 continue;
             }
-            let now = Timestamp::from_millis(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis() as u64,
-            );
-            let body = alertmanager_body(&alerts, &self.ctx, now).to_string();
+            // One reading for both ends of every alert.
+            let now = self.clock.now();
+            let shift = self.clock.wall_shift();
+            let body = alertmanager_body(&alerts, &self.ctx, now, shift).to_string();
             match post_json(&self.url, "/api/v2/alerts", body).await {
                 Ok(()) => {
                     retry_soon = false;
@@ -147,7 +155,9 @@ pub async fn post_test_alert(
     ctx: &PageContext,
     now: Timestamp,
 ) -> Result<(), String> {
-    let body = alertmanager_body(&[AmAlert { notification: test }], ctx, now).to_string();
+    // The test page's times are wall times already.
+    let body =
+        alertmanager_body(&[AmAlert { notification: test }], ctx, now, WallShift::NONE).to_string();
     post_json(url, "/api/v2/alerts", body).await
 }
 
@@ -159,10 +169,10 @@ async fn post_json(base: &str, path: &str, body: String) -> Result<(), String> {
     if (200..300).contains(&answer.status) {
         Ok(())
     } else {
-        Err(format!(
-            "HTTP {}: {}",
+        Err(crate::aws::sdk::http_error_text(
             answer.status,
-            String::from_utf8_lossy(&answer.body)
+            "",
+            &String::from_utf8_lossy(&answer.body),
         ))
     }
 }
@@ -183,7 +193,12 @@ mod tests {
                 "both tunnels down",
             ),
         };
-        let body = alertmanager_body(&[firing], &ctx(), Timestamp::from_secs(1_795_000_800));
+        let body = alertmanager_body(
+            &[firing],
+            &ctx(),
+            Timestamp::from_secs(1_795_000_800),
+            WallShift::NONE,
+        );
         let labels = &body[0]["labels"];
         assert_eq!(labels["alertname"], "ConnectionDown");
         assert_eq!(labels["severity"], "critical");
@@ -204,10 +219,31 @@ mod tests {
             }],
             &ctx(),
             Timestamp::from_secs(1_795_000_900),
+            WallShift::NONE,
         );
         assert_eq!(
             body[0]["annotations"]["notification_id"],
             again[0]["annotations"]["notification_id"]
         );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_after_start_keeps_starts_before_ends() {
+        let firing = AmAlert {
+            notification: note(
+                AlertClass::ConnectionDown,
+                NotificationStatus::Firing,
+                "both tunnels down",
+            ),
+        };
+        let started = crate::alert::wording::outage_start(&firing.notification);
+        // The clock was an hour fast at start and NTP stepped it back since.
+        let now = started.plus(Duration::from_secs(120));
+        let body = alertmanager_body(&[firing], &ctx(), now, WallShift { ms: -3_600_000 });
+        let wall = |at: Timestamp| json!(Timestamp::from_millis(at.as_millis() - 3_600_000));
+        assert_eq!(body[0]["startsAt"], wall(started), "on the wall clock");
+        assert_eq!(body[0]["endsAt"], wall(now.plus(AM_LAPSE)), "{body}");
+        // The same format throughout: the strings order as the times do.
+        assert!(body[0]["startsAt"].as_str() <= body[0]["endsAt"].as_str());
     }
 }

@@ -4,8 +4,7 @@ use tracing::{info, warn};
 
 use super::Deliver;
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::runbook::what_to_do;
-use crate::alert::wording::{outage_start, outage_text, subject, PageContext};
+use crate::alert::wording::{action, cause_line, outage_start, outage_text, subject, PageContext};
 
 /// Writes notifications to the daemon's log.
 pub struct LogSink {
@@ -27,7 +26,8 @@ impl Deliver for LogSink {
                 outside_ip,
                 since = %outage_start(n),
                 reason = %n.details.reason,
-                what_to_do = %what_to_do(n.key.class).unwrap_or_default(),
+                cause = cause_line(n).unwrap_or_default(),
+                what_to_do = %action(n),
                 runbook = %self.ctx.runbook(n),
                 "ALERT {subject}"
             ),

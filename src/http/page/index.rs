@@ -1,10 +1,12 @@
-//! The overview at `/`: the VPN verdict, then each connection's tunnels side by side
-//! (verdicts, both planes, AWS's telemetry and maintenance, pinned targets, a smoke
-//! chart), shared targets (summarised past [`HEALTH_TARGET_LINES`]), alerts, advisories
-//! and the control plane's own state.
+//! The overview at `/`: the VPN verdict (worsened by what fires), what fires
+//! (`first_screen`), then each connection's tunnels side by side (verdicts, both planes,
+//! AWS's telemetry and maintenance, pinned targets, a smoke chart), shared targets
+//! (summarised past [`HEALTH_TARGET_LINES`]), the alerts that do not page, advisories and
+//! the control plane's own state. Each reason is written once, top to bottom.
 
 use std::fmt::Write as _;
 
+use super::first_screen::{self, Reasons};
 use super::{
     badge, chart, connection_look, document, escape, history_note, ms, paging_banner, points_of,
     range_links, range_query, reload_banner, stale_banner, verdict_line, verdict_look, vpn_look,
@@ -22,20 +24,27 @@ use crate::types::Timestamp;
 pub fn render_index(s: &Snapshot, view: &View) -> String {
     let now = s.generated_at;
     let charts = tunnel_charts(s, view);
+    let mut reasons = Reasons::default();
     let mut main = String::with_capacity(32 * 1024);
     main.push_str(r#"<main id="page">"#);
     main.push_str(&stale_banner(view));
     main.push_str(&reload_banner(view));
     main.push_str(&paging_banner(s));
-    main.push_str(&vpn_header(s));
+    main.push_str(&vpn_header(s, &mut reasons));
+    first_screen::firing_section(&mut main, now, s, &mut reasons);
     main.push_str(&range_links("/", view.range));
     main.push_str(r#"<section id="connections"><h2>Connections</h2>"#);
+    let page = Page {
+        now,
+        view,
+        control_plane_alert: first_screen::control_plane_alert(s),
+    };
     for (ci, c) in s.connections.iter().enumerate() {
-        connection(&mut main, now, c, &charts[ci], view);
+        connection(&mut main, &page, c, &charts[ci], &mut reasons);
     }
     main.push_str("</section>");
-    shared_targets(&mut main, now, &s.shared_targets, view);
-    alerts(&mut main, now, &s.alerts, &s.runbook_url);
+    shared_targets(&mut main, now, &s.shared_targets, view, &mut reasons);
+    alerts(&mut main, now, &s.alerts, &s.runbook_url, &mut reasons);
     super::outages::recent_outages(&mut main, now, &view.outages, "Recent outages", |_| true);
     advisories(&mut main, s);
     let _ = write!(
@@ -46,21 +55,40 @@ pub fn render_index(s: &Snapshot, view: &View) -> String {
         escape(s.icmp_socket),
         s.outbox_length
     );
-    document(&format!("{} · tunnelkeeper", s.vpn.token()), &main)
+    let (banner, _) = first_screen::banner_look(s);
+    document(&format!("{} · tunnelkeeper", banner.word), &main)
 }
 
-fn vpn_header(s: &Snapshot) -> String {
-    let l = vpn_look(&s.vpn);
+/// What every part of the overview reads besides its own piece of the snapshot.
+struct Page<'a> {
+    now: Timestamp,
+    view: &'a View,
+    /// The ControlPlaneUnavailable alert, while it is known.
+    control_plane_alert: Option<&'a AlertView>,
+}
+
+fn vpn_header(s: &Snapshot, reasons: &mut Reasons) -> String {
+    let (l, by_alert) = first_screen::banner_look(s);
     let now = s.generated_at;
-    let detail = match &s.vpn {
+    let verdict = vpn_look(&s.vpn);
+    let mut detail = match &s.vpn {
         VpnState::Starting => "<p>Waiting for the first probe results.</p>".to_string(),
         VpnState::Ok { since } => format!("<p>since {}</p>", when(now, *since)),
         VpnState::Degraded { since, reason } | VpnState::Critical { since, reason } => format!(
-            r#"<p>since {}</p><p class="reason">{}</p>"#,
+            r#"<p>since {}</p><div class="reason">{}</div>"#,
             when(now, *since),
-            escape(reason)
+            reasons.html(reason)
         ),
     };
+    if let Some(a) = by_alert {
+        // The pings alone say less than what pages: say both, the worse in the title.
+        detail = format!(
+            "<p>{} {} fires; the probes alone say VPN {}.</p>{detail}",
+            a.severity.label().to_ascii_uppercase(),
+            a.alert.name(),
+            verdict.word
+        );
+    }
     format!(
         r#"<header class="vpn {}"><h1><span aria-hidden="true">{}</span> VPN {}</h1>{detail}</header>"#,
         l.class, l.symbol, l.word
@@ -95,52 +123,71 @@ fn tunnel_charts(s: &Snapshot, view: &View) -> Vec<Vec<Option<Vec<MinuteSummary>
 
 fn connection(
     out: &mut String,
-    now: Timestamp,
+    page: &Page<'_>,
     c: &ConnectionSnapshot,
     charts: &[Option<Vec<MinuteSummary>>],
-    view: &View,
+    reasons: &mut Reasons,
 ) {
+    let now = page.now;
     let id = c.id.as_ref().map_or(String::new(), |id| {
         format!(" <small>{}</small>", escape(id.as_str()))
     });
     let l = connection_look(&c.state);
     let detail = match &c.state {
-        crate::health::ConnectionState::Unknown { reason } => escape(reason),
+        crate::health::ConnectionState::Unknown { reason } => reasons.html(reason),
         crate::health::ConnectionState::Healthy { since } => format!("since {}", when(now, *since)),
         crate::health::ConnectionState::Degraded { since, reason }
         | crate::health::ConnectionState::Down { since, reason } => {
-            format!("since {}: {}", when(now, *since), escape(reason))
+            format!("since {}: {}", when(now, *since), reasons.html(reason))
         }
     };
     let _ = write!(
         out,
-        r#"<article class="connection"><h3>{} {}{id}</h3><p>{detail}</p><div class="tunnels">"#,
+        r#"<article class="connection"><h3>{} {}{id}</h3><div>{detail}</div><div class="tunnels">"#,
         badge(&l),
         escape(c.name.as_str())
     );
     for (ti, t) in c.tunnels.iter().enumerate() {
-        tunnel(out, now, t, charts.get(ti).and_then(Option::as_ref), view);
+        tunnel(
+            out,
+            page,
+            t,
+            charts.get(ti).and_then(Option::as_ref),
+            reasons,
+        );
     }
     out.push_str("</div></article>");
 }
 
 fn tunnel(
     out: &mut String,
-    now: Timestamp,
+    page: &Page<'_>,
     t: &TunnelSnapshot,
     points: Option<&Vec<MinuteSummary>>,
-    view: &View,
+    reasons: &mut Reasons,
 ) {
+    let (now, view) = (page.now, page.view);
     let l = verdict_look(&t.state);
+    // While EC2 is unavailable, the control plane says what the alert says.
+    let control_plane = match (&t.control_plane, page.control_plane_alert) {
+        (crate::health::Verdict::Unknown { .. }, Some(a)) => format!(
+            "{}: {} ({} since {})",
+            badge(&verdict_look(&t.control_plane)),
+            escape(&a.summary),
+            a.alert.name(),
+            when(now, a.since)
+        ),
+        (v, _) => verdict_line(now, v, reasons),
+    };
     let _ = write!(
         out,
         r#"<section class="tunnel {}"><h4>{} {}</h4><dl><dt>verdict</dt><dd>{}</dd><dt>data plane</dt><dd>{}</dd><dt>control plane</dt><dd>{}</dd>"#,
         l.class,
         badge(&l),
         escape(t.name.as_str()),
-        verdict_line(now, &t.state),
-        verdict_line(now, &t.data_plane),
-        verdict_line(now, &t.control_plane),
+        verdict_line(now, &t.state, reasons),
+        verdict_line(now, &t.data_plane, reasons),
+        control_plane,
     );
     if let Some(ip) = t.outside_ip {
         let _ = write!(out, "<dt>outside IP</dt><dd>{ip}</dd>");
@@ -181,6 +228,19 @@ fn tunnel(
         }
         let _ = write!(out, "<dt>AWS maintenance</dt><dd>{text}</dd>");
     }
+    if let Some(plan) = &t.maintenance_plan {
+        if let Some(text) = maintenance_plan_text(plan, now) {
+            let _ = write!(out, "<dt>maintenance plan</dt><dd>{}</dd>", escape(&text));
+        }
+    }
+    if let Some(cause) = &t.cause {
+        let _ = write!(
+            out,
+            "<dt>cause</dt><dd><strong>{}</strong> <small>(runbook: {})</small></dd>",
+            escape(&cause.line()),
+            escape(cause.kind.runbook_heading())
+        );
+    }
     if let Some(mtu) = &t.path_mtu {
         use crate::messages::MtuLimitFound;
         let r = &mtu.reading;
@@ -206,7 +266,7 @@ fn tunnel(
     }
     out.push_str("</dl>");
     if !t.targets.is_empty() {
-        target_table(out, now, t.targets.iter(), view);
+        target_table(out, now, t.targets.iter(), view, reasons);
     }
     match points {
         Some(points) => out.push_str(&chart::render(points, view.range, t.name.as_str())),
@@ -223,6 +283,7 @@ fn target_table<'a>(
     now: Timestamp,
     targets: impl Iterator<Item = &'a TargetSnapshot>,
     view: &View,
+    reasons: &mut Reasons,
 ) {
     out.push_str(
         r#"<div class="scroll"><table class="targets"><thead><tr><th>target</th><th>address</th><th>state</th><th>loss</th><th>median</th><th>p99</th><th>last</th></tr></thead><tbody>"#,
@@ -230,22 +291,37 @@ fn target_table<'a>(
     for target in targets {
         let l = verdict_look(&target.state);
         let since = match &target.state {
-            crate::health::Verdict::Unknown { reason } => escape(reason),
+            crate::health::Verdict::Unknown { reason } => reasons.html(reason),
             crate::health::Verdict::Up { since } => format!("for {}", super::age(now, *since)),
             crate::health::Verdict::Down { since, reason } => {
-                format!("for {}: {}", super::age(now, *since), escape(reason))
+                format!("for {}: {}", super::age(now, *since), reasons.html(reason))
             }
+        };
+        // A down target's last RTT is old news: how long it has been silent is what counts.
+        let last = match (&target.state, target.last_reply) {
+            (crate::health::Verdict::Down { .. }, Some(at)) => {
+                format!("no reply for {}", super::age(now, at))
+            }
+            (crate::health::Verdict::Down { .. }, None) => "never replied".into(),
+            _ => ms(target.stats.rtt_last_seconds),
         };
         let _ = write!(
             out,
-            r#"<tr><td><a href="/target/{address}?range={range}">{name}</a></td><td>{address}</td><td>{} {since}</td><td class="n">{:.0} % of {}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            r#"<tr><td><a href="/target/{address}?range={range}">{name}</a></td><td>{address}{port}</td><td>{} {since}{service}</td><td class="n">{:.0} % of {}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
             badge(&l),
             target.stats.recent_loss_percent,
             target.stats.recent_probes,
             ms(target.stats.rtt_p50_seconds),
             ms(target.stats.rtt_p99_seconds),
-            ms(target.stats.rtt_last_seconds),
+            last,
             address = target.address,
+            port = target
+                .tcp_port
+                .map_or(String::new(), |p| format!(":{p} (TCP)")),
+            service = match target.service.as_ref().map(|s| s.state) {
+                Some("refused") => "; the service refuses connections",
+                Some(_) | None => "",
+            },
             range = range_query(view.range),
             name = escape(target.name.as_str()),
         );
@@ -253,13 +329,19 @@ fn target_table<'a>(
     out.push_str("</tbody></table></div>");
 }
 
-fn shared_targets(out: &mut String, now: Timestamp, targets: &[TargetSnapshot], view: &View) {
+fn shared_targets(
+    out: &mut String,
+    now: Timestamp,
+    targets: &[TargetSnapshot],
+    view: &View,
+    reasons: &mut Reasons,
+) {
     if targets.is_empty() {
         return;
     }
     out.push_str(r#"<section id="shared"><h2>Shared targets</h2>"#);
     if targets.len() <= HEALTH_TARGET_LINES {
-        target_table(out, now, targets.iter(), view);
+        target_table(out, now, targets.iter(), view, reasons);
     } else {
         let not_up: Vec<&TargetSnapshot> = targets.iter().filter(|t| !t.state.is_up()).collect();
         let _ = write!(
@@ -279,6 +361,7 @@ fn shared_targets(out: &mut String, now: Timestamp, targets: &[TargetSnapshot], 
                 now,
                 not_up.iter().take(HEALTH_TARGET_LINES).copied(),
                 view,
+                reasons,
             );
         }
         if not_up.len() > HEALTH_TARGET_LINES {
@@ -292,38 +375,38 @@ fn shared_targets(out: &mut String, now: Timestamp, targets: &[TargetSnapshot], 
     out.push_str("</section>");
 }
 
-/// Firing first, then pending; inhibited and silenced ones last.
+/// Pending first; inhibited and silenced ones after.
 fn alert_rank(a: &AlertView) -> u8 {
     match a.state {
-        "firing" => 0,
-        "pending" => 1,
-        _ => 2,
+        "pending" => 0,
+        _ => 1,
     }
 }
 
-fn alerts(out: &mut String, now: Timestamp, alerts: &[AlertView], runbook_url: &str) {
-    out.push_str(r#"<section id="alerts"><h2>Alerts</h2>"#);
-    if alerts.is_empty() {
-        out.push_str("<p>None firing or pending.</p></section>");
+/// The alerts that do not page now (pending, inhibited, silenced); the firing ones are on
+/// the first screen.
+fn alerts(
+    out: &mut String,
+    now: Timestamp,
+    alerts: &[AlertView],
+    runbook_url: &str,
+    reasons: &mut Reasons,
+) {
+    out.push_str(r#"<section id="alerts"><h2>Alerts not paging</h2>"#);
+    let mut quiet: Vec<&AlertView> = alerts.iter().filter(|a| a.state != "firing").collect();
+    if quiet.is_empty() {
+        out.push_str("<p>None pending, inhibited or silenced.</p></section>");
         return;
     }
-    let mut sorted: Vec<&AlertView> = alerts.iter().collect();
-    sorted.sort_by_key(|a| (alert_rank(a), std::cmp::Reverse(a.severity), a.since));
+    quiet.sort_by_key(|a| (alert_rank(a), std::cmp::Reverse(a.severity), a.since));
     out.push_str(
         r#"<div class="scroll"><table><thead><tr><th>state</th><th>severity</th><th>alert</th><th>where</th><th>since</th><th>what</th><th>runbook</th></tr></thead><tbody>"#,
     );
-    for a in sorted {
+    for a in quiet {
         let place = match (&a.vpn, &a.tunnel) {
             (_, Some(t)) => escape(t),
             (Some(v), None) => escape(v),
             (None, None) => "VPN".into(),
-        };
-        let section = format!("{runbook_url}#{}", a.alert.name().to_ascii_lowercase());
-        // Only web addresses become links: the default is a path in the source tree.
-        let runbook = if section.starts_with("https://") || section.starts_with("http://") {
-            format!(r#"<a href="{0}">{0}</a>"#, escape(&section))
-        } else {
-            escape(&section)
         };
         let muted = a
             .muted_by
@@ -337,7 +420,8 @@ fn alerts(out: &mut String, now: Timestamp, alerts: &[AlertView], runbook_url: &
             alert = a.alert.name(),
             since = when(now, a.since),
             summary = escape(&a.summary),
-            reason = escape(&a.reason),
+            reason = reasons.html(&a.reason),
+            runbook = first_screen::runbook_link(runbook_url, a.alert),
         );
     }
     out.push_str("</tbody></table></div></section>");
@@ -358,6 +442,15 @@ fn advisories(out: &mut String, s: &Snapshot) {
                 );
             }
             (None, _) => out.push_str("No answer yet."),
+        }
+        if let Some(a) = first_screen::control_plane_alert(s) {
+            let _ = write!(
+                out,
+                " <b>{}</b> since {}: {}.",
+                a.alert.name(),
+                when(s.generated_at, a.since),
+                escape(&a.summary)
+            );
         }
         if let Some(error) = &cp.last_error {
             let _ = write!(out, " Last error: {}.", escape(error));
@@ -386,4 +479,109 @@ fn advisories(out: &mut String, s: &Snapshot) {
         let _ = write!(out, "<li>{}</li>", escape(w));
     }
     out.push_str("</ul></section>");
+}
+
+/// What the daemon decides about a tunnel's pending maintenance, in one line; `None` when
+/// there is nothing to say (nothing pending, nothing done).
+fn maintenance_plan_text(
+    plan: &tunnelkeeper_core::maintenance::TunnelPlan,
+    now: crate::types::Timestamp,
+) -> Option<String> {
+    use tunnelkeeper_core::maintenance::tracker::Outcome;
+    use tunnelkeeper_core::maintenance::{Decision, Progress};
+    let mut text = match (&plan.progress, &plan.decision) {
+        (Progress::Replacing { since }, _) => {
+            format!("endpoint being replaced since {}", when(now, *since))
+        }
+        (Progress::Failed { since, why }, _) => {
+            format!("replacement failed {}: {why}", when(now, *since))
+        }
+        (Progress::Idle, Decision::Apply) => "applying now".to_string(),
+        (Progress::Idle, Decision::WouldApply) => {
+            "a safe moment: would apply now (dry-run)".to_string()
+        }
+        (
+            Progress::Idle,
+            Decision::Wait {
+                blocked_by,
+                next_window,
+            },
+        ) => {
+            let why: Vec<String> = blocked_by.iter().map(ToString::to_string).collect();
+            let next = next_window.map_or_else(String::new, |t| format!("; next window {t}"));
+            format!("waiting: {}{next}", why.join("; "))
+        }
+        (Progress::Idle, Decision::Idle | Decision::InProgress) => String::new(),
+    };
+    match &plan.outcome {
+        Some(Outcome::Recovered { at }) => {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(&format!("last replacement back up {}", when(now, *at)));
+        }
+        Some(Outcome::Failed { .. }) | None => {}
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod maintenance_text_tests {
+    use super::maintenance_plan_text;
+    use crate::types::Timestamp;
+    use tunnelkeeper_core::maintenance::tracker::{Outcome, TunnelPlan};
+    use tunnelkeeper_core::maintenance::{Blocker, Decision, Progress};
+
+    fn plan(decision: Decision, progress: Progress, outcome: Option<Outcome>) -> TunnelPlan {
+        TunnelPlan {
+            pending: true,
+            auto_apply_after: None,
+            decision,
+            progress,
+            applied_at: None,
+            outcome,
+            startup_add: true,
+        }
+    }
+
+    #[test]
+    fn the_page_says_what_blocks_a_replacement_and_how_the_last_one_went() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        let waiting = plan(
+            Decision::Wait {
+                blocked_by: vec![Blocker::NotHealthy {
+                    tunnel: "dc-b".into(),
+                    why: "is down by EC2".into(),
+                }],
+                next_window: Some(Timestamp::from_secs(1_800_003_600)),
+            },
+            Progress::Idle,
+            None,
+        );
+        assert_eq!(
+            maintenance_plan_text(&waiting, now).unwrap(),
+            "waiting: dc-b is down by EC2; next window 2027-01-15T09:00:00Z"
+        );
+        let failed = plan(
+            Decision::InProgress,
+            Progress::Failed {
+                since: now,
+                why: "not back".into(),
+            },
+            None,
+        );
+        assert!(maintenance_plan_text(&failed, now)
+            .unwrap()
+            .starts_with("replacement failed"));
+        let idle = plan(Decision::Idle, Progress::Idle, None);
+        assert_eq!(maintenance_plan_text(&idle, now), None);
+        let back = plan(
+            Decision::Idle,
+            Progress::Idle,
+            Some(Outcome::Recovered { at: now }),
+        );
+        assert!(maintenance_plan_text(&back, now)
+            .unwrap()
+            .starts_with("last replacement back up"));
+    }
 }

@@ -6,6 +6,7 @@
 //! and by a plain `<meta refresh>` where scripts do not run.
 
 pub mod chart;
+mod first_screen;
 mod index;
 mod outages;
 mod target;
@@ -141,16 +142,16 @@ fn badge(l: &Look) -> String {
 }
 
 /// A verdict in words: `UP since …`, `DOWN since …: reason`, `UNKNOWN: reason`.
-fn verdict_line(now: Timestamp, v: &Verdict) -> String {
+fn verdict_line(now: Timestamp, v: &Verdict, reasons: &mut first_screen::Reasons) -> String {
     let l = verdict_look(v);
     match v {
-        Verdict::Unknown { reason } => format!("{}: {}", badge(&l), escape(reason)),
+        Verdict::Unknown { reason } => format!("{}: {}", badge(&l), reasons.html(reason)),
         Verdict::Up { since } => format!("{} since {}", badge(&l), when(now, *since)),
         Verdict::Down { since, reason } => format!(
             "{} since {}: {}",
             badge(&l),
             when(now, *since),
-            escape(reason)
+            reasons.html(reason)
         ),
     }
 }
@@ -232,6 +233,9 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart text.mark.down{fill:var(--bad)}.chart text.mark.up{fill:var(--good)}.chart text.mark.unknown{fill:var(--none)}
 .chart line.mark.stopped{stroke:var(--none);stroke-dasharray:1 2}.chart text.mark.stopped{fill:var(--none)}
 .legend,footer,.ranges{color:var(--mute);font-size:.9em}
+.firing{margin:.3em 0;padding-left:1.4em}.firing li{margin:.3em 0;padding:.3em .5em;background:var(--card);border-left:.4em solid var(--none)}
+.firing li.bad{border-color:var(--bad)}.firing li.warn{border-color:var(--warn)}.firing .alert{font-size:1.1em}
+.firing p{margin:.2em 0}.since,.again{color:var(--mute)}details.reason{display:inline}
 .ranges a[aria-current]{font-weight:bold;text-decoration:none}
 "#;
 

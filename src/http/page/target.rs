@@ -92,7 +92,7 @@ pub fn render_target(s: &Snapshot, view: &View, address: Ipv4Addr) -> Option<Str
             r#"<section class="tunnel {class}"><h2>{name}: {place}</h2><dl><dt>verdict</dt><dd>{verdict}</dd><dt>lost in a row</dt><dd>{lost_row}</dd><dt>recent loss</dt><dd>{loss:.0} % of the last {probes} probes</dd><dt>RTT</dt><dd>median {p50}, p99 {p99}, last {last}</dd><dt>since start</dt><dd>{sent} sent, {received} received, {timeouts} timed out, {errors} ICMP errors, {failures} send failures</dd></dl>"#,
             class = l.class,
             name = escape(t.name.as_str()),
-            verdict = verdict_line(now, &t.state),
+            verdict = verdict_line(now, &t.state, &mut super::first_screen::Reasons::default()),
             lost_row = t.consecutive_lost,
             loss = st.recent_loss_percent,
             probes = st.recent_probes,

@@ -101,6 +101,28 @@ const UP_B: (usize, bool) = (1, true);
 const LOST_A: (usize, bool) = (0, false);
 
 #[test]
+fn a_down_tunnel_shows_its_cause_and_the_other_none() {
+    use crate::health::cause::{Cause, CauseSource};
+    use tunnelkeeper_core::health::tunnel_log::CauseKind;
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
+    s.connections[0].tunnels[0].cause = Some(Cause {
+        kind: CauseKind::Dpd,
+        source: CauseSource::TunnelLogs,
+        text: "Peer is not responsive - Declaring peer dead".into(),
+        at: Timestamp::from_secs(T0 + 3),
+    });
+    let html = render_index(&s, &hour());
+    assert_eq!(html.matches("<dt>cause</dt>").count(), 1, "{html}");
+    assert!(
+        html.contains(
+            "<dt>cause</dt><dd><strong>AWS: Peer is not responsive - Declaring peer dead (DPD, "
+        ),
+        "{html}"
+    );
+    assert!(html.contains("(runbook: Cause: DPD)"), "{html}");
+}
+
+#[test]
 fn a_tunnel_shows_its_path_mtu_and_a_black_hole_in_words() {
     use crate::health::path_mtu::TunnelPathMtu;
     use crate::messages::{MtuLimitFound, PathMtuReading};
@@ -288,7 +310,7 @@ fn alert(state: &'static str, class: AlertClass, severity: Severity) -> AlertVie
 }
 
 #[test]
-fn alerts_come_firing_first_with_their_runbook_sections() {
+fn firing_alerts_come_first_above_the_connections_with_what_to_do() {
     let mut s = snapshot_after(CONFIG, &[UP_A, UP_B]);
     s.alerts = vec![
         alert("pending", AlertClass::TunnelFlapping, Severity::Warning),
@@ -297,18 +319,101 @@ fn alerts_come_firing_first_with_their_runbook_sections() {
     s.runbook_url = "https://wiki.city.example/vpn".into();
     let html = render_index(&s, &hour());
     let firing = html.find("TunnelDown summary").unwrap();
+    let connections = html.find(r#"<section id="connections">"#).unwrap();
     let pending = html.find("TunnelFlapping summary").unwrap();
-    assert!(firing < pending, "firing first");
+    assert!(firing < connections, "firing above the connections");
+    assert!(connections < pending, "what does not page comes after");
     assert!(html.contains(
         r#"<a href="https://wiki.city.example/vpn#tunneldown">https://wiki.city.example/vpn#tunneldown</a>"#
     ));
+    assert!(
+        html.contains("<b>What to do:</b> check the tunnel in the AWS console"),
+        "{html}"
+    );
     assert!(html.contains("pinned targets &lt;unreachable&gt;"));
     // The default runbook is a path in the source tree: named, not linked.
     s.runbook_url = crate::config::DEFAULT_RUNBOOK.into();
     let html = render_index(&s, &hour());
     assert!(
-        html.contains("<td>docs/runbook.md#tunneldown</td>"),
+        html.contains("<td>docs/runbook.md#tunnelflapping</td>"),
         "{html}"
+    );
+}
+
+#[test]
+fn the_banner_says_the_worst_of_the_verdict_and_what_fires() {
+    // The probes say DEGRADED (one tunnel down); a critical alert fires.
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
+    s.alerts = vec![alert(
+        "firing",
+        AlertClass::ConnectionDown,
+        Severity::Critical,
+    )];
+    let html = render_index(&s, &hour());
+    assert!(
+        html.contains(r#"<header class="vpn bad"><h1><span aria-hidden="true">✖</span> VPN CRITICAL</h1><p>CRITICAL ConnectionDown fires; the probes alone say VPN DEGRADED.</p>"#),
+        "{html}"
+    );
+    assert!(html.contains("<title>CRITICAL · tunnelkeeper</title>"));
+    // An inhibited or pending alert does not darken it.
+    s.alerts[0].state = "inhibited";
+    let html = render_index(&s, &hour());
+    assert!(html.contains("VPN DEGRADED</h1>"), "{html}");
+}
+
+#[test]
+fn a_reason_is_written_once_and_a_long_one_folds() {
+    let long =
+        "every tunnel down:\n dc-a: pinned targets unreachable\n dc-b: pinned targets unreachable";
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
+    s.vpn = crate::health::VpnState::Critical {
+        since: Timestamp::from_secs(T0),
+        reason: long.into(),
+    };
+    let mut a = alert("firing", AlertClass::VpnUnreachable, Severity::Critical);
+    a.reason = long.into();
+    s.alerts = vec![a];
+    let html = render_index(&s, &hour());
+    assert_eq!(
+        html.matches("dc-b: pinned targets unreachable").count(),
+        1,
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<details class="reason"><summary>every tunnel down: …</summary>"#),
+        "{html}"
+    );
+    assert!(html.contains("(reason above)"), "{html}");
+}
+
+#[test]
+fn a_down_target_shows_how_long_it_has_not_replied() {
+    let s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
+    let html = render_index(&s, &hour());
+    // The last reply came at T0 (the first step); the snapshot is taken at T0 + 100.
+    assert!(html.contains("no reply for 1 min"), "{html}");
+}
+
+#[test]
+fn the_control_plane_says_what_its_alert_says() {
+    let mut s = snapshot_after(CONFIG, &[UP_A, UP_B]);
+    let mut a = alert(
+        "firing",
+        AlertClass::ControlPlaneUnavailable,
+        Severity::Warning,
+    );
+    (a.vpn, a.tunnel) = (None, None);
+    a.summary = "EC2 API unavailable: no route to the endpoint".into();
+    s.alerts = vec![a];
+    let html = render_index(&s, &hour());
+    assert!(!html.contains("waiting for the first EC2 answer"), "{html}");
+    assert_eq!(
+        html.matches(
+            "EC2 API unavailable: no route to the endpoint (ControlPlaneUnavailable since"
+        )
+        .count(),
+        2,
+        "both tunnels: {html}"
     );
 }
 
@@ -349,6 +454,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
         ))
         .1,
         outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
+        state_save: watch::channel(Default::default()).1,
     })
 }
 

@@ -25,6 +25,10 @@ pub struct AlertKey {
     pub vpn: Option<String>,
     /// The tunnel's name, for tunnel alerts.
     pub tunnel: Option<String>,
+    /// The target (`address:port`), for alerts about one service (`ServiceDown`); absent
+    /// from state files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl AlertKey {
@@ -34,6 +38,7 @@ impl AlertKey {
             class,
             vpn: None,
             tunnel: None,
+            target: None,
         }
     }
 
@@ -43,6 +48,7 @@ impl AlertKey {
             class,
             vpn: Some(vpn.into()),
             tunnel: None,
+            target: None,
         }
     }
 
@@ -52,6 +58,18 @@ impl AlertKey {
             class,
             vpn: Some(vpn.into()),
             tunnel: Some(tunnel.into()),
+            target: None,
+        }
+    }
+
+    /// Builds the key of one target's alert: its tunnel's when it is pinned, the VPN's
+    /// when shared.
+    pub fn target(class: AlertClass, place: Option<(&str, &str)>, target: &str) -> Self {
+        Self {
+            class,
+            vpn: place.map(|(v, _)| v.into()),
+            tunnel: place.map(|(_, t)| t.into()),
+            target: Some(target.into()),
         }
     }
 }
@@ -63,6 +81,9 @@ impl fmt::Display for AlertKey {
             write!(f, "/{v}")?;
         }
         if let Some(t) = &self.tunnel {
+            write!(f, "/{t}")?;
+        }
+        if let Some(t) = &self.target {
             write!(f, "/{t}")?;
         }
         Ok(())
@@ -96,6 +117,10 @@ pub struct Details {
     /// measures the outage from it; it survives restarts with the alert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// Why, where it is a tunnel's outage and the evidence tells (AWS's tunnel logs,
+    /// maintenance, EC2's status, ICMP errors, MTU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::health::cause::Cause>,
 }
 
 /// Every condition at one evaluation; keys absent here are false.
@@ -171,6 +196,10 @@ pub enum AlertState {
         /// do not page on the way).
         #[serde(default)]
         visible_since: Option<Timestamp>,
+        /// When it was re-sent as critical, having been a warning for `escalate_after`
+        /// (`None` until then): from then on it pages, repeats and resolves as critical.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        escalated_at: Option<Timestamp>,
     },
 }
 
@@ -181,6 +210,28 @@ pub struct Alert {
     pub state: AlertState,
     /// The latest details.
     pub details: Details,
+}
+
+impl Alert {
+    /// Returns whether the alert was escalated to critical.
+    pub fn escalated(&self) -> bool {
+        matches!(
+            self.state,
+            AlertState::Firing {
+                escalated_at: Some(_),
+                ..
+            }
+        )
+    }
+}
+
+/// Decides the severity an alert of a class pages at, from its situation's
+/// (`Details::severity`): the pager's is `AlertsConfig::severity`, with the config's word.
+pub type SeverityOf<'a> = &'a dyn Fn(AlertClass, Option<Severity>) -> Severity;
+
+/// The severity a class has when nothing but the situation decides.
+fn own_severity(class: AlertClass, situation: Option<Severity>) -> Severity {
+    situation.unwrap_or(class.severity())
 }
 
 /// The engine: alert states and the queue of notifications to hand out.
@@ -248,8 +299,21 @@ impl AlertEngine {
             .collect();
     }
 
-    /// Applies the conditions as of `now` and queues the notifications they call for.
+    /// Applies the conditions as of `now` and queues the notifications they call for, at
+    /// the class's or the situation's severity.
     pub fn evaluate(&mut self, conditions: &Conditions, now: Timestamp) {
+        self.evaluate_with(conditions, now, &own_severity);
+    }
+
+    /// Applies the conditions as of `now` and queues the notifications they call for, each
+    /// at the severity `severity_of` decides; a warning of a class that escalates
+    /// (`policy::escalates`) firing for `escalate_after` is re-sent once as critical.
+    pub fn evaluate_with(
+        &mut self,
+        conditions: &Conditions,
+        now: Timestamp,
+        severity_of: SeverityOf<'_>,
+    ) {
         // New and continuing conditions.
         for (key, condition) in conditions {
             let Condition::Active(details) = condition else {
@@ -276,6 +340,7 @@ impl AlertEngine {
                             last_notified: None,
                             cleared_at: None,
                             visible_since: None,
+                            escalated_at: None,
                         };
                     }
                 }
@@ -299,6 +364,7 @@ impl AlertEngine {
                     cleared_at,
                     last_notified,
                     fired_at,
+                    escalated_at,
                     ..
                 } => {
                     recovered |= cleared_at.is_none();
@@ -307,7 +373,19 @@ impl AlertEngine {
                         return true;
                     }
                     if last_notified.is_some() {
-                        resolved.push((alert.key.clone(), alert.details.clone(), *fired_at));
+                        // The RESOLVED goes where the last FIRING went: to the critical
+                        // sinks too once it was escalated.
+                        let severity = if escalated_at.is_some() {
+                            Severity::Critical
+                        } else {
+                            severity_of(key.class, alert.details.severity)
+                        };
+                        resolved.push((
+                            alert.key.clone(),
+                            alert.details.clone(),
+                            *fired_at,
+                            severity,
+                        ));
                     }
                     false
                 }
@@ -317,9 +395,9 @@ impl AlertEngine {
             self.settle_until = Some(now.plus(self.rules.release_wait));
         }
         if self.rules.send_resolved {
-            for (key, details, fired_at) in resolved {
+            for (key, details, fired_at, severity) in resolved {
                 self.ready.push_back(Notification {
-                    severity: key.class.severity(),
+                    severity,
                     key,
                     status: NotificationStatus::Resolved,
                     repeat: false,
@@ -349,7 +427,12 @@ impl AlertEngine {
                 }
             }
         }
-        // Notify firing alerts that are due and neither inhibited nor silenced.
+        self.notify_due(conditions, now, severity_of);
+    }
+
+    /// Queues the pages of firing alerts that are due (first page, repeat, escalation)
+    /// and neither inhibited nor silenced.
+    fn notify_due(&mut self, conditions: &Conditions, now: Timestamp, severity_of: SeverityOf<'_>) {
         let due: Vec<AlertKey> = self
             .alerts
             .values()
@@ -365,7 +448,10 @@ impl AlertEngine {
                 AlertState::Firing {
                     last_notified: Some(t),
                     ..
-                } => now.since(t) >= self.rules.repeat_interval,
+                } => {
+                    now.since(t) >= self.rules.repeat_interval
+                        || self.escalation_at(a, severity_of).is_some_and(|e| now >= e)
+                }
                 AlertState::Pending { .. } => false,
             })
             .filter(|a| self.muted_by(&a.key, now).is_none())
@@ -374,19 +460,34 @@ impl AlertEngine {
             .map(|a| a.key.clone())
             .collect();
         for key in due {
+            let escalate = self
+                .alerts
+                .get(&key)
+                .and_then(|a| self.escalation_at(a, severity_of));
             let alert = self.alerts.get_mut(&key).expect("collected from the map");
+            let decided = severity_of(key.class, alert.details.severity);
             let AlertState::Firing {
                 fired_at,
                 last_notified,
+                escalated_at,
                 ..
             } = &mut alert.state
             else {
                 continue;
             };
+            // A first page due past the escalation time goes out as critical at once.
+            if escalate.is_some_and(|e| now >= e) {
+                *escalated_at = Some(now);
+            }
+            let severity = if escalated_at.is_some() {
+                Severity::Critical
+            } else {
+                decided
+            };
             let repeat = last_notified.is_some();
             *last_notified = Some(now);
             self.ready.push_back(Notification {
-                severity: key.class.severity(),
+                severity,
                 key,
                 status: NotificationStatus::Firing,
                 repeat,
@@ -396,6 +497,25 @@ impl AlertEngine {
                 created_at: now,
             });
         }
+    }
+
+    /// When a firing alert is due to be re-sent as critical: `escalate_after` after it
+    /// started firing, if it pages as a warning, its class escalates and it was not
+    /// escalated yet. `fired_at` is saved with the alert, so a restart keeps the clock.
+    fn escalation_at(&self, alert: &Alert, severity_of: SeverityOf<'_>) -> Option<Timestamp> {
+        let AlertState::Firing {
+            fired_at,
+            escalated_at: None,
+            ..
+        } = alert.state
+        else {
+            return None;
+        };
+        let warning = severity_of(alert.key.class, alert.details.severity) == Severity::Warning;
+        (warning
+            && !self.rules.escalate_after.is_zero()
+            && crate::alert::policy::escalates(alert.key.class))
+        .then(|| fired_at.plus(self.rules.escalate_after))
     }
 
     /// When a firing alert that is visible since `visible_since` may have its first page:
@@ -470,6 +590,28 @@ impl AlertEngine {
     /// Returns when `evaluate` must run again even if no condition changes: a pending alert
     /// reaching `for`, a cleared one ending `keep_firing_for`, a repeat, a silence ending.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.poll_timeout_with(now, &own_severity)
+    }
+
+    /// [`AlertEngine::poll_timeout`], with escalations decided at `severity_of`'s severities.
+    pub fn poll_timeout_with(
+        &self,
+        now: Timestamp,
+        severity_of: SeverityOf<'_>,
+    ) -> Option<Timestamp> {
+        let escalations = self
+            .alerts
+            .values()
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    AlertState::Firing {
+                        last_notified: Some(_),
+                        ..
+                    }
+                )
+            })
+            .filter_map(|a| self.escalation_at(a, severity_of));
         let alerts = self.alerts.values().filter_map(|a| match a.state {
             AlertState::Pending { active_since } => Some(active_since.plus(self.rules.for_)),
             AlertState::Firing {
@@ -488,7 +630,7 @@ impl AlertEngine {
             } => self.first_page_at(fired_at, visible_since),
         });
         // Deadlines already past (under an unknown condition, say) are not wake-ups.
-        let alerts = alerts.filter(|t| *t > now);
+        let alerts = alerts.chain(escalations).filter(|t| *t > now);
         let silences = self
             .silences
             .iter()
@@ -500,6 +642,12 @@ impl AlertEngine {
 
     /// Returns every alert as /status shows it.
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
+        self.views_with(now, &own_severity)
+    }
+
+    /// Returns every alert as /status shows it, at `severity_of`'s severities (critical
+    /// once escalated).
+    pub fn views_with(&self, now: Timestamp, severity_of: SeverityOf<'_>) -> Vec<AlertView> {
         self.alerts
             .values()
             .map(|a| {
@@ -514,7 +662,11 @@ impl AlertEngine {
                 };
                 AlertView {
                     alert: a.key.class,
-                    severity: a.details.severity.unwrap_or(a.key.class.severity()),
+                    severity: if a.escalated() {
+                        Severity::Critical
+                    } else {
+                        severity_of(a.key.class, a.details.severity)
+                    },
                     situation: a.details.severity,
                     vpn: a.key.vpn.clone(),
                     tunnel: a.key.tunnel.clone(),
@@ -543,3 +695,6 @@ impl AlertEngine {
 // Tests build condition sets from owned keys for readability.
 #[allow(clippy::cloned_ref_to_slice_refs)]
 mod tests;
+
+#[cfg(test)]
+mod escalation_tests;

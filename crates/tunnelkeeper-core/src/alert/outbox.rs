@@ -57,6 +57,18 @@ impl Outbox {
         notification: Notification,
         now: Timestamp,
     ) -> bool {
+        self.push_at(sink, sink_id, notification, now)
+    }
+
+    /// Queues `notification` for `sink`, not to be sent before `due` (a page that waits for
+    /// its cause); returns true if an old delivery had to be dropped.
+    pub fn push_at(
+        &mut self,
+        sink: usize,
+        sink_id: String,
+        notification: Notification,
+        due: Timestamp,
+    ) -> bool {
         self.next_id += 1;
         self.deliveries.push_back(Delivery {
             id: self.next_id,
@@ -64,7 +76,7 @@ impl Outbox {
             sink_id,
             notification,
             attempts: 0,
-            next_attempt: now,
+            next_attempt: due,
             in_flight: false,
         });
         if self.deliveries.len() > CAPACITY {
@@ -97,6 +109,22 @@ impl Outbox {
                 d.clone()
             })
             .collect()
+    }
+
+    /// Makes the deliveries not yet tried that `which` picks due at `now`, changed by
+    /// `change` (held pages whose cause came).
+    pub fn release(
+        &mut self,
+        which: impl Fn(&Notification) -> bool,
+        change: impl Fn(&mut Notification),
+        now: Timestamp,
+    ) {
+        for d in self.deliveries.iter_mut() {
+            if d.attempts == 0 && !d.in_flight && d.next_attempt > now && which(&d.notification) {
+                change(&mut d.notification);
+                d.next_attempt = now;
+            }
+        }
     }
 
     /// Removes a delivered notification.
@@ -181,6 +209,7 @@ mod tests {
                 vpn_id: None,
                 severity: None,
                 since: None,
+                cause: None,
             },
             starts_at: Timestamp::from_secs(0),
             ends_at: None,

@@ -1,6 +1,7 @@
 //! The runbook shipped in the binary: each page's "What to do" is its class's section's,
 //! so that a page and the runbook never say different things.
 
+use crate::health::tunnel_log::CauseKind;
 use crate::types::AlertClass;
 
 /// docs/runbook.md, as built.
@@ -12,6 +13,11 @@ const WHAT_TO_DO: &str = "**What to do:**";
 /// line, markdown emphasis removed; `None` if the runbook has none.
 pub fn what_to_do(class: AlertClass) -> Option<String> {
     what_to_do_in(RUNBOOK, class.name())
+}
+
+/// Returns the "What to do" paragraph of a cause's section (`## Cause: DPD`).
+pub fn what_to_do_for_cause(kind: CauseKind) -> Option<String> {
+    what_to_do_in(RUNBOOK, kind.runbook_heading())
 }
 
 fn what_to_do_in(runbook: &str, section: &str) -> Option<String> {
@@ -44,6 +50,18 @@ fn what_to_do_in(runbook: &str, section: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Phrases that point at other places in the runbook, which a page does not have.
+    const RUNBOOK_RELATIVE: [&str; 8] = [
+        "next section",
+        "previous section",
+        "section below",
+        "section above",
+        "see below",
+        "see above",
+        "as above",
+        "this section",
+    ];
+
     #[test]
     fn every_class_has_an_action_that_does_not_send_the_noc_to_itself() {
         for class in AlertClass::ALL {
@@ -58,6 +76,23 @@ mod tests {
                 !action.to_lowercase().contains("contact the noc"),
                 "{class}: {action}"
             );
+            // A page stands alone: nothing that only makes sense inside the runbook.
+            for phrase in RUNBOOK_RELATIVE {
+                assert!(
+                    !action.to_lowercase().contains(phrase),
+                    "{class}: {phrase:?} in a page: {action}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_cause_has_its_section_with_an_action() {
+        for kind in CauseKind::ALL {
+            let action = what_to_do_for_cause(kind).unwrap_or_else(|| {
+                panic!("{kind:?}: no ## {} with What to do", kind.runbook_heading())
+            });
+            assert!(action.len() > 40, "{kind:?}: {action:?}");
         }
     }
 

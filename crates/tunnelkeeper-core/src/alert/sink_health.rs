@@ -131,6 +131,7 @@ impl SinksHealth {
             vpn_id: None,
             severity: None,
             since: first.failing_since,
+            cause: None,
         }))
     }
 }

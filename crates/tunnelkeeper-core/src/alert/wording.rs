@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::alert::engine::{Notification, NotificationStatus};
-use crate::alert::runbook::what_to_do;
+use crate::alert::runbook::{what_to_do, what_to_do_for_cause};
 use crate::config::Config;
 use crate::types::Timestamp;
 
@@ -51,13 +51,14 @@ impl PageContext {
         }
     }
 
-    /// Returns the runbook section for an alert.
+    /// Returns the runbook section for an alert: its cause's where one is known, else its
+    /// class's.
     pub fn runbook(&self, n: &Notification) -> String {
-        format!(
-            "{}#{}",
-            self.runbook_url,
-            n.key.class.name().to_ascii_lowercase()
-        )
+        let section = match &n.details.cause {
+            Some(cause) => cause.kind.runbook_section(),
+            None => n.key.class.name().to_ascii_lowercase(),
+        };
+        format!("{}#{section}", self.runbook_url)
     }
 
     /// Returns the outside IP of the alert's tunnel, when configured.
@@ -140,13 +141,33 @@ fn duration_text(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
+/// Returns what to do: the runbook's paragraph for the page's cause where one is known,
+/// else for its class.
+pub fn action(n: &Notification) -> String {
+    n.details
+        .cause
+        .as_ref()
+        .and_then(|c| what_to_do_for_cause(c.kind))
+        .or_else(|| what_to_do(n.key.class))
+        .unwrap_or_else(|| "see the runbook".into())
+}
+
+/// Returns the page's cause as it prints after `Cause: `, when one is known.
+pub fn cause_line(n: &Notification) -> Option<String> {
+    n.details.cause.as_ref().map(|c| clean(&c.line()))
+}
+
 /// Returns the message: lines a person on a phone understands, then every field as JSON.
 pub fn message(n: &Notification, ctx: &PageContext) -> String {
     let reason: String = n.details.reason.chars().take(MAX_REASON_CHARS).collect();
-    let action = what_to_do(n.key.class).unwrap_or_else(|| "see the runbook".into());
+    let action = action(n);
+    let cause = match cause_line(n) {
+        Some(line) => format!("Cause: {line}\n"),
+        None => String::new(),
+    };
     let mut text = match n.status {
         NotificationStatus::Firing => format!(
-            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\nWhat to do: {action}\nRunbook: {}\nReason: {}\n",
+            "{}: {} - {}.\nWhere: {}, seen from {}.\nSince: {}{}.\n{cause}What to do: {action}\nRunbook: {}\nReason: {}\n",
             n.severity.label().to_ascii_uppercase(),
             n.key.class,
             n.details.summary,
@@ -162,7 +183,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
             n.details.summary, n.created_at
         ),
         NotificationStatus::Resolved => format!(
-            "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\nNothing to do; the runbook: {}\nLast reason: {}\n",
+            "RESOLVED: {} - {}.\nWhere: {}, seen from {}.\nFrom {} to {} ({}).\n{cause}Nothing to do; the runbook: {}\nLast reason: {}\n",
             n.key.class,
             n.details.summary,
             ctx.place(n),
@@ -192,6 +213,7 @@ pub fn message(n: &Notification, ctx: &PageContext) -> String {
         "host": ctx.host,
         "runbook": ctx.runbook(n),
         "what_to_do": action,
+        "cause": n.details.cause,
     });
     text.push_str("\n--- details (JSON) ---\n");
     text.push_str(&serde_json::to_string_pretty(&details).unwrap_or_default());
@@ -221,6 +243,7 @@ pub fn test_page(host: &str, now: crate::types::Timestamp) -> Notification {
             vpn_id: None,
             severity: None,
             since: None,
+            cause: None,
         },
         starts_at: now,
         ends_at: None,
@@ -228,8 +251,8 @@ pub fn test_page(host: &str, now: crate::types::Timestamp) -> Notification {
     }
 }
 
-/// Returns the message attributes subscribers filter on: `severity`, `alert`, `vpn_id`,
-/// `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
+/// Returns the message attributes subscribers filter on: `severity`, `alert`, `vpn_id`
+/// (the AWS id only), `vpn` (the connection's name), `tunnel` and `state`. SNS refuses empty values, so absent ones read `none`.
 pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
     vec![
         ("notification_id", notification_id(n)),
@@ -237,12 +260,10 @@ pub fn attributes(n: &Notification) -> Vec<(&'static str, String)> {
         ("alert", n.key.class.name().to_string()),
         (
             "vpn_id",
-            n.details
-                .vpn_id
-                .clone()
-                .or_else(|| n.key.vpn.clone())
-                .unwrap_or_else(|| "none".into()),
+            // An AWS id or nothing: a filter on `vpn-...` must never meet a name.
+            n.details.vpn_id.clone().unwrap_or_else(|| "none".into()),
         ),
+        ("vpn", n.key.vpn.clone().unwrap_or_else(|| "none".into())),
         (
             "tunnel",
             n.key.tunnel.clone().unwrap_or_else(|| "none".into()),
@@ -303,6 +324,7 @@ pub mod fixtures {
                 vpn_id: Some("vpn-0123456789abcdef0".into()),
                 severity: None,
                 since: None,
+                cause: None,
             },
             starts_at: Timestamp::from_secs(1_795_000_000),
             ends_at: (status == NotificationStatus::Resolved)
@@ -429,6 +451,38 @@ mod tests {
     }
 
     #[test]
+    fn a_page_with_a_cause_says_it_and_takes_the_causes_runbook_section() {
+        use crate::health::cause::{Cause, CauseSource};
+        use crate::health::tunnel_log::CauseKind;
+        let mut n = note(
+            AlertClass::TunnelDown,
+            NotificationStatus::Firing,
+            "tunnel down",
+        );
+        n.key = AlertKey::tunnel(AlertClass::TunnelDown, "dc-primary", "dc-primary-a");
+        let without = message(&n, &ctx());
+        assert!(!without.contains("Cause:"), "{without}");
+        assert!(
+            without.contains("Runbook: https://wiki.example/tunnelkeeper#tunneldown"),
+            "{without}"
+        );
+        n.details.cause = Some(Cause {
+            kind: CauseKind::PskMismatch,
+            source: CauseSource::TunnelLogs,
+            text: "AWS tunnel payload decryption was unsuccessful due to invalid Pre-shared Key"
+                .into(),
+            at: Timestamp::from_secs(1_796_613_161),
+        });
+        let m = message(&n, &ctx());
+        assert!(m.contains("\nCause: AWS: AWS tunnel payload decryption was unsuccessful due to invalid Pre-shared Key (IKE, pre-shared key, 03:12:41Z)\nWhat to do: compare the tunnel's pre-shared key"), "{m}");
+        assert!(
+            m.contains("Runbook: https://wiki.example/tunnelkeeper#cause-psk-mismatch"),
+            "{m}"
+        );
+        assert!(m.contains("\"kind\": \"psk_mismatch\""), "{m}");
+    }
+
+    #[test]
     fn attributes_support_filter_policies() {
         let a = attributes(&note(
             AlertClass::ConnectionDown,
@@ -442,9 +496,19 @@ mod tests {
                 ("severity", "critical".to_string()),
                 ("alert", "ConnectionDown".to_string()),
                 ("vpn_id", "vpn-0123456789abcdef0".to_string()),
+                ("vpn", "dc-primary".to_string()),
                 ("tunnel", "none".to_string()),
                 ("state", "resolved".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn the_vpn_id_attribute_never_carries_a_name() {
+        let mut n = note(AlertClass::ConnectionDown, NotificationStatus::Firing, "x");
+        n.details.vpn_id = None;
+        let a = attributes(&n);
+        assert!(a.contains(&("vpn_id", "none".to_string())), "{a:?}");
+        assert!(a.contains(&("vpn", "dc-primary".to_string())), "{a:?}");
     }
 }

@@ -108,11 +108,10 @@ pub fn changes(old: &Config, new: &Config) -> Vec<String> {
             ));
         }
     }
+    out.extend(super::diff_keys::table_changes(old, new));
     let tables = [
-        ("[aws]", old.aws != new.aws),
-        ("[alerts]", old.alerts != new.alerts),
         ("[probe] socket", old.socket != new.socket),
-        ("[mtu]", old.mtu != new.mtu),
+        ("[maintenance]", old.maintenance != new.maintenance),
         (
             "[http] security",
             old.tls != new.tls || old.basic_auth_users != new.basic_auth_users,
@@ -223,6 +222,6 @@ mod tests {
             said[2],
             "target 172.16.2.10 (172.16.2.10) removed from tunnel dc-b of dc"
         );
-        assert_eq!(said[3], "[alerts] changed");
+        assert_eq!(said[3], "[alerts] changed: for");
     }
 }

@@ -4,7 +4,7 @@
 //! Identity is data, not position or name: a connection is the same connection when its AWS
 //! id matches (its name when neither config gives one an id); a tunnel is the same tunnel
 //! when its connection is and its outside IP matches (its name when it has no outside IP);
-//! a target is the same target when its address matches and it rides the same tunnel (or
+//! a target is the same target when its address and TCP port (none for ICMP) match and it rides the same tunnel (or
 //! both are shared). So a tunnel renamed in the config, or moved within its connection,
 //! keeps its outage, its alerts and its history.
 
@@ -63,7 +63,7 @@ impl ReloadMapping {
         let old_targets: HashMap<_, TargetId> = old
             .targets
             .iter()
-            .map(|t| ((t.address, place(t.scope)), t.id))
+            .map(|t| ((t.endpoint(), place(t.scope)), t.id))
             .collect();
         let targets = new
             .targets
@@ -73,7 +73,9 @@ impl ReloadMapping {
                     TargetScope::Pinned(id) => Some(*tunnel_of.get(&id)?),
                     TargetScope::Shared => None,
                 };
-                old_targets.get(&(t.address, old_place)).map(|&o| (t.id, o))
+                old_targets
+                    .get(&(t.endpoint(), old_place))
+                    .map(|&o| (t.id, o))
             })
             .collect();
         let mut renamed = HashMap::new();

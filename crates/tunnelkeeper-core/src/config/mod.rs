@@ -13,8 +13,11 @@ use toml::Spanned;
 
 pub mod brownout;
 pub mod diff;
+mod diff_keys;
+pub mod maintenance;
 mod mapping;
 mod raw;
+pub mod tcp;
 mod type_errors;
 mod validate;
 
@@ -73,6 +76,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Path-MTU probing through the tunnels.
     pub mtu: MtuConfig,
+    /// `[maintenance]`: applying AWS's pending tunnel maintenance at a safe moment.
+    pub maintenance: maintenance::MaintenanceConfig,
     /// Things that are allowed but probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -160,6 +165,8 @@ pub struct TargetSpec {
     pub scope: TargetScope,
     /// The probe settings after defaults and overrides.
     pub probe: ProbeSettings,
+    /// Probed by a TCP connect to this port instead of ICMP (see [`tcp`]).
+    pub tcp_port: Option<u16>,
 }
 
 /// The files of `[http.tls_server_config]`, by exporter-toolkit's names.
@@ -391,6 +398,57 @@ pub struct AwsConfig {
     /// Time between two rounds of `GetVpnTunnelReplacementStatus` (one call per tunnel,
     /// spread over the round).
     pub maintenance_interval: Duration,
+    /// `[aws.tunnel_logs]`: where and how often AWS's tunnel logs are read.
+    pub tunnel_logs: TunnelLogsConfig,
+}
+
+/// `[aws.tunnel_logs]`: AWS's tunnel activity logs (CloudWatch Logs) read for the cause of
+/// an outage, only while a tunnel is not up or for `linger` after it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelLogsConfig {
+    /// `Some(false)` never reads them; `None` (the default) reads them for every tunnel
+    /// whose log group is known (here or from EC2's tunnel options).
+    pub enabled: Option<bool>,
+    /// The log group to read for every tunnel; wins over the one EC2 names.
+    pub log_group: Option<String>,
+    /// How long a page waits for a logs call already under way for its tunnel.
+    pub wait: Duration,
+    /// Between two calls for one tunnel while it is read.
+    pub interval: Duration,
+    /// How long after a tunnel changed its logs are still read.
+    pub linger: Duration,
+}
+
+impl Default for TunnelLogsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            log_group: None,
+            wait: Self::DEFAULT_WAIT,
+            interval: Self::DEFAULT_INTERVAL,
+            linger: Self::DEFAULT_LINGER,
+        }
+    }
+}
+
+impl TunnelLogsConfig {
+    /// The default page wait.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+    /// The default interval between two calls for a tunnel.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// The default time a changed tunnel's logs are still read.
+    pub const DEFAULT_LINGER: Duration = Duration::from_secs(300);
+
+    /// Returns the log group to read for a tunnel, given the one EC2 names, when logs are
+    /// read at all.
+    pub fn group_for(&self, from_ec2: Option<&str>) -> Option<String> {
+        if self.enabled == Some(false) {
+            return None;
+        }
+        self.log_group
+            .clone()
+            .or_else(|| from_ec2.map(str::to_string))
+    }
 }
 
 /// The shortest EC2 poll interval: the account's EC2 API bucket is shared with everyone.
@@ -653,6 +711,9 @@ pub struct AlertRules {
     /// never pages in the instant the connection recovers. Derived from the probe
     /// settings, not configured.
     pub release_wait: Duration,
+    /// How long a warning of an escalating class (`policy::ESCALATING`) fires before it
+    /// is re-sent as critical; zero never escalates.
+    pub escalate_after: Duration,
 }
 
 impl Default for AlertRules {
@@ -664,6 +725,7 @@ impl Default for AlertRules {
             repeat_interval: Duration::from_secs(4 * 3600),
             send_resolved: true,
             release_wait: Duration::ZERO,
+            escalate_after: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -17,6 +17,26 @@ pub(super) struct RawConfig {
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) alerts: Option<RawAlerts>,
     pub(super) mtu: Option<Spanned<RawMtu>>,
+    pub(super) maintenance: Option<Spanned<RawMaintenance>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMaintenance {
+    pub(super) apply: Option<Spanned<String>>,
+    pub(super) window: Option<Spanned<RawWindows>>,
+    pub(super) timezone: Option<Spanned<String>>,
+    pub(super) sibling_healthy_for: Option<Spanned<HumanDuration>>,
+    pub(super) max_concurrent: Option<Spanned<u32>>,
+    pub(super) recovery_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// One window or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawWindows {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -36,6 +56,7 @@ pub(super) struct RawAlerts {
     pub(super) group_wait: Option<Spanned<HumanDuration>>,
     pub(super) repeat_interval: Option<Spanned<HumanDuration>>,
     pub(super) send_resolved: Option<bool>,
+    pub(super) escalate_after: Option<Spanned<HumanDuration>>,
     pub(super) flap_changes: Option<Spanned<u32>>,
     pub(super) flap_window: Option<Spanned<HumanDuration>>,
     pub(super) control_plane_unavailable_after: Option<Spanned<HumanDuration>>,
@@ -43,7 +64,7 @@ pub(super) struct RawAlerts {
     pub(super) failover_grace: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_severity: Option<Spanned<String>>,
     pub(super) severity: Option<std::collections::BTreeMap<String, Spanned<String>>>,
-    pub(super) runbook_url: Option<String>,
+    pub(super) runbook_url: Option<Spanned<String>>,
     pub(super) lossy: Option<Spanned<RawLossy>>,
     pub(super) slow: Option<Spanned<RawSlow>>,
     #[serde(default)]
@@ -98,6 +119,18 @@ pub(super) struct RawAws {
     pub(super) cloudwatch_namespace: Option<Spanned<String>>,
     pub(super) cloudwatch_interval: Option<Spanned<HumanDuration>>,
     pub(super) maintenance_interval: Option<Spanned<HumanDuration>>,
+    pub(super) tunnel_logs: Option<RawTunnelLogs>,
+}
+
+/// `[aws.tunnel_logs]`: reading AWS's tunnel activity logs for the cause of an outage.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTunnelLogs {
+    pub(super) enabled: Option<bool>,
+    pub(super) log_group: Option<Spanned<String>>,
+    pub(super) wait: Option<Spanned<HumanDuration>>,
+    pub(super) interval: Option<Spanned<HumanDuration>>,
+    pub(super) linger: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -131,6 +164,8 @@ pub(super) struct RawProbe {
     pub(super) timeout_floor: Option<Spanned<HumanDuration>>,
     pub(super) timeout_rtt_multiplier: Option<Spanned<u32>>,
     pub(super) fast_confirm: Option<bool>,
+    /// The interval of TCP targets that set none (`tcp.rs`).
+    pub(super) tcp_interval: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -163,9 +198,13 @@ pub(super) struct RawTarget {
     pub(super) payload_bytes: Option<Spanned<u32>>,
     pub(super) down_after: Option<Spanned<u32>>,
     pub(super) up_after: Option<Spanned<u32>>,
+    /// Probe this port by TCP connect instead of ICMP (`tcp.rs`); a wider integer than
+    /// a port so that 70000 is a range error naming the bound, not a type error.
+    pub(super) tcp_port: Option<Spanned<i64>>,
 }
 
-/// A pinned target: a bare address string or an inline table with overrides.
+/// A pinned target: a bare address string (`"172.16.1.10"`, or `"172.16.1.11:22"` for a
+/// TCP target) or an inline table with overrides.
 pub(super) struct RawPinned(pub(super) RawTarget);
 
 impl<'de> Deserialize<'de> for RawPinned {
@@ -174,10 +213,12 @@ impl<'de> Deserialize<'de> for RawPinned {
         impl<'de> Visitor<'de> for PinnedVisitor {
             type Value = RawPinned;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an IPv4 address string or a table with `address`")
+                f.write_str(
+                    "an IPv4 address string (\"ADDRESS\" or \"ADDRESS:PORT\") or a table with `address`",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPinned, E> {
-                let address = parse_v4(s).map_err(E::custom)?;
+                let (address, tcp_port) = super::tcp::split_pinned(s).map_err(E::custom)?;
                 Ok(RawPinned(RawTarget {
                     name: None,
                     address: Spanned::new(0..0, address),
@@ -186,6 +227,7 @@ impl<'de> Deserialize<'de> for RawPinned {
                     payload_bytes: None,
                     down_after: None,
                     up_after: None,
+                    tcp_port: tcp_port.map(|p| Spanned::new(0..0, i64::from(p))),
                 }))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPinned, A::Error> {

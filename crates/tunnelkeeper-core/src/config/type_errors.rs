@@ -388,6 +388,7 @@ fn explain(key: &str, message: &str) -> String {
         | "keep_firing_for"
         | "group_wait"
         | "repeat_interval"
+        | "escalate_after"
         | "flap_window"
         | "control_plane_unavailable_after"
         | "maintenance_grace"
@@ -395,6 +396,8 @@ fn explain(key: &str, message: &str) -> String {
         | "poll_interval"
         | "cloudwatch_interval"
         | "maintenance_interval"
+        | "wait"
+        | "linger"
         | "window" => Some(("a duration in quotes", "\"1s\" or \"500ms\" or \"2m\"")),
         "threshold" => Some(("a percentage in quotes", "\"5%\"")),
         "factor" => Some(("a number", "3.0")),

@@ -226,7 +226,7 @@ fn option_findings(
     }
     if !off.is_empty() {
         out.push(("tunnel_logging_off", format!(
-            "tunnel logging to CloudWatch Logs is off ({} in LogOptions.CloudWatchLogOptions): the next IKE or BGP failure leaves no AWS-side log to explain it",
+            "tunnel logging to CloudWatch Logs is off ({} in LogOptions.CloudWatchLogOptions): enable tunnel logs: pages will not say why; the next IKE or BGP failure leaves no AWS-side log to explain it",
             off.join(", ")
         )));
     }
@@ -281,6 +281,7 @@ mod tests {
             ike_versions: vec!["ikev2".into()],
             log_enabled: Some(true),
             bgp_log_enabled: Some(true),
+            log_group_arn: None,
         }
     }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use crate::config::{Config, ProbeSettings, ReloadMapping, TargetScope};
 use crate::health::failover::{FailoverTracker, Observation};
+use crate::health::tcp_service::ServiceHealth;
 use crate::health::verdict::{settle, Settle};
 use crate::health::ConnectionState;
 use crate::health::Verdict;
 use crate::health::VpnState;
-use crate::messages::ProbeOutcome;
+use crate::messages::{ProbeOutcome, ServiceAnswer};
 use crate::types::{TargetId, Timestamp, TunnelId};
 
 /// One target's hysteresis: streaks of replies and losses against `up_after`/`down_after`.
@@ -25,6 +26,8 @@ pub struct TargetHealth {
     pub judged: bool,
     /// When its last probe result came.
     pub last_result: Option<Timestamp>,
+    /// When its last reply came: what a down target's page says it waits since.
+    pub last_reply: Option<Timestamp>,
     streak_since: Option<Timestamp>,
     /// When the first lost probe of the current loss streak was sent (its result's time
     /// less the timeout it waited): where a failover's measurement starts.
@@ -34,6 +37,8 @@ pub struct TargetHealth {
     /// Silence after which its verdict becomes unknown: three intervals without a result
     /// means its pinger is stuck or gone, and its last verdict is no longer true.
     silent_after: Duration,
+    /// A TCP target's service (default and unused for ICMP targets).
+    pub service: ServiceHealth,
 }
 
 impl TargetHealth {
@@ -44,11 +49,13 @@ impl TargetHealth {
             consecutive_lost: 0,
             judged: false,
             last_result: None,
+            last_reply: None,
             streak_since: None,
             loss_sent: None,
             down_after: probe.down_after,
             up_after: probe.up_after,
             silent_after: probe.interval * 3,
+            service: ServiceHealth::default(),
         }
     }
 
@@ -69,6 +76,9 @@ impl TargetHealth {
         *streak = streak.saturating_add(1);
         *other = 0;
         self.last_result = Some(now);
+        if replied {
+            self.last_reply = Some(now);
+        }
         let since = self.streak_since.unwrap_or(now);
 
         let next = match (&self.verdict, replied) {
@@ -259,6 +269,19 @@ impl HealthModel {
         let observation = self.failover_observation();
         self.failovers.observe(&observation, sent_at(outcome, now));
         changed
+    }
+
+    /// Applies what a TCP target's connect found of its service; returns true when it
+    /// changed between open and refused. The target's own verdict comes from the probe.
+    pub fn handle_service(
+        &mut self,
+        target: TargetId,
+        answer: ServiceAnswer,
+        now: Timestamp,
+    ) -> bool {
+        self.targets
+            .get_mut(target.0)
+            .is_some_and(|t| t.service.handle(answer, now))
     }
 
     /// What the failover tracker needs: the shared targets' and each tunnel's latest probes.

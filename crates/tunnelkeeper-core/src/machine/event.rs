@@ -8,8 +8,12 @@ use std::time::Duration;
 use crate::alert::engine::Notification;
 use crate::alert::outbox::Delivery;
 use crate::alert::saved::SavedState;
+use crate::config::maintenance::ApplyMode;
+use crate::health::cause::Cause;
 use crate::health::failover::Failover;
+use crate::health::tunnel_log_book::LogFetch;
 use crate::health::{Verdict, VpnState};
+use crate::maintenance::TunnelPlan;
 use crate::messages::{AwsErrorKind, ConnectionReading, MaintenanceResult, PathMtuReading};
 use crate::messages::{ProbeOutcome, TimeoutInForce};
 use crate::outage::OutageRecord;
@@ -82,6 +86,25 @@ pub enum Event {
     SaveState(SavedState),
     /// An outage or a failover ended: its record goes to the outage log.
     OutageRecorded(OutageRecord),
+    /// Call `ReplaceVpnTunnel` (`ApplyPendingMaintenance=true`) for the tunnel now, and
+    /// answer with [`crate::messages::Observation::TunnelReplaceAnswered`].
+    ReplaceTunnel { tunnel: TunnelId },
+    /// A tunnel's maintenance plan changed (decision, progress, result): worth a log line.
+    MaintenancePlanChanged {
+        tunnel: TunnelId,
+        plan: TunnelPlan,
+        mode: ApplyMode,
+        /// A replacement's outcome is new with this change (count it).
+        ended: bool,
+    },
+    /// A tunnel's AWS tunnel logs are to be read (one `FilterLogEvents` call).
+    FetchTunnelLogs(LogFetch),
+    /// The cause of a tunnel's outage was found or changed (`None`: no longer known, or
+    /// the tunnel is up).
+    CauseChanged {
+        tunnel: TunnelId,
+        cause: Option<Cause>,
+    },
 }
 
 /// The control plane's events: EC2's answers and failures, what changed in them.

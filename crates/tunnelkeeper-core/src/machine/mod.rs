@@ -12,7 +12,12 @@
 //! ([`TargetStats`]) and its smoke-chart series ([`History`]) are updated here, in one
 //! place, once per observation; every view reads them from the core.
 
+#[cfg(test)]
+mod cause_tests;
+mod causes;
 mod event;
+#[cfg(test)]
+mod maintenance_tests;
 #[cfg(test)]
 mod outage_tests;
 mod pager;
@@ -23,6 +28,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
+pub use causes::OutageCauses;
 pub use event::{AwsEvent, Event};
 pub use pager::Pager;
 
@@ -32,9 +38,11 @@ use crate::alert::view::AlertView;
 use crate::config::{Config, ReloadMapping, TargetScope};
 use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
+use crate::health::tunnel_log_book::{TunnelLogBook, TunnelLogResult};
 use crate::health::{HealthModel, Verdict};
 use crate::history::{History, SharedHistory};
 use crate::jitter::Jitter;
+use crate::maintenance::tracker::{MaintenanceTracker, Step, Stores};
 use crate::messages::{MaintenanceResult, Observation, PollResult, ProbeOutcome};
 use crate::outage::OutageTracker;
 use crate::probe::stats::TargetStats;
@@ -53,6 +61,10 @@ pub struct Core {
     /// Per-target counters and recent window, indexed like `config.targets`.
     stats: Vec<TargetStats>,
     path_mtu: PathMtus,
+    /// Pending AWS maintenance: the decisions and the replacements under way.
+    maintenance: MaintenanceTracker,
+    /// When to read each tunnel's AWS logs, and what was read.
+    logs: TunnelLogBook,
     pager: Pager,
     /// The smoke charts' series (shared with the page, which reads them under the lock).
     history: SharedHistory,
@@ -108,6 +120,8 @@ impl Core {
                 .map(|aws| ControlPlane::new(&config, aws.stale_after())),
             stats: vec![TargetStats::default(); config.targets.len()],
             path_mtu: PathMtus::new(&config),
+            maintenance: MaintenanceTracker::new(&config),
+            logs: TunnelLogBook::new(&config),
             pager,
             history,
             status_line: String::new(),
@@ -137,6 +151,7 @@ impl Core {
         for &(new, old) in &mapping.targets {
             next.stats[new.0] = self.stats[old.0].clone();
         }
+        next.maintenance.adopt(&self.maintenance, &mapping.tunnels);
         if let (Some(new), Some(old)) = (next.control.as_mut(), self.control.as_ref()) {
             new.adopt(old, &config);
         }
@@ -180,6 +195,10 @@ impl Core {
             Observation::Maintenance { at, tunnel, result } => {
                 self.handle_maintenance(tunnel, result, at)
             }
+            Observation::StateSave(failure) => {
+                self.pager.set_state_save(failure);
+                self.evaluation_due = true;
+            }
             Observation::Delivery(report) => {
                 let now = self.now;
                 self.pager.delivery_report(report, now, &mut self.events);
@@ -215,6 +234,30 @@ impl Core {
                 self.events
                     .push_back(Event::ScheduleSlipped { target, missed });
             }
+            Observation::TunnelReplaceAnswered { at, tunnel, error } => {
+                self.advance(at);
+                let error = error.map(|(kind, message)| format!("{}: {message}", kind.label()));
+                self.maintenance.call_answered(tunnel, error, at);
+                self.evaluation_due = true;
+            }
+            Observation::TunnelLogs { tunnel, at, result } => {
+                self.handle_tunnel_logs(tunnel, result, at)
+            }
+            Observation::TcpService { target, at, answer } => {
+                self.advance(at);
+                // ServiceDown follows the refused streak, not only open/refused changes.
+                let down_after = self
+                    .config
+                    .targets
+                    .get(target.0)
+                    .map(|t| t.probe.down_after);
+                let is_down = |core: &Self| {
+                    down_after.is_some_and(|d| core.model.target(target).service.is_down(d))
+                };
+                let before = is_down(self);
+                let changed = self.model.handle_service(target, answer, at);
+                self.evaluation_due |= changed || before != is_down(self);
+            }
         }
     }
 
@@ -234,6 +277,7 @@ impl Core {
                 self.apply_control_verdicts(verdicts, now);
             }
         }
+        self.fetch_due_logs(now);
         self.evaluation_due = true;
     }
 
@@ -245,7 +289,8 @@ impl Core {
         Some(
             self.pager
                 .poll_timeout(self.now)
-                .map_or(coarse, |t| t.min(coarse)),
+                .map_or(coarse, |t| t.min(coarse))
+                .min(self.logs.next_deadline().unwrap_or(coarse).max(self.now)),
         )
     }
 
@@ -416,7 +461,63 @@ impl Core {
             .observe_tunnel(&self.config, &self.model, tunnel, at);
         let label = self.model.tunnel(tunnel).verdict.label();
         lock(&self.history).note_tunnel(tunnel, label, at);
+        if self.logs.note_verdict(tunnel, label, at) {
+            // A change of kind: AWS's logs may say why, read them now.
+            self.fetch_due_logs(at);
+        }
         self.events.push_back(Event::TunnelChanged { tunnel });
+    }
+
+    /// Asks the shell for the logs calls due (tunnels not up, or just changed).
+    fn fetch_due_logs(&mut self, now: Timestamp) {
+        let model = &self.model;
+        for fetch in self.logs.due(now, |id| {
+            matches!(model.tunnel(id).verdict, Verdict::Down { .. })
+        }) {
+            self.events.push_back(Event::FetchTunnelLogs(fetch));
+        }
+    }
+
+    fn handle_tunnel_logs(&mut self, tunnel: TunnelId, result: TunnelLogResult, at: Timestamp) {
+        self.advance(at);
+        self.logs.handle(tunnel, result, at);
+        self.refresh_causes();
+        if let (Some(c), Some(t)) = (
+            self.config.connections.get(tunnel.connection),
+            self.config
+                .connections
+                .get(tunnel.connection)
+                .and_then(|c| c.tunnels.get(tunnel.tunnel)),
+        ) {
+            let now = self.now;
+            self.pager
+                .release_held((c.name.as_str(), t.name.as_str()), now, &mut self.events);
+        }
+        self.evaluation_due = true;
+    }
+
+    /// Gathers every tunnel's cause for the pager, and says the ones that changed.
+    fn refresh_causes(&mut self) {
+        let causes = OutageCauses::gather(
+            &self.config,
+            (&self.model, self.control.as_ref(), &self.path_mtu),
+            &self.logs,
+        );
+        for id in self.config.tunnel_ids() {
+            let names = (
+                self.config.connections[id.connection].name.as_str(),
+                self.config.tunnel(id).name.as_str(),
+            );
+            let before = self.pager.causes().cause(names.0, names.1);
+            let after = causes.cause(names.0, names.1);
+            if before != after {
+                self.events.push_back(Event::CauseChanged {
+                    tunnel: id,
+                    cause: after.cloned(),
+                });
+            }
+        }
+        self.pager.set_causes(causes);
     }
 
     fn handle_ec2(&mut self, result: PollResult, at: Timestamp) {
@@ -442,6 +543,16 @@ impl Core {
                         problem,
                         gone: true,
                     }));
+                }
+                if let Some(control) = self.control.as_ref() {
+                    for id in self.config.tunnel_ids() {
+                        let arn = control
+                            .tunnel_reading(id)
+                            .and_then(|r| r.options.as_ref())
+                            .filter(|o| o.log_enabled == Some(true))
+                            .and_then(|o| o.log_group_arn.clone());
+                        self.logs.set_group_from_ec2(id, arn.as_deref());
+                    }
                 }
                 self.apply_control_verdicts(verdicts, at);
                 self.evaluation_due = true;
@@ -541,16 +652,58 @@ impl Core {
         // first call says nothing about the tunnels.
         let control_known =
             !self.config.polls_ec2() || self.control.as_ref().is_none_or(|c| c.has_succeeded());
+        self.refresh_causes();
         let now = self.now;
-        let history = lock(&self.history);
+        let shared = self.history.clone();
+        let history = lock(&shared);
+        self.decide_maintenance(&history, now);
         self.pager.evaluate(
-            (&self.model, &history),
+            (&self.model, &history, &self.maintenance),
             self.control.as_ref(),
             &self.path_mtu,
             now,
             targets_known && control_known,
             &mut self.events,
         );
+    }
+
+    /// Decides anew about pending maintenance, and asks the shell for the calls.
+    fn decide_maintenance(&mut self, history: &History, now: Timestamp) {
+        let firing: Vec<(AlertClass, Option<String>)> = self
+            .pager
+            .views(now)
+            .into_iter()
+            .filter(|a| a.state == "firing")
+            .map(|a| (a.alert, a.vpn))
+            .collect();
+        let stores = Stores {
+            config: &self.config,
+            model: &self.model,
+            history,
+            control: self.control.as_ref(),
+            alerts: &firing,
+        };
+        for step in self.maintenance.update(now, &stores) {
+            let event = match step {
+                Step::Replace(tunnel) => Event::ReplaceTunnel { tunnel },
+                Step::Changed { tunnel, ended } => Event::MaintenancePlanChanged {
+                    tunnel,
+                    plan: self
+                        .maintenance
+                        .plan(tunnel)
+                        .cloned()
+                        .expect("a configured tunnel"),
+                    mode: self.config.maintenance.apply,
+                    ended,
+                },
+            };
+            self.events.push_back(event);
+        }
+    }
+
+    /// Returns the maintenance decisions and replacements under way.
+    pub fn maintenance(&self) -> &MaintenanceTracker {
+        &self.maintenance
     }
 
     /// Returns the config this core runs.
@@ -576,6 +729,21 @@ impl Core {
     /// Returns each tunnel's last path-MTU measurement.
     pub fn path_mtu(&self) -> &PathMtus {
         &self.path_mtu
+    }
+
+    /// Returns the cause of a tunnel's outage, while it is down and the evidence tells.
+    pub fn tunnel_cause(&self, id: TunnelId) -> Option<&crate::health::cause::Cause> {
+        let c = self.config.connections.get(id.connection)?;
+        let t = c.tunnels.get(id.tunnel)?;
+        self.pager.causes().cause(c.name.as_str(), t.name.as_str())
+    }
+
+    /// Returns what `/status` shows of a tunnel's AWS tunnel log reading.
+    pub fn tunnel_logs_reading(
+        &self,
+        id: TunnelId,
+    ) -> crate::health::tunnel_log_book::TunnelLogsReading {
+        self.logs.reading(id)
     }
 
     /// Returns the smoke charts' series.

@@ -22,9 +22,11 @@ use crate::health::path_mtu::PathMtus;
 use crate::health::{ConnectionState, HealthModel, Verdict, VpnState};
 use crate::history::History;
 use crate::jitter::Jitter;
+use crate::machine::causes::OutageCauses;
 use crate::machine::event::Event;
+use crate::maintenance::MaintenanceTracker;
 use crate::messages::DeliveryReport;
-use crate::types::{AlertClass, Timestamp};
+use crate::types::{AlertClass, Severity, Timestamp};
 
 /// What decides whether the state must be saved again: each alert's key and state, and the
 /// outbox (never details, whose reasons are reworded on every evaluation).
@@ -48,6 +50,10 @@ pub struct Pager {
     /// deadline passes): right after a restart the model knows too little to clear them.
     restored: Vec<AlertKey>,
     hold_restored_until: Option<Timestamp>,
+    /// Each down tunnel's cause, and the page holds for logs calls under way.
+    causes: OutageCauses,
+    /// Since when the state file cannot be written, as the shell last said.
+    state_save: Option<crate::alert::policy::state_not_saved::SaveFailure>,
 }
 
 impl Pager {
@@ -86,6 +92,8 @@ impl Pager {
             saved: saved_fingerprint,
             restored,
             hold_restored_until,
+            causes: OutageCauses::default(),
+            state_save: None,
         }
     }
 
@@ -144,7 +152,17 @@ impl Pager {
                 })
                 .collect(),
             hold_restored_until: self.hold_restored_until,
+            causes: OutageCauses::default(),
+            state_save: self.state_save,
         }
+    }
+
+    /// Takes in whether the state file is being written.
+    pub fn set_state_save(
+        &mut self,
+        failure: Option<crate::alert::policy::state_not_saved::SaveFailure>,
+    ) {
+        self.state_save = failure;
     }
 
     /// Re-evaluates every alert as of `now`, then hands out what is due.
@@ -152,7 +170,7 @@ impl Pager {
     /// `settled` says every input (each target, the EC2 poller) has reported at least once.
     pub fn evaluate(
         &mut self,
-        (model, history): (&HealthModel, &History),
+        (model, history, maintenance): (&HealthModel, &History, &MaintenanceTracker),
         control: Option<&ControlPlane>,
         path_mtu: &PathMtus,
         now: Timestamp,
@@ -168,9 +186,12 @@ impl Pager {
             path_mtu,
             history,
             sinks: &self.sinks,
+            maintenance,
+            state_save: self.state_save.as_ref(),
             now,
         });
         fill_outage_starts(&mut conditions, &self.config, model);
+        self.causes.fill(&mut conditions);
         if let Some(until) = self.hold_restored_until {
             if settled || now >= until {
                 self.hold_restored_until = None;
@@ -180,10 +201,12 @@ impl Pager {
                 }
             }
         }
-        self.engine.evaluate(&conditions, now);
-        while let Some(mut n) = self.engine.poll_notification() {
-            // The policy's severity, with the config's word over it: decided here once.
-            n.severity = self.config.alerts.severity(n.key.class, n.details.severity);
+        // The policy's severity, with the config's word over it: decided here once, and
+        // the engine escalates a lasting warning from it.
+        let alerts_config = &self.config.alerts;
+        self.engine
+            .evaluate_with(&conditions, now, &|c, s| alerts_config.severity(c, s));
+        while let Some(n) = self.engine.poll_notification() {
             self.route(n, now, events);
         }
         self.save(now, events);
@@ -213,7 +236,8 @@ impl Pager {
                 }
                 self.told_failing.insert(i);
             }
-            dropped |= self.outbox.push(i, sink.kind.identity(), n.clone(), now);
+            let due = self.causes.hold(&n, now).unwrap_or(now);
+            dropped |= self.outbox.push_at(i, sink.kind.identity(), n.clone(), due);
         }
         if n.key.class == AlertClass::NotificationsFailing
             && n.status == NotificationStatus::Resolved
@@ -223,6 +247,42 @@ impl Pager {
         if dropped {
             events.push_back(Event::OutboxOverflowed);
         }
+    }
+
+    /// Takes the causes and holds of the moment (before an evaluation, and when a logs call
+    /// ends).
+    pub fn set_causes(&mut self, causes: OutageCauses) {
+        self.causes = causes;
+    }
+
+    /// Returns the causes in force.
+    pub fn causes(&self) -> &OutageCauses {
+        &self.causes
+    }
+
+    /// Sends the pages that wait for a tunnel's logs now, with the cause if one is known
+    /// (a logs call for the tunnel ended, well or not).
+    pub fn release_held(
+        &mut self,
+        (vpn, tunnel): (&str, &str),
+        now: Timestamp,
+        events: &mut VecDeque<Event>,
+    ) {
+        let cause = self.causes.cause(vpn, tunnel).cloned();
+        self.outbox.release(
+            |n| {
+                n.status == NotificationStatus::Firing
+                    && n.key.vpn.as_deref() == Some(vpn)
+                    && n.key.tunnel.as_deref() == Some(tunnel)
+            },
+            |n| {
+                if cause.is_some() {
+                    n.details.cause = cause.clone();
+                }
+            },
+            now,
+        );
+        self.dispatch(now, events);
     }
 
     /// Takes a sink's report on one delivery.
@@ -309,7 +369,11 @@ impl Pager {
                         .is_some_and(|t| now >= t);
                 paged.then(|| Notification {
                     key: a.key.clone(),
-                    severity: self.config.alerts.severity(a.key.class, a.details.severity),
+                    severity: if a.escalated() {
+                        Severity::Critical
+                    } else {
+                        self.config.alerts.severity(a.key.class, a.details.severity)
+                    },
                     status: NotificationStatus::Firing,
                     repeat: false,
                     details: a.details.clone(),
@@ -369,7 +433,8 @@ impl Pager {
     /// Returns when the pager must evaluate again even if nothing comes in.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         [
-            self.engine.poll_timeout(now),
+            self.engine
+                .poll_timeout_with(now, &|c, s| self.config.alerts.severity(c, s)),
             self.outbox.next_due(),
             self.hold_restored_until,
         ]
@@ -388,11 +453,8 @@ impl Pager {
 
     /// Returns every alert as readers see it, at its decided severity.
     pub fn views(&self, now: Timestamp) -> Vec<AlertView> {
-        let mut views = self.engine.views(now);
-        for v in &mut views {
-            v.severity = self.config.alerts.severity(v.alert, v.situation);
-        }
-        views
+        self.engine
+            .views_with(now, &|c, s| self.config.alerts.severity(c, s))
     }
 
     /// Returns whether each sink takes its pages.
@@ -460,7 +522,12 @@ fn outage_start(key: &AlertKey, config: &Config, model: &HealthModel) -> Option<
         | AlertClass::NotificationsFailing
         | AlertClass::TunnelLossy
         | AlertClass::TunnelSlow
-        | AlertClass::SharedTargetsDown => None,
+        | AlertClass::SharedTargetsDown
+        | AlertClass::MaintenanceReplacing
+        | AlertClass::MaintenanceReplaceFailed
+        | AlertClass::MaintenanceBlocked
+        | AlertClass::StateNotSaved
+        | AlertClass::ServiceDown => None,
     }
 }
 

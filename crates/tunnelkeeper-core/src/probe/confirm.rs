@@ -19,6 +19,15 @@ pub const MIN_RTT_SAMPLES: usize = 10;
 /// The percentile of the window the timeout is a multiple of: with 100 replies it is the
 /// second highest, so one outlier does not stretch every timeout after it.
 pub const RTT_PERCENTILE: usize = 99;
+/// While fewer than [`MIN_RTT_SAMPLES`] replies are in, the timeout is this many times the
+/// steady-state multiple of the highest RTT seen, but no longer than leaves room for a
+/// whole burst of confirmations within the interval (and never under the steady-state
+/// multiple itself): a first estimate wide enough for RTTs the first replies did not show,
+/// and short enough that fast confirm works from the second probe after a start (waiting
+/// the whole `timeout` left no room, and the first ten seconds after a start took
+/// `down_after` intervals to see an outage). A reply that comes after it is still a reply
+/// (late, not lost), so a too-short first estimate costs confirmations, never a page.
+pub const LEARNING_MARGIN: u32 = 2;
 
 /// A target's timeout, learned from its recent round-trip times.
 #[derive(Clone, Debug)]
@@ -27,6 +36,9 @@ pub struct AdaptiveTimeout {
     configured: Duration,
     floor: Duration,
     multiplier: u32,
+    /// The probe interval and `down_after`: what room a burst of confirmations needs.
+    interval: Duration,
+    down_after: u32,
     /// Recent RTTs in microseconds, oldest first.
     rtts: VecDeque<u32>,
     in_force: TimeoutInForce,
@@ -45,6 +57,8 @@ impl AdaptiveTimeout {
             configured: settings.timeout,
             floor: settings.timeout_floor,
             multiplier: settings.timeout_rtt_multiplier,
+            interval: settings.interval,
+            down_after: settings.down_after,
             rtts: VecDeque::with_capacity(RTT_WINDOW),
             in_force: TimeoutInForce {
                 timeout: settings.timeout,
@@ -65,6 +79,15 @@ impl AdaptiveTimeout {
         self.rtts
             .push_back(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
         if self.rtts.len() < MIN_RTT_SAMPLES {
+            let highest = self.rtts.iter().copied().max().unwrap_or(u32::MAX);
+            let multiple = Duration::from_micros(u64::from(highest)) * self.multiplier;
+            let lowest = multiple.max(self.floor);
+            let room = (self.interval / self.down_after.max(1)).max(lowest);
+            let first = (multiple * LEARNING_MARGIN).clamp(lowest, room);
+            self.in_force = TimeoutInForce {
+                timeout: first.min(self.configured),
+                mode: TimeoutMode::Learning,
+            };
             return;
         }
         let mut sorted = [0u32; RTT_WINDOW];
@@ -196,8 +219,16 @@ mod tests {
     #[test]
     fn the_timeout_is_a_multiple_of_the_high_percentile_between_floor_and_configured() {
         // (RTTs fed, timeout in force): floor 100 ms, ×4, configured 1 s.
-        let cases: [(&[u64], u64, TimeoutMode); 5] = [
-            (&[5; 9], 1000, TimeoutMode::Learning),
+        let cases: [(&[u64], u64, TimeoutMode); 10] = [
+            (&[], 1000, TimeoutMode::Learning),
+            // The first estimate: twice the multiple of the highest RTT so far.
+            (&[5; 9], 100, TimeoutMode::Learning),
+            // ... but no longer than leaves room for a burst: 1 s / down_after 5.
+            (&[5, 30, 5], 200, TimeoutMode::Learning),
+            (&[5, 20], 160, TimeoutMode::Learning),
+            // ... nor shorter than the steady-state multiple.
+            (&[100], 400, TimeoutMode::Learning),
+            (&[300], 1000, TimeoutMode::Learning),
             (&[5; 10], 100, TimeoutMode::Adaptive),
             (&[40; 20], 160, TimeoutMode::Adaptive),
             (&[400; 20], 1000, TimeoutMode::Adaptive),
@@ -320,6 +351,58 @@ mod tests {
             schedule(&s, t, &lost),
             [0, 100, 200, 300, 400, 1000, 2000, 3000, 4000, 4100]
         );
+    }
+
+    /// A target answering in `rtt_ms` from a start, blackholed from probe `first_lost` on:
+    /// how long from the first lost probe's send until the `down_after`-th loss in a row
+    /// is given up (when the health model calls it down).
+    fn detection_after_start(s: &ProbeSettings, rtt_ms: u64, first_lost: usize) -> u64 {
+        let start = Instant::now();
+        let mut adaptive = AdaptiveTimeout::new(s);
+        let mut confirmer = Confirmer::new(s);
+        let (mut scheduled, mut send) = (start, start);
+        let mut lost_in_row = 0;
+        let mut first_loss = None;
+        for probe in 0.. {
+            let lost = probe >= first_lost;
+            let timeout = adaptive.in_force().timeout;
+            if !confirmer.confirming() {
+                scheduled += s.interval;
+            }
+            if lost {
+                let since = *first_loss.get_or_insert(send);
+                lost_in_row += 1;
+                if lost_in_row == s.down_after {
+                    return (send + timeout - since).as_millis() as u64;
+                }
+            } else {
+                adaptive.observe(ms(rtt_ms));
+            }
+            match confirmer.after_probe(lost, send, timeout, scheduled) {
+                NextSend::Confirm(at) => send = at,
+                NextSend::Scheduled => send = scheduled,
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn an_outage_in_the_first_seconds_after_a_start_is_seen_as_fast_as_later() {
+        let s = settings();
+        // Steady state: the first loss and its four confirmations, 100 ms each.
+        let steady = detection_after_start(&s, 5, 200);
+        assert_eq!(steady, 500);
+        // From the second probe after a start on (one reply in), the same. Only an outage
+        // that is there before the first reply waits the configured timeout.
+        let after_start: Vec<u64> = (1..=10)
+            .map(|first_lost| detection_after_start(&s, 5, first_lost))
+            .collect();
+        assert_eq!(after_start, [500; 10]);
+        assert_eq!(detection_after_start(&s, 5, 0), 5000);
+        // A target 40 ms away: 1 s until its tenth reply (timeout 200 ms, the room a burst
+        // needs), 800 ms after (160 ms); both within the README's 1.5 s bound.
+        assert_eq!(detection_after_start(&s, 40, 3), 1000);
+        assert_eq!(detection_after_start(&s, 40, 12), 800);
     }
 
     #[test]

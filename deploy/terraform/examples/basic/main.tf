@@ -44,9 +44,8 @@ module "tunnelkeeper" {
   # SiteScope's URL monitor and the Prometheus servers.
   http_reader_cidrs = ["10.20.30.40/32", "10.0.8.0/24"]
 
-  sns_topic_arn     = "arn:aws:sns:us-east-1:123456789012:noc-page"
-  page_min_severity = "warning"
-  runbook_url       = "https://wiki.example.org/network/tunnelkeeper-runbook"
+  sns_topic_arn = "arn:aws:sns:us-east-1:123456789012:noc-page"
+  runbook_url   = "https://wiki.example.org/network/tunnelkeeper-runbook"
 
   # The release's package in the City's artifacts bucket, and its sha256sum (a placeholder
   # here). The bucket's policy grants the instance role (output iam_role_arn) s3:GetObject.

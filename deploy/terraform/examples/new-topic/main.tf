@@ -43,6 +43,11 @@ module "tunnelkeeper" {
 
   create_tunnel_state_alarms = false
 
+  # Apply AWS's pending tunnel maintenance on Sunday nights, Paris time, when safe.
+  maintenance_apply    = "when-safe"
+  maintenance_windows  = ["Sun 02:00-05:00"]
+  maintenance_timezone = "Europe/Paris"
+
   package_url    = "https://artifacts.example.org/tunnelkeeper/tunnelkeeper_0.1.0_amd64.deb"
   package_sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
 }

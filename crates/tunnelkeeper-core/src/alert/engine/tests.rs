@@ -13,6 +13,7 @@ fn details(summary: &str) -> Details {
         vpn_id: Some("vpn-0123456789abcdef0".into()),
         severity: None,
         since: None,
+        cause: None,
     }
 }
 
@@ -93,6 +94,8 @@ fn for_holds_an_alert_pending_and_a_shorter_blip_pages_nobody() {
 fn repeat_interval_renotifies_while_firing() {
     let rules = AlertRules {
         repeat_interval: Duration::from_secs(3600),
+        // Only the repeat here: escalation_tests has the re-send as critical.
+        escalate_after: Duration::ZERO,
         ..AlertRules::default()
     };
     let mut e = engine(rules);

@@ -51,6 +51,7 @@ pub fn brownouts(
                 vpn_id: connection.id.as_ref().map(|id| id.to_string()),
                 severity: None,
                 since: None,
+                cause: None,
             })
         };
         let window_text = |w| humantime::format_duration(w).to_string();

@@ -7,12 +7,15 @@
 pub mod brownout;
 pub mod connection_not_found;
 pub mod control_plane;
+pub mod maintenance_apply;
 pub mod maintenance_pending;
 pub mod mtu_black_hole;
 pub mod outage;
 pub mod paging;
 pub mod paths;
+pub mod service_down;
 pub mod shared_targets_down;
+pub mod state_not_saved;
 
 use crate::alert::engine::Conditions;
 use crate::alert::sink_health::SinksHealth;
@@ -21,6 +24,7 @@ use crate::health::control_plane::ControlPlane;
 use crate::health::path_mtu::PathMtus;
 use crate::health::HealthModel;
 use crate::history::History;
+use crate::maintenance::MaintenanceTracker;
 use crate::types::{AlertClass, Timestamp};
 
 pub use outage::FlapTracker;
@@ -38,6 +42,10 @@ pub struct Inputs<'a> {
     pub history: &'a History,
     /// Whether each sink takes its pages.
     pub sinks: &'a SinksHealth,
+    /// The maintenance decisions and replacements under way.
+    pub maintenance: &'a MaintenanceTracker,
+    /// Since when the state file cannot be written, if it cannot.
+    pub state_save: Option<&'a state_not_saved::SaveFailure>,
     pub now: Timestamp,
 }
 
@@ -46,7 +54,7 @@ pub struct Inputs<'a> {
 pub type Rule = fn(&Inputs<'_>) -> Conditions;
 
 /// Every rule, with the classes it decides.
-pub const RULES: [(&[AlertClass], Rule); 8] = [
+pub const RULES: [(&[AlertClass], Rule); 11] = [
     (
         &[
             AlertClass::TunnelDown,
@@ -73,7 +81,33 @@ pub const RULES: [(&[AlertClass], Rule); 8] = [
         brownout::rule,
     ),
     (&[AlertClass::NotificationsFailing], paging::rule),
+    (
+        &[
+            AlertClass::MaintenanceReplacing,
+            AlertClass::MaintenanceReplaceFailed,
+            AlertClass::MaintenanceBlocked,
+        ],
+        maintenance_apply::rule,
+    ),
+    (&[AlertClass::StateNotSaved], state_not_saved::rule),
+    (&[AlertClass::ServiceDown], service_down::rule),
 ];
+
+/// The classes whose warning is re-sent as critical once it has lasted `escalate_after`
+/// (the City's rule): a path down while another carries traffic usually heals within
+/// minutes (an endpoint replacement, a rekey); one that does not is worth a call. The
+/// brownouts, the control plane and the pager's own health stay warnings: time does not
+/// make them an outage.
+pub const ESCALATING: [AlertClass; 3] = [
+    AlertClass::TunnelDown,
+    AlertClass::ConnectionDown,
+    AlertClass::SharedTargetsDown,
+];
+
+/// Returns whether a lasting warning of `class` is re-sent as critical.
+pub fn escalates(class: AlertClass) -> bool {
+    ESCALATING.contains(&class)
+}
 
 /// Runs every rule.
 pub fn conditions(inputs: &Inputs<'_>) -> Conditions {

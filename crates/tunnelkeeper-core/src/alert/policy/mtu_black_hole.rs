@@ -57,6 +57,7 @@ pub fn black_holes(config: &Config, path_mtu: &PathMtus) -> Conditions {
                     vpn_id: connection.id.as_ref().map(|id| id.to_string()),
                     severity: None,
                     since: None,
+                    cause: None,
                 }),
             );
         }

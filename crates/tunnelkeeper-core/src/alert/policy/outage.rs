@@ -98,6 +98,7 @@ pub(super) fn active(
         vpn_id,
         severity: None,
         since: None,
+        cause: None,
     })
 }
 

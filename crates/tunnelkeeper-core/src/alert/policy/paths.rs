@@ -71,6 +71,7 @@ pub fn shared_targets_down(
                     vpn_id: None,
                     severity: None,
                     since: None,
+                    cause: None,
                 }),
             ))
         }
@@ -118,6 +119,7 @@ pub fn control_plane_unavailable(
         vpn_id: None,
         severity: None,
         since: None,
+        cause: None,
     })
 }
 

@@ -77,7 +77,15 @@ impl Validator<'_> {
             failover_grace,
             maintenance_severity,
             severity_overrides,
-            runbook_url: raw.runbook_url.clone().unwrap_or(defaults.runbook_url),
+            runbook_url: match &raw.runbook_url {
+                Some(url) => {
+                    if let Some(problem) = super::bounds::url_problem(url.get_ref()) {
+                        self.problem(Some(url.span()), "alerts.runbook_url", problem);
+                    }
+                    url.get_ref().clone()
+                }
+                None => defaults.runbook_url,
+            },
             lossy: self.lossy(raw.lossy.as_ref()),
             slow: self.slow(raw.slow.as_ref()),
             silences,
@@ -85,7 +93,8 @@ impl Validator<'_> {
         }
     }
 
-    /// `for`, `keep_firing_for`, `group_wait`, `repeat_interval` and `send_resolved`.
+    /// `for`, `keep_firing_for`, `group_wait`, `repeat_interval`, `send_resolved` and
+    /// `escalate_after`.
     fn alert_rules(&mut self, raw: &RawAlerts, defaults: &AlertsConfig) -> AlertRules {
         let day = Duration::from_secs(86_400);
         AlertRules {
@@ -119,6 +128,13 @@ impl Validator<'_> {
             ),
             send_resolved: raw.send_resolved.unwrap_or(defaults.rules.send_resolved),
             release_wait: Duration::ZERO,
+            escalate_after: self.duration(
+                "alerts.escalate_after",
+                raw.escalate_after.as_ref(),
+                defaults.rules.escalate_after,
+                Duration::ZERO,
+                day,
+            ),
         }
     }
 
@@ -466,11 +482,13 @@ impl Validator<'_> {
         &mut self,
         raw: &Spanned<RawAws>,
         connections: &[ConnectionSpec],
+        raw_vpns: &[super::super::raw::RawVpn],
     ) -> AwsConfig {
         let a = raw.get_ref();
         let region = a.region.as_ref().map(|r| {
             let value = r.get_ref();
             if value.is_empty()
+                || value.len() > super::bounds::MAX_REGION_LEN
                 || !value
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -478,7 +496,14 @@ impl Validator<'_> {
                 self.problem(
                     Some(r.span()),
                     "aws.region",
-                    format!("{value:?} is not an AWS region name such as \"us-east-1\""),
+                    if value.len() > super::bounds::MAX_REGION_LEN {
+                        format!(
+                            "is {} characters long: not an AWS region name such as \"us-east-1\"",
+                            value.len()
+                        )
+                    } else {
+                        format!("{value:?} is not an AWS region name such as \"us-east-1\"")
+                    },
                 );
             }
             value.clone()
@@ -574,8 +599,13 @@ impl Validator<'_> {
             }
             for (ti, t) in c.tunnels.iter().enumerate() {
                 if t.outside_ip.is_none() {
+                    // The key is missing: the line is its table's (the tunnel's name).
+                    let table = raw_vpns
+                        .get(ci)
+                        .and_then(|v| v.tunnel.get(ti))
+                        .map(|t| t.name.span());
                     self.problem(
-                        None,
+                        table,
                         &format!("vpn[{ci}].tunnel[{ti}].outside_ip"),
                         format!("missing: tunnel {} belongs to a connection with an `id`, and EC2 telemetry is joined to tunnels by outside IP", t.name),
                     );
@@ -589,6 +619,7 @@ impl Validator<'_> {
             cloudwatch_namespace,
             cloudwatch_interval,
             maintenance_interval,
+            tunnel_logs: self.tunnel_logs(a.tunnel_logs.as_ref()),
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::*;
 
 mod alerting;
+mod bounds;
 mod brownout;
 
 /// Values seen so far, each with the key path that first used it (for duplicate messages).
@@ -13,7 +14,7 @@ struct Seen {
     connection_ids: HashMap<String, String>,
     tunnel_names: HashMap<String, String>,
     outside_ips: HashMap<Ipv4Addr, String>,
-    addresses: HashMap<Ipv4Addr, String>,
+    addresses: HashMap<crate::config::tcp::Endpoint, String>,
     target_names: HashMap<String, String>,
 }
 
@@ -21,11 +22,16 @@ struct Seen {
 #[derive(Clone, Copy)]
 struct Place<'a> {
     defaults: &'a ProbeSettings,
+    /// The defaults of TCP targets: `defaults` with `[probe] tcp_interval`.
+    tcp_defaults: &'a ProbeSettings,
     mtu: &'a MtuConfig,
 }
 mod confirm;
 mod http;
+mod maintenance;
 mod mtu;
+mod tcp;
+mod tunnel_logs;
 
 /// Collects every problem of one config text.
 pub(super) struct Validator<'a> {
@@ -97,6 +103,7 @@ impl<'a> Validator<'a> {
             },
         );
         let defaults = self.fast_detection(&raw.probe, defaults);
+        let tcp_defaults = self.tcp_defaults(&raw.probe, defaults);
 
         let any_pinned = raw
             .vpn
@@ -112,6 +119,7 @@ impl<'a> Validator<'a> {
             .map(|(ci, vpn)| {
                 let place = Place {
                     defaults: &defaults,
+                    tcp_defaults: &tcp_defaults,
                     mtu: &mtu,
                 };
                 self.connection(ci, vpn, place, &mut seen, &mut targets)
@@ -124,7 +132,7 @@ impl<'a> Validator<'a> {
                 shared.get_ref(),
                 shared.span(),
                 TargetScope::Shared,
-                &defaults,
+                (&defaults, &tcp_defaults),
                 targets.len(),
                 (&mut seen.addresses, &mut seen.target_names),
             );
@@ -139,7 +147,10 @@ impl<'a> Validator<'a> {
             );
         }
 
-        let aws = raw.aws.as_ref().map(|a| self.aws(a, &connections));
+        let aws = raw
+            .aws
+            .as_ref()
+            .map(|a| self.aws(a, &connections, &raw.vpn));
         if aws.is_none() && connections.iter().any(|c| c.id.is_some()) {
             self.warnings.push(
                 "connections have an `id` but there is no [aws] table: EC2 is not asked about them"
@@ -156,6 +167,7 @@ impl<'a> Validator<'a> {
             .max()
             .unwrap_or_default();
         let state_dir = self.state_dir(raw.state_dir.as_ref());
+        let maintenance = self.maintenance(raw.maintenance.as_ref(), aws.is_some());
 
         Config {
             aws,
@@ -173,6 +185,7 @@ impl<'a> Validator<'a> {
             connections,
             targets,
             mtu,
+            maintenance,
             warnings: Vec::new(),
         }
     }
@@ -272,7 +285,7 @@ impl<'a> Validator<'a> {
                     &pinned.get_ref().0,
                     pinned.span(),
                     TargetScope::Pinned(tunnel_id),
-                    place.defaults,
+                    (place.defaults, place.tcp_defaults),
                     targets.len(),
                     (&mut seen.addresses, &mut seen.target_names),
                 );
@@ -341,9 +354,12 @@ impl<'a> Validator<'a> {
         raw: &RawTarget,
         entry_span: std::ops::Range<usize>,
         scope: TargetScope,
-        defaults: &ProbeSettings,
+        (defaults, tcp_defaults): (&ProbeSettings, &ProbeSettings),
         index: usize,
-        (addresses, names): (&mut HashMap<Ipv4Addr, String>, &mut HashMap<String, String>),
+        (addresses, names): (
+            &mut HashMap<crate::config::tcp::Endpoint, String>,
+            &mut HashMap<String, String>,
+        ),
     ) -> TargetSpec {
         // A bare address string has no span of its own: use the list entry's.
         let address_span = if raw.address.span().is_empty() {
@@ -352,19 +368,29 @@ impl<'a> Validator<'a> {
             raw.address.span()
         };
         let V4(address) = *raw.address.get_ref();
-        let address_is_new = self.unique(addresses, address, &address_span, key, "target address");
+        let tcp_port = self.tcp_port(key, raw.tcp_port.as_ref(), &entry_span);
+        let endpoint = crate::config::tcp::Endpoint { address, tcp_port };
+        let what = match tcp_port {
+            Some(_) => "TCP target",
+            None => "target address",
+        };
+        let address_is_new = self.unique(addresses, endpoint, &address_span, key, what);
         let name = match &raw.name {
             Some(n) => self.name(&format!("{key}.name"), n),
-            None => address.to_string(),
+            None => endpoint.to_string(),
         };
         let name_span = raw.name.as_ref().map_or(address_span, |n| n.span());
         // A name taken from a duplicate address is the same mistake: report it once.
         if raw.name.is_some() || address_is_new {
             self.unique(names, name.clone(), &name_span, key, "target name");
         }
+        let base = match tcp_port {
+            Some(_) => *tcp_defaults,
+            None => *defaults,
+        };
         let probe = self.probe_settings(
             key,
-            *defaults,
+            base,
             ProbeFields {
                 interval: raw.interval.as_ref(),
                 timeout: raw.timeout.as_ref(),
@@ -379,6 +405,7 @@ impl<'a> Validator<'a> {
             address,
             scope,
             probe,
+            tcp_port,
         }
     }
 
@@ -460,6 +487,17 @@ impl<'a> Validator<'a> {
         }
         if let Some(v) = f.payload_bytes {
             s.payload_bytes = *v.get_ref();
+            if s.payload_bytes < bounds::MIN_PAYLOAD_BYTES {
+                self.problem(
+                    Some(v.span()),
+                    &format!("{key}.payload_bytes"),
+                    format!(
+                        "{} is under {}, ping's own minimum (room for its timestamp); 0 is most likely a typo",
+                        s.payload_bytes,
+                        bounds::MIN_PAYLOAD_BYTES
+                    ),
+                );
+            }
             if s.payload_bytes > MAX_PAYLOAD_BYTES {
                 self.problem(
                     Some(v.span()),

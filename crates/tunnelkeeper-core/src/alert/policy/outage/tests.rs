@@ -26,6 +26,8 @@ fn conditions(
         path_mtu: &path_mtu,
         history: &history,
         sinks: &sinks,
+        maintenance: &crate::maintenance::MaintenanceTracker::new(config),
+        state_save: None,
         now,
     };
     let mut out = rule(&inputs);
