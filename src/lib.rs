@@ -24,6 +24,7 @@
 //! - [`metrics`]: the Prometheus series every task writes to.
 //! - [`outage_log`]: the outage log's file in `state_dir` and its records in memory.
 //! - [`history`]: per-minute latency rings for the NOC page's smoke charts.
+//! - [`history_file`]: the rings saved to `state_dir` once a minute and read at start.
 //! - [`liveness`]: heartbeats of the loops, for the watchdog.
 //! - [`http_client`]: one small HTTP/1.1 client.
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
@@ -36,6 +37,7 @@ pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod history_file;
 pub mod http;
 pub mod http_client;
 pub mod liveness;

@@ -42,6 +42,7 @@ use crate::daemon::monitor::{Monitor, MonitorSetup};
 use crate::daemon::pingers::PingerPool;
 use crate::daemon::systemd::{run_watchdog, watchdog_interval, Notifier};
 use crate::history::{History, SharedHistory};
+use crate::history_file::HistorySaver;
 use crate::http::security::{Security, SharedSecurity};
 use crate::http::{self, AppState, ReloadRequest};
 use crate::liveness::{Heartbeat, Watched};
@@ -116,8 +117,10 @@ struct Lasting {
     alert_loop: Heartbeat,
     poller: Heartbeat,
     started_at: crate::types::Timestamp,
-    /// The smoke charts' history: kept across reloads, lost on restart.
+    /// The smoke charts' history: kept across reloads, and restarts by `history_saver`.
     history: SharedHistory,
+    /// Saves `history` to `state_dir` once a minute.
+    history_saver: HistorySaver,
     /// The outage log (in `state_dir`, which a reload does not move).
     outages: Arc<OutageLog>,
 }
@@ -156,6 +159,7 @@ pub async fn run_until(
     let store = open_store(&mut config)?;
     let saved = load_state(&store, &clock);
     let outages = Arc::new(OutageLog::open(store.dir(), clock.now()));
+    let state_dir = store.dir().to_path_buf();
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
@@ -165,6 +169,8 @@ pub async fn run_until(
     let mut prepared = prepare(Arc::new(config), None).await?;
 
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder(&prepared, &clock)));
+    let history = History::shared(&prepared.config);
+    crate::history_file::restore(&state_dir, &history, clock.now());
     let shared = Lasting {
         clock,
         writer: StateWriter::start(store, clock),
@@ -174,7 +180,8 @@ pub async fn run_until(
         alert_loop: Heartbeat::new(),
         poller: Heartbeat::new(),
         started_at: clock.now(),
-        history: History::shared(&prepared.config),
+        history_saver: HistorySaver::start(&state_dir, history.clone(), clock),
+        history,
         outages,
     };
     let lasting = TaskTracker::new();
@@ -303,6 +310,11 @@ async fn shut_down(
         .is_ok();
     if !saved_in_time {
         error!("the monitor did not stop in time; the alert state may miss the last changes");
+    }
+    let saver = shared.history_saver.clone();
+    let history_saved = tokio::task::spawn_blocking(move || saver.save_now(DRAIN)).await;
+    if !matches!(history_saved, Ok(true)) {
+        error!("the history was not saved in time; the charts may miss the last minute");
     }
     if !shared.outages.flush(DRAIN) {
         error!("the outage log was not written in time; the last outages may be missing");

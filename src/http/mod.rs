@@ -70,6 +70,8 @@ struct StatusBody<'a> {
     reload: crate::reload::ReloadHealth,
     /// Whether the alert state reaches the disk.
     state_save: crate::alert::state_writer::SaveHealth,
+    /// What the start read back of the saved history (null without a file).
+    history_restored: Option<crate::history::disk::Restored>,
 }
 
 /// A request to reload the config; the answer says whether it was applied.
@@ -167,11 +169,18 @@ async fn status(State(state): State<AppState>) -> Response {
     let reload = state.reload_health.borrow().clone();
     let state_save = state.state_save.borrow().clone();
     let encoded = tokio::task::spawn_blocking(move || {
+        let history_restored = (snapshot.history.as_ref()).and_then(|h| {
+            h.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restored()
+                .cloned()
+        });
         serde_json::to_vec_pretty(&StatusBody {
             snapshot: &snapshot,
             pid: std::process::id(),
             reload,
             state_save,
+            history_restored,
         })
     })
     .await;

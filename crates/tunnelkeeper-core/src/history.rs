@@ -2,10 +2,11 @@
 //! rings of per-minute summaries (RTT p10, median and p90, probes sent and lost, state
 //! change marks): one slot per minute for the last hour and one per five minutes for the
 //! last six hours. Pure bookkeeping fed by the monitor with the probe's time; it lives
-//! across reloads (reshaped to the new config) and is lost on restart. Each tunnel also
+//! across reloads (reshaped to the new config) and restarts ([`disk`]). Each tunnel also
 //! keeps its brownout window and RTT baseline ([`brownout`]), fed by the same calls.
 
 pub mod brownout;
+pub mod disk;
 
 use std::sync::{Arc, Mutex};
 
@@ -37,11 +38,13 @@ pub enum Mark {
     Up = 2,
     /// Became unknown (no results).
     Unknown = 4,
+    /// The daemon was not running (between the last save and a start).
+    NotRunning = 8,
 }
 
 impl Mark {
     /// Returns every mark, in bit order.
-    pub const ALL: [Mark; 3] = [Mark::Down, Mark::Up, Mark::Unknown];
+    pub const ALL: [Mark; 4] = [Mark::Down, Mark::Up, Mark::Unknown, Mark::NotRunning];
 
     /// Returns the mark for a verdict label (`down`, `up`, `unknown`).
     pub fn for_label(label: &str) -> Mark {
@@ -425,6 +428,8 @@ pub struct History {
     tunnels: Vec<Vec<Series>>,
     /// Per tunnel, as `tunnels`.
     windows: Vec<Vec<brownout::TunnelWindow>>,
+    /// What the start adopted from the saved file.
+    restored: Option<disk::Restored>,
 }
 
 impl History {
@@ -441,6 +446,7 @@ impl History {
             windows: (config.connections.iter())
                 .map(|c| vec![brownout::TunnelWindow::default(); c.tunnels.len()])
                 .collect(),
+            restored: None,
         }
     }
 
@@ -465,6 +471,7 @@ impl History {
             next.windows[new.connection][new.tunnel] =
                 std::mem::take(&mut self.windows[old.connection][old.tunnel]);
         }
+        next.restored = self.restored.take();
         *self = next;
     }
 

@@ -191,6 +191,7 @@ pub fn render(points: &[MinuteSummary], range: Range, title: &str) -> String {
                 Mark::Down => ("down", "▼"),
                 Mark::Up => ("up", "▲"),
                 Mark::Unknown => ("unknown", "?"),
+                Mark::NotRunning => ("stopped", "⏸"),
             };
             let mid = x + column / 2.0;
             let _ = write!(

@@ -50,7 +50,7 @@ pub fn render_index(s: &Snapshot, view: &View) -> String {
     let _ = write!(
         main,
         r#"<footer><p>{}</p><p>Snapshot of {}; ICMP socket {}; outbox {} notification(s). Machine-readable: <a href="/health">/health</a> · <a href="/status">/status</a> · <a href="/metrics">/metrics</a>.</p></footer></main>"#,
-        escape(&history_note(s.started_at)),
+        escape(&history_note(s)),
         s.generated_at,
         escape(s.icmp_socket),
         s.outbox_length

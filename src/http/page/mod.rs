@@ -231,6 +231,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .chart .mark{stroke-width:1.5;stroke-dasharray:3 2;font-size:11px}.chart line.mark.down{stroke:var(--bad)}
 .chart line.mark.up{stroke:var(--good)}.chart line.mark.unknown{stroke:var(--none)}
 .chart text.mark.down{fill:var(--bad)}.chart text.mark.up{fill:var(--good)}.chart text.mark.unknown{fill:var(--none)}
+.chart line.mark.stopped{stroke:var(--none);stroke-dasharray:1 2}.chart text.mark.stopped{fill:var(--none)}
 .legend,footer,.ranges{color:var(--mute);font-size:.9em}
 .firing{margin:.3em 0;padding-left:1.4em}.firing li{margin:.3em 0;padding:.3em .5em;background:var(--card);border-left:.4em solid var(--none)}
 .firing li.bad{border-color:var(--bad)}.firing li.warn{border-color:var(--warn)}.firing .alert{font-size:1.1em}
@@ -298,13 +299,32 @@ fn paging_banner(s: &crate::snapshot::Snapshot) -> String {
     )
 }
 
-/// The page's note on where the charts come from.
-fn history_note(started_at: Timestamp) -> String {
+/// The page's note on where the charts come from, and what the start read back.
+fn history_note(s: &crate::snapshot::Snapshot) -> String {
+    let restored = (s.history.as_ref()).and_then(|h| {
+        h.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restored()
+            .cloned()
+    });
+    let read_back = match restored {
+        Some(r) if r.series_adopted > 0 => format!(
+            "; it read back {} minute(s) of the last hour saved at {}, and {} minute(s) the \
+             daemon was not running are marked ⏸",
+            r.minutes_restored, r.saved_at, r.minutes_not_running
+        ),
+        Some(r) => format!(
+            "; the history saved at {} was too old or matched nothing of this config",
+            r.saved_at
+        ),
+        None => String::new(),
+    };
     format!(
-        "Charts come from history kept in memory: it survives a config reload and is lost when \
-         the daemon restarts (this one started {started_at}). Smoke: RTT p10–p90 per point; line: \
+        "Charts come from history saved in state_dir once a minute: it survives a config reload \
+         and a restart (this one started {}{read_back}). Smoke: RTT p10–p90 per point; line: \
          median, coloured by loss (green none, blue ≤ 5 %, pink ≤ 20 %, red more); bar under the \
-         plot: loss; ▼ down, ▲ up, ? unknown."
+         plot: loss; ▼ down, ▲ up, ? unknown, ⏸ daemon not running.",
+        s.started_at
     )
 }
 

@@ -128,7 +128,7 @@ pub fn render_target(s: &Snapshot, view: &View, address: Ipv4Addr) -> Option<Str
     let _ = write!(
         main,
         r#"<footer><p>{}</p><p>Snapshot of {}.</p></footer></main>"#,
-        escape(&history_note(s.started_at)),
+        escape(&history_note(s)),
         s.generated_at
     );
     Some(document(

@@ -180,7 +180,8 @@ fn the_page_states_the_verdict_in_words_and_shows_both_tunnels_with_charts() {
     assert!(html.contains(r#"<line class="mark down""#), "{html}");
     assert!(html.contains(r#"<rect class="loss l3""#), "{html}");
     assert!(html.contains(r#"<a href="/target/172.16.1.10?range=1h">172.16.1.10</a>"#));
-    assert!(html.contains("lost when the daemon restarts"));
+    assert!(html.contains("survives a config reload and a restart"));
+    assert!(html.contains("⏸ daemon not running"));
     assert!(html.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#));
     assert!(html.contains(r#"fetch(location.href"#));
 }

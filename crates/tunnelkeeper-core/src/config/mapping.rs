@@ -137,6 +137,19 @@ fn tunnel_key(config: &Config, id: TunnelId) -> TunnelKey {
     }
 }
 
+/// A tunnel's identity as text, by the rules above, for what outlives a config (the saved
+/// history): names are quoted so that no two identities read the same.
+pub(crate) fn tunnel_identity(config: &Config, id: TunnelId) -> String {
+    let connection = |c: ConnectionId| match c {
+        ConnectionId::Aws(id) => format!("aws {:?}", id.as_str()),
+        ConnectionId::Named(name) => format!("named {:?}", name.as_str()),
+    };
+    match tunnel_key(config, id) {
+        TunnelKey::OutsideIp(c, ip) => format!("{} ip {ip}", connection(c)),
+        TunnelKey::Named(c, name) => format!("{} tunnel {name:?}", connection(c)),
+    }
+}
+
 fn place(scope: TargetScope) -> Option<TunnelId> {
     match scope {
         TargetScope::Pinned(id) => Some(id),

@@ -21,6 +21,7 @@ pub mod tcp;
 mod type_errors;
 mod validate;
 
+pub(crate) use mapping::tunnel_identity;
 pub use mapping::ReloadMapping;
 
 use raw::*;

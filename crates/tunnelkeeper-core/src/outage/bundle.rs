@@ -57,7 +57,7 @@ pub struct MinuteRow {
     pub rtt_p10_ms: Option<f64>,
     pub rtt_p50_ms: Option<f64>,
     pub rtt_p90_ms: Option<f64>,
-    /// The state changes in it: `down`, `up`, `unknown`.
+    /// The state changes in it: `down`, `up`, `unknown`, `not_running` (the daemon was not).
     pub marks: Vec<&'static str>,
 }
 
@@ -148,6 +148,7 @@ fn rows(points: &[MinuteSummary], range: Range, from: Timestamp, to: Timestamp) 
                     Mark::Down => "down",
                     Mark::Up => "up",
                     Mark::Unknown => "unknown",
+                    Mark::NotRunning => "not_running",
                 })
                 .collect(),
         })
