@@ -30,7 +30,7 @@
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
 //! - [`jitter`]: a small random source for backoff jitter.
 
-pub use tunnelkeeper_core::{config, health, history, jitter, reload, types};
+pub use tunnelkeeper_core::{config, health, history, jitter, reload, tunnel_log, types};
 
 pub mod alert;
 pub mod aws;

@@ -11,8 +11,9 @@ use tracing::{debug, warn};
 
 use crate::messages::{AwsErrorKind, Observation};
 use crate::types::Timestamp;
-use tunnelkeeper_core::health::tunnel_log::parse;
-use tunnelkeeper_core::health::tunnel_log_book::{LogFetch, TunnelLogResult};
+use tunnelkeeper_core::health::tunnel_log_book::LogFetch;
+use tunnelkeeper_core::messages::TunnelLogResult;
+use tunnelkeeper_core::tunnel_log::parse;
 
 /// Pages read per call at most: a call follows the last event seen, so one page is the
 /// usual; a burst of IKE retries may fill a few.

@@ -134,22 +134,7 @@ impl Effects {
                 true
             }
             Event::Failover(f) => {
-                self.metrics.failover(f.seconds());
-                let from: Vec<String> = f
-                    .from
-                    .iter()
-                    .map(|id| {
-                        let c = &self.config.connections[id.connection];
-                        format!("{}/{}", c.name, self.config.tunnel(*id).name)
-                    })
-                    .collect();
-                warn!(
-                    seconds = format!("{:.1}", f.seconds()),
-                    from = %from.join(", "),
-                    lost_at = %f.lost_at,
-                    restored_at = %f.restored_at,
-                    "failover: the shared targets answer again over another tunnel"
-                );
+                self.log_failover(&f);
                 true
             }
             Event::FirstRound => {
@@ -206,16 +191,7 @@ impl Effects {
                 false
             }
             Event::OutageRecorded(record) => {
-                info!(
-                    id = %record.id,
-                    kind = record.kind.label(),
-                    tunnels = %record.tunnels.join(", "),
-                    started_at = %record.started_at,
-                    ended_at = %record.ended_at,
-                    seconds = format!("{:.1}", record.seconds),
-                    "outage recorded"
-                );
-                self.hooks.outages.record(record);
+                self.record_outage(record);
                 false
             }
             Event::Aws(event) => self.act_on_aws(event, core),
@@ -227,15 +203,7 @@ impl Effects {
                 ended,
             } => self.show_maintenance_plan(tunnel, &plan, mode, ended),
             Event::FetchTunnelLogs(fetch) => {
-                let sent = self
-                    .hooks
-                    .tunnel_logs
-                    .as_ref()
-                    .is_some_and(|tx| tx.try_send(fetch.clone()).is_ok());
-                if !sent {
-                    // The core gives the call up after a while and asks again.
-                    warn!(tunnel = %self.tunnel_name(fetch.tunnel), "tunnel logs: the reader takes no request");
-                }
+                self.fetch_tunnel_logs(fetch);
                 false
             }
             Event::CauseChanged { tunnel, cause } => {
@@ -247,6 +215,48 @@ impl Effects {
                 }
                 true
             }
+        }
+    }
+
+    /// Counts and logs a failover of the shared targets' traffic.
+    fn log_failover(&self, f: &tunnelkeeper_core::health::failover::Failover) {
+        self.metrics.failover(f.seconds());
+        let from: Vec<String> = f.from.iter().map(|id| self.tunnel_name(*id)).collect();
+        warn!(
+            seconds = format!("{:.1}", f.seconds()),
+            from = %from.join(", "),
+            lost_at = %f.lost_at,
+            restored_at = %f.restored_at,
+            "failover: the shared targets answer again over another tunnel"
+        );
+    }
+
+    /// Logs an ended outage and hands it to the outage log.
+    fn record_outage(&self, record: tunnelkeeper_core::outage::OutageRecord) {
+        info!(
+            id = %record.id,
+            kind = record.kind.label(),
+            tunnels = %record.tunnels.join(", "),
+            started_at = %record.started_at,
+            ended_at = %record.ended_at,
+            seconds = format!("{:.1}", record.seconds),
+            cause = record.cause.as_deref().unwrap_or("none known"),
+            "outage recorded"
+        );
+        self.hooks.outages.record(record);
+    }
+
+    /// Hands a logs call to the tunnel logs reader.
+    fn fetch_tunnel_logs(&self, fetch: tunnelkeeper_core::health::tunnel_log_book::LogFetch) {
+        let tunnel = fetch.tunnel;
+        let sent = self
+            .hooks
+            .tunnel_logs
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(fetch).is_ok());
+        if !sent {
+            // The core gives the call up after a while and asks again.
+            warn!(tunnel = %self.tunnel_name(tunnel), "tunnel logs: the reader takes no request");
         }
     }
 

@@ -21,6 +21,7 @@
 //! - [`machine`]: the core as one state machine: observations and time in, events out.
 //! - [`jitter`]: a small random source for backoff jitter.
 //! - [`reload`]: the outcome of config reloads, as every view tells it.
+//! - [`tunnel_log`]: AWS's tunnel activity log events read, and the causes they tell.
 
 pub mod alert;
 pub mod config;
@@ -34,4 +35,5 @@ pub mod outage;
 pub mod probe;
 pub mod quantile;
 pub mod reload;
+pub mod tunnel_log;
 pub mod types;

@@ -118,7 +118,7 @@ pub enum Observation<I = Timestamp> {
         /// When.
         at: I,
         /// What it read, or why not.
-        result: crate::health::tunnel_log_book::TunnelLogResult,
+        result: TunnelLogResult,
     },
     /// Whether the state file is being written (sent by the shell when it changes): the
     /// first of the saves failing now, and what the last one said; `None` once one
@@ -150,6 +150,18 @@ pub enum ServiceAnswer {
     /// The host reset the connect (RST, or an ICMP port unreachable): the path works, the
     /// service does not listen or a host firewall rejects it.
     Refused,
+}
+
+/// What a logs call brought back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TunnelLogResult {
+    /// The events read (oldest first), and the latest CloudWatch event time among them.
+    Events {
+        events: Vec<crate::tunnel_log::TunnelLogEvent>,
+        latest: Option<Timestamp>,
+    },
+    /// The call failed.
+    Failed { kind: AwsErrorKind, message: String },
 }
 
 impl<I> Observation<I> {

@@ -103,7 +103,7 @@ const LOST_A: (usize, bool) = (0, false);
 #[test]
 fn a_down_tunnel_shows_its_cause_and_the_other_none() {
     use crate::health::cause::{Cause, CauseSource};
-    use tunnelkeeper_core::health::tunnel_log::CauseKind;
+    use tunnelkeeper_core::tunnel_log::CauseKind;
     let mut s = snapshot_after(CONFIG, &[UP_A, UP_B, LOST_A, LOST_A, LOST_A]);
     s.connections[0].tunnels[0].cause = Some(Cause {
         kind: CauseKind::Dpd,

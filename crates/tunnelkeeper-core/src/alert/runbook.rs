@@ -1,7 +1,7 @@
 //! The runbook shipped in the binary: each page's "What to do" is its class's section's,
 //! so that a page and the runbook never say different things.
 
-use crate::health::tunnel_log::CauseKind;
+use crate::tunnel_log::CauseKind;
 use crate::types::AlertClass;
 
 /// docs/runbook.md, as built.

@@ -453,7 +453,7 @@ mod tests {
     #[test]
     fn a_page_with_a_cause_says_it_and_takes_the_causes_runbook_section() {
         use crate::health::cause::{Cause, CauseSource};
-        use crate::health::tunnel_log::CauseKind;
+        use crate::tunnel_log::CauseKind;
         let mut n = note(
             AlertClass::TunnelDown,
             NotificationStatus::Firing,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::health::tunnel_log::{CauseKind, TunnelLogEvent};
+use crate::tunnel_log::{CauseKind, TunnelLogEvent};
 use crate::types::Timestamp;
 
 /// How long before an outage's start a log message still explains it: DPD declares a peer
@@ -145,7 +145,7 @@ pub fn choose(evidence: &Evidence<'_>) -> Option<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::tunnel_log::parse;
+    use crate::tunnel_log::parse;
 
     fn event(at: u64, detail: &str) -> TunnelLogEvent {
         let json = format!("{{\"TunnelOutsideIPAddress\":\"203.0.113.10\",\"TunnelIKEPhase1State\":\"Established\",\"TunnelIKEPhase2State\":\"Established\",\"VpnLogDetail\":\"{detail}\"}}");

@@ -11,7 +11,6 @@ pub mod maintenance;
 pub mod model;
 pub mod path_mtu;
 pub mod tcp_service;
-pub mod tunnel_log;
 pub mod tunnel_log_book;
 pub mod verdict;
 

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::config::{Config, TunnelLogsConfig};
-use crate::health::tunnel_log::TunnelLogEvent;
-use crate::messages::AwsErrorKind;
+use crate::messages::TunnelLogResult;
+use crate::tunnel_log::TunnelLogEvent;
 use crate::types::{Timestamp, TunnelId};
 
 /// The events kept per tunnel: enough for an outage's story, bounded.
@@ -47,18 +47,6 @@ pub struct TunnelLogsReading {
     pub error: Option<String>,
     /// Events kept for the tunnel.
     pub events: usize,
-}
-
-/// What a logs call brought back.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TunnelLogResult {
-    /// The events read (oldest first), and the latest CloudWatch event time among them.
-    Events {
-        events: Vec<TunnelLogEvent>,
-        latest: Option<Timestamp>,
-    },
-    /// The call failed.
-    Failed { kind: AwsErrorKind, message: String },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -306,6 +294,7 @@ pub fn group_name_from_arn(arn: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::messages::AwsErrorKind;
 
     fn config(logs: &str) -> Config {
         let text = format!(

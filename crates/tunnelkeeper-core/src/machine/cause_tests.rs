@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::alert::outbox::Delivery;
-use crate::health::tunnel_log::{parse, CauseKind};
 use crate::health::tunnel_log_book::LogFetch;
 use crate::messages::{AwsErrorKind, DeliveryReport};
+use crate::tunnel_log::{parse, CauseKind};
 
 const CONFIG: &str = r#"
     [probe]
