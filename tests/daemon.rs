@@ -315,7 +315,7 @@ fn check_config_accepts_good_files_with_a_summary() {
     ]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("OK: 2 connection(s), 4 tunnel(s), 5 pinned and 2 shared target(s)"),
+        out.contains("OK: 2 connection(s), 4 tunnel(s), 6 pinned and 2 shared target(s)"),
         "{out}"
     );
     assert_eq!(out.lines().count(), 1);
