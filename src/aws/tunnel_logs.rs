@@ -63,7 +63,7 @@ impl TunnelLogReader {
                 result = read(&self.client, &fetch) => result,
             };
             if let TunnelLogResult::Failed { kind, message } = &result {
-                warn!(log_group = %fetch.log_group, outside_ip = %fetch.outside_ip, ?kind, %message, "tunnel logs: FilterLogEvents failed");
+                warn!(log_group = %fetch.log_group, outside_ip = %fetch.outside_ip, kind = kind.label(), %message, "tunnel logs: FilterLogEvents failed");
             }
             let observation = Observation::TunnelLogs {
                 tunnel: fetch.tunnel,
