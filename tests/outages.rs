@@ -6,9 +6,7 @@ mod common;
 #[path = "support/ec2_daemon.rs"]
 mod ec2_daemon;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{aws_env, write_temp, AwsDouble, Daemon, VPN_ID};
@@ -156,48 +154,15 @@ fn a_killed_daemon_keeps_the_outages_it_had_recorded() {
     assert_eq!(outages(&daemon, "")["outages"][0]["id"], record["id"]);
 }
 
-/// Validates `body` against the schema with python3-jsonschema; panics with every error.
+/// Validates `body` against docs/outages.schema.json; panics with every error.
 fn validate(body: &str) {
-    let script = "import json, sys, jsonschema\n\
-        schema = json.load(open(sys.argv[1]))\n\
-        jsonschema.Draft202012Validator.check_schema(schema)\n\
-        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(sys.stdin)))\n\
-        for e in errors: print('/'.join(str(p) for p in e.absolute_path) + ': ' + e.message)\n\
-        sys.exit(1 if errors else 0)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script, SCHEMA])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "/outages does not match docs/outages.schema.json:\n{}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::validate_against_schema(SCHEMA, body, "/outages");
 }
 
 #[test]
 #[ignore = "needs python3-jsonschema"]
 fn outages_match_their_schema() {
-    common::need_tool("python3", "python3");
-    let ok = Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "python3's jsonschema module is not installed (apt-get install python3-jsonschema)"
-    );
+    common::need_jsonschema();
     let double = AwsDouble::start();
     double.set_tunnels(VPN_ID, "UP", "UP");
     let daemon = start(&double, &common::temp_dir("outages-schema"));

@@ -8,8 +8,6 @@ mod common;
 #[path = "support/ec2_daemon.rs"]
 mod ec2_daemon;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{AwsDouble, Daemon};
@@ -18,52 +16,15 @@ use serde_json::{json, Value};
 
 const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.schema.json");
 
-/// Validates `body` with python3-jsonschema (Draft 2020-12); panics with every error.
+/// Validates `body` against docs/status.schema.json; panics with every error.
 fn validate(body: &str) {
-    let script = "import json, sys, jsonschema\n\
-        schema = json.load(open(sys.argv[1]))\n\
-        jsonschema.Draft202012Validator.check_schema(schema)\n\
-        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(sys.stdin)))\n\
-        for e in errors: print('/'.join(str(p) for p in e.absolute_path) + ': ' + e.message)\n\
-        sys.exit(1 if errors else 0)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script, SCHEMA])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "/status does not match docs/status.schema.json:\n{}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn need_jsonschema() {
-    common::need_tool("python3", "python3");
-    let ok = Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "python3's jsonschema module is not installed (apt-get install python3-jsonschema); this test cannot run without it"
-    );
+    common::validate_against_schema(SCHEMA, body, "/status");
 }
 
 #[test]
 #[ignore = "needs python3-jsonschema"]
 fn status_matches_its_schema_with_and_without_aws() {
-    need_jsonschema();
+    common::need_jsonschema();
     // The schema refuses what it does not know: a sample with an extra key must fail.
     let daemon = Daemon::start(&["run"], &common::aws_env());
     let status = wait_json(&daemon, Duration::from_secs(10), |j| {

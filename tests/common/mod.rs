@@ -472,3 +472,49 @@ pub fn aws_env() -> Vec<(&'static str, &'static str)> {
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
     ]
 }
+
+/// Fails the test, naming the package, unless python3 with its jsonschema module is here.
+#[allow(dead_code)]
+pub fn need_jsonschema() {
+    need_tool("python3", "python3");
+    let ok = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3's jsonschema module is not installed (apt-get install python3-jsonschema); this test cannot run without it"
+    );
+}
+
+/// Validates the JSON `body` against the schema file `schema` (a path under the crate)
+/// with python3-jsonschema (Draft 2020-12); panics with every error, naming `what`.
+#[allow(dead_code)]
+pub fn validate_against_schema(schema: &str, body: &str, what: &str) {
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(sys.stdin)))\n\
+        for e in errors: print('/'.join(str(p) for p in e.absolute_path) + ': ' + e.message)\n\
+        sys.exit(1 if errors else 0)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, schema])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} does not match {schema}:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
