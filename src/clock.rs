@@ -1,15 +1,17 @@
 //! The daemon's clock: the runtime's monotonic instants turned into the core's
 //! [`Timestamp`]s, anchored to the wall clock once at start. Every duration and timer
-//! stays on that monotonic scale, whatever NTP does to the system clock; what leaves the
-//! process for a reader that compares with the wall clock (Alertmanager's `startsAt` and
-//! `endsAt`) is shifted by [`Clock::wall_shift`] read at that moment, so that a clock
-//! stepped after start cannot make an `endsAt` earlier than its `startsAt`.
+//! stays on that monotonic scale, whatever NTP does to the system clock. What is shown or
+//! leaves the process follows the system clock: [`StepWatch`] notices a step and sets the
+//! process's [`WallShift`], which every view, page, file and metric converts with;
+//! Alertmanager's `startsAt` and `endsAt` take one exact reading per post, so that a step
+//! can never make an `endsAt` earlier than its `startsAt`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
 
 use crate::types::Timestamp;
+pub use crate::types::WallShift;
 
 /// Converts the runtime's monotonic instants into [`Timestamp`]s.
 #[derive(Clone, Copy, Debug)]
@@ -60,27 +62,12 @@ impl Clock {
     }
 }
 
-/// The wall clock minus the anchored clock, at one reading.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WallShift {
-    /// Milliseconds (negative: the wall clock went back since start).
-    pub ms: i64,
-}
-
-impl WallShift {
-    /// No shift: for times that are wall times already.
-    pub const NONE: WallShift = WallShift { ms: 0 };
-
-    /// Returns the wall time of an anchored timestamp.
-    pub fn apply(self, at: Timestamp) -> Timestamp {
-        Timestamp::from_millis((at.as_millis() as i64).saturating_add(self.ms).max(0) as u64)
-    }
-}
-
 /// A change of the wall clock against the monotonic one this large is a step, and logged.
 pub const STEP: Duration = Duration::from_secs(2);
 
-/// Logs each step of the system clock once: remembers the shift last reported.
+/// Logs each step of the system clock once: remembers the shift last reported. (The
+/// monitor makes a reported shift the process's, [`WallShift::set_current`]; this stays
+/// pure so that its tests touch no process-wide value.)
 #[derive(Debug, Default)]
 pub struct StepWatch {
     reported: WallShift,
@@ -119,20 +106,6 @@ mod tests {
         assert_eq!(
             reported,
             [false, false, false, true, false, false, true, false]
-        );
-    }
-
-    #[test]
-    fn a_shift_moves_anchored_times_to_the_wall() {
-        let at = Timestamp::from_secs(1_000);
-        assert_eq!(
-            WallShift { ms: -3_600_000 }.apply(Timestamp::from_secs(4_600)),
-            at
-        );
-        assert_eq!(WallShift::NONE.apply(at), at);
-        assert_eq!(
-            WallShift { ms: -5_000_000 }.apply(at),
-            Timestamp::from_millis(0)
         );
     }
 }

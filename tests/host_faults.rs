@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use common::{
@@ -580,5 +580,54 @@ fn alertmanager_posts_stay_consistent_when_the_clock_is_stepped_back_after_start
         daemon.log().matches("the system clock was stepped").count(),
         1,
         "once"
+    );
+    shown_times_follow_the_step(&daemon);
+}
+
+/// After the step, what the daemon shows is on the system clock: its own readings moved
+/// back by the step, and AWS's LastStatusChange (read again at the next poll) as AWS gave it.
+fn shown_times_follow_the_step(daemon: &Daemon) {
+    let time = |v: &Value| {
+        humantime::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    let status = || serde_json::from_str::<Value>(&daemon.get("/status").1).unwrap();
+    let aws_since = |s: &Value| {
+        s["connections"][0]["tunnels"][0]["aws"]["telemetry"]["last_status_change"].clone()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || aws_since(&status())
+            == "2030-01-01T00:00:00.000Z"),
+        "AWS's LastStatusChange is shown as AWS gave it: {}",
+        aws_since(&status())
+    );
+    let s = status();
+    let real_now = SystemTime::now();
+    let off_by = |t: SystemTime| t.duration_since(real_now).unwrap_or_else(|e| e.duration());
+    let generated = time(&s["generated_at"]);
+    assert!(
+        off_by(generated) < Duration::from_secs(30),
+        "generated_at {generated:?} is on the system clock (now {real_now:?})"
+    );
+    assert!(
+        time(&s["started_at"]) <= real_now,
+        "started_at: {}",
+        s["started_at"]
+    );
+    let alerts = s["alerts"].as_array().expect("alerts");
+    assert!(!alerts.is_empty(), "{s}");
+    for a in alerts {
+        assert!(
+            time(&a["since"]) <= real_now,
+            "an alert since the future: {a}"
+        );
+    }
+    // The page's times are the same readings.
+    let page = daemon.get("/").1;
+    let started = s["started_at"].as_str().unwrap();
+    let shown = &started[..started.len() - 5];
+    assert!(
+        page.contains(shown),
+        "the page shows started_at {shown} (second precision)"
     );
 }

@@ -97,7 +97,7 @@ pub fn read_answer(config: &Config, answer: &[VpnConnection]) -> Vec<ConnectionR
                             last_status_change: v
                                 .last_status_change()
                                 .and_then(|d| u64::try_from(d.to_millis().ok()?).ok())
-                                .map(Timestamp::from_millis),
+                                .map(Timestamp::from_wall_millis),
                             accepted_route_count: v.accepted_route_count(),
                         });
                     let options = tunnel_options

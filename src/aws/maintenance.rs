@@ -223,5 +223,5 @@ impl MaintenancePoller {
 fn timestamp(d: &DateTime) -> Option<Timestamp> {
     u64::try_from(d.to_millis().ok()?)
         .ok()
-        .map(Timestamp::from_millis)
+        .map(Timestamp::from_wall_millis)
 }

@@ -89,7 +89,7 @@ pub async fn read(client: &Client, fetch: &LogFetch) -> TunnelLogResult {
             .filter_log_events()
             .log_group_name(&fetch.log_group)
             .filter_pattern(format!("\"{}\"", fetch.outside_ip))
-            .start_time(fetch.from.as_millis() as i64)
+            .start_time(fetch.from.wall_millis() as i64)
             .limit(PAGE_EVENTS)
             .set_next_token(token.take())
             .send()
@@ -107,7 +107,7 @@ pub async fn read(client: &Client, fetch: &LogFetch) -> TunnelLogResult {
             }
         };
         for e in answer.events() {
-            let ingested = Timestamp::from_millis(e.timestamp().unwrap_or(0).max(0) as u64);
+            let ingested = Timestamp::from_wall_millis(e.timestamp().unwrap_or(0).max(0) as u64);
             latest = Some(latest.map_or(ingested, |l| l.max(ingested)));
             let Some(message) = e.message() else { continue };
             match parse(message, ingested) {

@@ -129,7 +129,9 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     let now = self.clock.now();
-                    self.steps.observe(self.clock.wall_shift());
+                    if let Some(shift) = self.steps.observe(self.clock.wall_shift()) {
+                        shift.set_current();
+                    }
                     if let Some(failure) = self.effects.state_save_change() {
                         self.core.handle_observation(
                             tunnelkeeper_core::messages::Observation::StateSave(failure),

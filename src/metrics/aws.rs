@@ -129,7 +129,7 @@ impl super::Metrics {
     pub fn ec2_success(&self, at: Timestamp) {
         self.aws
             .ec2_last_success
-            .set(at.as_millis() as f64 / 1000.0);
+            .set(at.wall_millis() as f64 / 1000.0);
     }
 
     /// Sets the age of the last good EC2 answer.

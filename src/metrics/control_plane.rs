@@ -149,7 +149,7 @@ impl super::Metrics {
             let labels = [vpn.as_str(), tunnel.as_str()];
             let m = control.maintenance(*id).map(|m| &m.reading);
             let seconds = |t: Option<crate::types::Timestamp>| {
-                t.map_or(0.0, |t| t.as_millis() as f64 / 1000.0)
+                t.map_or(0.0, |t| t.wall_millis() as f64 / 1000.0)
             };
             s.maintenance_pending
                 .with_label_values(&labels)

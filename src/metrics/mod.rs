@@ -433,7 +433,7 @@ impl Metrics {
     pub fn set_reload(&self, status: ReloadStatus) {
         self.reload_successful.set(i64::from(status.successful));
         self.reload_success_time
-            .set(status.last_success.as_millis() as f64 / 1000.0);
+            .set(status.last_success.wall_millis() as f64 / 1000.0);
     }
 
     /// Takes over the process-wide counters of the generation a reload ended, so that a
@@ -650,7 +650,7 @@ impl Metrics {
     /// Sets when the state saves began to fail (`None`: they succeed).
     pub fn set_state_unsaved_since(&self, since: Option<crate::types::Timestamp>) {
         self.state_unsaved_since
-            .set(since.map_or(0, |t| (t.as_millis() / 1000) as i64));
+            .set(since.map_or(0, |t| (t.wall_millis() / 1000) as i64));
     }
 
     /// Records how late after its scheduled time a request went out.

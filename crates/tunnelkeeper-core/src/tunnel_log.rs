@@ -323,8 +323,7 @@ fn parse_time(text: &str) -> Option<Timestamp> {
         .trim_end_matches("+00:00")
         .trim_end_matches('Z');
     let t = humantime::parse_rfc3339_weak(trimmed).ok()?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
-    Some(Timestamp::from_millis(ms as u64))
+    Timestamp::from_system_time(t)
 }
 
 #[cfg(test)]

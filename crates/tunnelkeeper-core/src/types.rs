@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -85,11 +86,14 @@ pub struct TunnelId {
     pub tunnel: usize,
 }
 
-/// A point in time as milliseconds since the Unix epoch.
+/// A point in time as milliseconds since the Unix epoch, on the daemon's clock.
 ///
 /// The pure core never reads a clock: every input carries one of these. The daemon derives
 /// them from a monotonic clock anchored to the wall clock at start, so durations between
-/// timestamps never jump with NTP adjustments.
+/// timestamps never jump with NTP adjustments. Where a time meets the world (shown,
+/// serialized, sent, or read from AWS, a file or a user) it is converted with the
+/// [`WallShift`] the daemon last saw: see [`Timestamp::wall_millis`] and
+/// [`Timestamp::from_wall_millis`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
 
@@ -119,9 +123,79 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(d.as_millis() as u64))
     }
 
-    /// Returns the corresponding wall-clock time.
+    /// Returns the system clock's time of this moment: the timestamp moved by the shift
+    /// the daemon last saw ([`WallShift::current`]); itself until the clock is stepped.
+    pub fn wall_millis(self) -> u64 {
+        WallShift::current().wall_millis(self)
+    }
+
+    /// Returns the timestamp of a system-clock time (from AWS, a file, a user, another
+    /// process): the inverse of [`Timestamp::wall_millis`].
+    pub fn from_wall_millis(ms: u64) -> Timestamp {
+        WallShift::current().from_wall_millis(ms)
+    }
+
+    /// Returns the system clock's time of this moment (see [`Timestamp::wall_millis`]).
     pub fn to_system_time(self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.0)
+        UNIX_EPOCH + Duration::from_millis(self.wall_millis())
+    }
+
+    /// Returns the timestamp of a system-clock time; `None` before 1970.
+    pub fn from_system_time(t: SystemTime) -> Option<Timestamp> {
+        let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+        Some(Timestamp::from_wall_millis(
+            u64::try_from(ms).unwrap_or(u64::MAX),
+        ))
+    }
+}
+
+/// How far the system clock is from the daemon's: zero unless the system clock was
+/// stepped after start (an instance that boots before NTP settles is ordinary on EC2).
+///
+/// The core's decisions never need it: timers and durations stay on the daemon's
+/// monotonic clock. It only converts at the edges, so it is the one process-wide value of
+/// the core: the daemon's clock watch sets it ([`WallShift::set_current`]) when it sees a
+/// step, and every view, page, file and metric reads it when it shows or writes a time.
+/// Tests of the core never set it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WallShift {
+    /// The system clock minus the daemon's, in milliseconds (negative: the system clock
+    /// went back since start).
+    pub ms: i64,
+}
+
+static CURRENT_WALL_SHIFT_MS: AtomicI64 = AtomicI64::new(0);
+
+impl WallShift {
+    /// No shift: the daemon's clock is the system clock.
+    pub const NONE: WallShift = WallShift { ms: 0 };
+
+    /// Returns the shift last set for this process.
+    pub fn current() -> WallShift {
+        WallShift {
+            ms: CURRENT_WALL_SHIFT_MS.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Makes this the shift every time shown or written from now on is converted with.
+    pub fn set_current(self) {
+        CURRENT_WALL_SHIFT_MS.store(self.ms, Ordering::Relaxed);
+    }
+
+    /// Returns the system clock's milliseconds for a timestamp.
+    pub fn wall_millis(self, at: Timestamp) -> u64 {
+        (at.0 as i64).saturating_add(self.ms).max(0) as u64
+    }
+
+    /// Returns the timestamp of the system clock's milliseconds.
+    pub fn from_wall_millis(self, ms: u64) -> Timestamp {
+        Timestamp((ms as i64).saturating_sub(self.ms).max(0) as u64)
+    }
+
+    /// Formats a timestamp as the system clock's RFC 3339 time, to the millisecond.
+    pub fn rfc3339(self, at: Timestamp) -> String {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.wall_millis(at)))
+            .to_string()
     }
 }
 
@@ -145,11 +219,8 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let t = humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)?;
-        let ms = t
-            .duration_since(UNIX_EPOCH)
-            .map_err(serde::de::Error::custom)?
-            .as_millis();
-        Ok(Timestamp(ms as u64))
+        Timestamp::from_system_time(t)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text} is before 1970")))
     }
 }
 
@@ -322,6 +393,24 @@ impl Severity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shift_converts_both_ways_and_never_below_the_epoch() {
+        let back_an_hour = WallShift { ms: -3_600_000 };
+        let at = Timestamp::from_secs(4_600);
+        assert_eq!(back_an_hour.wall_millis(at), 1_000_000);
+        assert_eq!(back_an_hour.from_wall_millis(1_000_000), at);
+        assert_eq!(back_an_hour.rfc3339(at), "1970-01-01T00:16:40.000Z");
+        assert_eq!(WallShift::NONE.wall_millis(at), at.as_millis());
+        assert_eq!(
+            WallShift { ms: -5_000_000 }.wall_millis(Timestamp::from_secs(1)),
+            0
+        );
+        assert_eq!(
+            WallShift { ms: 5_000 }.from_wall_millis(1_000),
+            Timestamp::from_millis(0)
+        );
+    }
 
     #[test]
     fn every_alert_class_has_a_runbook_section() {

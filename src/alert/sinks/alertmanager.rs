@@ -83,8 +83,8 @@ pub fn alertmanager_body(
             json!({
                 "labels": labels,
                 "annotations": annotations,
-                "startsAt": shift.apply(crate::alert::wording::outage_start(n).min(now)),
-                "endsAt": shift.apply(now.plus(AM_LAPSE)),
+                "startsAt": shift.rfc3339(crate::alert::wording::outage_start(n).min(now)),
+                "endsAt": shift.rfc3339(now.plus(AM_LAPSE)),
             })
         })
         .collect();
@@ -240,7 +240,9 @@ mod tests {
         // The clock was an hour fast at start and NTP stepped it back since.
         let now = started.plus(Duration::from_secs(120));
         let body = alertmanager_body(&[firing], &ctx(), now, WallShift { ms: -3_600_000 });
-        let wall = |at: Timestamp| json!(Timestamp::from_millis(at.as_millis() - 3_600_000));
+        let wall = |at: Timestamp| {
+            json!(WallShift::NONE.rfc3339(Timestamp::from_millis(at.as_millis() - 3_600_000)))
+        };
         assert_eq!(body[0]["startsAt"], wall(started), "on the wall clock");
         assert_eq!(body[0]["endsAt"], wall(now.plus(AM_LAPSE)), "{body}");
         // The same format throughout: the strings order as the times do.

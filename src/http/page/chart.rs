@@ -201,10 +201,12 @@ pub fn render(points: &[MinuteSummary], range: Range, title: &str) -> String {
             );
         }
     }
-    // Time labels every quarter of the range, in UTC: minutes since the epoch.
+    // Time labels every quarter of the range, in UTC on the system clock: the minutes are
+    // the daemon's, which a clock step since start moves away from it.
     let quarter = points.len() / 4;
     for i in (0..points.len()).step_by(quarter.max(1)) {
-        let minute = points[i].minute;
+        let start = crate::types::Timestamp::from_millis(u64::from(points[i].minute) * 60_000);
+        let minute = start.wall_millis() / 60_000;
         let _ = write!(
             svg,
             r#"<text class="axis" x="{:.1}" y="{:.1}">{:02}:{:02}</text>"#,

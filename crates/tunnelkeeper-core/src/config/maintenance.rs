@@ -180,7 +180,7 @@ impl Window {
             let zoned = date.at(hm, mm, 0, 0).to_zoned_datetime(tz.clone()).ok()?;
             u64::try_from(zoned.timestamp().as_millisecond())
                 .ok()
-                .map(Timestamp::from_millis)
+                .map(Timestamp::from_wall_millis)
         };
         let end_minutes = if self.end <= self.start {
             self.end + 1440
@@ -206,9 +206,10 @@ pub struct Windows {
 
 impl Windows {
     /// Returns the occurrences that start within a day of `now` or in the week after, in
-    /// no particular order.
+    /// no particular order. Windows are in the system clock's time, so a clock stepped
+    /// after start moves them on the daemon's clock.
     fn occurrences(&self, now: Timestamp) -> Vec<(Timestamp, Timestamp)> {
-        let Ok(now_jiff) = jiff::Timestamp::from_millisecond(now.as_millis() as i64) else {
+        let Ok(now_jiff) = jiff::Timestamp::from_millisecond(now.wall_millis() as i64) else {
             return Vec::new();
         };
         let today = now_jiff.to_zoned_datetime(self.zone.tz.clone()).date();

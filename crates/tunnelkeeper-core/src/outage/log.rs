@@ -142,11 +142,9 @@ impl OutageFilter {
                 "since" => {
                     let time = humantime::parse_rfc3339_weak(&value)
                         .map_err(|_| error("is not an RFC 3339 time (2026-12-04T03:00:00Z)"))?;
-                    let ms = time
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_err(|_| error("is before 1970"))?
-                        .as_millis();
-                    filter.since = Some(Timestamp::from_millis(ms as u64));
+                    filter.since = Some(
+                        Timestamp::from_system_time(time).ok_or_else(|| error("is before 1970"))?,
+                    );
                 }
                 "tunnel" if value.is_empty() => return Err(error("is empty")),
                 "tunnel" => filter.tunnel = Some(value),

@@ -113,7 +113,8 @@ impl OutageRecord {
 }
 
 /// Builds the stable id of an outage of `kind` of `what` (a tunnel or connection name,
-/// empty for the VPN) that began at `started_at`: `tunnel-1764817200000-5f1c2a9e`.
+/// empty for the VPN) that began at `started_at` (its number is the system clock's time, as
+/// shown): `tunnel-1764817200000-5f1c2a9e`.
 pub fn outage_id(kind: OutageKind, what: &str, started_at: Timestamp) -> String {
     // FNV-1a: stable across builds and platforms (std's hasher is not), short, URL-safe.
     let mut hash: u32 = 0x811c_9dc5;
@@ -121,7 +122,7 @@ pub fn outage_id(kind: OutageKind, what: &str, started_at: Timestamp) -> String 
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    format!("{}-{}-{hash:08x}", kind.label(), started_at.as_millis())
+    format!("{}-{}-{hash:08x}", kind.label(), started_at.wall_millis())
 }
 
 #[cfg(test)]

@@ -247,11 +247,7 @@ impl Validator<'_> {
         }
         let mut time =
             |field: &str, v: &Spanned<String>| match humantime::parse_rfc3339_weak(v.get_ref()) {
-                Ok(t) => Some(Timestamp::from_millis(
-                    t.duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
-                )),
+                Ok(t) => Some(Timestamp::from_system_time(t).unwrap_or(Timestamp::from_millis(0))),
                 Err(_) => {
                     self.problem(
                         Some(v.span()),
@@ -280,7 +276,7 @@ impl Validator<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        if ends.is_some_and(|e| e.as_millis() <= now_ms) {
+        if ends.is_some_and(|e| e.wall_millis() <= now_ms) {
             self.warnings.push(format!(
                 "{key} ended at {}: it silences nothing",
                 ends.unwrap_or(Timestamp::from_millis(0))
