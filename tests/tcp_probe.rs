@@ -98,6 +98,13 @@ name = "lab"
     assert!(metrics.lines().any(|l| l
         .starts_with("tunnelkeeper_tcp_service_refused_in_a_row{target=\"registry-db\"")
         && !l.ends_with(" 0")));
+    // The threshold beside it, so that Prometheus's ServiceDown follows the config.
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("tunnelkeeper_tcp_service_down_after{target=\"registry-db\"")
+            && l.ends_with(" 2")),
+        "{metrics}"
+    );
 
     let (code, out, err) = run_cli(&["status", "--addr", &daemon.addr.to_string()]);
     assert_eq!(code, 0, "{out}{err}");

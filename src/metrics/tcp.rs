@@ -1,6 +1,6 @@
 //! The TCP targets' series: each tunnel's MSS (`TCP_MAXSEG` of the latest handshake of a
-//! pinned TCP target) and each TCP target's refused streak, the signal behind
-//! `ServiceDown`.
+//! pinned TCP target) and each TCP target's refused streak with its `down_after`, the
+//! signal behind `ServiceDown`.
 
 use prometheus::{IntGaugeVec, Opts, Registry};
 
@@ -12,6 +12,7 @@ use crate::health::HealthModel;
 pub(super) struct TcpSeries {
     mss: IntGaugeVec,
     refused: IntGaugeVec,
+    down_after: IntGaugeVec,
 }
 
 /// The `vpn`, `tunnel` and `target` labels of a target.
@@ -52,10 +53,29 @@ impl TcpSeries {
             )
             .unwrap(),
         );
-        let series = Self { mss, refused };
+        let down_after = register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "tunnelkeeper_tcp_service_down_after",
+                    "The target's down_after: tunnelkeeper_tcp_service_refused_in_a_row at or above it is ServiceDown (Prometheus rules compare the two, whatever the config says).",
+                ),
+                &["vpn", "tunnel", "target"],
+            )
+            .unwrap(),
+        );
+        let series = Self {
+            mss,
+            refused,
+            down_after,
+        };
         for t in config.targets.iter().filter(|t| t.tcp_port.is_some()) {
             let labels = target_labels(config, t);
             series.refused.with_label_values(&labels).set(0);
+            series
+                .down_after
+                .with_label_values(&labels)
+                .set(i64::from(t.probe.down_after));
             let [vpn, tunnel, _] = &labels;
             if !tunnel.is_empty() {
                 series.mss.with_label_values(&[vpn, tunnel]).set(0);
