@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{aws_double_binary, aws_env, binary, temp_dir, write_temp, AwsDouble, Daemon};
+use common::{
+    aws_double_binary, aws_env, binary, temp_dir, unprivileged_binary, write_temp, AwsDouble,
+    Daemon,
+};
 use netlab::{need_lab, Lab, PINNED_A, PINNED_B, SHARED};
 use serde_json::Value;
 
@@ -191,23 +194,6 @@ fn start_daemon(
         command.env(k, v);
     }
     Daemon::spawn(command, Some(lab.reach()))
-}
-
-/// A copy of the binary anyone can run, whatever the permissions on the build directory:
-/// one fixed path, replaced by rename once per test process (a daemon still running the
-/// previous copy keeps its inode), so runs do not pile up copies in /tmp.
-fn unprivileged_binary() -> std::path::PathBuf {
-    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    COPY.get_or_init(|| {
-        let dir = std::env::temp_dir().join("tunnelkeeper-lab-bin");
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("tunnelkeeper");
-        let fresh = dir.join(format!("tunnelkeeper.{}", std::process::id()));
-        std::fs::copy(binary(), &fresh).unwrap();
-        std::fs::rename(&fresh, &bin).unwrap();
-        bin
-    })
-    .clone()
 }
 
 impl Scenario {

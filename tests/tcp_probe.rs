@@ -113,3 +113,76 @@ name = "lab"
     assert!(out.contains("up/refused"), "{out}");
     assert!(out.contains("ServiceDown"), "{out}");
 }
+
+#[test]
+#[ignore = "needs root (runs the daemon as nobody, without CAP_NET_RAW)"]
+fn a_tcp_only_config_runs_where_no_icmp_socket_opens() {
+    common::need_root("to run the daemon as nobody, with no ICMP privilege");
+    // nobody's group outside ping_group_range and no CAP_NET_RAW: no ICMP socket opens.
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let bounds: Vec<u32> = range
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        !(bounds[0]..=bounds[1]).contains(&NOGROUP),
+        "ping_group_range {range:?} lets nogroup open ICMP sockets: this test needs a host that does not"
+    );
+    // One port on every loopback address.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let config = write_temp(
+        "tcp-only.toml",
+        &format!(
+            r#"
+[probe]
+timeout = "150ms"
+tcp_interval = "200ms"
+[[vpn]]
+name = "svc"
+  [[vpn.tunnel]]
+  name = "svc-a"
+  targets = ["127.0.0.1:{open}"]
+  [[vpn.tunnel]]
+  name = "svc-b"
+  targets = ["127.0.0.2:{open}"]
+"#
+        ),
+    );
+    let state = common::temp_dir("tcp-only-state");
+    std::os::unix::fs::chown(&state, Some(NOGROUP), Some(NOGROUP)).unwrap();
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all"])
+        .arg(common::unprivileged_binary())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .env_remove("TUNNELKEEPER_CONFIG")
+        .env("RUST_LOG", "info");
+    let daemon = Daemon::spawn(command, None);
+    let (_, body) = daemon.wait_for("/status", Duration::from_secs(10), |_, b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .is_ok_and(|s| s["connections"][0]["tunnels"][1]["state"] == "up")
+    });
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["icmp_socket"], "none", "{}", daemon.log());
+    assert_eq!(
+        status["connections"][0]["tunnels"][0]["state"], "up",
+        "{status}"
+    );
+    assert!(
+        daemon.log().contains("no ICMP socket: every target is TCP"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// nobody's user and group id on Debian.
+const NOGROUP: u32 = 65534;

@@ -129,7 +129,8 @@ struct Lasting {
 /// generation is stopped, so that a reload that cannot start leaves the old one running.
 struct Prepared {
     config: Arc<Config>,
-    sockets: Arc<IcmpSockets>,
+    /// `None` only for a config whose targets are all TCP, when no ICMP socket opens.
+    sockets: Option<Arc<IcmpSockets>>,
     sdk: Option<SdkConfig>,
     security: Arc<Security>,
 }
@@ -212,7 +213,7 @@ pub async fn run_until(
     };
     let mut pingers = PingerPool::new(cancel.clone());
     let channel = observation_channel(&prepared.config);
-    pingers.update(&prepared.config, &prepared.sockets, &channel.0);
+    pingers.update(&prepared.config, prepared.sockets.as_ref(), &channel.0);
     let mut generation = start_generation(
         &prepared,
         Previous::Disk(saved),
@@ -239,7 +240,7 @@ pub async fn run_until(
                 // Pingers of unchanged targets are re-pointed at the next monitor before the
                 // running one stops, so that they never pause and lose nothing.
                 let channel = observation_channel(&next.config);
-                let changes = pingers.update(&next.config, &next.sockets, &channel.0);
+                let changes = pingers.update(&next.config, next.sockets.as_ref(), &channel.0);
                 generation.cancel.cancel();
                 let old_metrics = generation.metrics.clone();
                 let previous = match stop_generation(generation).await {
@@ -360,7 +361,7 @@ fn placeholder(prepared: &Prepared, clock: &Clock) -> Snapshot {
         &vec![Default::default(); prepared.config.targets.len()],
         Meta {
             started_at: clock.now(),
-            icmp_socket: prepared.sockets.socket_type().label(),
+            icmp_socket: socket_label(&prepared.sockets),
         },
         clock.now(),
     )
@@ -395,7 +396,7 @@ fn log_running(prepared: &Prepared, bound: SocketAddr) {
         listen = %bound,
         targets = prepared.config.targets.len(),
         connections = prepared.config.connections.len(),
-        socket = prepared.sockets.socket_type().label(),
+        socket = socket_label(&prepared.sockets),
         state_dir = %prepared.config.state_dir.display(),
         basic_auth = prepared.security.asks_for_users(),
         "tunnelkeeper running; /health, /status, /metrics on {scheme}://{bound}"
@@ -426,14 +427,35 @@ fn load_state(store: &StateStore, clock: &Clock) -> Option<SavedState> {
     }
 }
 
+/// The ICMP socket's kind as `/status` and the metrics name it: `none` without one.
+fn socket_label(sockets: &Option<Arc<IcmpSockets>>) -> &'static str {
+    sockets.as_ref().map_or("none", |s| s.socket_type().label())
+}
+
 /// Opens what a config needs: the ICMP socket (reused when its kind is unchanged) and
 /// the AWS SDK config.
 async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Result<Prepared> {
     // TLS files are read first: a bad one refuses the config before anything else moves.
     let security = Arc::new(Security::load(&config).map_err(anyhow::Error::msg)?);
     let sockets = match running {
-        Some(r) if r.config.socket == config.socket => r.sockets.clone(),
-        _ => IcmpSockets::open(config.socket, config.targets.len())?,
+        Some(Prepared {
+            config: running,
+            sockets: Some(sockets),
+            ..
+        }) if running.socket == config.socket => Some(sockets.clone()),
+        _ => match IcmpSockets::open(config.socket, config.targets.len()) {
+            Ok(sockets) => Some(sockets),
+            // Services watched over TCP need no privilege for ICMP (a container without
+            // CAP_NET_RAW, a locked ping_group_range).
+            Err(error) if config.targets.iter().all(|t| t.tcp_port.is_some()) => {
+                warn!(
+                    %error,
+                    "no ICMP socket: every target is TCP, so tunnelkeeper runs without one (path MTU is not measured)"
+                );
+                None
+            }
+            Err(error) => return Err(error.into()),
+        },
     };
     let sdk = match &config.aws {
         Some(aws) => {
@@ -508,11 +530,11 @@ fn start_generation(
     let config = &p.config;
     let cancel = root.child_token();
     let tasks = TaskTracker::new();
-    let socket_type = p.sockets.socket_type().label();
+    let socket_type = socket_label(&p.sockets);
     let metrics = Arc::new(Metrics::new(
         config,
         socket_type,
-        p.sockets.receive_buffer(),
+        p.sockets.as_ref().map_or(0, |s| s.receive_buffer()),
         reload,
     ));
 
@@ -568,7 +590,9 @@ fn start_generation(
         },
     });
     let monitor = tasks.spawn(monitor.run(rx, cancel.clone()));
-    mtu::start_mtu_probing(config, &p.sockets, &tx, &cancel, &tasks);
+    if let Some(sockets) = &p.sockets {
+        mtu::start_mtu_probing(config, sockets, &tx, &cancel, &tasks);
+    }
 
     if let (Some(aws), Some(sdk)) = (&config.aws, &p.sdk) {
         if config.polls_ec2() {

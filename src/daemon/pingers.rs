@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::error;
 
 use crate::config::{Config, ProbeSettings};
 use crate::messages::Observation;
@@ -62,20 +63,21 @@ impl PingerPool {
     pub fn update(
         &mut self,
         config: &Config,
-        sockets: &Arc<IcmpSockets>,
+        sockets: Option<&Arc<IcmpSockets>>,
         observations: &mpsc::Sender<Observation>,
     ) -> PingerChanges {
         let mut changes = PingerChanges::default();
-        if !self
-            .sockets
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, sockets))
-        {
+        let same = match (&self.sockets, sockets) {
+            (Some(running), Some(next)) => Arc::ptr_eq(running, next),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
             changes.stopped += self.running.len();
             for (_, r) in self.running.drain() {
                 r.cancel.cancel();
             }
-            self.sockets = Some(sockets.clone());
+            self.sockets = sockets.cloned();
         }
         let wanted: HashMap<PingerKey, usize> = config
             .targets
@@ -126,6 +128,11 @@ impl PingerPool {
                         .spawn(task.run(TcpProber::new(key.address, port)));
                 }
                 None => {
+                    // Only a config whose targets are all TCP runs without one.
+                    let Some(sockets) = sockets else {
+                        error!(address = %key.address, "no ICMP socket for an ICMP target: not probed");
+                        continue;
+                    };
                     let prober = sockets.prober(
                         key.address,
                         key.settings.payload_bytes,

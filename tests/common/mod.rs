@@ -518,3 +518,20 @@ pub fn validate_against_schema(schema: &str, body: &str, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A copy of the binary anyone can run, whatever the permissions on the build directory:
+/// one fixed path, replaced by rename once per test process (a daemon still running the
+/// previous copy keeps its inode), so runs do not pile up copies in /tmp.
+pub fn unprivileged_binary() -> std::path::PathBuf {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join("tunnelkeeper-lab-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("tunnelkeeper");
+        let fresh = dir.join(format!("tunnelkeeper.{}", std::process::id()));
+        std::fs::copy(binary(), &fresh).unwrap();
+        std::fs::rename(&fresh, &bin).unwrap();
+        bin
+    })
+    .clone()
+}
