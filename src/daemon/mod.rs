@@ -361,7 +361,7 @@ fn placeholder(prepared: &Prepared, clock: &Clock) -> Snapshot {
         &vec![Default::default(); prepared.config.targets.len()],
         Meta {
             started_at: clock.now(),
-            icmp_socket: socket_label(&prepared.sockets),
+            icmp_socket: pingers::socket_label(&prepared.sockets),
         },
         clock.now(),
     )
@@ -396,7 +396,7 @@ fn log_running(prepared: &Prepared, bound: SocketAddr) {
         listen = %bound,
         targets = prepared.config.targets.len(),
         connections = prepared.config.connections.len(),
-        socket = socket_label(&prepared.sockets),
+        socket = pingers::socket_label(&prepared.sockets),
         state_dir = %prepared.config.state_dir.display(),
         basic_auth = prepared.security.asks_for_users(),
         "tunnelkeeper running; /health, /status, /metrics on {scheme}://{bound}"
@@ -427,36 +427,12 @@ fn load_state(store: &StateStore, clock: &Clock) -> Option<SavedState> {
     }
 }
 
-/// The ICMP socket's kind as `/status` and the metrics name it: `none` without one.
-fn socket_label(sockets: &Option<Arc<IcmpSockets>>) -> &'static str {
-    sockets.as_ref().map_or("none", |s| s.socket_type().label())
-}
-
 /// Opens what a config needs: the ICMP socket (reused when its kind is unchanged) and
 /// the AWS SDK config.
 async fn prepare(config: Arc<Config>, running: Option<&Prepared>) -> anyhow::Result<Prepared> {
     // TLS files are read first: a bad one refuses the config before anything else moves.
     let security = Arc::new(Security::load(&config).map_err(anyhow::Error::msg)?);
-    let sockets = match running {
-        Some(Prepared {
-            config: running,
-            sockets: Some(sockets),
-            ..
-        }) if running.socket == config.socket => Some(sockets.clone()),
-        _ => match IcmpSockets::open(config.socket, config.targets.len()) {
-            Ok(sockets) => Some(sockets),
-            // Services watched over TCP need no privilege for ICMP (a container without
-            // CAP_NET_RAW, a locked ping_group_range).
-            Err(error) if config.targets.iter().all(|t| t.tcp_port.is_some()) => {
-                warn!(
-                    %error,
-                    "no ICMP socket: every target is TCP, so tunnelkeeper runs without one (path MTU is not measured)"
-                );
-                None
-            }
-            Err(error) => return Err(error.into()),
-        },
-    };
+    let sockets = pingers::open_sockets(&config, running.map(|r| (&*r.config, &r.sockets)))?;
     let sdk = match &config.aws {
         Some(aws) => {
             let sdk = crate::aws::load(aws).await?;
@@ -530,7 +506,7 @@ fn start_generation(
     let config = &p.config;
     let cancel = root.child_token();
     let tasks = TaskTracker::new();
-    let socket_type = socket_label(&p.sockets);
+    let socket_type = pingers::socket_label(&p.sockets);
     let metrics = Arc::new(Metrics::new(
         config,
         socket_type,

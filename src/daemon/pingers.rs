@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::config::{Config, ProbeSettings};
 use crate::messages::Observation;
@@ -160,5 +160,36 @@ impl PingerPool {
         }
         self.tasks.close();
         let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+    }
+}
+
+/// The ICMP socket's kind as `/status` and the metrics name it: `none` without one.
+pub(super) fn socket_label(sockets: &Option<Arc<IcmpSockets>>) -> &'static str {
+    sockets.as_ref().map_or("none", |s| s.socket_type().label())
+}
+
+/// Opens the ICMP socket `config` asks for, or reuses the running generation's when its
+/// kind is unchanged. Only a config whose targets are all TCP runs without one.
+pub(super) fn open_sockets(
+    config: &Config,
+    running: Option<(&Config, &Option<Arc<IcmpSockets>>)>,
+) -> anyhow::Result<Option<Arc<IcmpSockets>>> {
+    if let Some((running, Some(sockets))) = running {
+        if running.socket == config.socket {
+            return Ok(Some(sockets.clone()));
+        }
+    }
+    match IcmpSockets::open(config.socket, config.targets.len()) {
+        Ok(sockets) => Ok(Some(sockets)),
+        // Services watched over TCP need no privilege for ICMP (a container without
+        // CAP_NET_RAW, a locked ping_group_range).
+        Err(error) if config.targets.iter().all(|t| t.tcp_port.is_some()) => {
+            warn!(
+                %error,
+                "no ICMP socket: every target is TCP, so tunnelkeeper runs without one (path MTU is not measured)"
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
     }
 }
