@@ -8,13 +8,15 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
-use crate::history::disk::{decode, encode, FILE_NAME};
+use crate::history::disk::{
+    decode, encode_header, encode_series, file_order_keys, Checksum, CHECKSUM_BYTES, FILE_NAME,
+};
 use crate::history::SharedHistory;
 use crate::types::Timestamp;
 
@@ -109,29 +111,84 @@ impl HistorySaver {
     }
 }
 
+/// Series copied under one hold of the lock: about 1.8 MB of rings, a few ms of memcpy.
+const CHUNK_SERIES: usize = 1_024;
+
 fn save(path: &Path, history: &SharedHistory, clock: &Clock) {
-    // Only the copy is made under the lock; keys, encoding and IO come after.
-    let (rings, saved_at) = {
-        let history = history.lock().unwrap_or_else(|p| p.into_inner());
-        (history.rings(), clock.now())
-    };
-    let bytes = encode(&rings.into_saved(saved_at));
-    match write_aside_and_rename(path, &bytes) {
-        Ok(()) => debug!(path = %path.display(), bytes = bytes.len(), "history saved"),
+    match write_aside_and_rename(path, |file| stream(file, history, clock)) {
+        Ok(bytes) => debug!(path = %path.display(), bytes, "history saved"),
         Err(e) => error!(path = %path.display(), error = %e, "the history cannot be saved"),
     }
 }
 
-/// Writes the file aside and renames it over the old one: a crash leaves one or the other.
-fn write_aside_and_rename(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes the file a chunk of series at a time: the lock is held only to copy a chunk,
+/// and no more than a chunk is ever held in memory (a whole copy and its encoding were
+/// 35 MB at 10,000 targets, kept by the allocator once used). A reload between two
+/// chunks reorders the series: that save is given up, the next one comes a minute later.
+fn stream(file: &mut File, history: &SharedHistory, clock: &Clock) -> std::io::Result<usize> {
+    let lock = || history.lock().unwrap_or_else(|p| p.into_inner());
+    let (config, count, saved_at) = {
+        let history = lock();
+        (
+            history.config().clone(),
+            history.series_count(),
+            clock.now(),
+        )
+    };
+    let keys = file_order_keys(&config);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut checksum = Checksum::default();
+    let mut piece = Vec::with_capacity(64 * 1024);
+    let mut written = 0;
+    let mut put = |piece: &mut Vec<u8>, out: &mut std::io::BufWriter<&mut File>| {
+        checksum.update(piece);
+        written += piece.len();
+        let result = out.write_all(piece);
+        piece.clear();
+        result
+    };
+    encode_header(saved_at, count, &mut piece);
+    put(&mut piece, &mut out)?;
+    for first in (0..count).step_by(CHUNK_SERIES) {
+        let chunk = lock().rings_of(first..(first + CHUNK_SERIES).min(count));
+        if !Arc::ptr_eq(chunk.config(), &config) {
+            return Err(std::io::Error::other(
+                "a reload changed the series during the save (the next save writes them)",
+            ));
+        }
+        for (key, rings) in keys[first..].iter().zip(chunk.rings()) {
+            encode_series(key, rings, &mut piece);
+            put(&mut piece, &mut out)?;
+        }
+    }
+    out.write_all(&checksum.finish())?;
+    out.flush()?;
+    Ok(written + CHECKSUM_BYTES)
+}
+
+/// Writes the file aside with `write` and renames it over the old one: a crash leaves one
+/// or the other. A failed write removes what it left aside.
+fn write_aside_and_rename(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        let bytes = write(&mut file)?;
+        file.sync_all()?;
+        Ok(bytes)
+    })();
+    let bytes = match result {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(bytes)
 }

@@ -1,7 +1,9 @@
 //! The history's file form (`history.bin` in `state_dir`) and its adoption at start.
 //!
-//! The shell copies the rings out under the lock ([`History::rings`], a memcpy), then
-//! builds the keys, encodes and writes with no lock held. Only closed minutes are saved:
+//! The shell copies the rings out under the lock a chunk of series at a time
+//! ([`History::rings_of`], a memcpy), and encodes and writes each chunk with no lock held
+//! ([`encode_header`], [`encode_series`], [`Checksum`]), so that a save never holds a
+//! second copy of every series (17 MB at 10,000 targets). Only closed minutes are saved:
 //! the open minute is still changing, and leaving it out keeps the copy cheap; a restart
 //! loses at most it and the minutes since the last save.
 //!
@@ -29,7 +31,8 @@ const MAGIC: &[u8; 8] = b"TKHIST\0\0";
 /// Bytes of one slot on disk: six u16 and the marks.
 pub const SLOT_BYTES: usize = 13;
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8 + 4;
-const CHECKSUM_BYTES: usize = 8;
+/// Bytes of the checksum that ends the file.
+pub const CHECKSUM_BYTES: usize = 8;
 
 /// Why a file is not a history this build can read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -73,12 +76,13 @@ impl Rings {
     }
 }
 
-/// Every series' rings, in config order, with the config that orders them.
+/// The rings of consecutive series in file order (every target, then every tunnel of
+/// every connection), from `first`, with the config that orders them.
 #[derive(Debug)]
 pub struct RingsCopy {
     config: Arc<Config>,
-    targets: Vec<Rings>,
-    tunnels: Vec<Rings>,
+    first: usize,
+    rings: Vec<Rings>,
 }
 
 /// One series as saved: its identity and its rings.
@@ -101,13 +105,31 @@ pub struct SavedHistory {
 impl RingsCopy {
     /// Names each series by its identity (no lock needed: the copy owns its config).
     pub fn into_saved(self, saved_at: Timestamp) -> SavedHistory {
-        let (target_keys, tunnel_keys) = series_keys(&self.config);
-        let series = (target_keys.into_iter().zip(self.targets))
-            .chain(tunnel_keys.into_iter().flatten().zip(self.tunnels))
+        let series = (file_order_keys(&self.config).into_iter().skip(self.first))
+            .zip(self.rings)
             .map(|(key, rings)| SavedSeries { key, rings })
             .collect();
         SavedHistory { saved_at, series }
     }
+
+    /// Returns the config that orders the series.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Returns each series' rings, in file order from the first copied.
+    pub fn rings(&self) -> &[Rings] {
+        &self.rings
+    }
+}
+
+/// Every series' identity in file order: targets, then every tunnel of every connection.
+pub fn file_order_keys(config: &Config) -> Vec<String> {
+    let (targets, tunnels) = series_keys(config);
+    targets
+        .into_iter()
+        .chain(tunnels.into_iter().flatten())
+        .collect()
 }
 
 /// What a start adopted from the file: `/status` and the page show it.
@@ -156,10 +178,25 @@ pub fn series_keys(config: &Config) -> (Vec<String>, Vec<Vec<String>>) {
 impl History {
     /// Copies the closed rings of every series (a memcpy: the caller holds the lock).
     pub fn rings(&self) -> RingsCopy {
+        self.rings_of(0..self.series_count())
+    }
+
+    /// Returns how many series the file holds: every target and every tunnel.
+    pub fn series_count(&self) -> usize {
+        self.targets.len() + self.tunnels.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Copies the closed rings of the series `range` (file order; cut at the end).
+    pub fn rings_of(&self, range: std::ops::Range<usize>) -> RingsCopy {
+        let all = self.targets.iter().chain(self.tunnels.iter().flatten());
         RingsCopy {
             config: self.config.clone(),
-            targets: self.targets.iter().map(Rings::of).collect(),
-            tunnels: self.tunnels.iter().flatten().map(Rings::of).collect(),
+            first: range.start,
+            rings: all
+                .skip(range.start)
+                .take(range.len())
+                .map(Rings::of)
+                .collect(),
         }
     }
 
@@ -247,38 +284,74 @@ impl Series {
     }
 }
 
-/// Encodes a saved history in the file form.
+/// Encodes a saved history in the file form, in one piece (the saver streams the same
+/// bytes: [`encode_header`], [`encode_series`] per series, then the [`Checksum`]).
 pub fn encode(saved: &SavedHistory) -> Vec<u8> {
     let per_series = 2 + (FINE_SLOTS + COARSE_SLOTS) * SLOT_BYTES;
     let keys: usize = saved.series.iter().map(|s| s.key.len()).sum();
     let mut out =
         Vec::with_capacity(HEADER_BYTES + saved.series.len() * per_series + keys + CHECKSUM_BYTES);
+    encode_header(saved.saved_at, saved.series.len(), &mut out);
+    for series in &saved.series {
+        encode_series(&series.key, &series.rings, &mut out);
+    }
+    let mut checksum = Checksum::default();
+    checksum.update(&out);
+    out.extend_from_slice(&checksum.finish());
+    out
+}
+
+/// Appends the file's header: magic, version, when it was saved, the number of series.
+pub fn encode_header(saved_at: Timestamp, series: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&saved.saved_at.as_millis().to_le_bytes());
-    out.extend_from_slice(&(saved.series.len() as u32).to_le_bytes());
-    for series in &saved.series {
-        // Keys are short (an address and a tunnel's identity); a longer one is cut.
-        let key = &series.key.as_bytes()[..series.key.len().min(u16::MAX as usize)];
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        for slot in series.rings.fine.iter().chain(&series.rings.coarse) {
-            for field in [
-                slot.minute,
-                slot.p10,
-                slot.p50,
-                slot.p90,
-                slot.sent,
-                slot.lost,
-            ] {
-                out.extend_from_slice(&field.to_le_bytes());
-            }
-            out.push(slot.marks);
+    out.extend_from_slice(&saved_at.as_millis().to_le_bytes());
+    out.extend_from_slice(&(series as u32).to_le_bytes());
+}
+
+/// Appends one series: its key, then its fine and coarse slots.
+pub fn encode_series(key: &str, rings: &Rings, out: &mut Vec<u8>) {
+    // Keys are short (an address and a tunnel's identity); a longer one is cut.
+    let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(key);
+    for slot in rings.fine.iter().chain(&rings.coarse) {
+        for field in [
+            slot.minute,
+            slot.p10,
+            slot.p50,
+            slot.p90,
+            slot.sent,
+            slot.lost,
+        ] {
+            out.extend_from_slice(&field.to_le_bytes());
         }
+        out.push(slot.marks);
     }
-    let checksum = fnv1a(&out);
-    out.extend_from_slice(&checksum.to_le_bytes());
-    out
+}
+
+/// The file's checksum (FNV-1a, 64 bits) taken over the bytes as they are written.
+#[derive(Clone, Copy, Debug)]
+pub struct Checksum(u64);
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Checksum(FNV_OFFSET)
+    }
+}
+
+impl Checksum {
+    /// Takes in the next bytes of the file.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+        });
+    }
+
+    /// Returns the bytes that end the file.
+    pub fn finish(self) -> [u8; CHECKSUM_BYTES] {
+        self.0.to_le_bytes()
+    }
 }
 
 /// Decodes the file form; any damage is an error, never a partial history.
@@ -366,11 +439,14 @@ impl<'a> Reader<'a> {
     }
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
 /// FNV-1a, 64 bits: enough to tell a torn or damaged file, with no dependency.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut checksum = Checksum::default();
+    checksum.update(bytes);
+    checksum.0
 }
 
 #[cfg(test)]

@@ -250,3 +250,28 @@ fn a_series_takes_its_key_and_1_716_bytes_on_disk() {
         "target 10.0.0.1 on aws \"vpn-0123456789abcdef0\" ip 52.0.0.1"
     );
 }
+
+#[test]
+fn a_save_streamed_in_chunks_is_the_file_encoded_whole() {
+    let history = recorded(&first());
+    let count = history.series_count();
+    assert_eq!(count, 3 + 2, "three targets and two tunnels");
+    let whole = encode(&history.rings().into_saved(at(150)));
+    // As the saver writes it: the header, chunks of two series, the checksum.
+    let keys = file_order_keys(history.config());
+    let mut streamed = Vec::new();
+    encode_header(at(150), count, &mut streamed);
+    for first in (0..count).step_by(2) {
+        let chunk = history.rings_of(first..(first + 2).min(count));
+        assert_eq!(chunk.rings().len(), 2.min(count - first));
+        for (key, rings) in keys[first..].iter().zip(chunk.rings()) {
+            encode_series(key, rings, &mut streamed);
+        }
+    }
+    let mut checksum = Checksum::default();
+    checksum.update(&streamed[..streamed.len() / 2]);
+    checksum.update(&streamed[streamed.len() / 2..]);
+    streamed.extend_from_slice(&checksum.finish());
+    assert_eq!(streamed, whole);
+    assert_eq!(decode(&streamed).unwrap(), history.rings().into_saved(at(150)));
+}
