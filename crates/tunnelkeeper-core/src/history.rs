@@ -7,6 +7,7 @@
 
 pub mod brownout;
 pub mod disk;
+pub mod ring;
 
 use std::sync::{Arc, Mutex};
 
@@ -329,7 +330,8 @@ impl Series {
     }
 }
 
-fn consolidated(first: u32, minutes: &[MinuteSummary]) -> MinuteSummary {
+/// Consolidates minutes into one point starting at `first` (see [`Series::consolidate`]).
+pub(crate) fn consolidated(first: u32, minutes: &[MinuteSummary]) -> MinuteSummary {
     let with_rtt: Vec<&MinuteSummary> = minutes.iter().filter(|s| s.has_rtt()).collect();
     let mut medians: Vec<u32> = with_rtt.iter().map(|s| s.p50_us).collect();
     MinuteSummary {
