@@ -206,7 +206,13 @@ pub fn check_file_header(
 pub fn encode_slot(s: &MinuteSummary) -> [u8; SLOT_BYTES] {
     let mut out = [0u8; SLOT_BYTES];
     out[..4].copy_from_slice(&s.minute.to_le_bytes());
-    let fields = [encode(s.p10_us), encode(s.p50_us), encode(s.p90_us), s.sent, s.lost];
+    let fields = [
+        encode(s.p10_us),
+        encode(s.p50_us),
+        encode(s.p90_us),
+        s.sent,
+        s.lost,
+    ];
     for (i, field) in fields.iter().enumerate() {
         out[4 + 2 * i..6 + 2 * i].copy_from_slice(&field.to_le_bytes());
     }
@@ -335,7 +341,9 @@ impl SeriesTable {
         for (column, key) in self.keys.iter().enumerate() {
             by_key.entry(key.as_str()).or_insert(column as u32);
         }
-        next.iter().map(|k| by_key.get(k.as_str()).copied()).collect()
+        next.iter()
+            .map(|k| by_key.get(k.as_str()).copied())
+            .collect()
     }
 
     /// Encodes the table (magic, version, keys, spans, FNV-1a 64 checksum).

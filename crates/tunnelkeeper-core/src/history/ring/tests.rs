@@ -170,7 +170,11 @@ fn file_headers_name_their_ring_shape_and_table() {
     };
     assert!(matches!(
         check_file_header(&header, other, 77),
-        Err(LayoutError::Shape { found_step: 15, want_step: 5, .. })
+        Err(LayoutError::Shape {
+            found_step: 15,
+            want_step: 5,
+            ..
+        })
     ));
     let fewer = Geometry { series: 3, ..g };
     assert!(matches!(
@@ -196,7 +200,10 @@ fn file_headers_name_their_ring_shape_and_table() {
 #[test]
 fn the_series_table_round_trips_and_refuses_damage() {
     let mut table = SeriesTable {
-        keys: vec!["target 10.0.0.1 shared".into(), "tunnel vpn-1 1.2.3.4".into()],
+        keys: vec![
+            "target 10.0.0.1 shared".into(),
+            "tunnel vpn-1 1.2.3.4".into(),
+        ],
         not_running: vec![],
     };
     table.add_not_running(MINUTE - 30, MINUTE - 1, MINUTE);
@@ -239,13 +246,13 @@ fn not_running_spans_mark_the_windows_they_touch_and_age_out() {
         (MINUTE - 15, 15, false),
     ];
     for (first, step, want) in cases {
-        assert_eq!(
-            table.was_not_running(first, step),
-            want,
-            "{first} +{step}"
-        );
+        assert_eq!(table.was_not_running(first, step), want, "{first} +{step}");
     }
-    table.add_not_running(MINUTE + 20, MINUTE + 20, MINUTE + 10 + NOT_RUNNING_KEPT_MINUTES);
+    table.add_not_running(
+        MINUTE + 20,
+        MINUTE + 20,
+        MINUTE + 10 + NOT_RUNNING_KEPT_MINUTES,
+    );
     assert_eq!(table.not_running, vec![(MINUTE + 20, MINUTE + 20)]);
     for i in 0..NOT_RUNNING_MAX_SPANS as u32 + 5 {
         table.add_not_running(MINUTE + 30 + i, MINUTE + 30 + i, MINUTE + 2_000);
@@ -270,7 +277,11 @@ fn a_block_moves_to_another_tables_columns_by_identity() {
     let read = decode_block(&moved, MINUTE);
     assert_eq!(read.len(), 3);
     assert_eq!(read[0], Some(packed(slots[2].unwrap())));
-    assert_eq!(read[1].map(|s| s.sent), Some(0), "a new series starts empty");
+    assert_eq!(
+        read[1].map(|s| s.sent),
+        Some(0),
+        "a new series starts empty"
+    );
     assert_eq!(read[2], Some(packed(slots[0].unwrap())));
     // A block never written (zeroes) has no whole header: nothing to move.
     assert_eq!(remap_block(&[0; 64], &columns), None);
