@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
+use crate::history::chart::RingSource;
 use crate::history::ring::{
     check_file_header, consolidate_window, decode_block, decode_slot, encode_block,
     encode_file_header, remap_block, Geometry, Ring, SeriesTable, FILE_HEADER_BYTES, SLOT_BYTES,
@@ -219,6 +220,20 @@ impl RingStore {
     /// The directory the rings are in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// The page's charts read the store one slot per point (`history::chart::points`).
+impl RingSource for RingStore {
+    fn read(&self, ring: Ring, key: &str, firsts: &[u32]) -> Vec<Option<MinuteSummary>> {
+        match self.column_of(key) {
+            Some(column) => self.read_series(ring, column, firsts),
+            None => vec![None; firsts.len()],
+        }
+    }
+
+    fn not_running(&self) -> Vec<(u32, u32)> {
+        self.table.not_running.clone()
     }
 }
 

@@ -6,6 +6,7 @@
 //! keeps its brownout window and RTT baseline ([`brownout`]), fed by the same calls.
 
 pub mod brownout;
+pub mod chart;
 pub mod disk;
 pub mod ring;
 

@@ -236,3 +236,37 @@ fn files_that_cannot_be_read_are_set_aside_and_the_rings_start_empty() {
     assert_eq!(aside(TABLE_FILE_NAME), 1);
     assert_eq!(aside(Ring::Minutes.file_name()), 1);
 }
+
+#[test]
+fn a_chart_reads_its_points_from_the_files() {
+    use crate::history::chart::points;
+    use crate::history::Mark;
+    use crate::types::Timestamp;
+    let dir = temp_dir("chart");
+    let (store, _) = RingStore::open(&dir, keys(&["a", "b"]), MINUTE).unwrap();
+    fill_quarter(&store, 2);
+    drop(store);
+    let (store, _) = RingStore::open(&dir, keys(&["b", "a"]), MINUTE + 20).unwrap();
+    let now = Timestamp::from_secs(u64::from(MINUTE + 20) * 60 + 5);
+    let week = points(Ring::QuarterHours, now, "a", &[], &store);
+    assert_eq!(week.len(), 672);
+    let quarter = week.iter().find(|p| p.minute == MINUTE).unwrap();
+    assert_eq!(((quarter.p50_us + 500) / 1_000, quarter.sent), (17, 900));
+    assert!(week[671].has(Mark::NotRunning), "the start's minute");
+    let hour = points(Ring::Minutes, now, "b", &[], &store);
+    let back: Vec<u32> = (hour.iter())
+        .filter(|p| p.sent > 0)
+        .map(|p| (p.p50_us + 500) / 1_000)
+        .collect();
+    assert_eq!(back, (20..35).collect::<Vec<u32>>());
+    let not_running: Vec<u32> = (hour.iter())
+        .filter(|p| p.has(Mark::NotRunning))
+        .map(|p| p.minute - MINUTE)
+        .collect();
+    assert_eq!(
+        not_running,
+        vec![0, 15, 16, 17, 18, 19, 20],
+        "the first start's, then the gap"
+    );
+    assert_eq!(points(Ring::Minutes, now, "gone", &[], &store)[0].sent, 0);
+}
