@@ -5,6 +5,8 @@
 //! a `kill -9` mid-write, leaves the old file or the new one. The file form and what is
 //! adopted are the core's (`tunnelkeeper_core::history::disk`).
 
+pub mod store;
+
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};

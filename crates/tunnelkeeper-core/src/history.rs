@@ -6,7 +6,9 @@
 //! keeps its brownout window and RTT baseline ([`brownout`]), fed by the same calls.
 
 pub mod brownout;
+pub mod chart;
 pub mod disk;
+pub mod ring;
 
 use std::sync::{Arc, Mutex};
 
@@ -329,7 +331,8 @@ impl Series {
     }
 }
 
-fn consolidated(first: u32, minutes: &[MinuteSummary]) -> MinuteSummary {
+/// Consolidates minutes into one point starting at `first` (see [`Series::consolidate`]).
+pub(crate) fn consolidated(first: u32, minutes: &[MinuteSummary]) -> MinuteSummary {
     let with_rtt: Vec<&MinuteSummary> = minutes.iter().filter(|s| s.has_rtt()).collect();
     let mut medians: Vec<u32> = with_rtt.iter().map(|s| s.p50_us).collect();
     MinuteSummary {
