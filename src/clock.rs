@@ -17,6 +17,10 @@ pub use crate::types::WallShift;
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     start: tokio::time::Instant,
+    /// The same moment on std's monotonic clock, which tokio's paused time in tests does
+    /// not move: [`Clock::wall_shift`] compares the system clock with it, so a test that
+    /// jumps tokio's clock ahead is not a step of the system clock.
+    start_std: std::time::Instant,
     start_wall_ms: u64,
 }
 
@@ -28,6 +32,7 @@ impl Clock {
             .unwrap_or_default();
         Self {
             start: tokio::time::Instant::now(),
+            start_std: std::time::Instant::now(),
             start_wall_ms: wall.as_millis() as u64,
         }
     }
@@ -50,8 +55,9 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as i64;
+        let monotonic = self.start_wall_ms + self.start_std.elapsed().as_millis() as u64;
         WallShift {
-            ms: wall - self.now().as_millis() as i64,
+            ms: wall - monotonic as i64,
         }
     }
 
