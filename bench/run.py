@@ -19,6 +19,7 @@ the largest size. Writes the tables into BENCHMARKS.md between the `bench:start`
     sudo python3 bench/run.py --noc-page [--baseline OLD] [--binary B]   # the NOC page's memory only
     sudo python3 bench/run.py --mtu --sizes 1000,10000   # only what path-MTU probing costs (bench/mtu_cost.py)
     sudo python3 bench/run.py --tcp --sizes 1000          # only what TCP targets cost (bench/tcp_cost.py)
+    sudo python3 bench/run.py --history --sizes 1000,10000   # the history's disk cost (bench/history_cost.py)
 
 `--noc-page` measures only the NOC page's cost: RSS at the embedded default and at the
 largest size once the history's rings are written (after a minute and more), with the
@@ -747,6 +748,8 @@ def main():
                    help="measure only what path-MTU probing costs (bench/mtu_cost.py), into its own section")
     p.add_argument("--tcp", action="store_true",
                    help="measure only what TCP targets cost (bench/tcp_cost.py), into its own section")
+    p.add_argument("--history", action="store_true",
+                   help="measure only what the history on disk costs (bench/history_cost.py), into its own section")
     args = p.parse_args()
     args.rtt_count, args.http_seconds, args.http_rate = 150, 10, 10000
     if args.smoke:
@@ -786,6 +789,12 @@ def main():
             import tcp_cost
             body = tcp_cost.report(args, tcp_cost.measure(args, workdir))
             tcp_cost.write(args.out, body)
+            print(body)
+            return
+        if args.history:
+            import history_cost
+            body = history_cost.report(args, history_cost.measure(args, workdir))
+            history_cost.write(args.out, body)
             print(body)
             return
         if args.mtu:

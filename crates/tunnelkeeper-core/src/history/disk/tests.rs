@@ -273,5 +273,8 @@ fn a_save_streamed_in_chunks_is_the_file_encoded_whole() {
     checksum.update(&streamed[streamed.len() / 2..]);
     streamed.extend_from_slice(&checksum.finish());
     assert_eq!(streamed, whole);
-    assert_eq!(decode(&streamed).unwrap(), history.rings().into_saved(at(150)));
+    assert_eq!(
+        decode(&streamed).unwrap(),
+        history.rings().into_saved(at(150))
+    );
 }
