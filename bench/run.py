@@ -632,15 +632,21 @@ def report(args, results, rtts, load, base=None):
     return "\n".join(lines) + "\n"
 
 
-def write(out, body):
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    text = open(out).read() if os.path.exists(out) else "# Benchmarks\n\n" + start + "\n" + end + "\n"
+def write_section(out, marker, body):
+    """Replaces what stands between the `MARKER:start` and `MARKER:end` comments of `out`
+    with `body` (the markers are added at the end the first time); the rest is kept."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
     if start not in text:
-        text += "\n" + start + "\n" + end + "\n"
+        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     with open(out, "w") as f:
         f.write(before + start + "\n" + body + end + after)
+
+
+def write(out, body):
+    write_section(out, "bench", body)
 
 
 def rss_mib(pid):
@@ -720,14 +726,7 @@ def noc_page(args, workdir):
 
 
 def write_noc(out, body):
-    start, end = "<!-- noc:start -->", "<!-- noc:end -->"
-    text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
-    if start not in text:
-        text += "\n" + start + "\n" + end + "\n"
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    with open(out, "w") as f:
-        f.write(before + start + "\n" + body + end + after)
+    write_section(out, "noc", body)
 
 
 def main():

@@ -170,11 +170,4 @@ def report(args, rows):
 
 
 def write(out, body):
-    start, end = "<!-- bench:tcp:start -->", "<!-- bench:tcp:end -->"
-    text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
-    if start not in text:
-        text = text.rstrip("\n") + "\n\n" + start + "\n" + end + "\n"
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    with open(out, "w") as f:
-        f.write(before + start + "\n" + body + end + after)
+    h.write_section(out, "bench:tcp", body)
