@@ -1,9 +1,10 @@
 //! The smoke charts' history through the real daemon: minutes recorded before a restart
-//! (a `kill -9`, so the periodic save is what keeps them) are read back and shown by
-//! `/status` and the NOC page with the "daemon not running" mark; a daemon killed again and
-//! again while it writes the file always leaves one that reads.
+//! (a `kill -9`, so the periodic write is what keeps them) are read back from the ring
+//! files and shown by `/status` and the NOC page with the "daemon not running" mark; a
+//! daemon killed again and again while it refits its ring files to another config always
+//! leaves a history that reads; a `history.bin` of the build before is carried over.
 //!
-//! `TUNNELKEEPER_HISTORY_SAVE_SECS` (test-only) saves every second instead of every minute.
+//! `TUNNELKEEPER_HISTORY_SAVE_SECS` (test-only) writes every second instead of every minute.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{write_temp, Daemon};
 use serde_json::Value;
-use tunnelkeeper::history::disk::{decode, FILE_NAME};
+use tunnelkeeper::history::ring::{Ring, TABLE_FILE_NAME};
+use tunnelkeeper::history::{decode, encode, MinuteSummary};
+use tunnelkeeper::history_file::store::RingStore;
 
 const SAVE_EVERY_SECOND: (&str, &str) = ("TUNNELKEEPER_HISTORY_SAVE_SECS", "1");
 
@@ -56,7 +59,9 @@ fn minutes_recorded_before_a_kill_are_shown_after_the_restart() {
     }
     std::thread::sleep(Duration::from_secs(3));
     daemon.stop("KILL", Duration::from_secs(5));
-    assert!(state.join(FILE_NAME).exists(), "no history file was saved");
+    for name in [TABLE_FILE_NAME, Ring::Minutes.file_name()] {
+        assert!(state.join(name).exists(), "no {name} was written");
+    }
 
     let daemon = start_default(&state);
     let json = status(&daemon);
@@ -80,90 +85,134 @@ fn minutes_recorded_before_a_kill_are_shown_after_the_restart() {
         )),
         "{page}"
     );
-    // Each tunnel's chart: the restart is marked, and the minute before it has its smoke.
-    assert_eq!(
-        page.matches(r#"<text class="mark stopped""#).count(),
-        2,
-        "{page}"
-    );
+    // Each tunnel's chart: the restart is marked (a point per minute it spans, one or
+    // two here), and the minute before it has its smoke, on every range.
+    let stopped = page.matches(r#"<text class="mark stopped""#).count();
+    assert!((2..=4).contains(&stopped), "{stopped}: {page}");
     assert!(page.contains(r#"class="smoke""#), "{page}");
+    for range in ["6h", "7d"] {
+        let (code, page) = daemon.get(&format!("/?range={range}"));
+        assert_eq!(code, 200);
+        assert!(page.contains(r#"class="smoke""#), "{range}: {page}");
+        assert!(
+            page.contains(r#"<text class="mark stopped""#),
+            "{range}: {page}"
+        );
+    }
     assert!(!daemon.log().contains("set aside"), "{}", daemon.log());
 }
 
-#[test]
-fn a_daemon_killed_while_it_writes_leaves_a_history_that_reads() {
-    // Many targets make the file big (about 1.7 KB a series) and its write long enough to
-    // be caught: kill -9 the moment a write is seen under way.
-    let targets: String = (0..2_000)
-        .map(|i| {
-            format!(
-                "[[target]]\naddress = \"127.0.{}.{}\"\n",
-                i / 250,
-                i % 250 + 1
-            )
-        })
+const TARGETS: usize = 2_000;
+
+fn address(i: usize) -> String {
+    format!("127.0.{}.{}", i / 250, i % 250 + 1)
+}
+
+/// A config of shared targets in the order of `indexes`, at a 10 s interval.
+fn targets_config(name: &str, indexes: impl Iterator<Item = usize>) -> std::path::PathBuf {
+    let targets: String = indexes
+        .map(|i| format!("[[target]]\naddress = \"{}\"\n", address(i)))
         .collect();
-    let config = write_temp(
-        "history-kill.toml",
-        &format!("[probe]\ninterval = \"10s\"\n{targets}"),
-    );
-    let state = common::temp_dir("history-kill");
-    let file = state.join(FILE_NAME);
-    let aside = state.join(format!("{FILE_NAME}.tmp"));
-    let mut whole = 0;
-    let mut caught = 0;
-    for round in 0..6 {
-        let mut daemon = Daemon::start(
-            &[
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--state-dir",
-                state.to_str().unwrap(),
-            ],
-            &[SAVE_EVERY_SECOND],
-        );
-        // Under way: the file written aside exists, or the file is shorter than a whole one.
-        let start = Instant::now();
-        let mid_write = loop {
-            let len = std::fs::metadata(&file).map_or(0, |m| m.len());
-            if aside.exists() || (whole > 0 && len < whole) {
-                break true;
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                break false;
-            }
-            std::hint::spin_loop();
-        };
-        caught += usize::from(mid_write);
-        daemon.stop("KILL", Duration::from_secs(5));
-        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let saved = decode(&bytes).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(saved.series.len(), 2_000, "round {round}");
-        whole = bytes.len() as u64;
+    write_temp(name, &format!("[probe]\ninterval = \"10s\"\n{targets}"))
+}
+
+#[test]
+fn a_daemon_killed_while_it_refits_its_rings_leaves_a_history_that_reads() {
+    // Ring files of 2,000 targets with five minutes each (target i's median: i % 50 + 1 ms),
+    // then starts alternating between two orders of them: each start rewrites the files
+    // (about 25 MB), and is killed -9 the moment a file rewritten aside is seen.
+    let forward = targets_config("refit-forward.toml", 0..TARGETS);
+    let backward = targets_config("refit-backward.toml", (0..TARGETS).rev());
+    let state = common::temp_dir("history-refit");
+    let keys: Vec<String> = (0..TARGETS)
+        .map(|i| format!("target {} shared", address(i)))
+        .collect();
+    let last = minute_now() as u32 - 1;
+    let (store, _) = RingStore::open(&state, keys, last - 5).unwrap();
+    for minute in last - 4..=last {
+        let slots: Vec<Option<MinuteSummary>> = (0..TARGETS as u32)
+            .map(|i| {
+                Some(MinuteSummary {
+                    minute,
+                    p10_us: (i % 50 + 1) * 1_000,
+                    p50_us: (i % 50 + 1) * 1_000,
+                    p90_us: (i % 50 + 1) * 1_000,
+                    sent: 6,
+                    lost: 0,
+                    marks: 0,
+                })
+            })
+            .collect();
+        store.close_minute(minute, &slots).unwrap();
     }
-    assert!(caught >= 3, "only {caught} kills came mid-write");
+    drop(store);
+    let asides: Vec<_> = (Ring::ALL.iter())
+        .map(|r| state.join(format!("{}.tmp", r.file_name())))
+        .collect();
+    let mut caught = 0;
+    for round in 0..8 {
+        let config = if round % 2 == 0 { &backward } else { &forward };
+        let mut child = std::process::Command::new(common::binary())
+            .args(["run", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(&state)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("TUNNELKEEPER_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !asides.iter().any(|a| a.exists()) && start.elapsed() < Duration::from_secs(10) {
+            std::hint::spin_loop();
+        }
+        caught += usize::from(asides.iter().any(|a| a.exists()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(caught >= 4, "only {caught} kills came mid-rewrite");
     let daemon = Daemon::start(
         &[
             "run",
             "--config",
-            config.to_str().unwrap(),
+            forward.to_str().unwrap(),
             "--state-dir",
             state.to_str().unwrap(),
         ],
         &[SAVE_EVERY_SECOND],
     );
     let restored = &status(&daemon)["history_restored"];
-    assert_eq!(restored["series_adopted"], 2_000, "{restored}");
+    assert_eq!(restored["series_adopted"], TARGETS, "{restored}");
+    assert_eq!(restored["minutes_restored"], 5, "{restored}");
     assert!(!daemon.log().contains("set aside"), "{}", daemon.log());
     drop(daemon);
-    let _ = std::fs::remove_dir_all(&state); // 3.5 MB
+    // Every target's minutes came through in its own column.
+    let keys: Vec<String> = (0..TARGETS)
+        .map(|i| format!("target {} shared", address(i)))
+        .collect();
+    let (store, _) = RingStore::open(&state, keys, last + 1).unwrap();
+    let minutes: Vec<u32> = (last - 4..=last).collect();
+    for i in 0..TARGETS {
+        let got: Vec<Option<u32>> = (store.read_series(Ring::Minutes, i as u32, &minutes))
+            .into_iter()
+            .map(|s| s.map(|s| s.p50_us))
+            .collect();
+        // RTTs are kept to 11 bits of mantissa (33 ms reads back as 32.992).
+        let want = decode(encode((i as u32 % 50 + 1) * 1_000));
+        assert_eq!(got, vec![Some(want); 5], "target {i}");
+    }
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
 fn a_history_file_that_cannot_be_read_is_set_aside_and_the_daemon_runs() {
     let state = common::temp_dir("history-bad");
-    std::fs::write(state.join(FILE_NAME), b"TKHIST\0\0 torn").unwrap();
+    std::fs::write(
+        state.join(TABLE_FILE_NAME),
+        b"TKSERIES\x02\x00 torn and cut short",
+    )
+    .unwrap();
     let daemon = start_default(&state);
     daemon.wait_for("/health", Duration::from_secs(10), |_, b| {
         b.contains("tunnel local-a: up")
@@ -174,13 +223,72 @@ fn a_history_file_that_cannot_be_read_is_set_aside_and_the_daemon_runs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().any(|n| n.starts_with("history.bin.corrupt-")),
+        names
+            .iter()
+            .any(|n| n.starts_with("history.series.corrupt-")),
         "{names:?}"
     );
     let log = daemon.log();
     assert!(
-        log.contains("the history file cannot be read: set aside"),
+        log.contains("a history file cannot be read: set aside"),
         "{log}"
     );
-    assert!(log.contains("too short for a history file"), "{log}");
+    assert!(log.contains("series table damaged"), "{log}");
+}
+
+#[test]
+fn a_history_bin_of_the_build_before_is_carried_over_into_the_rings() {
+    use tunnelkeeper::config::{Config, EMBEDDED_DEFAULT};
+    use tunnelkeeper::history::disk::{
+        encode as encode_v1, file_order_keys, SavedHistory, SavedSeries, FILE_NAME,
+    };
+    use tunnelkeeper::types::Timestamp;
+    let state = common::temp_dir("history-carry");
+    // Saved a minute ago: its last ten minutes at 7 ms, and a five-minute window at 9 ms
+    // an hour before.
+    let config = Config::parse(EMBEDDED_DEFAULT, "default").unwrap();
+    let saved_minute = minute_now() as u32 - 1;
+    let minute = |m: u32, ms: u32| MinuteSummary {
+        minute: m,
+        p10_us: ms * 1_000,
+        p50_us: ms * 1_000,
+        p90_us: ms * 1_000,
+        sent: 60,
+        lost: 0,
+        marks: 0,
+    };
+    let series = file_order_keys(&config)
+        .into_iter()
+        .map(|key| SavedSeries {
+            key,
+            minutes: (saved_minute - 9..=saved_minute)
+                .map(|m| minute(m, 7))
+                .collect(),
+            windows: vec![minute((saved_minute - 60) / 5 * 5, 9)],
+        })
+        .collect();
+    let saved_at = Timestamp::from_wall_millis(u64::from(saved_minute) * 60_000 + 59_000);
+    let bytes = encode_v1(&SavedHistory { saved_at, series });
+    std::fs::write(state.join(FILE_NAME), bytes).unwrap();
+
+    let daemon = start_default(&state);
+    let restored = &status(&daemon)["history_restored"];
+    assert_eq!(restored["series_adopted"], 4, "{restored}");
+    assert_eq!(restored["minutes_restored"], 10, "{restored}");
+    assert!(
+        !state.join(FILE_NAME).exists(),
+        "carried over, then removed"
+    );
+    assert!(
+        daemon.log().contains("carried over into the ring files"),
+        "{}",
+        daemon.log()
+    );
+    for range in ["1h", "6h", "7d"] {
+        let (code, page) = daemon.get(&format!("/?range={range}"));
+        assert_eq!(code, 200);
+        assert!(page.contains(r#"class="smoke""#), "{range}: {page}");
+    }
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&state);
 }

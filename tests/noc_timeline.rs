@@ -8,7 +8,7 @@ mod timeline;
 use std::time::Duration;
 
 use timeline::*;
-use tunnelkeeper::history::{Mark, MinuteSummary, Range};
+use tunnelkeeper::history::{chart, Mark, MinuteSummary, Range};
 use tunnelkeeper::types::TunnelId;
 use Event::*;
 
@@ -18,10 +18,15 @@ fn chart(h: &Harness, tunnel: usize) -> Vec<MinuteSummary> {
         tunnel,
     };
     let history = h.history.lock().unwrap();
-    history
-        .tunnel(id)
-        .unwrap()
-        .points(Range::Hour, h.clock.now())
+    // No ring files here: the last hour is all in memory (nothing takes it to disk).
+    let live = history.tunnel(id).unwrap().live();
+    chart::points(
+        Range::Hour.ring(),
+        h.clock.now(),
+        "",
+        &live,
+        &chart::NoRings,
+    )
 }
 
 fn marked(points: &[MinuteSummary], mark: Mark) -> Vec<usize> {
@@ -74,6 +79,7 @@ async fn an_outage_marks_and_colours_its_tunnels_chart_across_a_reload() {
         stale_for: None,
         reload_refused: None,
         outages: Default::default(),
+        rings: Default::default(),
     };
     let page = tunnelkeeper::http::page::render_index(&snapshot, &view);
     assert_eq!(page.matches(r#"<line class="mark down""#).count(), 1);

@@ -117,9 +117,10 @@ struct Lasting {
     alert_loop: Heartbeat,
     poller: Heartbeat,
     started_at: crate::types::Timestamp,
-    /// The smoke charts' history: kept across reloads, and restarts by `history_saver`.
+    /// The smoke charts' history (kept across reloads), its ring files in `state_dir`
+    /// (restarts) as the pages read them, and the thread that writes them once a minute.
     history: SharedHistory,
-    /// Saves `history` to `state_dir` once a minute.
+    rings: crate::history_file::Rings,
     history_saver: HistorySaver,
     /// The outage log (in `state_dir`, which a reload does not move).
     outages: Arc<OutageLog>,
@@ -164,14 +165,12 @@ pub async fn run_until(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.listen))?;
-    let bound = listener
-        .local_addr()
-        .context("reading the bound HTTP address")?;
+    let bound = (listener.local_addr()).context("reading the bound HTTP address")?;
     let mut prepared = prepare(Arc::new(config), None).await?;
 
     let (snapshots, snapshots_rx) = watch::channel(Arc::new(placeholder(&prepared, &clock)));
     let history = History::shared(&prepared.config);
-    crate::history_file::restore(&state_dir, &history, clock.now());
+    let rings = crate::history_file::open(&state_dir, &history, clock.now());
     let shared = Lasting {
         clock,
         writer: StateWriter::start(store, clock),
@@ -181,7 +180,8 @@ pub async fn run_until(
         alert_loop: Heartbeat::new(),
         poller: Heartbeat::new(),
         started_at: clock.now(),
-        history_saver: HistorySaver::start(&state_dir, history.clone(), clock),
+        history_saver: HistorySaver::start(&state_dir, history.clone(), rings.clone(), clock),
+        rings,
         history,
         outages,
     };
@@ -202,6 +202,7 @@ pub async fn run_until(
         watched: watched(&shared, &prepared.config),
         reload_health: reload_health_rx,
         outages: shared.outages.clone(),
+        rings: shared.rings.clone(),
         state_save: shared.writer.health(),
     });
     lasting.spawn(http::serve(listener, app, security.clone(), cancel.clone()));

@@ -3,16 +3,20 @@
 //! by identity (its blocks rewritten once into the new columns, aside and renamed), setting
 //! aside with a warning what cannot be read. Steady state is one `pwrite` of one block per
 //! closed minute (and one per coarser window closing), and a page reads one series with one
-//! small `pread` per point. Not yet wired into the daemon (see `history_file`).
+//! small `pread` per point. A `history.bin` left by the build before (one snapshot of
+//! the last six hours) is carried over into the rings once, then removed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use tracing::warn;
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
 
 use crate::history::chart::RingSource;
+use crate::history::disk::FILE_NAME as OLD_FILE_NAME;
 use crate::history::ring::{
     check_file_header, consolidate_window, decode_block, decode_slot, encode_block,
     encode_file_header, remap_block, Geometry, Ring, SeriesTable, FILE_HEADER_BYTES, SLOT_BYTES,
@@ -29,6 +33,8 @@ pub struct Opened {
     pub series_dropped: usize,
     /// The last minute written before this start, if any.
     pub last_written: Option<u32>,
+    /// Minutes of the hour before the start the minute ring holds.
+    pub minutes_last_hour: u32,
 }
 
 /// The open ring files and the series table they were written for.
@@ -40,9 +46,25 @@ pub struct RingStore {
 }
 
 impl RingStore {
-    /// Opens (or creates) the rings in `dir` for the series `keys` at `now_minute`, and
-    /// notes the minutes since the last one written as "daemon not running".
+    /// Opens (or creates) the rings in `dir` for the series `keys` at a start in
+    /// `now_minute`, and notes the minutes since the last one written as "daemon not
+    /// running".
     pub fn open(dir: &Path, keys: Vec<String>, now_minute: u32) -> io::Result<(RingStore, Opened)> {
+        Self::open_for(dir, keys, now_minute, true)
+    }
+
+    /// Reopens the rings in `dir` for the series of a reloaded config (the daemon kept
+    /// running: nothing is marked).
+    pub fn refit(dir: &Path, keys: Vec<String>, now_minute: u32) -> io::Result<RingStore> {
+        Self::open_for(dir, keys, now_minute, false).map(|(store, _)| store)
+    }
+
+    fn open_for(
+        dir: &Path,
+        keys: Vec<String>,
+        now_minute: u32,
+        start: bool,
+    ) -> io::Result<(RingStore, Opened)> {
         let table_path = dir.join(TABLE_FILE_NAME);
         let old = match fs::read(&table_path) {
             Ok(bytes) => match SeriesTable::decode(&bytes) {
@@ -65,45 +87,79 @@ impl RingStore {
         let columns = old.as_ref().map(|o| o.columns_for(&table.keys));
         let adopted = columns.iter().flatten().filter(|c| c.is_some()).count();
         let opened_series = old.as_ref().map_or(0, |o| o.keys.len());
-        let mut files = Vec::new();
-        for ring in Ring::ALL {
-            let path = dir.join(ring.file_name());
-            let geometry = Geometry {
-                ring,
-                series: table.keys.len() as u32,
-            };
-            let file = match (&old, &columns) {
-                (Some(old), Some(columns)) if old.keys != table.keys => {
-                    rewrite(&path, old, columns, geometry, table.hash())?
+        finish_or_undo_refit(dir, old.as_ref());
+        let geometry = |ring| Geometry {
+            ring,
+            series: table.keys.len() as u32,
+        };
+        let files = match (&old, &columns) {
+            (Some(old), Some(columns)) if old.keys != table.keys => {
+                // Each ring rewritten aside, then the new table renamed in (the commit
+                // point: a start after a crash before it drops the rewrites, one after it
+                // finishes them), then the rings renamed over.
+                let mut rewritten = Vec::new();
+                for ring in Ring::ALL {
+                    let path = dir.join(ring.file_name());
+                    rewritten.push(rewrite_aside(
+                        &path,
+                        old,
+                        columns,
+                        geometry(ring),
+                        table.hash(),
+                    )?);
                 }
-                (Some(old), _) => open_checked(&path, geometry, old.hash())?,
-                _ => {
+                write_aside_and_rename(&table_path, &table.encode())?;
+                (Ring::ALL.into_iter().zip(rewritten))
+                    .map(|(ring, tmp)| {
+                        let path = dir.join(ring.file_name());
+                        rename_synced(&tmp, &path)?;
+                        Ok((ring, OpenOptions::new().read(true).write(true).open(path)?))
+                    })
+                    .collect::<io::Result<Vec<_>>>()?
+            }
+            (Some(old), _) => (Ring::ALL.into_iter())
+                .map(|ring| {
+                    let path = dir.join(ring.file_name());
+                    Ok((ring, open_checked(&path, geometry(ring), old.hash())?))
+                })
+                .collect::<io::Result<Vec<_>>>()?,
+            _ => (Ring::ALL.into_iter())
+                .map(|ring| {
+                    let path = dir.join(ring.file_name());
                     if path.exists() {
                         set_aside(&path, "no series table says what its columns hold");
                     }
-                    create(&path, geometry, table.hash())?
-                }
-            };
-            files.push((ring, file));
-        }
+                    Ok((ring, create(&path, geometry(ring), table.hash())?))
+                })
+                .collect::<io::Result<Vec<_>>>()?,
+        };
         let mut store = RingStore {
             dir: dir.to_path_buf(),
-            table: SeriesTable::default(),
+            table: SeriesTable {
+                keys: table.keys.clone(),
+                not_running: Vec::new(),
+            },
             files,
         };
-        let last_written = store.last_written(now_minute);
-        if let Some(last) = last_written {
-            table.add_not_running(last + 1, now_minute, now_minute);
-        } else {
-            table.add_not_running(now_minute, now_minute, now_minute);
+        let mut opened = Opened {
+            series_adopted: adopted,
+            series_dropped: opened_series.saturating_sub(adopted),
+            last_written: None,
+            minutes_last_hour: 0,
+        };
+        if old.is_none() && start {
+            if let Some((adopted, dropped)) = store.carry_over(&dir.join(OLD_FILE_NAME))? {
+                (opened.series_adopted, opened.series_dropped) = (adopted, dropped);
+            }
+        }
+        opened.last_written = store.last_written(now_minute);
+        opened.minutes_last_hour = store.minutes_held(now_minute.saturating_sub(60), now_minute);
+        match opened.last_written {
+            Some(last) if start => table.add_not_running(last + 1, now_minute, now_minute),
+            _ => table.add_not_running(1, 0, now_minute), // only forgets old spans
         }
         write_aside_and_rename(&table_path, &table.encode())?;
         store.table = table;
-        let opened = Opened {
-            series_adopted: adopted,
-            series_dropped: opened_series.saturating_sub(adopted),
-            last_written,
-        };
         Ok((store, opened))
     }
 
@@ -162,7 +218,8 @@ impl RingStore {
             .map(|&first| {
                 let mut slot = [0u8; SLOT_BYTES];
                 let read = read_at_most(file, &mut slot, g.slot_offset(first, column));
-                decode_slot(&slot[..read], first)
+                // An empty slot (a column with nothing that minute) reads as nothing.
+                decode_slot(&slot[..read], first).filter(|s| s.sent > 0 || s.marks != 0)
             })
             .collect()
     }
@@ -202,8 +259,8 @@ impl RingStore {
         rings.iter().try_for_each(|&r| self.file(r).sync_data())
     }
 
-    /// The newest minute block written at or before `now_minute`.
-    fn last_written(&self, now_minute: u32) -> Option<u32> {
+    /// The minutes whose blocks the minute ring holds.
+    fn minute_blocks(&self) -> Vec<u32> {
         let g = self.geometry(Ring::Minutes);
         let file = self.file(Ring::Minutes);
         (0..Ring::Minutes.slots())
@@ -213,8 +270,97 @@ impl RingStore {
                 let read = read_at_most(file, &mut header, offset);
                 crate::history::ring::block_first_minute(&header[..read])
             })
+            .collect()
+    }
+
+    /// The newest minute block written at or before `now_minute`.
+    fn last_written(&self, now_minute: u32) -> Option<u32> {
+        (self.minute_blocks().into_iter())
             .filter(|&m| m <= now_minute)
             .max()
+    }
+
+    /// How many minutes in `from..to` the minute ring holds.
+    fn minutes_held(&self, from: u32, to: u32) -> u32 {
+        (self.minute_blocks().into_iter())
+            .filter(|m| (from..to).contains(m))
+            .count() as u32
+    }
+
+    /// Writes the minutes and windows of `history.bin` (the build before's snapshot) into
+    /// the new rings, the quarter-hour ring consolidated from the windows, and removes it;
+    /// returns the series adopted and dropped. One that cannot be read is set aside.
+    fn carry_over(&self, path: &Path) -> io::Result<Option<(usize, usize)>> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                set_aside(path, &e.to_string());
+                return Ok(None);
+            }
+        };
+        let saved = match crate::history::disk::decode(&bytes) {
+            Ok(saved) => saved,
+            Err(e) => {
+                set_aside(path, &e.to_string());
+                return Ok(None);
+            }
+        };
+        let columns = self.table.keys.len();
+        let mut minutes: BTreeMap<u32, Vec<Option<MinuteSummary>>> = BTreeMap::new();
+        let mut windows: BTreeMap<u32, Vec<Option<MinuteSummary>>> = BTreeMap::new();
+        let mut adopted = 0;
+        for series in &saved.series {
+            let Some(column) = self.column_of(&series.key) else {
+                continue;
+            };
+            adopted += 1;
+            for (blocks, summaries) in [
+                (&mut minutes, &series.minutes),
+                (&mut windows, &series.windows),
+            ] {
+                for s in summaries {
+                    blocks
+                        .entry(s.minute)
+                        .or_insert_with(|| vec![None; columns])[column as usize] = Some(*s);
+                }
+            }
+        }
+        for (minute, slots) in &minutes {
+            self.write_block(Ring::Minutes, *minute, slots)?;
+        }
+        let mut quarters: BTreeMap<u32, Vec<Vec<Option<MinuteSummary>>>> = BTreeMap::new();
+        for (first, slots) in &windows {
+            self.write_block(Ring::FiveMinutes, *first, slots)?;
+            let quarter = first / 15 * 15;
+            quarters.entry(quarter).or_default().push(slots.clone());
+        }
+        for (first, parts) in &quarters {
+            self.write_block(
+                Ring::QuarterHours,
+                *first,
+                &consolidate_window(*first, parts, columns),
+            )?;
+        }
+        self.sync(&Ring::ALL)?;
+        fs::remove_file(path)?;
+        info!(path = %path.display(), series_adopted = adopted, minutes = minutes.len(), "the history of the build before was carried over into the ring files");
+        Ok(Some((adopted, saved.series.len() - adopted)))
+    }
+
+    /// Opens the rings in `dir` read-only (a test's way to make every write fail).
+    #[cfg(test)]
+    pub(crate) fn open_read_only(dir: &Path) -> io::Result<RingStore> {
+        let table = SeriesTable::decode(&fs::read(dir.join(TABLE_FILE_NAME))?)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let files = (Ring::ALL.into_iter())
+            .map(|ring| Ok((ring, File::open(dir.join(ring.file_name()))?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(RingStore {
+            dir: dir.to_path_buf(),
+            table,
+            files,
+        })
     }
 
     /// The directory the rings are in.
@@ -282,47 +428,96 @@ fn create(path: &Path, geometry: Geometry, table_hash: u64) -> io::Result<File> 
     OpenOptions::new().read(true).write(true).open(path)
 }
 
-/// Rewrites a ring file of the `old` table into the columns of the new one (once, when
-/// the series set changed), aside and renamed; an unreadable one is set aside.
-fn rewrite(
+/// Rewrites a ring file of the `old` table into the columns of the new one, aside
+/// (`.tmp`, synced); returns where. One that cannot be read is set aside and an empty
+/// one made aside instead.
+fn rewrite_aside(
     path: &Path,
     old: &SeriesTable,
     columns: &[Option<u32>],
     geometry: Geometry,
     table_hash: u64,
-) -> io::Result<File> {
+) -> io::Result<PathBuf> {
     let old_geometry = Geometry {
         series: old.keys.len() as u32,
         ..geometry
     };
     let source = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return create(path, geometry, table_hash),
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let mut header = [0u8; FILE_HEADER_BYTES];
-    let read = read_at_most(&source, &mut header, 0);
-    if let Err(e) = check_file_header(&header[..read], old_geometry, old.hash()) {
-        set_aside(path, &e.to_string());
-        return create(path, geometry, table_hash);
-    }
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let source = source.filter(|source| {
+        let mut header = [0u8; FILE_HEADER_BYTES];
+        let read = read_at_most(source, &mut header, 0);
+        match check_file_header(&header[..read], old_geometry, old.hash()) {
+            Ok(()) => true,
+            Err(e) => {
+                set_aside(path, &e.to_string());
+                false
+            }
+        }
+    });
+    let tmp = aside_path(path);
     let mut out = File::create(&tmp)?;
     out.write_all(&encode_file_header(geometry, table_hash))?;
     out.set_len(geometry.file_bytes())?;
-    let mut block = vec![0u8; old_geometry.block_bytes() as usize];
-    for index in 0..geometry.ring.slots() {
-        let offset = FILE_HEADER_BYTES as u64 + u64::from(index) * old_geometry.block_bytes();
-        let read = read_at_most(&source, &mut block, offset);
-        if let Some(moved) = remap_block(&block[..read], columns) {
-            let at = FILE_HEADER_BYTES as u64 + u64::from(index) * geometry.block_bytes();
-            out.write_all_at(&moved, at)?;
+    if let Some(source) = source {
+        let mut block = vec![0u8; old_geometry.block_bytes() as usize];
+        for index in 0..geometry.ring.slots() {
+            let offset = FILE_HEADER_BYTES as u64 + u64::from(index) * old_geometry.block_bytes();
+            let read = read_at_most(&source, &mut block, offset);
+            if let Some(moved) = remap_block(&block[..read], columns) {
+                let at = FILE_HEADER_BYTES as u64 + u64::from(index) * geometry.block_bytes();
+                out.write_all_at(&moved, at)?;
+            }
         }
     }
     out.sync_all()?;
-    drop(out);
-    rename_synced(&tmp, path)?;
-    OpenOptions::new().read(true).write(true).open(path)
+    Ok(tmp)
+}
+
+/// A ring rewritten aside by a refit that did not finish: renamed in when the table
+/// that was committed is the one it was written for, removed when not (the refit died
+/// before its commit, and the old rings and table stand).
+fn finish_or_undo_refit(dir: &Path, table: Option<&SeriesTable>) {
+    for ring in Ring::ALL {
+        let path = dir.join(ring.file_name());
+        let tmp = aside_path(&path);
+        let Ok(file) = File::open(&tmp) else {
+            continue;
+        };
+        let mut header = [0u8; FILE_HEADER_BYTES];
+        let read = read_at_most(&file, &mut header, 0);
+        let whole = table.is_some_and(|t| {
+            let geometry = Geometry {
+                ring,
+                series: t.keys.len() as u32,
+            };
+            let complete = file
+                .metadata()
+                .is_ok_and(|m| m.len() == geometry.file_bytes());
+            complete && check_file_header(&header[..read], geometry, t.hash()).is_ok()
+        });
+        drop(file);
+        let done = if whole {
+            rename_synced(&tmp, &path).map(|()| "finished")
+        } else {
+            fs::remove_file(&tmp).map(|()| "undone")
+        };
+        match done {
+            Ok(what) => {
+                info!(path = %path.display(), "a refit of the history files cut short was {what}")
+            }
+            Err(e) => {
+                warn!(path = %tmp.display(), error = %e, "a history file left aside cannot be cleared")
+            }
+        }
+    }
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.tmp", path.display()))
 }
 
 fn set_aside(path: &Path, why: &str) {

@@ -55,6 +55,8 @@ pub struct AppState {
     pub reload_health: watch::Receiver<crate::reload::ReloadHealth>,
     /// The outage log: `/outages` and the page's "Recent outages".
     pub outages: Arc<crate::outage_log::OutageLog>,
+    /// The history's ring files: the charts and incident bundles read them.
+    pub rings: crate::history_file::Rings,
     /// Whether the alert state reaches the disk: `/status` has it, `/health` says when not.
     pub state_save: watch::Receiver<crate::alert::state_writer::SaveHealth>,
 }
@@ -499,6 +501,7 @@ mod tests {
             ))
             .1,
             outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
+            rings: Default::default(),
             state_save: watch::channel(Default::default()).1,
         })
     }

@@ -75,8 +75,19 @@ pub async fn outage(
     let snapshot = state.snapshots.borrow().clone();
     let bundle = match &snapshot.history {
         Some(history) => {
-            let history = history.lock().unwrap_or_else(|p| p.into_inner());
-            bundle::build(record, &history, snapshot.generated_at)
+            let config = history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .config()
+                .clone();
+            // Each tunnel's minutes in memory under a short lock, the rest from the files.
+            let chart = |connection: &str, tunnel: &str, range| {
+                let lock = history.lock().unwrap_or_else(|p| p.into_inner());
+                let live = lock.tunnel_live(connection, tunnel)?;
+                drop(lock);
+                Some(live.points(range, snapshot.generated_at, &state.rings))
+            };
+            bundle::build(record, &config, snapshot.generated_at, &chart)
         }
         // Before the monitor's first snapshot: the record and its pages, no minutes.
         None => bundle::IncidentBundle {

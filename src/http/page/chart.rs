@@ -130,6 +130,7 @@ pub fn render(points: &[MinuteSummary], range: Range, title: &str) -> String {
         match range {
             Range::Hour => "hour, per minute",
             Range::SixHours => "6 hours, per 5 minutes",
+            Range::Week => "7 days, per 15 minutes",
         }
     );
     let _ = write!(
@@ -201,19 +202,22 @@ pub fn render(points: &[MinuteSummary], range: Range, title: &str) -> String {
             );
         }
     }
-    // Time labels every quarter of the range, in UTC on the system clock: the minutes are
-    // the daemon's, which a clock step since start moves away from it.
+    // Time labels every quarter of the range, in UTC (the minutes are on the system
+    // clock); the week's with their date.
     let quarter = points.len() / 4;
     for i in (0..points.len()).step_by(quarter.max(1)) {
-        let start = crate::types::Timestamp::from_millis(u64::from(points[i].minute) * 60_000);
-        let minute = start.wall_millis() / 60_000;
+        let at = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::from(points[i].minute) * 60);
+        let text = humantime::format_rfc3339_seconds(at).to_string();
+        let label = match range {
+            Range::Week => text[5..16].replacen('T', " ", 1),
+            Range::Hour | Range::SixHours => text[11..16].to_string(),
+        };
         let _ = write!(
             svg,
-            r#"<text class="axis" x="{:.1}" y="{:.1}">{:02}:{:02}</text>"#,
+            r#"<text class="axis" x="{:.1}" y="{:.1}">{label}</text>"#,
             scale.x(i),
             HEIGHT - 2.0,
-            minute % 1440 / 60,
-            minute % 60
         );
     }
     let _ = write!(

@@ -95,27 +95,15 @@ fn vpn_header(s: &Snapshot, reasons: &mut Reasons) -> String {
     )
 }
 
-/// The charts of every tunnel, copied out of the history under one short lock.
+/// The charts of every tunnel: each one's minutes in memory copied under a short lock,
+/// the rest read from the ring files.
 fn tunnel_charts(s: &Snapshot, view: &View) -> Vec<Vec<Option<Vec<MinuteSummary>>>> {
-    let guard = s
-        .history
-        .as_ref()
-        .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()));
     s.connections
         .iter()
         .map(|c| {
             c.tunnels
                 .iter()
-                .map(|t| {
-                    guard.as_deref().and_then(|h| {
-                        points_of(
-                            h,
-                            |h| h.tunnel_named(c.name.as_str(), t.name.as_str()),
-                            view.range,
-                            s.generated_at,
-                        )
-                    })
-                })
+                .map(|t| points_of(s, view, |h| h.tunnel_live(c.name.as_str(), t.name.as_str())))
                 .collect()
         })
         .collect()

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppState, STALE_AFTER};
 use crate::health::{ConnectionState, Verdict, VpnState};
-use crate::history::{History, MinuteSummary, Range};
+use crate::history::{History, Live, MinuteSummary, Range};
 use crate::types::Timestamp;
 
 pub use index::render_index;
@@ -43,6 +43,8 @@ pub struct View {
     pub reload_refused: Option<String>,
     /// The outage log's records, oldest first.
     pub outages: std::sync::Arc<Vec<tunnelkeeper_core::outage::OutageRecord>>,
+    /// The history's ring files, which the charts read.
+    pub rings: crate::history_file::Rings,
 }
 
 /// Escapes text for HTML content and quoted attributes.
@@ -165,13 +167,14 @@ fn ms(seconds: Option<f64>) -> String {
     }
 }
 
-/// The query of both pages: `?range=1h` (default) or `?range=6h`.
+/// The query of both pages: `?range=1h` (default), `?range=6h` or `?range=7d`.
 fn range_of(query: &HashMap<String, String>) -> Result<Range, String> {
     match query.get("range").map(String::as_str) {
         None | Some("1h") => Ok(Range::Hour),
         Some("6h") => Ok(Range::SixHours),
+        Some("7d") => Ok(Range::Week),
         Some(other) => Err(format!(
-            "range: {other:?} is not a chart range; use 1h or 6h\n"
+            "range: {other:?} is not a chart range; use 1h, 6h or 7d\n"
         )),
     }
 }
@@ -186,9 +189,10 @@ fn range_links(path: &str, range: Range) -> String {
         }
     };
     format!(
-        r#"<nav class="ranges">Charts: {} {}</nav>"#,
+        r#"<nav class="ranges">Charts: {} {} {}</nav>"#,
         link(Range::Hour, "1h", "last hour"),
-        link(Range::SixHours, "6h", "last 6 hours")
+        link(Range::SixHours, "6h", "last 6 hours"),
+        link(Range::Week, "7d", "last 7 days")
     )
 }
 
@@ -196,6 +200,7 @@ fn range_query(range: Range) -> &'static str {
     match range {
         Range::Hour => "1h",
         Range::SixHours => "6h",
+        Range::Week => "7d",
     }
 }
 
@@ -309,33 +314,40 @@ fn history_note(s: &crate::snapshot::Snapshot) -> String {
     });
     let read_back = match restored {
         Some(r) if r.series_adopted > 0 => format!(
-            "; it read back {} minute(s) of the last hour saved at {}, and {} minute(s) the \
-             daemon was not running are marked ⏸",
+            "; it read back {} minute(s) of the last hour written until {}, and {} minute(s) \
+             the daemon was not running are marked ⏸",
             r.minutes_restored, r.saved_at, r.minutes_not_running
         ),
         Some(r) => format!(
-            "; the history saved at {} was too old or matched nothing of this config",
+            "; the history written until {} matched nothing of this config",
             r.saved_at
         ),
         None => String::new(),
     };
     format!(
-        "Charts come from history saved in state_dir once a minute: it survives a config reload \
-         and a restart (this one started {}{read_back}). Smoke: RTT p10–p90 per point; line: \
+        "Charts come from history written to state_dir once a minute (the last hour, six \
+         hours and seven days): it survives a config reload and a restart (this one started \
+         {}{read_back}). Smoke: RTT p10–p90 per point; line: \
          median, coloured by loss (green none, blue ≤ 5 %, pink ≤ 20 %, red more); bar under the \
          plot: loss; ▼ down, ▲ up, ? unknown, ⏸ daemon not running.",
         s.started_at
     )
 }
 
-/// Copies the points of one series out of the history (the lock is held only for this).
+/// Reads the points of one series: its minutes in memory are copied under the history's
+/// lock, the rest is read from the ring files with no lock held.
 fn points_of(
-    history: &History,
-    pick: impl Fn(&History) -> Option<&crate::history::Series>,
-    range: Range,
-    now: Timestamp,
+    s: &crate::snapshot::Snapshot,
+    view: &View,
+    pick: impl Fn(&History) -> Option<Live>,
 ) -> Option<Vec<MinuteSummary>> {
-    pick(history).map(|s| s.points(range, now))
+    let live = pick(
+        &s.history
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    )?;
+    Some(live.points(view.range, s.generated_at, &view.rings))
 }
 
 fn view_of(state: &AppState, range: Range) -> View {
@@ -349,6 +361,7 @@ fn view_of(state: &AppState, range: Range) -> View {
         stale_for,
         reload_refused: state.reload_health.borrow().banner(),
         outages: state.outages.records(),
+        rings: state.rings.clone(),
     }
 }
 

@@ -40,25 +40,10 @@ pub fn render_target(s: &Snapshot, view: &View, address: Ipv4Addr) -> Option<Str
     if found.is_empty() {
         return None;
     }
-    let charts: Vec<Option<Vec<MinuteSummary>>> = {
-        let guard = s
-            .history
-            .as_ref()
-            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()));
-        found
-            .iter()
-            .map(|f| {
-                guard.as_deref().and_then(|h| {
-                    points_of(
-                        h,
-                        |h| h.target_at(address, f.tunnel),
-                        view.range,
-                        s.generated_at,
-                    )
-                })
-            })
-            .collect()
-    };
+    let charts: Vec<Option<Vec<MinuteSummary>>> = found
+        .iter()
+        .map(|f| points_of(s, view, |h| h.target_live(address, f.tunnel)))
+        .collect();
     let now = s.generated_at;
     let first = found[0].target;
     let mut main = String::with_capacity(16 * 1024);

@@ -93,6 +93,7 @@ fn hour() -> View {
         stale_for: None,
         reload_refused: None,
         outages: Default::default(),
+        rings: Default::default(),
     }
 }
 
@@ -265,6 +266,7 @@ fn the_target_page_shows_where_it_is_probed_and_its_chart() {
         stale_for: None,
         reload_refused: None,
         outages: Default::default(),
+        rings: Default::default(),
     };
     let html = render_target(&s, &six, "172.16.1.10".parse().unwrap()).unwrap();
     assert!(html.contains("pinned to tunnel dc-a of dc"), "{html}");
@@ -454,6 +456,7 @@ fn app(snapshot: Snapshot, security: security::Security, watched: Vec<Watched>) 
         ))
         .1,
         outages: Arc::new(crate::outage_log::OutageLog::in_memory(Vec::new())),
+        rings: Default::default(),
         state_save: watch::channel(Default::default()).1,
     })
 }
@@ -493,9 +496,16 @@ async fn the_routes_answer_html_and_refuse_bad_ranges_and_addresses() {
     let (status, _, body) = get(app.clone(), "/?range=6h", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(r#"<a aria-current="page" href="/?range=6h">"#));
+    let (status, _, body) = get(app.clone(), "/?range=7d", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"<a aria-current="page" href="/?range=7d">"#));
+    assert!(body.contains("7 days, per 15 minutes"), "{body}");
     let (status, _, body) = get(app.clone(), "/?range=2d", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body, "range: \"2d\" is not a chart range; use 1h or 6h\n");
+    assert_eq!(
+        body,
+        "range: \"2d\" is not a chart range; use 1h, 6h or 7d\n"
+    );
     assert_eq!(
         get(app.clone(), "/target/172.16.2.10", None).await.0,
         StatusCode::OK

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::{decode, encode, minute_of, nearest_rank, Series};
+use super::{decode, encode, minute_of, nearest_rank, MinuteSummary, Series};
 use crate::config::brownout::{LossySettings, SlowSettings};
 use crate::messages::ProbeOutcome;
 use crate::types::{Timestamp, TunnelId};
@@ -195,17 +195,32 @@ impl TunnelWindow {
         self.down = down;
     }
 
-    /// Teaches the baseline the medians of the minutes closed since the last call.
-    fn learn(&mut self, at: Timestamp, series: &Series, slow: &SlowSettings) {
+    /// Teaches the baseline the medians of the minutes `series` closed since the last
+    /// call (while they are in memory: the saver calls this before it takes them).
+    pub(super) fn learn(&mut self, at: Timestamp, series: &Series, slow: &SlowSettings) {
+        self.learn_minutes(at, &series.unwritten, slow);
+    }
+
+    /// Teaches the baseline the medians of `minutes` (oldest first) closed before `at`'s
+    /// minute and after the last one learnt, within the last hour.
+    pub(super) fn learn_minutes(
+        &mut self,
+        at: Timestamp,
+        minutes: &[MinuteSummary],
+        slow: &SlowSettings,
+    ) {
         let current = minute_of(at);
+        if self.learnt_through.saturating_add(1) >= current {
+            return; // this minute's closed ones are learnt (nearly every call)
+        }
         let first = self
             .learnt_through
             .saturating_add(1)
             .max(current.saturating_sub(super::FINE_SLOTS as u32));
-        for minute in first..current {
-            let Some(summary) = series.fine_at(minute) else {
-                continue;
-            };
+        for summary in minutes
+            .iter()
+            .filter(|s| (first..current).contains(&s.minute))
+        {
             if summary.sent.saturating_sub(summary.lost) < MIN_MINUTE_REPLIES {
                 continue;
             }

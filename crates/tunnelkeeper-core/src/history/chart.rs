@@ -2,8 +2,7 @@
 //! memory: the open minute and the closed ones the saver has not written yet. A coarse
 //! window still filling (or closed but not yet written) is consolidated from its minutes,
 //! so the last point is never behind; every point the daemon was not running in carries
-//! [`Mark::NotRunning`]. Pure: the shell's store reads the slots. Not yet wired into the
-//! page (see `history_file::store`).
+//! [`Mark::NotRunning`]. Pure: the shell's store reads the slots.
 
 use super::ring::Ring;
 use super::{consolidated, minute_of, Mark, MinuteSummary};
@@ -17,6 +16,20 @@ pub trait RingSource {
 
     /// Returns the spans of minutes (inclusive) the daemon was not running.
     fn not_running(&self) -> Vec<(u32, u32)>;
+}
+
+/// No ring files (none could be opened, or a test without disk): only the minutes in
+/// memory show.
+pub struct NoRings;
+
+impl RingSource for NoRings {
+    fn read(&self, _: Ring, _: &str, firsts: &[u32]) -> Vec<Option<MinuteSummary>> {
+        vec![None; firsts.len()]
+    }
+
+    fn not_running(&self) -> Vec<(u32, u32)> {
+        Vec::new()
+    }
 }
 
 /// Returns the points of `ring` ending with the window of `now`, oldest first, for the

@@ -1,38 +1,196 @@
-//! The history's file form (`history.bin` in `state_dir`) and its adoption at start.
+//! What the history hands to disk and takes back, pure: the series' identities (the ring
+//! files' columns, [`series_keys`]), the closed minutes the saver writes
+//! ([`History::closed_minutes`], then [`History::forget_through`] once they are on disk),
+//! what a start read back ([`Restored`]), and the form of `history.bin`, the snapshot file
+//! of the build before the ring files, read once to carry its minutes over ([`decode`]).
 //!
-//! The shell copies the rings out under the lock a chunk of series at a time
-//! ([`History::rings_of`], a memcpy), and encodes and writes each chunk with no lock held
-//! ([`encode_header`], [`encode_series`], [`Checksum`]), so that a save never holds a
-//! second copy of every series (17 MB at 10,000 targets). Only closed minutes are saved:
-//! the open minute is still changing, and leaving it out keeps the copy cheap; a restart
-//! loses at most it and the minutes since the last save.
+//! A series is known by its identity, not its position or name, so files from another
+//! config are adopted by the same rules as a reload ([`crate::config::ReloadMapping`]).
 //!
-//! Layout, little-endian: the magic `TKHIST\0\0`, the version (u16), when it was saved (ms
-//! since the epoch, u64), the number of series (u32); per series its key (u16 length and
-//! UTF-8) and its [`FINE_SLOTS`] then [`COARSE_SLOTS`] slots of [`SLOT_BYTES`] each; last,
-//! an FNV-1a 64 checksum of everything before it. A series is known by its identity (see
-//! [`series_keys`]), not its position, so a file from another config is adopted by the
-//! same rules as a reload ([`crate::config::ReloadMapping`]).
+//! `history.bin` (version 1), little-endian: the magic `TKHIST\0\0`, the version (u16),
+//! when it was saved (ms since the epoch, u64), the number of series (u32); per series its
+//! key (u16 length and UTF-8) and 60 minute then 72 five-minute slots of [`SLOT_BYTES`]
+//! each (the minute's low 16 bits, p10, p50, p90 packed, sent, lost: u16; marks: u8);
+//! last, an FNV-1a 64 checksum of everything before it.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{minute_of, History, Mark, Series, Slot, COARSE_MINUTES, COARSE_SLOTS, FINE_SLOTS};
-use crate::config::{tunnel_identity, Config, TargetScope};
-use crate::types::Timestamp;
+use super::{decode as unpack_rtt, encode as pack_rtt, minute_of, History, MinuteSummary};
+use crate::config::{tunnel_identity, Config, TargetScope, TargetSpec};
+use crate::types::{Timestamp, TunnelId};
 
-/// The file's name inside `state_dir`.
+/// The old snapshot file's name inside `state_dir`.
 pub const FILE_NAME: &str = "history.bin";
-/// The layout version this build writes and reads.
+/// The snapshot file's layout version.
 pub const VERSION: u16 = 1;
 const MAGIC: &[u8; 8] = b"TKHIST\0\0";
-/// Bytes of one slot on disk: six u16 and the marks.
+/// Bytes of one slot in the snapshot file: six u16 and the marks.
 pub const SLOT_BYTES: usize = 13;
 const HEADER_BYTES: usize = MAGIC.len() + 2 + 8 + 4;
-/// Bytes of the checksum that ends the file.
+/// Bytes of the checksum that ends the snapshot file.
 pub const CHECKSUM_BYTES: usize = 8;
+const FINE: u32 = 60;
+const COARSE: u32 = 72;
+const COARSE_STEP: u32 = 5;
+
+/// The identity of a target's series: its address and its tunnel's identity (or
+/// "shared").
+pub fn target_key(config: &Config, target: &TargetSpec) -> String {
+    match target.scope {
+        TargetScope::Shared => format!("target {} shared", target.address),
+        TargetScope::Pinned(id) => {
+            format!(
+                "target {} on {}",
+                target.address,
+                tunnel_identity(config, id)
+            )
+        }
+    }
+}
+
+/// The identity of a tunnel's series: its connection (AWS id, or name) and its outside
+/// IP (or name).
+pub fn tunnel_key(config: &Config, id: TunnelId) -> String {
+    format!("tunnel {}", tunnel_identity(config, id))
+}
+
+/// The identity of every series of `config`: per target, then per connection per tunnel.
+pub fn series_keys(config: &Config) -> (Vec<String>, Vec<Vec<String>>) {
+    let targets = (config.targets.iter())
+        .map(|t| target_key(config, t))
+        .collect();
+    let tunnels = (config.connections.iter().enumerate())
+        .map(|(c, connection)| {
+            (0..connection.tunnels.len())
+                .map(|t| {
+                    tunnel_key(
+                        config,
+                        TunnelId {
+                            connection: c,
+                            tunnel: t,
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    (targets, tunnels)
+}
+
+/// Every series' identity in file order (the ring files' columns): targets, then every
+/// tunnel of every connection.
+pub fn file_order_keys(config: &Config) -> Vec<String> {
+    let (targets, tunnels) = series_keys(config);
+    targets
+        .into_iter()
+        .chain(tunnels.into_iter().flatten())
+        .collect()
+}
+
+/// The closed minutes not yet on disk, as blocks of the ring files.
+#[derive(Clone, Debug)]
+pub struct ClosedMinutes {
+    /// The config whose series order the blocks follow ([`file_order_keys`]).
+    pub config: Arc<Config>,
+    /// Per closed minute, oldest first: each series' summary in file order (`None`:
+    /// nothing that minute).
+    pub blocks: Vec<(u32, Vec<Option<MinuteSummary>>)>,
+}
+
+/// What a start read back from `state_dir`: `/status` and the page show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    /// When the last minute read back ended.
+    pub saved_at: Timestamp,
+    /// Series of the current config found in the files.
+    pub series_adopted: usize,
+    /// Series in the files that match nothing in the current config (dropped).
+    pub series_dropped: usize,
+    /// Minutes of the last hour that came back.
+    pub minutes_restored: u32,
+    /// Minutes marked "daemon not running": from the one after the last written to the
+    /// start's.
+    pub minutes_not_running: u32,
+}
+
+impl History {
+    /// Returns how many series there are: every target and every tunnel.
+    pub fn series_count(&self) -> usize {
+        self.targets.len() + self.tunnels.iter().map(Vec::len).sum::<usize>()
+    }
+
+    fn series_in_file_order(&self) -> impl Iterator<Item = &super::Series> {
+        self.targets.iter().chain(self.tunnels.iter().flatten())
+    }
+
+    /// Closes every minute before `now`'s (a series with no probe since does not wait
+    /// for one), lets the tunnels' baselines learn them, and copies the closed minutes
+    /// not yet on disk. They stay in memory until [`History::forget_through`]: a write
+    /// that fails loses nothing.
+    pub fn closed_minutes(&mut self, now: Timestamp) -> ClosedMinutes {
+        let minute = minute_of(now);
+        for series in self
+            .targets
+            .iter_mut()
+            .chain(self.tunnels.iter_mut().flatten())
+        {
+            series.roll(minute);
+        }
+        let slow = &self.config.alerts.slow;
+        for (windows, series) in self.windows.iter_mut().zip(&self.tunnels) {
+            for (window, series) in windows.iter_mut().zip(series) {
+                window.learn(now, series, slow);
+            }
+        }
+        let minutes: BTreeSet<u32> = (self.series_in_file_order())
+            .flat_map(|s| s.unwritten.iter().map(|m| m.minute))
+            .collect();
+        let blocks = (minutes.into_iter())
+            .map(|m| {
+                let slots = self.series_in_file_order().map(|s| s.closed_at(m));
+                (m, slots.collect())
+            })
+            .collect();
+        ClosedMinutes {
+            config: self.config.clone(),
+            blocks,
+        }
+    }
+
+    /// Drops the closed minutes up to `minute` (inclusive): they are on disk.
+    pub fn forget_through(&mut self, minute: u32) {
+        for series in self
+            .targets
+            .iter_mut()
+            .chain(self.tunnels.iter_mut().flatten())
+        {
+            series.unwritten.retain(|m| m.minute > minute);
+        }
+    }
+
+    /// Teaches a tunnel's RTT baseline the minutes read back from disk at start.
+    pub fn learn_restored(&mut self, tunnel: TunnelId, minutes: &[MinuteSummary], now: Timestamp) {
+        let slow = &self.config.alerts.slow;
+        if let Some(window) =
+            (self.windows.get_mut(tunnel.connection)).and_then(|c| c.get_mut(tunnel.tunnel))
+        {
+            window.learn_minutes(now, minutes, slow);
+        }
+    }
+
+    /// Notes what the start read back (kept across reloads).
+    pub fn set_restored(&mut self, restored: Restored) {
+        self.restored = Some(restored);
+    }
+
+    /// Returns what the start read back, if anything was there.
+    pub fn restored(&self) -> Option<&Restored> {
+        self.restored.as_ref()
+    }
+}
 
 /// Why a file is not a history this build can read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,301 +218,30 @@ pub enum DecodeError {
     Key(usize),
 }
 
-/// The closed rings of one series, copied out of the history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rings {
-    fine: [Slot; FINE_SLOTS],
-    coarse: [Slot; COARSE_SLOTS],
-}
-
-impl Rings {
-    fn of(series: &Series) -> Rings {
-        Rings {
-            fine: series.fine,
-            coarse: series.coarse,
-        }
-    }
-}
-
-/// The rings of consecutive series in file order (every target, then every tunnel of
-/// every connection), from `first`, with the config that orders them.
-#[derive(Debug)]
-pub struct RingsCopy {
-    config: Arc<Config>,
-    first: usize,
-    rings: Vec<Rings>,
-}
-
-/// One series as saved: its identity and its rings.
+/// One series of the snapshot file: its identity, its minutes of the hour before the
+/// save and its five-minute windows of the six hours before it (empty slots left out).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedSeries {
     /// Its identity ([`series_keys`]).
     pub key: String,
-    rings: Rings,
+    /// Minutes, oldest first.
+    pub minutes: Vec<MinuteSummary>,
+    /// Five-minute windows, oldest first.
+    pub windows: Vec<MinuteSummary>,
 }
 
-/// A history as saved.
+/// A snapshot file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedHistory {
-    /// When it was copied out.
+    /// When it was saved.
     pub saved_at: Timestamp,
     /// Its series.
     pub series: Vec<SavedSeries>,
 }
 
-impl RingsCopy {
-    /// Names each series by its identity (no lock needed: the copy owns its config).
-    pub fn into_saved(self, saved_at: Timestamp) -> SavedHistory {
-        let series = (file_order_keys(&self.config).into_iter().skip(self.first))
-            .zip(self.rings)
-            .map(|(key, rings)| SavedSeries { key, rings })
-            .collect();
-        SavedHistory { saved_at, series }
-    }
-
-    /// Returns the config that orders the series.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
-    }
-
-    /// Returns each series' rings, in file order from the first copied.
-    pub fn rings(&self) -> &[Rings] {
-        &self.rings
-    }
-}
-
-/// Every series' identity in file order: targets, then every tunnel of every connection.
-pub fn file_order_keys(config: &Config) -> Vec<String> {
-    let (targets, tunnels) = series_keys(config);
-    targets
-        .into_iter()
-        .chain(tunnels.into_iter().flatten())
-        .collect()
-}
-
-/// What a start adopted from the file: `/status` and the page show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Restored {
-    /// When the file was saved.
-    pub saved_at: Timestamp,
-    /// Series of the current config that got their minutes back.
-    pub series_adopted: usize,
-    /// Saved series that match nothing in the current config (dropped).
-    pub series_dropped: usize,
-    /// Minutes of the last hour that came back (the most any series got).
-    pub minutes_restored: u32,
-    /// Minutes marked "daemon not running": from the one after the save to the start.
-    pub minutes_not_running: u32,
-}
-
-/// The identity of every series of `config`: per target, then per connection per tunnel.
-/// A tunnel is its connection (AWS id, or name) and its outside IP (or name); a target is
-/// its address and its tunnel's identity (or "shared").
-pub fn series_keys(config: &Config) -> (Vec<String>, Vec<Vec<String>>) {
-    let targets = (config.targets.iter())
-        .map(|t| match t.scope {
-            TargetScope::Shared => format!("target {} shared", t.address),
-            TargetScope::Pinned(id) => {
-                format!("target {} on {}", t.address, tunnel_identity(config, id))
-            }
-        })
-        .collect();
-    let tunnels = (config.connections.iter().enumerate())
-        .map(|(c, connection)| {
-            (0..connection.tunnels.len())
-                .map(|t| {
-                    let id = crate::types::TunnelId {
-                        connection: c,
-                        tunnel: t,
-                    };
-                    format!("tunnel {}", tunnel_identity(config, id))
-                })
-                .collect()
-        })
-        .collect();
-    (targets, tunnels)
-}
-
-impl History {
-    /// Copies the closed rings of every series (a memcpy: the caller holds the lock).
-    pub fn rings(&self) -> RingsCopy {
-        self.rings_of(0..self.series_count())
-    }
-
-    /// Returns how many series the file holds: every target and every tunnel.
-    pub fn series_count(&self) -> usize {
-        self.targets.len() + self.tunnels.iter().map(Vec::len).sum::<usize>()
-    }
-
-    /// Copies the closed rings of the series `range` (file order; cut at the end).
-    pub fn rings_of(&self, range: std::ops::Range<usize>) -> RingsCopy {
-        let all = self.targets.iter().chain(self.tunnels.iter().flatten());
-        RingsCopy {
-            config: self.config.clone(),
-            first: range.start,
-            rings: all
-                .skip(range.start)
-                .take(range.len())
-                .map(Rings::of)
-                .collect(),
-        }
-    }
-
-    /// Takes the saved minutes into the series of the same identity, marks the minutes
-    /// from the one after the save to `now`'s as "daemon not running", and drops what
-    /// matches nothing. A file saved in the future or longer ago than the coarse ring
-    /// spans brings nothing back.
-    pub fn adopt(&mut self, saved: SavedHistory, now: Timestamp) -> Restored {
-        let (start, last_saved) = (minute_of(now), minute_of(saved.saved_at));
-        let span = COARSE_SLOTS as u32 * COARSE_MINUTES;
-        let mut restored = Restored {
-            saved_at: saved.saved_at,
-            series_adopted: 0,
-            series_dropped: saved.series.len(),
-            minutes_restored: 0,
-            minutes_not_running: 0,
-        };
-        if last_saved > start || start - last_saved >= span {
-            self.restored = Some(restored.clone());
-            return restored;
-        }
-        let (target_keys, tunnel_keys) = series_keys(&self.config);
-        let mut by_key: HashMap<String, &mut Series> = HashMap::new();
-        for (key, series) in target_keys.into_iter().zip(self.targets.iter_mut()) {
-            by_key.entry(key).or_insert(series);
-        }
-        let tunnels = self.tunnels.iter_mut().flatten();
-        for (key, series) in tunnel_keys.into_iter().flatten().zip(tunnels) {
-            by_key.entry(key).or_insert(series);
-        }
-        for saved_series in saved.series {
-            let Some(series) = by_key.remove(&saved_series.key) else {
-                continue;
-            };
-            series.fine = saved_series.rings.fine;
-            series.coarse = saved_series.rings.coarse;
-            let held = (start.saturating_sub(FINE_SLOTS as u32)..start)
-                .filter(|&m| series.fine_at(m).is_some_and(|s| s.sent > 0))
-                .count() as u32;
-            restored.minutes_restored = restored.minutes_restored.max(held);
-            for minute in last_saved + 1..start {
-                series.mark_closed(minute, Mark::NotRunning);
-            }
-            series.mark(Mark::NotRunning, now);
-            restored.series_adopted += 1;
-            restored.series_dropped -= 1;
-        }
-        restored.minutes_not_running = (start - last_saved).max(1);
-        self.restored = Some(restored.clone());
-        restored
-    }
-
-    /// Returns what the start adopted from the file, if one was read.
-    pub fn restored(&self) -> Option<&Restored> {
-        self.restored.as_ref()
-    }
-}
-
-impl Series {
-    /// Sets `mark` on a closed minute, in the fine ring (when it spans it) and its
-    /// coarse window, making an empty slot when the minute holds nothing.
-    fn mark_closed(&mut self, minute: u32, mark: Mark) {
-        let bits = mark as u8;
-        let fine = &mut self.fine[minute as usize % FINE_SLOTS];
-        if fine.unpack(minute).is_some() {
-            fine.marks |= bits;
-        } else {
-            *fine = Slot {
-                minute: minute as u16,
-                marks: bits,
-                ..Slot::default()
-            };
-        }
-        let first = minute / COARSE_MINUTES * COARSE_MINUTES;
-        let coarse = &mut self.coarse[(first / COARSE_MINUTES) as usize % COARSE_SLOTS];
-        if coarse.unpack(first).is_some() {
-            coarse.marks |= bits;
-        } else {
-            *coarse = Slot {
-                minute: first as u16,
-                marks: bits,
-                ..Slot::default()
-            };
-        }
-    }
-}
-
-/// Encodes a saved history in the file form, in one piece (the saver streams the same
-/// bytes: [`encode_header`], [`encode_series`] per series, then the [`Checksum`]).
-pub fn encode(saved: &SavedHistory) -> Vec<u8> {
-    let per_series = 2 + (FINE_SLOTS + COARSE_SLOTS) * SLOT_BYTES;
-    let keys: usize = saved.series.iter().map(|s| s.key.len()).sum();
-    let mut out =
-        Vec::with_capacity(HEADER_BYTES + saved.series.len() * per_series + keys + CHECKSUM_BYTES);
-    encode_header(saved.saved_at, saved.series.len(), &mut out);
-    for series in &saved.series {
-        encode_series(&series.key, &series.rings, &mut out);
-    }
-    let mut checksum = Checksum::default();
-    checksum.update(&out);
-    out.extend_from_slice(&checksum.finish());
-    out
-}
-
-/// Appends the file's header: magic, version, when it was saved, the number of series.
-pub fn encode_header(saved_at: Timestamp, series: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&saved_at.as_millis().to_le_bytes());
-    out.extend_from_slice(&(series as u32).to_le_bytes());
-}
-
-/// Appends one series: its key, then its fine and coarse slots.
-pub fn encode_series(key: &str, rings: &Rings, out: &mut Vec<u8>) {
-    // Keys are short (an address and a tunnel's identity); a longer one is cut.
-    let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
-    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.extend_from_slice(key);
-    for slot in rings.fine.iter().chain(&rings.coarse) {
-        for field in [
-            slot.minute,
-            slot.p10,
-            slot.p50,
-            slot.p90,
-            slot.sent,
-            slot.lost,
-        ] {
-            out.extend_from_slice(&field.to_le_bytes());
-        }
-        out.push(slot.marks);
-    }
-}
-
-/// The file's checksum (FNV-1a, 64 bits) taken over the bytes as they are written.
-#[derive(Clone, Copy, Debug)]
-pub struct Checksum(u64);
-
-impl Default for Checksum {
-    fn default() -> Self {
-        Checksum(FNV_OFFSET)
-    }
-}
-
-impl Checksum {
-    /// Takes in the next bytes of the file.
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0 = bytes.iter().fold(self.0, |hash, &b| {
-            (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-        });
-    }
-
-    /// Returns the bytes that end the file.
-    pub fn finish(self) -> [u8; CHECKSUM_BYTES] {
-        self.0.to_le_bytes()
-    }
-}
-
-/// Decodes the file form; any damage is an error, never a partial history.
+/// Decodes the snapshot file; any damage is an error, never a partial history. A slot
+/// kept only the low 16 bits of its minute: it is read as the one of that number in the
+/// hour (or six) before the save, and an empty or stale slot is left out.
 pub fn decode(bytes: &[u8]) -> Result<SavedHistory, DecodeError> {
     if bytes.len() < HEADER_BYTES + CHECKSUM_BYTES {
         return Err(DecodeError::TooShort(bytes.len()));
@@ -374,7 +261,9 @@ pub fn decode(bytes: &[u8]) -> Result<SavedHistory, DecodeError> {
     if fnv1a(body).to_le_bytes() != tail {
         return Err(DecodeError::Checksum);
     }
-    let saved_at = Timestamp::from_millis(reader.u64().unwrap_or_default());
+    let saved_ms = reader.u64().unwrap_or_default();
+    let saved_at = Timestamp::from_wall_millis(saved_ms);
+    let last = u32::try_from(saved_ms / 60_000).unwrap_or(u32::MAX);
     let count = reader.u32().unwrap_or_default();
     let length = DecodeError::Length(count);
     let mut series = Vec::new();
@@ -382,22 +271,103 @@ pub fn decode(bytes: &[u8]) -> Result<SavedHistory, DecodeError> {
         let key_len = usize::from(reader.u16().ok_or(length.clone())?);
         let key = reader.take(key_len).ok_or(length.clone())?;
         let key = String::from_utf8(key.to_vec()).map_err(|_| DecodeError::Key(index))?;
-        let mut slots = [Slot::default(); FINE_SLOTS + COARSE_SLOTS];
-        for slot in &mut slots {
-            *slot = reader.slot().ok_or(length.clone())?;
+        let mut slots = Vec::with_capacity((FINE + COARSE) as usize);
+        for _ in 0..FINE + COARSE {
+            slots.push(reader.slot().ok_or(length.clone())?);
         }
-        let mut rings = Rings {
-            fine: [Slot::default(); FINE_SLOTS],
-            coarse: [Slot::default(); COARSE_SLOTS],
-        };
-        rings.fine.copy_from_slice(&slots[..FINE_SLOTS]);
-        rings.coarse.copy_from_slice(&slots[FINE_SLOTS..]);
-        series.push(SavedSeries { key, rings });
+        let minutes = (last.saturating_sub(FINE - 1)..=last)
+            .filter_map(|m| slots[(m % FINE) as usize].unpack(m))
+            .collect();
+        let last_window = last / COARSE_STEP;
+        let windows = (last_window.saturating_sub(COARSE - 1)..=last_window)
+            .filter_map(|w| slots[(FINE + w % COARSE) as usize].unpack(w * COARSE_STEP))
+            .collect();
+        series.push(SavedSeries {
+            key,
+            minutes,
+            windows,
+        });
     }
     if reader.at != reader.bytes.len() {
         return Err(length);
     }
     Ok(SavedHistory { saved_at, series })
+}
+
+/// Encodes a snapshot file as the build before wrote it (minutes and windows older than
+/// their ring are left out): for tests, and tools that make one.
+pub fn encode(saved: &SavedHistory) -> Vec<u8> {
+    let saved_ms = saved.saved_at.wall_millis();
+    let last = u32::try_from(saved_ms / 60_000).unwrap_or(u32::MAX);
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&saved_ms.to_le_bytes());
+    out.extend_from_slice(&(saved.series.len() as u32).to_le_bytes());
+    for series in &saved.series {
+        let key = &series.key.as_bytes()[..series.key.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        let mut slots = vec![[0u8; SLOT_BYTES]; (FINE + COARSE) as usize];
+        let minutes = (series.minutes.iter()).filter(|m| m.minute + FINE > last);
+        for m in minutes {
+            slots[(m.minute % FINE) as usize] = Slot::pack(m);
+        }
+        let windows = (series.windows.iter()).filter(|w| w.minute + COARSE * COARSE_STEP > last);
+        for w in windows {
+            slots[(FINE + w.minute / COARSE_STEP % COARSE) as usize] = Slot::pack(w);
+        }
+        out.extend(slots.concat());
+    }
+    let checksum = fnv1a(&out);
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out
+}
+
+/// A slot of the snapshot file as stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Slot {
+    minute: u16,
+    p10: u16,
+    p50: u16,
+    p90: u16,
+    sent: u16,
+    lost: u16,
+    marks: u8,
+}
+
+impl Slot {
+    /// Returns the bytes of `s` in the file.
+    fn pack(s: &MinuteSummary) -> [u8; SLOT_BYTES] {
+        let mut out = [0u8; SLOT_BYTES];
+        let fields = [
+            s.minute as u16,
+            pack_rtt(s.p10_us),
+            pack_rtt(s.p50_us),
+            pack_rtt(s.p90_us),
+            s.sent,
+            s.lost,
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            out[2 * i..2 * i + 2].copy_from_slice(&field.to_le_bytes());
+        }
+        out[12] = s.marks;
+        out
+    }
+
+    /// Returns the summary when the slot holds `minute`.
+    fn unpack(&self, minute: u32) -> Option<MinuteSummary> {
+        let holds = self.minute == minute as u16 && (self.sent > 0 || self.marks != 0);
+        holds.then(|| MinuteSummary {
+            minute,
+            p10_us: unpack_rtt(self.p10),
+            p50_us: unpack_rtt(self.p50),
+            p90_us: unpack_rtt(self.p90),
+            sent: self.sent,
+            lost: self.lost,
+            marks: self.marks,
+        })
+    }
 }
 
 struct Reader<'a> {
@@ -439,14 +409,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0100_0000_01b3;
-
 /// FNV-1a, 64 bits: enough to tell a torn or damaged file, with no dependency.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut checksum = Checksum::default();
-    checksum.update(bytes);
-    checksum.0
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

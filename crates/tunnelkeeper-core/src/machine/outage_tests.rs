@@ -320,7 +320,11 @@ fn a_bundle_holds_the_minutes_of_the_tunnel_and_its_sibling() {
     });
     let record = &seen.records[0];
     let history = core.history().lock().unwrap();
-    let bundle = build(record, &history, t(40));
+    let chart = |connection: &str, tunnel: &str, range| {
+        let live = history.tunnel_live(connection, tunnel)?;
+        Some(live.points(range, t(40), &crate::history::chart::NoRings))
+    };
+    let bundle = build(record, history.config(), t(40), &chart);
     assert_eq!(bundle.outage, *record);
     assert_eq!(bundle.pages, record.pages);
     assert_eq!(

@@ -1,16 +1,18 @@
 //! The incident bundle of one outage, pure: its record, the pages sent, and the
 //! per-minute history of its tunnels and their siblings (the other tunnels of their
 //! connections) from half an hour before it began to half an hour after it ended, as one
-//! JSON document, and the minutes as CSV. The minutes come from the in-memory rings: per
-//! minute while the window is within the last hour, per five minutes within the last six
-//! hours, none beyond (and none from before the daemon's last start).
+//! JSON document, and the minutes as CSV. The minutes come from the history (the ring
+//! files and the minutes in memory, read by the caller): per minute while the window is
+//! within the last hour, per five minutes within the last six hours, per fifteen within
+//! the last seven days.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::history::{History, Mark, MinuteSummary, Range};
+use crate::config::Config;
+use crate::history::{Mark, MinuteSummary, Range};
 use crate::outage::{OutageRecord, PageSent};
 use crate::types::Timestamp;
 
@@ -50,7 +52,7 @@ pub struct TunnelMinutes {
 pub struct MinuteRow {
     /// The first minute it covers.
     pub at: Timestamp,
-    /// How many minutes it covers (1, or 5 past the last hour).
+    /// How many minutes it covers (1; 5 past the last hour; 15 past six hours).
     pub minutes: u32,
     pub sent: u16,
     pub lost: u16,
@@ -61,8 +63,17 @@ pub struct MinuteRow {
     pub marks: Vec<&'static str>,
 }
 
-/// Builds the bundle of `record` from the history as it stands at `now`.
-pub fn build(record: &OutageRecord, history: &History, now: Timestamp) -> IncidentBundle {
+/// Reads a tunnel's points (by connection and tunnel name) in a range, from the history.
+pub type TunnelChart<'a> = dyn Fn(&str, &str, Range) -> Option<Vec<MinuteSummary>> + 'a;
+
+/// Builds the bundle of `record` as of `now`; `chart` reads a tunnel's points (by
+/// connection and tunnel name) in a range, from the history.
+pub fn build(
+    record: &OutageRecord,
+    config: &Config,
+    now: Timestamp,
+    chart: &TunnelChart<'_>,
+) -> IncidentBundle {
     let from = Timestamp::from_millis(
         record
             .started_at
@@ -70,13 +81,14 @@ pub fn build(record: &OutageRecord, history: &History, now: Timestamp) -> Incide
             .saturating_sub(MARGIN.as_millis() as u64),
     );
     let to = record.ended_at.plus(MARGIN).min(now);
-    // Per minute while the window is within the fine ring; else per five minutes.
-    let range = if now.since(from) < Duration::from_secs(59 * 60) {
-        Range::Hour
-    } else {
-        Range::SixHours
-    };
-    let config = history.config();
+    // The finest range that reaches back to the window's start.
+    let range = [Range::Hour, Range::SixHours, Range::Week]
+        .into_iter()
+        .find(|r| {
+            let span = u64::from(r.step_minutes()) * (r.points() as u64 - 1) * 60;
+            now.since(from) < Duration::from_secs(span)
+        })
+        .unwrap_or(Range::Week);
     let mut tunnels = Vec::new();
     for c in &config.connections {
         let involved = c.tunnels.iter().any(|t| {
@@ -90,9 +102,8 @@ pub fn build(record: &OutageRecord, history: &History, now: Timestamp) -> Incide
             continue;
         }
         for t in &c.tunnels {
-            let minutes = history
-                .tunnel_named(c.name.as_str(), t.name.as_str())
-                .map(|series| rows(&series.points(range, now), range, from, to))
+            let minutes = chart(c.name.as_str(), t.name.as_str(), range)
+                .map(|points| rows(&points, range, from, to))
                 .unwrap_or_default();
             tunnels.push(TunnelMinutes {
                 connection: c.name.to_string(),
@@ -109,9 +120,7 @@ pub fn build(record: &OutageRecord, history: &History, now: Timestamp) -> Incide
     let note = tunnels
         .iter()
         .all(|t| t.minutes.iter().all(|m| m.sent == 0))
-        .then(|| {
-            "no minutes: the history holds the last six hours since the daemon's start".into()
-        });
+        .then(|| "no minutes: the history holds the last seven days the daemon ran".into());
     IncidentBundle {
         bundle_version: BUNDLE_VERSION,
         outage: record.clone(),
@@ -131,10 +140,10 @@ fn rows(points: &[MinuteSummary], range: Range, from: Timestamp, to: Timestamp) 
         .filter(|p| {
             let start = u64::from(p.minute) * 60;
             let end = start + u64::from(step) * 60;
-            end > from.as_millis() / 1000 && start <= to.as_millis() / 1000
+            end > from.wall_millis() / 1000 && start <= to.wall_millis() / 1000
         })
         .map(|p| MinuteRow {
-            at: Timestamp::from_secs(u64::from(p.minute) * 60),
+            at: p.start(),
             minutes: step,
             sent: p.sent,
             lost: p.lost,
