@@ -2,8 +2,9 @@
 
 N loopback ICMP targets (127.1.x.y) pinned in a VGW's four tunnels at the default 1 s
 interval, DGRAM as nobody, the state directory on the machine's own disk. The daemon
-saves `history.bin` (every series' rings, written aside, fsynced and renamed) once a
-minute from a thread of its own, `history-saver`. After a warm-up long enough for the
+writes each closed minute into its ring files (one block of every series' slot a minute,
+and one into the 5- and 15-minute rings as their windows close, fsynced) once a minute
+from a thread of its own, `history-saver`. After a warm-up long enough for the
 first save, measured over the span: the bytes the daemon had written to storage
 (`write_bytes` of /proc/PID/io) and passed to write() (`wchar`), scaled to a day and per
 target; the saver thread's CPU and the whole daemon's; the files' sizes at the end; RSS;
@@ -24,7 +25,8 @@ import run as h
 # The first save comes a minute after start; the span then holds several.
 WARMUP_S = 65
 MIN_SPAN_S = 120
-FILES = ["history.bin", "state.json", "outages.jsonl"]
+HISTORY_FILES = ["history.series", "history-1m.ring", "history-5m.ring", "history-15m.ring"]
+FILES = HISTORY_FILES + ["state.json", "outages.jsonl"]
 
 
 def config(hosts):
@@ -56,6 +58,15 @@ def thread_cpu_seconds(pid, name):
         except OSError:
             continue
     return 0.0
+
+
+def file_sizes(path):
+    """(apparent size, bytes allocated on disk): the ring files are sparse until written."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_size, st.st_blocks * 512)
 
 
 def rss_mib(pid):
@@ -97,8 +108,7 @@ def run_one(args, hosts, workdir, saves):
         if proc.poll() is not None:
             raise SystemExit(f"tunnelkeeper exited with status {proc.returncode} while measured")
         seconds = t1 - t0
-        sizes = {name: os.path.getsize(os.path.join(state, name)) if os.path.exists(os.path.join(state, name)) else 0
-                 for name in FILES}
+        sizes = {name: file_sizes(os.path.join(state, name)) for name in FILES}
         sent = h.metric_sum(m1, "tunnelkeeper_probe_sent_total") - h.metric_sum(m0, "tunnelkeeper_probe_sent_total")
         day = 86_400 / seconds
         r = {
@@ -142,6 +152,10 @@ def mib(b):
     return f"{b / (1 << 20):,.1f}"
 
 
+def history_size(r, which):
+    return sum(r["sizes"][name][which] for name in HISTORY_FILES)
+
+
 def report(args, rows):
     f = h.fmt
     lines = [
@@ -151,14 +165,14 @@ def report(args, rows):
         f"(all files: history, alert state, outage log), `wchar` what was passed to write() and send() on every descriptor, sockets included. The saver is the "
         f"`history-saver` thread; CPU % is of one core.",
         "",
-        "| targets | saves | history.bin | written to storage per day | per target per day | passed to write() per day | "
+        "| targets | saves | history files (allocated) | written to storage per day | per target per day | passed to write() per day | "
         "saver CPU % | daemon CPU % | RSS MiB | RSS per target | slip % | targets up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {'every minute' if r['saves'] else 'none (baseline)'} | "
-            f"{r['sizes']['history.bin'] / 1024:,.0f} KiB | {mib(r['write_bytes_day'])} MiB | "
+            f"{history_size(r, 0) / 1024:,.0f} KiB ({history_size(r, 1) / 1024:,.0f} KiB) | {mib(r['write_bytes_day'])} MiB | "
             f"{r['write_bytes_day'] / r['n'] / 1024:,.0f} KiB | {mib(r['wchar_day'])} MiB | {f(r['saver_cpu_pct'], 2)} | "
             f"{f(r['cpu_pct'], 1)} | {f(r['rss'], 1)} | {r['rss'] * 1024 / r['n']:,.1f} KiB | {f(r['slip_pct'])} | "
             f"{r['up']:,} |")

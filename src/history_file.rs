@@ -119,11 +119,7 @@ impl HistorySaver {
             .and_then(|s| s.parse::<u64>().ok())
             .filter(|&s| s > 0)
             .map_or(SAVE_EVERY, Duration::from_secs);
-        let saver = Saver {
-            dir: dir.to_path_buf(),
-            history,
-            rings,
-        };
+        let mut saver = Saver::new(dir, history, rings, clock.now());
         let (requests, rx) = mpsc::channel::<mpsc::Sender<()>>();
         std::thread::Builder::new()
             .name("history-saver".into())
@@ -157,11 +153,26 @@ struct Saver {
     dir: PathBuf,
     history: SharedHistory,
     rings: Rings,
+    /// The last minute whose ending windows (five and fifteen minutes) were written.
+    windows_through: u32,
+    /// The config whose series the files' columns are (after a refit, or found so).
+    fitted_to: Option<Arc<crate::config::Config>>,
 }
 
 impl Saver {
-    /// Writes the minutes closed before `now`'s.
-    fn save(&self, now: Timestamp) {
+    fn new(dir: &Path, history: SharedHistory, rings: Rings, now: Timestamp) -> Saver {
+        let last_written = (rings.store().as_ref()).and_then(|s| s.last_written(minute_of(now)));
+        Saver {
+            dir: dir.to_path_buf(),
+            history,
+            rings,
+            windows_through: last_written.unwrap_or(minute_of(now).saturating_sub(1)),
+            fitted_to: None,
+        }
+    }
+
+    /// Writes the minutes closed before `now`'s, and the windows they end.
+    fn save(&mut self, now: Timestamp) {
         let closed = {
             let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
             history.closed_minutes(now)
@@ -182,16 +193,17 @@ impl Saver {
 
     /// Writes `closed` into the rings (first refitting them to its config's series after
     /// a reload); returns the last minute written.
-    fn write(&self, closed: &ClosedMinutes, now: Timestamp) -> std::io::Result<Option<u32>> {
-        let Some(&(last, _)) = closed.blocks.last() else {
-            return Ok(None);
-        };
-        let keys = file_order_keys(&closed.config);
-        let stale = (self.rings.store().as_ref()).is_some_and(|s| s.table().keys != keys);
-        if stale {
-            let refitted = RingStore::refit(&self.dir, keys, minute_of(now))?;
-            *self.rings.0.write().unwrap_or_else(|p| p.into_inner()) = Some(refitted);
-            info!(dir = %self.dir.display(), "history files refitted to the reloaded config's series");
+    fn write(&mut self, closed: &ClosedMinutes, now: Timestamp) -> std::io::Result<Option<u32>> {
+        let last = closed.blocks.last().map(|(minute, _)| *minute);
+        if !(self.fitted_to.as_ref()).is_some_and(|c| Arc::ptr_eq(c, &closed.config)) {
+            let keys = file_order_keys(&closed.config);
+            let stale = (self.rings.store().as_ref()).is_some_and(|s| s.table().keys != keys);
+            if stale {
+                let refitted = RingStore::refit(&self.dir, keys, minute_of(now))?;
+                *self.rings.0.write().unwrap_or_else(|p| p.into_inner()) = Some(refitted);
+                info!(dir = %self.dir.display(), "history files refitted to the reloaded config's series");
+            }
+            self.fitted_to = Some(closed.config.clone());
         }
         let store = self.rings.store();
         let Some(store) = store.as_ref() else {
@@ -199,14 +211,23 @@ impl Saver {
         };
         let mut written = Vec::new();
         for (minute, slots) in &closed.blocks {
-            for ring in store.close_minute(*minute, slots)? {
+            store.write_block(Ring::Minutes, *minute, slots)?;
+            written = vec![Ring::Minutes];
+        }
+        // Every window that ended since the last write, even one whose last minute had
+        // nothing (no block); only the last hour's can be consolidated.
+        let now_minute = minute_of(now);
+        let from = (self.windows_through + 1).max(now_minute.saturating_sub(Ring::Minutes.slots()));
+        for minute in from..now_minute {
+            for ring in store.close_windows(minute)? {
                 if !written.contains(&ring) {
                     written.push(ring);
                 }
             }
         }
+        self.windows_through = now_minute.saturating_sub(1);
         store.sync(&written)?;
-        Ok(Some(last))
+        Ok(last)
     }
 }
 

@@ -234,7 +234,7 @@ impl RingStore {
     }
 
     /// Writes the closed `minute`'s block, and the block of each coarser window it
-    /// closes, consolidated from that window's minute blocks; returns the rings written.
+    /// closes ([`RingStore::close_windows`]); returns the rings written.
     pub fn close_minute(
         &self,
         minute: u32,
@@ -242,14 +242,26 @@ impl RingStore {
     ) -> io::Result<Vec<Ring>> {
         self.write_block(Ring::Minutes, minute, slots)?;
         let mut written = vec![Ring::Minutes];
+        written.extend(self.close_windows(minute)?);
+        Ok(written)
+    }
+
+    /// Writes the block of each coarser window ending with `minute`, consolidated from
+    /// that window's minute blocks (a window with nothing is not written); returns the
+    /// rings written.
+    pub fn close_windows(&self, minute: u32) -> io::Result<Vec<Ring>> {
+        let columns = self.table.keys.len();
+        let mut written = Vec::new();
         for ring in Ring::closed_by(minute) {
             let first = minute + 1 - ring.step_minutes();
             let minutes: Vec<Vec<Option<MinuteSummary>>> = (first..=minute)
                 .map(|m| self.read_block(Ring::Minutes, m))
                 .collect();
-            let window = consolidate_window(first, &minutes, slots.len());
-            self.write_block(ring, first, &window)?;
-            written.push(ring);
+            let window = consolidate_window(first, &minutes, columns);
+            if window.iter().any(Option::is_some) {
+                self.write_block(ring, first, &window)?;
+                written.push(ring);
+            }
         }
         Ok(written)
     }
@@ -274,7 +286,7 @@ impl RingStore {
     }
 
     /// The newest minute block written at or before `now_minute`.
-    fn last_written(&self, now_minute: u32) -> Option<u32> {
+    pub fn last_written(&self, now_minute: u32) -> Option<u32> {
         (self.minute_blocks().into_iter())
             .filter(|&m| m <= now_minute)
             .max()

@@ -57,11 +57,7 @@ fn written_minutes_leave_memory_a_reload_refits_the_files_and_a_start_reads_them
         history.lock().unwrap().restored().is_none(),
         "a first start"
     );
-    let saver = Saver {
-        dir: dir.clone(),
-        history: history.clone(),
-        rings: rings.clone(),
-    };
+    let mut saver = Saver::new(&dir, history.clone(), rings.clone(), at(M, 0));
     for m in 0..3 {
         record_minute(&history, M + m, 5 + u64::from(m));
     }
@@ -118,11 +114,7 @@ fn minutes_that_cannot_be_written_stay_in_memory_for_the_next_write() {
     let a = config(&["10.0.0.1"]);
     let history = History::shared(&a);
     let rings = open(&dir, &history, at(M, 0));
-    let saver = Saver {
-        dir: dir.clone(),
-        history: history.clone(),
-        rings: rings.clone(),
-    };
+    let mut saver = Saver::new(&dir, history.clone(), rings.clone(), at(M, 0));
     record_minute(&history, M, 5);
     // The files cannot take a write: the store holds them read-only.
     let read_only = RingStore::open_read_only(&dir).unwrap();
@@ -139,5 +131,36 @@ fn minutes_that_cannot_be_written_stay_in_memory_for_the_next_write() {
         medians(&rings, "target 10.0.0.1 shared", M..M + 1),
         [Some(5)]
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_window_is_written_when_it_ends_even_if_its_last_minute_had_nothing() {
+    let dir = temp_dir("window-gap");
+    let a = config(&["10.0.0.1"]);
+    let history = History::shared(&a);
+    let rings = open(&dir, &history, at(M, 0));
+    let mut saver = Saver::new(&dir, history.clone(), rings.clone(), at(M, 0));
+    // Minutes 0 to 3 of a five-minute window, then nothing (the window's last minute has
+    // no block), and the first write comes two minutes after the window ended.
+    for m in 0..4 {
+        record_minute(&history, M + m, 10 + u64::from(m));
+    }
+    saver.save(at(M + 6, 1));
+    let key = "target 10.0.0.1 shared";
+    let window = rings.read(Ring::FiveMinutes, key, &[M]);
+    let window = window[0].expect("the window was written");
+    assert_eq!(
+        (window.sent, window.p10_us, window.p90_us),
+        (4, 10_000, 13_000)
+    );
+    assert_eq!(
+        rings.read(Ring::QuarterHours, key, &[M]),
+        [None],
+        "not ended yet"
+    );
+    saver.save(at(M + 15, 1));
+    let quarter = rings.read(Ring::QuarterHours, key, &[M])[0].expect("written at its end");
+    assert_eq!(quarter.sent, 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
