@@ -336,3 +336,27 @@ fn a_chart_reads_its_points_from_the_files() {
     );
     assert_eq!(points(Ring::Minutes, now, "gone", &[], &store)[0].sent, 0);
 }
+
+#[test]
+fn windows_are_consolidated_a_chunk_of_columns_at_a_time_into_the_right_columns() {
+    let dir = temp_dir("chunks");
+    let names: Vec<String> = (0..2_500).map(|c| format!("s{c}")).collect();
+    let (store, _) = RingStore::open(&dir, names, MINUTE).unwrap();
+    fill_quarter(&store, 2_500);
+    for column in [0, 1_023, 1_024, 2_048, 2_499] {
+        // Minutes 0..5 of column c: medians (c + 1) × 10 + m ms; the window's is the third
+        // (as packed: 11 bits of mantissa).
+        let packed = |ms: u32| {
+            Some((crate::history::decode(crate::history::encode(ms * 1_000)) + 500) / 1_000)
+        };
+        let five = medians(&store, Ring::FiveMinutes, column, &[MINUTE]);
+        assert_eq!(five, vec![packed((column + 1) * 10 + 2)], "column {column}");
+        let quarter = medians(&store, Ring::QuarterHours, column, &[MINUTE]);
+        assert_eq!(
+            quarter,
+            vec![packed((column + 1) * 10 + 7)],
+            "column {column}"
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -246,9 +246,25 @@ pub fn decode_slot(bytes: &[u8], first: u32) -> Option<MinuteSummary> {
 /// there cannot show).
 pub fn encode_block(first: u32, slots: &[Option<MinuteSummary>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(BLOCK_HEADER_BYTES + slots.len() * SLOT_BYTES);
-    out.extend_from_slice(&first.to_le_bytes());
-    out.extend_from_slice(&(slots.len() as u32).to_le_bytes());
-    out.extend_from_slice(&fnv1a(&out[..8]).to_le_bytes());
+    out.extend_from_slice(&encode_block_header(first, slots.len()));
+    out.extend_from_slice(&encode_slots(first, slots));
+    out
+}
+
+/// Encodes a block's header: its first minute, its series count, a check.
+pub fn encode_block_header(first: u32, series: usize) -> [u8; BLOCK_HEADER_BYTES] {
+    let mut out = [0u8; BLOCK_HEADER_BYTES];
+    out[..4].copy_from_slice(&first.to_le_bytes());
+    out[4..8].copy_from_slice(&(series as u32).to_le_bytes());
+    let check = fnv1a(&out[..8]);
+    out[8..].copy_from_slice(&check.to_le_bytes());
+    out
+}
+
+/// Encodes consecutive slots of the window starting at `first` (a part of a block's
+/// body; `None` is an empty slot of that window).
+pub fn encode_slots(first: u32, slots: &[Option<MinuteSummary>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(slots.len() * SLOT_BYTES);
     for slot in slots {
         let empty = MinuteSummary {
             minute: first,
