@@ -316,7 +316,7 @@ async fn shut_down(
     let saver = shared.history_saver.clone();
     let history_saved = tokio::task::spawn_blocking(move || saver.save_now(DRAIN)).await;
     if !matches!(history_saved, Ok(true)) {
-        error!("the history was not saved in time; the charts may miss the last minute");
+        error!("the history was not written in time; the charts may miss the last minute");
     }
     if !shared.outages.flush(DRAIN) {
         error!("the outage log was not written in time; the last outages may be missing");

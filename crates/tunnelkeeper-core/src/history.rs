@@ -378,7 +378,7 @@ pub struct History {
     tunnels: Vec<Vec<Series>>,
     /// Per tunnel, as `tunnels`.
     windows: Vec<Vec<brownout::TunnelWindow>>,
-    /// What the start adopted from the saved file.
+    /// What the start read back from the ring files.
     restored: Option<disk::Restored>,
 }
 
