@@ -115,6 +115,8 @@ impl PingerTask {
     /// An async block that uses `self` and `prober` where they were captured, rather than an
     /// async fn that moves them into locals: the generator keeps an argument's slot beside
     /// the local it was moved to, and every target has one of these tasks for its life.
+    // Not an async fn, on purpose (above): clippy's rewrite would bring the copies back.
+    #[allow(clippy::manual_async_fn)]
     pub fn run<P: Prober>(self, mut prober: P) -> impl Future<Output = ()> + Send {
         async move {
             let PingerTask {
