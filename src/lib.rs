@@ -29,10 +29,12 @@
 //! - [`http_client`]: one small HTTP/1.1 client.
 //! - [`types`]: ids, names, alert classes and the daemon's notion of time.
 //! - [`jitter`]: a small random source for backoff jitter.
+//! - [`allocator`]: glibc malloc's settings, set once at start.
 
 pub use tunnelkeeper_core::{config, health, history, jitter, reload, tunnel_log, types};
 
 pub mod alert;
+pub mod allocator;
 pub mod aws;
 pub mod cli;
 pub mod clock;

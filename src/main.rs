@@ -116,7 +116,10 @@ fn main() -> ExitCode {
 const EXIT_PANIC: i32 = 70;
 
 fn run(args: RunArgs) -> ExitCode {
+    // Before any thread starts: glibc reads its arena limit as threads first allocate.
+    let malloc = tunnelkeeper::allocator::tune();
     init_logging(args.log_format);
+    info!(%malloc, "glibc malloc settings");
     // A task that panics would otherwise leave the daemon limping (a dead monitor behind a
     // frozen /health, a pinger that never reports): log it and exit, and let systemd or
     // ECS restart the process. The state file is saved after every change, so nothing

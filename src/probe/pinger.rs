@@ -111,124 +111,138 @@ pub fn splay(index: usize, count: usize, interval: Duration) -> Duration {
 
 impl PingerTask {
     /// Runs until cancelled or until the monitor is gone.
-    pub async fn run<P: Prober>(self, mut prober: P) {
-        let PingerTask {
-            route,
-            settings,
-            splay,
-            cancel,
-        } = self;
-        let mut seq: u16 = 0;
-        // `next` is the interval's schedule; `send_at` is `next` or a confirmation's time.
-        let mut next = Instant::now() + splay;
-        let mut send_at = next;
-        let mut timeouts_in_a_row: u32 = 0;
-        let mut reopen_at = REOPEN_AFTER;
-        let mut adaptive = AdaptiveTimeout::new(&settings);
-        let mut confirmer = Confirmer::new(&settings);
-        let mut reported: Option<TimeoutInForce> = None;
+    ///
+    /// An async block that uses `self` and `prober` where they were captured, rather than an
+    /// async fn that moves them into locals: the generator keeps an argument's slot beside
+    /// the local it was moved to, and every target has one of these tasks for its life.
+    // Not an async fn, on purpose (above): clippy's rewrite would bring the copies back.
+    #[allow(clippy::manual_async_fn)]
+    pub fn run<P: Prober>(self, mut prober: P) -> impl Future<Output = ()> + Send {
+        async move {
+            let PingerTask {
+                ref route,
+                ref settings,
+                splay,
+                ref cancel,
+            } = self;
+            let mut seq: u16 = 0;
+            // `next` is the interval's schedule; `send_at` is `next` or a confirmation's time.
+            let mut next = Instant::now() + splay;
+            let mut send_at = next;
+            let mut timeouts_in_a_row: u32 = 0;
+            let mut reopen_at = REOPEN_AFTER;
+            let mut adaptive = AdaptiveTimeout::new(settings);
+            let mut confirmer = Confirmer::new(settings);
+            let mut reported: Option<TimeoutInForce> = None;
 
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(send_at) => {}
-            }
-            let sent = Instant::now();
-            let send_delay = sent.saturating_duration_since(send_at);
-            let in_force = adaptive.in_force();
-            let echo = tokio::select! {
-                _ = cancel.cancelled() => return,
-                echo = prober.probe(seq, in_force.timeout) => echo,
-            };
-            let target = route.borrow().target;
-            let mut messages = Vec::with_capacity(2);
-            if worth_reporting(reported, in_force) {
-                messages.push(Observation::TimeoutInForce {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(send_at) => {}
+                }
+                let sent = Instant::now();
+                let send_delay = sent.saturating_duration_since(send_at);
+                let in_force = adaptive.in_force();
+                // Boxed: the probe's future lives only while a request is out, and inline it
+                // would make every pinger's task (one per target, asleep most of the time)
+                // hundreds of bytes larger for its whole life.
+                let probe = Box::pin(prober.probe(seq, in_force.timeout));
+                let echo = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    echo = probe => echo,
+                };
+                let target = route.borrow().target;
+                let mut messages = Vec::with_capacity(2);
+                if worth_reporting(reported, in_force) {
+                    messages.push(Observation::TimeoutInForce {
+                        target,
+                        timeout: in_force,
+                    });
+                    reported = Some(in_force);
+                }
+                for _ in 0..prober.late_replies() {
+                    debug!(target_id = target.0, "late reply to a timed-out request");
+                    messages.push(Observation::StrayReply { target });
+                }
+                let answered_late = take_late_answers(
+                    prober.late_answers(),
+                    settings,
+                    &mut adaptive,
                     target,
-                    timeout: in_force,
-                });
-                reported = Some(in_force);
-            }
-            for _ in 0..prober.late_replies() {
-                debug!(target_id = target.0, "late reply to a timed-out request");
-                messages.push(Observation::StrayReply { target });
-            }
-            let answered_late = take_late_answers(
-                prober.late_answers(),
-                &settings,
-                &mut adaptive,
-                target,
-                &mut messages,
-            );
-            let outcome = outcome_of(echo, seq, in_force.timeout, target, &mut messages);
-            trace!(target_id = target.0, seq, %outcome, "probe done");
-            let reply_rtt = match outcome {
-                ProbeOutcome::Reply { rtt } => Some(rtt),
-                ProbeOutcome::Timeout { .. }
-                | ProbeOutcome::IcmpError { .. }
-                | ProbeOutcome::SendFailed { .. } => None,
-            };
+                    &mut messages,
+                );
+                let outcome = outcome_of(echo, seq, in_force.timeout, target, &mut messages);
+                trace!(target_id = target.0, seq, %outcome, "probe done");
+                let reply_rtt = match outcome {
+                    ProbeOutcome::Reply { rtt } => Some(rtt),
+                    ProbeOutcome::Timeout { .. }
+                    | ProbeOutcome::IcmpError { .. }
+                    | ProbeOutcome::SendFailed { .. } => None,
+                };
 
-            if matches!(outcome, ProbeOutcome::Timeout { .. }) {
-                timeouts_in_a_row += 1;
-            } else {
-                timeouts_in_a_row = 0;
-                reopen_at = REOPEN_AFTER;
-            }
-            // Before the probe's outcome, so that the service is current when it is judged.
-            if let Some(answer) = prober.take_service_answer() {
-                messages.push(Observation::TcpService {
+                if matches!(outcome, ProbeOutcome::Timeout { .. }) {
+                    timeouts_in_a_row += 1;
+                } else {
+                    timeouts_in_a_row = 0;
+                    reopen_at = REOPEN_AFTER;
+                }
+                // Before the probe's outcome, so that the service is current when it is judged.
+                if let Some(answer) = prober.take_service_answer() {
+                    messages.push(Observation::TcpService {
+                        target,
+                        at: Instant::now(),
+                        answer,
+                    });
+                }
+                messages.push(Observation::Probe {
                     target,
+                    seq,
                     at: Instant::now(),
-                    answer,
+                    outcome,
+                    send_delay,
                 });
-            }
-            messages.push(Observation::Probe {
-                target,
-                seq,
-                at: Instant::now(),
-                outcome,
-                send_delay,
-            });
-            if timeouts_in_a_row >= reopen_at {
-                let result = prober.reopen().await;
-                if let Err(error) = &result {
-                    warn!(target_id = target.0, %error, "could not open a fresh ICMP socket");
+                if timeouts_in_a_row >= reopen_at {
+                    let result = prober.reopen().await;
+                    if let Err(error) = &result {
+                        warn!(target_id = target.0, %error, "could not open a fresh ICMP socket");
+                    }
+                    messages.push(Observation::SocketReopened {
+                        target,
+                        ok: result.is_ok(),
+                    });
+                    timeouts_in_a_row = 0;
+                    reopen_at = (reopen_at * 2).min(REOPEN_MAX);
                 }
-                messages.push(Observation::SocketReopened {
-                    target,
-                    ok: result.is_ok(),
-                });
-                timeouts_in_a_row = 0;
-                reopen_at = (reopen_at * 2).min(REOPEN_MAX);
-            }
 
-            if let Some(rtt) = reply_rtt {
-                adaptive.observe(rtt);
-            }
-
-            seq = seq.wrapping_add(1);
-            if !confirmer.confirming() {
-                next += settings.interval;
-                // A probe that ran its full timeout ends about when the next one is due
-                // (the timeout may equal the interval): that one goes out at once. Only a
-                // whole interval of lag skips sends, so the schedule never runs to catch up.
-                let now = Instant::now();
-                if now >= next + settings.interval {
-                    let behind = now - next;
-                    let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64;
-                    next += settings.interval * missed as u32;
-                    messages.push(Observation::ScheduleSlip { target, missed });
+                if let Some(rtt) = reply_rtt {
+                    adaptive.observe(rtt);
                 }
-            }
-            // A late reply to an earlier request shows the path alive: it ends a burst too.
-            let lost = reply_rtt.is_none() && !answered_late;
-            send_at = match confirmer.after_probe(lost, sent, in_force.timeout, next) {
-                NextSend::Confirm(at) => at,
-                NextSend::Scheduled => next,
-            };
-            if !send_all(&route, target, messages).await {
-                return;
+
+                seq = seq.wrapping_add(1);
+                if !confirmer.confirming() {
+                    next += settings.interval;
+                    // A probe that ran its full timeout ends about when the next one is due
+                    // (the timeout may equal the interval): that one goes out at once. Only a
+                    // whole interval of lag skips sends, so the schedule never runs to catch up.
+                    let now = Instant::now();
+                    if now >= next + settings.interval {
+                        let behind = now - next;
+                        let missed = (behind.as_nanos() / settings.interval.as_nanos()) as u64;
+                        next += settings.interval * missed as u32;
+                        messages.push(Observation::ScheduleSlip { target, missed });
+                    }
+                }
+                // A late reply to an earlier request shows the path alive: it ends a burst too.
+                let lost = reply_rtt.is_none() && !answered_late;
+                send_at = match confirmer.after_probe(lost, sent, in_force.timeout, next) {
+                    NextSend::Confirm(at) => at,
+                    NextSend::Scheduled => next,
+                };
+                // Boxed for the same reason as the probe: inline, the send's future (728
+                // bytes, a message and the channel's wait) would be the task's largest state.
+                if !Box::pin(send_all(route, target, messages)).await {
+                    return;
+                }
             }
         }
     }

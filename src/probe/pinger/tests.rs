@@ -474,3 +474,40 @@ fn splay_spreads_targets_over_the_interval() {
     distinct.dedup();
     assert_eq!(distinct.len(), 100);
 }
+
+/// A prober whose probe holds a buffer across its await, as a socket's future can.
+struct BulkyProber;
+
+impl Prober for BulkyProber {
+    async fn probe(&mut self, seq: u16, timeout: Duration) -> Echo {
+        let buffer = [seq as u8; 2048];
+        tokio::time::sleep(timeout).await;
+        Echo::Reply {
+            seq: u16::from(buffer[usize::from(seq) % 2048]),
+            rtt: timeout,
+        }
+    }
+    async fn reopen(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_pinger_task_stays_small_whatever_its_probe_holds() {
+    // Every target has one of these futures for the daemon's life: at 10,000 targets each
+    // of its bytes is 10 kB. The probe's and the send's futures live only while a request
+    // is out, so they are boxed rather than kept inline (the send's was 728 bytes).
+    let (observations, _rx) = mpsc::channel(1);
+    let (_route_tx, route) = watch::channel(PingerRoute {
+        target: TargetId(0),
+        observations,
+    });
+    let task = PingerTask {
+        route,
+        settings: settings(),
+        splay: Duration::ZERO,
+        cancel: CancellationToken::new(),
+    };
+    let size = std::mem::size_of_val(&task.run(BulkyProber));
+    assert!(size <= 720, "a pinger's future is {size} bytes");
+}

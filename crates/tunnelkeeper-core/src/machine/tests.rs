@@ -442,3 +442,26 @@ fn the_first_round_is_said_once_every_target_reported() {
     let later: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
     assert_eq!(later.iter().filter(|e| **e == Event::FirstRound).count(), 1);
 }
+
+#[test]
+fn the_event_queue_gives_back_a_bursts_room_once_drained() {
+    // The first round at many targets changes every target's verdict in one evaluation.
+    let targets: Vec<String> = (1..=400)
+        .map(|i| format!("\"10.0.{}.{}\"", i / 200, i % 200 + 1))
+        .collect();
+    let text = format!(
+        "[probe]\nup_after = 1\n[[vpn]]\nname = \"dc\"\n  [[vpn.tunnel]]\n  name = \"dc-a\"\n  targets = [{}]\n",
+        targets.join(", ")
+    );
+    let mut core = core(&text);
+    for i in 0..targets.len() {
+        probe(&mut core, TargetId(i), true, t(1));
+    }
+    let drained = std::iter::from_fn(|| core.poll_event()).count();
+    assert!(drained >= targets.len(), "{drained} events");
+    assert!(
+        core.events.capacity() <= IDLE_EVENT_CAPACITY,
+        "{} slots kept",
+        core.events.capacity()
+    );
+}

@@ -88,6 +88,11 @@ impl TargetStats {
         };
         if self.recent.len() == WINDOW {
             self.recent.pop_front();
+        } else if self.recent.capacity() == 0 {
+            // The window fills within WINDOW probes and stays full: its exact size at once,
+            // not the 128 slots that growing by doubling ends at (and the freed smaller
+            // buffers on the way), one per target.
+            self.recent.reserve_exact(WINDOW);
         }
         self.recent.push_back(sample);
     }
@@ -177,6 +182,17 @@ mod tests {
         assert_eq!(s.rtt_p50_seconds, Some(500e-6));
         assert_eq!(s.rtt_p99_seconds, Some(990e-6));
         assert_eq!(s.rtt_last_seconds, Some(1000e-6));
+    }
+
+    #[test]
+    fn the_window_holds_no_more_room_than_its_probes() {
+        let mut stats = TargetStats::default();
+        for i in 0..3 * WINDOW as u64 {
+            stats.record(&reply(i));
+        }
+        assert_eq!(stats.summary().recent_probes, WINDOW);
+        // VecDeque may round up, but not to the next power of two as doubling does.
+        assert!(stats.recent.capacity() < 128, "{}", stats.recent.capacity());
     }
 
     #[test]
