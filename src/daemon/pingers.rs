@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
@@ -15,7 +15,7 @@ use tracing::{error, warn};
 use crate::config::{Config, ProbeSettings};
 use crate::messages::Observation;
 use crate::probe::icmp::IcmpSockets;
-use crate::probe::pinger::{splay, PingerRoute, PingerTask};
+use crate::probe::pinger::{splay, PingerRoute, PingerTask, RouteCell};
 use crate::probe::tcp::TcpProber;
 
 /// What makes a pinger reusable: where it pings and how.
@@ -28,7 +28,7 @@ struct PingerKey {
 }
 
 struct Running {
-    route: watch::Sender<PingerRoute>,
+    route: RouteCell,
     cancel: CancellationToken,
 }
 
@@ -110,14 +110,14 @@ impl PingerPool {
                 observations: observations.clone(),
             };
             if let Some(r) = self.running.get(&key) {
-                r.route.send_replace(route);
+                r.route.replace(route);
                 changes.kept += 1;
                 continue;
             }
-            let (route_tx, route_rx) = watch::channel(route);
+            let route_cell = RouteCell::new(route);
             let cancel = self.root.child_token();
             let task = PingerTask {
-                route: route_rx,
+                route: route_cell.clone(),
                 settings: key.settings,
                 splay: splay(index, count, key.settings.interval),
                 cancel: cancel.clone(),
@@ -144,7 +144,7 @@ impl PingerPool {
             self.running.insert(
                 key,
                 Running {
-                    route: route_tx,
+                    route: route_cell,
                     cancel,
                 },
             );

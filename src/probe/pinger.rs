@@ -4,9 +4,10 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
@@ -84,9 +85,37 @@ pub struct PingerRoute {
     pub observations: mpsc::Sender<Observation>,
 }
 
+/// A pinger's route, shared with the pool that re-points it on a reload and read by the
+/// pinger after each probe. A mutex, not a `watch` channel: nobody waits for a change, and
+/// the channel's eight `Notify`s were 360 bytes a target.
+#[derive(Clone, Debug)]
+pub struct RouteCell(Arc<Mutex<PingerRoute>>);
+
+impl RouteCell {
+    /// Holds `route`.
+    pub fn new(route: PingerRoute) -> Self {
+        RouteCell(Arc::new(Mutex::new(route)))
+    }
+
+    /// Returns the route now.
+    pub fn get(&self) -> PingerRoute {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Returns the target the route points at now.
+    pub fn target(&self) -> TargetId {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).target
+    }
+
+    /// Re-points the route.
+    pub fn replace(&self, route: PingerRoute) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = route;
+    }
+}
+
 /// Everything a pinger task needs besides its prober.
 pub struct PingerTask {
-    pub route: watch::Receiver<PingerRoute>,
+    pub route: RouteCell,
     pub settings: ProbeSettings,
     /// Delay before the first probe, so that targets spread over the interval.
     pub splay: Duration,
@@ -151,7 +180,7 @@ impl PingerTask {
                     _ = cancel.cancelled() => return,
                     echo = probe => echo,
                 };
-                let target = route.borrow().target;
+                let target = route.target();
                 let mut messages = Vec::with_capacity(2);
                 if worth_reporting(reported, in_force) {
                     messages.push(Observation::TimeoutInForce {
@@ -311,15 +340,11 @@ fn outcome_of(
 
 /// Sends a probe's messages to the monitor its route points at now; returns false when no
 /// monitor takes them any more (the pinger then ends).
-async fn send_all(
-    route: &watch::Receiver<PingerRoute>,
-    target: TargetId,
-    mut messages: Vec<Observation>,
-) -> bool {
-    let (routed_to, mut observations) = {
-        let r = route.borrow();
-        (r.target, r.observations.clone())
-    };
+async fn send_all(route: &RouteCell, target: TargetId, mut messages: Vec<Observation>) -> bool {
+    let PingerRoute {
+        target: routed_to,
+        mut observations,
+    } = route.get();
     if routed_to != target {
         // Re-pointed mid-probe: the result belongs to the new config's id.
         for m in &mut messages {
@@ -331,7 +356,7 @@ async fn send_all(
         while let Some(m) = message.take() {
             if let Err(failed) = observations.send(m).await {
                 // The monitor went: a reload may have re-pointed this pinger already.
-                let next = route.borrow().observations.clone();
+                let next = route.get().observations;
                 if next.same_channel(&observations) {
                     return false;
                 }

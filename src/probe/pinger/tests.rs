@@ -76,7 +76,7 @@ fn reply(seq: u16) -> Echo {
 async fn run(prober: FakeProber, probes: usize) -> Vec<Observation> {
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
-    let (_route_tx, route) = watch::channel(PingerRoute {
+    let (_route_tx, route) = route_channel(PingerRoute {
         target: TargetId(0),
         observations: tx,
     });
@@ -113,7 +113,7 @@ fn outcomes(seen: &[Observation]) -> Vec<(u16, &'static str)> {
 #[tokio::test(start_paused = true)]
 async fn a_repointed_pinger_goes_on_with_its_sequence_at_the_new_monitor() {
     let (old_tx, mut old_rx) = mpsc::channel(64);
-    let (route_tx, route) = watch::channel(PingerRoute {
+    let (route_tx, route) = route_channel(PingerRoute {
         target: TargetId(3),
         observations: old_tx,
     });
@@ -139,7 +139,7 @@ async fn a_repointed_pinger_goes_on_with_its_sequence_at_the_new_monitor() {
     ));
     // A reload: the target is now the config's eighth, and a new monitor listens.
     let (new_tx, mut new_rx) = mpsc::channel(64);
-    route_tx.send_replace(PingerRoute {
+    route_tx.replace(PingerRoute {
         target: TargetId(7),
         observations: new_tx,
     });
@@ -279,7 +279,7 @@ async fn timeouts_as_long_as_the_interval_keep_the_schedule() {
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let start = Instant::now();
-    let (_route_tx, route) = watch::channel(PingerRoute {
+    let (_route_tx, route) = route_channel(PingerRoute {
         target: TargetId(0),
         observations: tx,
     });
@@ -384,7 +384,7 @@ async fn a_blackhole_is_confirmed_by_a_burst_at_the_adaptive_timeout() {
 async fn a_fixed_timeout_without_fast_confirm_keeps_the_old_schedule() {
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
-    let (_route_tx, route) = watch::channel(PingerRoute {
+    let (_route_tx, route) = route_channel(PingerRoute {
         target: TargetId(0),
         observations: tx,
     });
@@ -498,7 +498,7 @@ fn a_pinger_task_stays_small_whatever_its_probe_holds() {
     // of its bytes is 10 kB. The probe's and the send's futures live only while a request
     // is out, so they are boxed rather than kept inline (the send's was 728 bytes).
     let (observations, _rx) = mpsc::channel(1);
-    let (_route_tx, route) = watch::channel(PingerRoute {
+    let (_route_tx, route) = route_channel(PingerRoute {
         target: TargetId(0),
         observations,
     });
@@ -510,4 +510,10 @@ fn a_pinger_task_stays_small_whatever_its_probe_holds() {
     };
     let size = std::mem::size_of_val(&task.run(BulkyProber));
     assert!(size <= 720, "a pinger's future is {size} bytes");
+}
+
+/// A route and the pool's handle on it.
+fn route_channel(route: PingerRoute) -> (RouteCell, RouteCell) {
+    let cell = RouteCell::new(route);
+    (cell.clone(), cell)
 }
