@@ -150,9 +150,12 @@ impl RingStore {
             last_written: None,
             minutes_last_hour: 0,
         };
+        let old_file = dir.join(OLD_FILE_NAME);
+        let mut carried = false;
         if old.is_none() && start {
-            if let Some((adopted, dropped)) = store.carry_over(&dir.join(OLD_FILE_NAME))? {
+            if let Some((adopted, dropped)) = store.carry_over(&old_file)? {
                 (opened.series_adopted, opened.series_dropped) = (adopted, dropped);
+                carried = true;
             }
         }
         opened.last_written = store.last_written(now_minute);
@@ -162,6 +165,10 @@ impl RingStore {
             _ => table.add_not_running(1, 0, now_minute), // only forgets old spans
         }
         write_aside_and_rename(&table_path, &table.encode())?;
+        if carried {
+            // Only now: the table that says what the rings' columns hold is on disk.
+            fs::remove_file(&old_file)?;
+        }
         store.table = table;
         Ok((store, opened))
     }
@@ -327,8 +334,9 @@ impl RingStore {
     }
 
     /// Writes the minutes and windows of `history.bin` (the build before's snapshot) into
-    /// the new rings, the quarter-hour ring consolidated from the windows, and removes it;
-    /// returns the series adopted and dropped. One that cannot be read is set aside.
+    /// the new rings, the quarter-hour ring consolidated from the windows (the caller
+    /// removes it once the table is written); returns the series adopted and dropped. One
+    /// that cannot be read is set aside.
     fn carry_over(&self, path: &Path) -> io::Result<Option<(usize, usize)>> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
@@ -382,7 +390,6 @@ impl RingStore {
             )?;
         }
         self.sync(&Ring::ALL)?;
-        fs::remove_file(path)?;
         info!(path = %path.display(), series_adopted = adopted, minutes = minutes.len(), "the history of the build before was carried over into the ring files");
         Ok(Some((adopted, saved.series.len() - adopted)))
     }
