@@ -346,6 +346,19 @@ mod tests {
     }
 
     #[test]
+    fn the_weeks_labels_carry_their_date() {
+        // 672 quarter hours from 2026-12-01 00:00 UTC (minute 29,934,720).
+        let first = 29_934_720;
+        let points: Vec<MinuteSummary> = (0..672)
+            .map(|i| point(first + 15 * i, 1_000, 2_000, 3_000, 60, 0))
+            .collect();
+        let svg = render(&points, Range::Week, "dc-a");
+        assert!(svg.contains(">12-01 00:00</text>"), "{svg}");
+        assert!(svg.contains(">12-02 18:00</text>"), "{svg}");
+        assert!(svg.contains("last 7 days, per 15 minutes"));
+    }
+
+    #[test]
     fn the_title_is_escaped() {
         let svg = render(&[], Range::SixHours, "<script>x</script>");
         assert!(!svg.contains("<script>"));
