@@ -384,13 +384,19 @@ impl AwsDouble {
     }
 
     /// Has EC2 report connection `id` with two tunnels (outside IPs 52.2.144.13 and
-    /// .14) in the given states (`UP`/`DOWN`; DOWN says "IPSEC IS DOWN").
+    /// .14) in the given states (`UP`/`DOWN`; DOWN says "IPSEC IS DOWN"), both last
+    /// changed at 2026-11-01T08:00:00Z.
     pub fn set_tunnels(&self, id: &str, a: &str, b: &str) {
+        self.set_tunnels_changed_at(id, a, b, "2026-11-01T08:00:00.000Z");
+    }
+
+    /// As [`AwsDouble::set_tunnels`], with both tunnels' LastStatusChange at `changed`.
+    pub fn set_tunnels_changed_at(&self, id: &str, a: &str, b: &str, changed: &str) {
         let tunnel = |ip: &str, status: &str| {
             serde_json::json!({
                 "outside_ip": ip, "status": status,
                 "status_message": if status == "DOWN" { "IPSEC IS DOWN" } else { "" },
-                "last_status_change": "2026-11-01T08:00:00.000Z", "accepted_route_count": 2,
+                "last_status_change": changed, "accepted_route_count": 2,
                 "startup_action": "start", "dpd_timeout_action": "restart",
             })
         };
