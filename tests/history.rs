@@ -9,9 +9,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{write_temp, Daemon};
+use common::{minute_now, wait_past_minute, write_temp, Daemon};
 use serde_json::Value;
 use tunnelkeeper::history::ring::{Ring, TABLE_FILE_NAME};
 use tunnelkeeper::history::{decode, encode, MinuteSummary};
@@ -25,14 +25,6 @@ fn start_default(state: &Path) -> Daemon {
         &["run", "--state-dir", state.to_str().unwrap()],
         &[SAVE_EVERY_SECOND],
     )
-}
-
-fn minute_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60
 }
 
 fn status(daemon: &Daemon) -> Value {
@@ -53,10 +45,7 @@ fn minutes_recorded_before_a_kill_are_shown_after_the_restart() {
         "nothing to read at the first start"
     );
     // A minute closes once the next one has a probe; the save after it keeps it.
-    let first = minute_now();
-    while minute_now() == first {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_past_minute(minute_now());
     std::thread::sleep(Duration::from_secs(3));
     daemon.stop("KILL", Duration::from_secs(5));
     for name in [TABLE_FILE_NAME, Ring::Minutes.file_name()] {

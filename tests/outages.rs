@@ -9,7 +9,7 @@ mod ec2_daemon;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{aws_env, write_temp, AwsDouble, Daemon, VPN_ID};
+use common::{aws_env, minute_now, wait_past_minute, write_temp, AwsDouble, Daemon, VPN_ID};
 use serde_json::Value;
 
 const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/outages.schema.json");
@@ -148,10 +148,7 @@ fn an_outage_is_recorded_served_and_kept_across_a_restart() {
     // A restart reads the log back, and the outage's minutes: once the minute it ended in
     // has closed, the bundle after the restart reads from the ring files what the one
     // before read (partly from memory). The minute still open at the stop is not kept.
-    let ended = minute_now();
-    while minute_now() == ended {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_past_minute(minute_now());
     let open = minute_start(minute_now());
     let before = rows_before(&bundle_of(&daemon, &id), &open);
     assert!(daemon.stop("TERM", Duration::from_secs(10)).success());
@@ -165,14 +162,6 @@ fn an_outage_is_recorded_served_and_kept_across_a_restart() {
     assert_eq!(restored, before, "dc-a's minutes before {open}");
     let (_, target) = daemon.get("/target/127.0.1.1");
     assert!(target.contains(&format!("/outages/{id}")), "{target}");
-}
-
-fn minute_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60
 }
 
 /// The newest `at` of a bundle's CSV rows.

@@ -223,6 +223,22 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// The system clock's minute (seconds since the epoch / 60), as the history numbers them.
+pub fn minute_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+/// Sleeps until the system clock's minute is past `minute`.
+pub fn wait_past_minute(minute: u64) {
+    while minute_now() <= minute {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Returns a fresh, empty temporary directory.
 pub fn temp_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
